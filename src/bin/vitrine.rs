@@ -1,0 +1,331 @@
+//! vitrine's command line: classify images, time the forward pass.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use burn::tensor::{Distribution, Tensor};
+use image::{DynamicImage, ImageDecoder, ImageReader};
+use serde_json::json;
+use vitrine::backend::{self, BackendKind, now_ms};
+use vitrine::explain::{self, HeadChoice};
+use vitrine::{Checkpoint, Classifier, VitConfig, preprocess};
+
+const USAGE: &str = "\
+usage:
+  vitrine classify IMAGE... --model PATH [--top K] [--json] [--overlay OUT.png]
+                   [--layer L] [--head H|mean] [--backend cpu|wgpu]
+  vitrine bench [--backend cpu|wgpu] [--arch NAME | --model PATH] [--runs N] [--warmup N] [--json]
+
+PATH is a .safetensors file or a directory with model.safetensors, config.json
+and optionally preprocessor_config.json (timm or transformers layout).
+--layer counts from 0 (default: the last layer); --head picks one head or the mean (default).";
+
+/// Minimal flag parser: `--name value` pairs, `--flag` switches, positionals.
+struct Args {
+    positional: Vec<String>,
+    options: Vec<(String, Option<String>)>,
+}
+
+impl Args {
+    fn parse(raw: &[String], switches: &[&str], valued: &[&str]) -> Result<Self, String> {
+        let mut positional = Vec::new();
+        let mut options = Vec::new();
+        let mut it = raw.iter();
+        while let Some(a) = it.next() {
+            if let Some(name) = a.strip_prefix("--") {
+                if switches.contains(&name) {
+                    options.push((name.to_string(), None));
+                } else if valued.contains(&name) {
+                    let v = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
+                    options.push((name.to_string(), Some(v.clone())));
+                } else {
+                    return Err(format!("unknown option --{name}"));
+                }
+            } else {
+                positional.push(a.clone());
+            }
+        }
+        Ok(Self {
+            positional,
+            options,
+        })
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.options.iter().any(|(n, _)| n == name)
+    }
+
+    fn value(&self, name: &str) -> Option<&str> {
+        self.options
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
+
+    fn number(&self, name: &str, default: usize) -> Result<usize, String> {
+        self.value(name).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| format!("--{name} must be a non-negative integer, got `{v}`"))
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let result = match raw.first().map(String::as_str) {
+        Some("classify") => classify(&raw[1..]),
+        Some("bench") => bench(&raw[1..]),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => Err(format!("expected a command\n{USAGE}")),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn pick_backend(args: &Args) -> Result<(BackendKind, burn::tensor::Device), String> {
+    let name = args.value("backend").unwrap_or("cpu");
+    let kind = BackendKind::parse(name)
+        .ok_or_else(|| format!("--backend must be cpu or wgpu, got `{name}`"))?;
+    Ok((kind, backend::device(kind)?))
+}
+
+/// Decodes an image file upright (EXIF orientation applied) as RGBA.
+fn load_image(path: &Path) -> Result<image::RgbaImage, String> {
+    let reader = ImageReader::open(path)
+        .map_err(|e| e.to_string())?
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    if reader.format().is_none() {
+        return Err("not an image in a supported format (PNG, JPEG, GIF, BMP, WebP)".into());
+    }
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| format!("cannot decode: {e}"))?;
+    let orientation = decoder
+        .orientation()
+        .map_err(|e| format!("cannot decode: {e}"))?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
+    img.apply_orientation(orientation);
+    Ok(img.to_rgba8())
+}
+
+/// `classify --json`: one object per image (serialised directly so f32 values stay short).
+#[derive(serde::Serialize)]
+struct ImageJson<'a> {
+    image: &'a str,
+    top: Vec<TopJson<'a>>,
+    logits: &'a [f32],
+    attention: AttentionJson,
+    timings_ms: vitrine::Timings,
+}
+
+#[derive(serde::Serialize)]
+struct TopJson<'a> {
+    index: usize,
+    label: &'a str,
+    probability: f32,
+}
+
+#[derive(serde::Serialize)]
+struct AttentionJson {
+    layers: usize,
+    heads: usize,
+    /// [rows, cols]
+    grid: [usize; 2],
+    /// [L][H][N]
+    cls: Vec<Vec<Vec<f32>>>,
+}
+
+fn overlay_path(out: &str, image: &str, many: bool) -> PathBuf {
+    let out = PathBuf::from(out);
+    if !many {
+        return out;
+    }
+    let stem = Path::new(image)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("image");
+    let base = out
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("overlay");
+    out.with_file_name(format!("{base}-{stem}.png"))
+}
+
+fn classify(raw: &[String]) -> Result<ExitCode, String> {
+    let args = Args::parse(
+        raw,
+        &["json"],
+        &["model", "top", "overlay", "layer", "head", "backend"],
+    )?;
+    if args.positional.is_empty() {
+        return Err(format!("classify needs at least one image\n{USAGE}"));
+    }
+    let model_path = args.value("model").ok_or("classify needs --model PATH")?;
+    let top = args.number("top", 5)?;
+    let (_, device) = pick_backend(&args)?;
+    let checkpoint = Checkpoint::from_path(Path::new(model_path))
+        .map_err(|e| format!("cannot load model {model_path}: {e}"))?;
+    let classifier = Classifier::new(&checkpoint, device);
+    let c = &classifier.config;
+    for note in &classifier.notes {
+        eprintln!("note: {note}");
+    }
+    let layer = match args.value("layer") {
+        None => c.depth - 1,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|&l| l < c.depth)
+            .ok_or_else(|| format!("--layer must be 0..{}, got `{v}`", c.depth - 1))?,
+    };
+    let head = match args.value("head") {
+        None | Some("mean") => HeadChoice::Mean,
+        Some(v) => HeadChoice::Head(
+            v.parse::<usize>()
+                .ok()
+                .filter(|&h| h < c.num_heads)
+                .ok_or_else(|| {
+                    format!("--head must be `mean` or 0..{}, got `{v}`", c.num_heads - 1)
+                })?,
+        ),
+    };
+
+    let mut failed = false;
+    let many = args.positional.len() > 1;
+    for path in &args.positional {
+        let outcome = load_image(Path::new(path)).and_then(|img| {
+            let pred = classifier
+                .classify_blocking(img.as_raw(), img.width(), img.height(), None)
+                .map_err(|e| e.to_string())?;
+            Ok((img, pred))
+        });
+        let (img, pred) = match outcome {
+            Ok(r) => r,
+            Err(e) => {
+                failed = true;
+                if args.flag("json") {
+                    println!("{}", json!({ "image": path, "error": e }));
+                } else {
+                    eprintln!("error: {path}: {e}");
+                }
+                continue;
+            }
+        };
+        let best = pred.top(top);
+        if args.flag("json") {
+            let a = &pred.attention;
+            let top = best.iter().map(|&(index, probability)| TopJson {
+                index,
+                label: &classifier.labels[index],
+                probability,
+            });
+            let obj = ImageJson {
+                image: path,
+                top: top.collect(),
+                logits: &pred.logits,
+                attention: AttentionJson {
+                    layers: a.layers,
+                    heads: a.heads,
+                    grid: a.grid,
+                    cls: a.nested(),
+                },
+                timings_ms: pred.timings,
+            };
+            println!("{}", serde_json::to_string(&obj).expect("serialisable"));
+        } else {
+            println!("{path}");
+            for (rank, &(i, p)) in best.iter().enumerate() {
+                println!(
+                    "  {}. {:<30} {:6.2}%",
+                    rank + 1,
+                    classifier.labels[i],
+                    p * 100.0
+                );
+            }
+        }
+        if let Some(out) = args.value("overlay") {
+            let view = preprocess::view_box(img.width(), img.height(), &classifier.preprocess);
+            let map = pred.attention.map(layer, head);
+            let picture = explain::overlay(&img, &map, pred.attention.grid, view, 0.6);
+            let dest = overlay_path(out, path, many);
+            picture
+                .save(&dest)
+                .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+            if !args.flag("json") {
+                eprintln!(
+                    "overlay (layer {layer}, {head:?}) written to {}",
+                    dest.display()
+                );
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn bench(raw: &[String]) -> Result<ExitCode, String> {
+    let args = Args::parse(
+        raw,
+        &["json"],
+        &["backend", "arch", "model", "runs", "warmup"],
+    )?;
+    let runs = args.number("runs", 30)?.max(1);
+    let warmup = args.number("warmup", 5)?;
+    let (kind, device) = pick_backend(&args)?;
+    let (name, model, config) = match args.value("model") {
+        Some(path) => {
+            let ck = Checkpoint::from_path(Path::new(path))
+                .map_err(|e| format!("cannot load model {path}: {e}"))?;
+            (path.to_string(), ck.build(&device), ck.config)
+        }
+        None => {
+            let arch = args.value("arch").unwrap_or("vit_tiny_patch16_224");
+            let config =
+                VitConfig::preset(arch).ok_or_else(|| format!("unknown architecture `{arch}`"))?;
+            (arch.to_string(), config.init(&device), config)
+        }
+    };
+    let [h, w] = config.img_size;
+    let input = Tensor::<4>::random(
+        [1, config.in_chans, h, w],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let mut times = Vec::with_capacity(runs);
+    for i in 0..warmup + runs {
+        let t0 = now_ms();
+        let logits = model.forward(input.clone());
+        let _ = logits.into_data();
+        if i >= warmup {
+            times.push(now_ms() - t0);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let p90 = times[((times.len() as f64 * 0.9).ceil() as usize).saturating_sub(1)];
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if args.flag("json") {
+        println!(
+            "{}",
+            json!({"model": name, "backend": kind.name(), "runs": runs, "median_ms": median, "p90_ms": p90,
+                   "min_ms": times[0], "threads": threads})
+        );
+    } else {
+        println!(
+            "{name} on {} (batch 1, {runs} runs after {warmup} warm-up, {threads} threads): median {median:.2} ms, p90 {p90:.2} ms, min {:.2} ms",
+            kind.name(),
+            times[0]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,194 @@
+//! A loaded model ready to classify: preprocessing, the forward pass, and one
+//! read-back of the small results (logits and CLS attention), shared by the
+//! CLI, the tests and the browser.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::backend::now_ms;
+use crate::checkpoint::Checkpoint;
+use crate::explain::AttentionMaps;
+use crate::model::{VisionTransformer, VitConfig};
+use crate::preprocess::{PreprocessConfig, PreprocessError, preprocess};
+
+/// A model on a device, with what it needs to interpret images and outputs.
+pub struct Classifier {
+    pub config: VitConfig,
+    pub preprocess: PreprocessConfig,
+    pub labels: Vec<String>,
+    /// What the loader assumed (shown to the user).
+    pub notes: Vec<String>,
+    model: VisionTransformer,
+    device: Device,
+}
+
+/// Time spent in each step, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Timings {
+    pub preprocess: f64,
+    pub forward: f64,
+    pub readback: f64,
+}
+
+/// One image's result, on the host.
+#[derive(Clone, Debug)]
+pub struct Prediction {
+    /// [classes]
+    pub logits: Vec<f32>,
+    /// softmax of the logits.
+    pub probabilities: Vec<f32>,
+    /// CLS attention of every head of every layer.
+    pub attention: AttentionMaps,
+    /// The full [H, N+1, N+1] attention of the requested layer.
+    pub layer_attention: Option<Vec<f32>>,
+    pub timings: Timings,
+}
+
+impl Prediction {
+    /// The `k` most probable classes as (index, probability), best first.
+    pub fn top(&self, k: usize) -> Vec<(usize, f32)> {
+        top_k(&self.probabilities, k)
+    }
+}
+
+/// Indices and values of the `k` largest values, largest first (ties: lower index first).
+pub fn top_k(values: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut idx: Vec<usize> = (0..values.len()).collect();
+    idx.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    idx.into_iter().take(k).map(|i| (i, values[i])).collect()
+}
+
+/// Numerically stable softmax.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+impl Classifier {
+    /// Uploads a checked checkpoint to `device`.
+    pub fn new(checkpoint: &Checkpoint, device: Device) -> Self {
+        Self {
+            config: checkpoint.config.clone(),
+            preprocess: checkpoint.preprocess.clone(),
+            labels: checkpoint.labels.clone(),
+            notes: checkpoint.notes.clone(),
+            model: checkpoint.build(&device),
+            device,
+        }
+    }
+
+    /// The model itself (for walk-throughs and benchmarks).
+    pub fn model(&self) -> &VisionTransformer {
+        &self.model
+    }
+
+    /// The device the model lives on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Classifies RGBA pixels (`width × height × 4` bytes).
+    pub async fn classify(
+        &self,
+        rgba: &[u8],
+        width: u32,
+        height: u32,
+        keep_layer: Option<usize>,
+    ) -> Result<Prediction, PreprocessError> {
+        let t0 = now_ms();
+        let input = preprocess(rgba, width, height, &self.preprocess)?;
+        let preprocess_ms = now_ms() - t0;
+        let mut prediction = self.classify_input(&input, keep_layer).await;
+        prediction.timings.preprocess = preprocess_ms;
+        Ok(prediction)
+    }
+
+    /// Classifies an already preprocessed input, [C, H, W] row-major.
+    ///
+    /// Panics if `input` has the wrong length or `keep_layer` is out of range:
+    /// callers get inputs from [`preprocess`] and layers from the config.
+    pub async fn classify_input(&self, input: &[f32], keep_layer: Option<usize>) -> Prediction {
+        let c = &self.config;
+        let [h, w] = c.img_size;
+        assert_eq!(input.len(), c.in_chans * h * w, "input length");
+        assert!(keep_layer.is_none_or(|l| l < c.depth), "layer out of range");
+
+        let t0 = now_ms();
+        let x = Tensor::<4>::from_data(
+            TensorData::new(input.to_vec(), [1, c.in_chans, h, w]),
+            &self.device,
+        );
+        let out = self.model.forward_with_attention(x, keep_layer);
+        // One read-back: logits, CLS attention and the optional layer, flattened together.
+        let mut parts = vec![out.logits.reshape([-1]), out.cls_attention.reshape([-1])];
+        parts.extend(out.layer_attention.map(|a| a.reshape([-1])));
+        let flat = Tensor::cat(parts, 0);
+        // Backends queue work lazily; forward time is what it takes to be ready to read.
+        let _ = self.device.sync();
+        let t1 = now_ms();
+        let data = flat
+            .into_data_async()
+            .await
+            .expect("read-back of model outputs")
+            .try_into_vec::<f32>()
+            .expect("f32 outputs");
+        let t2 = now_ms();
+
+        let classes = c.num_classes;
+        let n = c.num_patches();
+        let cls_len = c.depth * c.num_heads * n;
+        let logits = data[..classes].to_vec();
+        let cls = data[classes..classes + cls_len].to_vec();
+        let layer_attention = keep_layer.map(|_| data[classes + cls_len..].to_vec());
+        Prediction {
+            probabilities: softmax(&logits),
+            logits,
+            attention: AttentionMaps {
+                layers: c.depth,
+                heads: c.num_heads,
+                grid: c.grid(),
+                cls,
+            },
+            layer_attention,
+            timings: Timings {
+                preprocess: 0.0,
+                forward: t1 - t0,
+                readback: t2 - t1,
+            },
+        }
+    }
+
+    /// Native convenience: [`Classifier::classify`] run to completion.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn classify_blocking(
+        &self,
+        rgba: &[u8],
+        width: u32,
+        height: u32,
+        keep_layer: Option<usize>,
+    ) -> Result<Prediction, PreprocessError> {
+        pollster::block_on(self.classify(rgba, width, height, keep_layer))
+    }
+
+    /// Native convenience: [`Classifier::classify_input`] run to completion.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn classify_input_blocking(&self, input: &[f32], keep_layer: Option<usize>) -> Prediction {
+        pollster::block_on(self.classify_input(input, keep_layer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_and_softmax() {
+        let p = softmax(&[1.0, 3.0, 2.0, 3.0]);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert_eq!(
+            top_k(&p, 3).iter().map(|t| t.0).collect::<Vec<_>>(),
+            vec![1, 3, 2]
+        );
+    }
+}

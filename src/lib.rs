@@ -1,0 +1,24 @@
+//! vitrine: a Vision Transformer (Dosovitskiy et al., "An Image is Worth
+//! 16x16 Words") in Burn, with attention maps, that runs natively and in the
+//! browser on WebGPU.
+//!
+//! - [`model`]: the paper's outline — patch embedding, class token, position
+//!   embedding, pre-norm blocks whose attention returns its weights, head.
+//! - [`checkpoint`]: timm and transformers safetensors → model, typed errors.
+//! - [`preprocess`]: RGBA pixels → input tensor, per the checkpoint's config.
+//! - [`engine`]: a loaded model that classifies and reads back small results.
+//! - [`explain`]: attention maps as pictures.
+//! - [`backend`]: the one place that picks a device.
+
+pub mod backend;
+pub mod checkpoint;
+pub mod engine;
+pub mod explain;
+pub mod model;
+pub mod preprocess;
+pub mod safetensors;
+
+pub use checkpoint::{Checkpoint, CheckpointError, Layout};
+pub use engine::{Classifier, Prediction, Timings};
+pub use model::{VisionTransformer, VitConfig};
+pub use preprocess::PreprocessConfig;

@@ -1,0 +1,98 @@
+//! Multi-head self-attention (paper eq. 5–8; timm `Attention`):
+//! softmax(Q·Kᵀ/√d)·V per head, heads concatenated, then a linear projection.
+//!
+//! Unlike Burn's built-in layer, the probabilities are returned: the
+//! attention maps are what vitrine shows.
+
+use burn::module::Module;
+use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor};
+
+/// Attention with a fused query/key/value projection, as timm stores it.
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// D → 3D: queries, keys and values of all heads (timm: `attn.qkv`).
+    pub qkv: Linear,
+    /// D → D after the heads are concatenated (timm: `attn.proj`).
+    pub proj: Linear,
+    /// Number of heads.
+    pub num_heads: usize,
+}
+
+/// What attention produces: the mixed tokens and the probabilities that mixed them.
+pub struct AttentionOutput {
+    /// [B, T, D]
+    pub context: Tensor<3>,
+    /// [B, heads, T, T]; each row sums to 1.
+    pub weights: Tensor<4>,
+}
+
+impl Attention {
+    /// Random initialisation (timm: truncated normal, std 0.02).
+    pub fn init(embed_dim: usize, num_heads: usize, qkv_bias: bool, device: &Device) -> Self {
+        let init = Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        };
+        Self {
+            qkv: LinearConfig::new(embed_dim, 3 * embed_dim)
+                .with_bias(qkv_bias)
+                .with_initializer(init.clone())
+                .init(device),
+            proj: LinearConfig::new(embed_dim, embed_dim)
+                .with_initializer(init)
+                .init(device),
+            num_heads,
+        }
+    }
+
+    /// [B, T, D] → context [B, T, D] and weights [B, heads, T, T].
+    pub fn forward(&self, x: Tensor<3>) -> AttentionOutput {
+        let [b, t, d] = x.dims();
+        let h = self.num_heads;
+        let hd = d / h;
+        let qkv = self
+            .qkv
+            .forward(x) // [B, T, 3D]
+            .reshape([b, t, 3, h, hd])
+            .permute([2, 0, 3, 1, 4]); // [3, B, H, T, hd]
+        let mut qkv = qkv.chunk(3, 0).into_iter().map(|m| m.squeeze_dim::<4>(0));
+        let (q, k, v) = (
+            qkv.next().unwrap(),
+            qkv.next().unwrap(),
+            qkv.next().unwrap(),
+        );
+
+        let scale = (hd as f64).powf(-0.5);
+        let scores = q.mul_scalar(scale).matmul(k.swap_dims(2, 3)); // [B, H, T, T]
+        let weights = softmax(scores, 3);
+        let context = weights
+            .clone()
+            .matmul(v) // [B, H, T, hd]
+            .swap_dims(1, 2) // [B, T, H, hd]
+            .reshape([b, t, d]);
+        AttentionOutput {
+            context: self.proj.forward(context),
+            weights,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn shapes_and_rows_sum_to_one() {
+        let device = Device::flex();
+        let attn = Attention::init(24, 3, true, &device);
+        let x = Tensor::<3>::random([2, 5, 24], Distribution::Normal(0.0, 3.0), &device);
+        let out = attn.forward(x);
+        assert_eq!(out.context.dims(), [2, 5, 24]);
+        assert_eq!(out.weights.dims(), [2, 3, 5, 5]);
+        let sums: Vec<f32> = out.weights.sum_dim(3).into_data().try_to_vec().unwrap();
+        assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
+    }
+}

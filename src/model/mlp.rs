@@ -1,0 +1,40 @@
+//! The block's MLP (paper eq. 3): Linear → GELU → Linear (timm `Mlp`).
+
+use burn::module::Module;
+use burn::nn::{Gelu, Initializer, Linear, LinearConfig};
+use burn::tensor::{Device, Tensor};
+
+/// Two-layer perceptron with an exact (erf) GELU, as timm's `nn.GELU` and HF's `"gelu"`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// D → hidden (timm: `mlp.fc1`).
+    pub fc1: Linear,
+    /// The non-linearity.
+    pub act: Gelu,
+    /// hidden → D (timm: `mlp.fc2`).
+    pub fc2: Linear,
+}
+
+impl Mlp {
+    /// Random initialisation (timm: truncated normal, std 0.02).
+    pub fn init(embed_dim: usize, hidden: usize, device: &Device) -> Self {
+        let init = Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        };
+        Self {
+            fc1: LinearConfig::new(embed_dim, hidden)
+                .with_initializer(init.clone())
+                .init(device),
+            act: Gelu::new(),
+            fc2: LinearConfig::new(hidden, embed_dim)
+                .with_initializer(init)
+                .init(device),
+        }
+    }
+
+    /// [B, T, D] → [B, T, D].
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.fc2.forward(self.act.forward(self.fc1.forward(x)))
+    }
+}

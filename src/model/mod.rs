@@ -1,0 +1,15 @@
+//! The model, in the order of the paper's outline.
+
+pub mod attention;
+pub mod block;
+pub mod config;
+pub mod mlp;
+pub mod patch_embed;
+pub mod vit;
+
+pub use attention::{Attention, AttentionOutput};
+pub use block::Block;
+pub use config::VitConfig;
+pub use mlp::Mlp;
+pub use patch_embed::{PatchEmbed, patchify, unpatchify};
+pub use vit::{VisionTransformer, VitOutput};

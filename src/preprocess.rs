@@ -1,0 +1,417 @@
+//! RGBA pixels (as a browser canvas or an image decoder gives them) → the
+//! model's input, following the checkpoint's own preprocessing config.
+//!
+//! Mirrors timm's `transforms_imagenet_eval` (resize the shorter side to
+//! size/crop_pct, centre crop, `ToTensor`, `Normalize`) and transformers'
+//! `ViTImageProcessor` (resize to exactly height×width), which is the
+//! `squash` crop mode with `crop_pct = 1`. Resampling uses the `image` crate,
+//! whose filters widen when downscaling, as PIL's do.
+
+use std::fmt;
+
+use image::imageops::{self, FilterType};
+use image::{GrayImage, ImageBuffer, Pixel, RgbImage};
+use serde::{Deserialize, Serialize};
+
+/// Largest image accepted, in pixels (the browser scales bigger ones down first).
+pub const MAX_PIXELS: u64 = 64 * 1024 * 1024;
+
+/// Resampling filter, named as timm names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    Nearest,
+    Bilinear,
+    Bicubic,
+    Lanczos,
+}
+
+impl Interpolation {
+    /// Parses timm's names.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "nearest" => Some(Self::Nearest),
+            "bilinear" => Some(Self::Bilinear),
+            "bicubic" => Some(Self::Bicubic),
+            "lanczos" => Some(Self::Lanczos),
+            _ => None,
+        }
+    }
+
+    fn filter(self) -> FilterType {
+        match self {
+            Self::Nearest => FilterType::Nearest,
+            Self::Bilinear => FilterType::Triangle,
+            // Catmull-Rom is the cubic with a = -0.5, PIL's bicubic.
+            Self::Bicubic => FilterType::CatmullRom,
+            Self::Lanczos => FilterType::Lanczos3,
+        }
+    }
+}
+
+/// How the image is brought to the input size (timm's `crop_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CropMode {
+    /// Keep the aspect ratio, scale the shorter side to size/crop_pct, crop the centre.
+    Center,
+    /// Scale each side to size/crop_pct independently, crop the centre.
+    Squash,
+    /// Scale the longer side to size/crop_pct, pad to a square with the mean colour.
+    Border,
+}
+
+impl CropMode {
+    /// Parses timm's names.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "center" => Some(Self::Center),
+            "squash" => Some(Self::Squash),
+            "border" => Some(Self::Border),
+            _ => None,
+        }
+    }
+}
+
+/// A checkpoint's preprocessing (timm's `pretrained_cfg` fields).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PreprocessConfig {
+    /// [channels, height, width] of the model input; 1 channel means grayscale.
+    pub input_size: [usize; 3],
+    pub interpolation: Interpolation,
+    /// Fraction of the resized image kept by the crop (timm: 0.875–1.0).
+    pub crop_pct: f64,
+    pub crop_mode: CropMode,
+    /// Per-channel mean subtracted after scaling to [0, 1].
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation divided by.
+    pub std: Vec<f32>,
+}
+
+impl PreprocessConfig {
+    /// timm's ViT defaults, used when a checkpoint has no config.
+    pub fn timm_default(channels: usize, img_size: [usize; 2]) -> Self {
+        Self {
+            input_size: [channels, img_size[0], img_size[1]],
+            interpolation: Interpolation::Bicubic,
+            crop_pct: 0.9,
+            crop_mode: CropMode::Center,
+            mean: vec![0.5; channels],
+            std: vec![0.5; channels],
+        }
+    }
+
+    /// One line for the user.
+    pub fn describe(&self) -> String {
+        let [c, h, w] = self.input_size;
+        format!(
+            "{c}×{h}×{w}, {:?} resize, crop {} (crop_pct {}), mean {:?}, std {:?}",
+            self.interpolation,
+            format!("{:?}", self.crop_mode).to_lowercase(),
+            self.crop_pct,
+            self.mean,
+            self.std
+        )
+        .replace("Bicubic", "bicubic")
+        .replace("Bilinear", "bilinear")
+        .replace("Nearest", "nearest")
+        .replace("Lanczos", "lanczos")
+    }
+
+    /// Checks the fields against each other.
+    pub fn validate(&self) -> Result<(), String> {
+        let [c, h, w] = self.input_size;
+        if c != 1 && c != 3 {
+            return Err(format!(
+                "{c} input channels; only 1 (grayscale) or 3 (RGB) are supported"
+            ));
+        }
+        if h == 0 || w == 0 {
+            return Err(format!("input size {h}×{w} is empty"));
+        }
+        if self.mean.len() != c || self.std.len() != c {
+            return Err(format!(
+                "mean has {} and std {} values, but there are {c} channels",
+                self.mean.len(),
+                self.std.len()
+            ));
+        }
+        if self.std.iter().any(|s| !(s.is_finite() && *s > 0.0))
+            || self.mean.iter().any(|m| !m.is_finite())
+        {
+            return Err(format!(
+                "std must be positive and mean finite, found mean {:?} std {:?}",
+                self.mean, self.std
+            ));
+        }
+        if !(self.crop_pct.is_finite() && self.crop_pct > 0.05 && self.crop_pct <= 4.0) {
+            return Err(format!("crop_pct {} is outside (0.05, 4]", self.crop_pct));
+        }
+        Ok(())
+    }
+}
+
+/// Why pixels could not be preprocessed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PreprocessError {
+    /// Width or height is zero.
+    Empty { width: u32, height: u32 },
+    /// The buffer length is not width × height × 4.
+    BadBuffer {
+        width: u32,
+        height: u32,
+        expected: u64,
+        found: u64,
+    },
+    /// More than [`MAX_PIXELS`].
+    TooLarge { width: u32, height: u32 },
+}
+
+impl fmt::Display for PreprocessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty { width, height } => {
+                write!(f, "the image is empty ({width}×{height} pixels)")
+            }
+            Self::BadBuffer {
+                width,
+                height,
+                expected,
+                found,
+            } => write!(
+                f,
+                "an RGBA image of {width}×{height} pixels needs {expected} bytes, but {found} were given"
+            ),
+            Self::TooLarge { width, height } => write!(
+                f,
+                "the image is {width}×{height} pixels, more than the {} megapixels accepted; scale it down first",
+                MAX_PIXELS / (1024 * 1024)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PreprocessError {}
+
+/// Where the resize and crop put things: the resized size and the crop's
+/// top-left corner in resized pixels (negative when padding).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Plan {
+    resized: [u32; 2], // [width, height]
+    offset: [i64; 2],  // [left, top]
+}
+
+/// Python's `round` (half to even), which torchvision's `CenterCrop` uses.
+fn round_half_even(x: f64) -> i64 {
+    let r = x.round();
+    if (x - x.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
+        (r - x.signum()) as i64
+    } else {
+        r as i64
+    }
+}
+
+fn crop_offset(size: u32, crop: usize) -> i64 {
+    let (size, crop) = (size as i64, crop as i64);
+    if size >= crop {
+        round_half_even((size - crop) as f64 / 2.0)
+    } else {
+        -((crop - size) / 2)
+    }
+}
+
+fn plan(width: u32, height: u32, cfg: &PreprocessConfig) -> Plan {
+    let [_, th, tw] = cfg.input_size;
+    // timm: scale_size = floor(size / crop_pct).
+    let sh = (th as f64 / cfg.crop_pct).floor().max(1.0);
+    let sw = (tw as f64 / cfg.crop_pct).floor().max(1.0);
+    let (w, h) = (width as f64, height as f64);
+    let resized = match cfg.crop_mode {
+        CropMode::Squash => [sw as u32, sh as u32],
+        CropMode::Center if sh == sw => {
+            // torchvision Resize(int): shorter side to size, longer side truncated.
+            if w <= h {
+                [sw as u32, (sw * h / w) as u32]
+            } else {
+                [(sh * w / h) as u32, sh as u32]
+            }
+        }
+        CropMode::Center | CropMode::Border => {
+            let ratio = if cfg.crop_mode == CropMode::Center {
+                (sh / h).max(sw / w)
+            } else {
+                (sh / h).min(sw / w)
+            };
+            [
+                (w * ratio).round().max(1.0) as u32,
+                (h * ratio).round().max(1.0) as u32,
+            ]
+        }
+    };
+    Plan {
+        resized,
+        offset: [crop_offset(resized[0], tw), crop_offset(resized[1], th)],
+    }
+}
+
+/// The rectangle [x0, y0, x1, y1] of the original image that the model sees,
+/// in original pixels (it may extend past the image where the crop pads).
+pub fn view_box(width: u32, height: u32, cfg: &PreprocessConfig) -> [f64; 4] {
+    let p = plan(width, height, cfg);
+    let [_, th, tw] = cfg.input_size;
+    let sx = p.resized[0] as f64 / width as f64;
+    let sy = p.resized[1] as f64 / height as f64;
+    let (l, t) = (p.offset[0] as f64, p.offset[1] as f64);
+    [l / sx, t / sy, (l + tw as f64) / sx, (t + th as f64) / sy]
+}
+
+fn resize<P>(
+    img: &ImageBuffer<P, Vec<u8>>,
+    size: [u32; 2],
+    interp: Interpolation,
+) -> ImageBuffer<P, Vec<u8>>
+where
+    P: Pixel<Subpixel = u8> + 'static,
+{
+    if img.dimensions() == (size[0], size[1]) {
+        // PIL returns a copy when the size does not change.
+        return img.clone();
+    }
+    imageops::resize(img, size[0], size[1], interp.filter())
+}
+
+/// RGBA bytes (row-major, `width × height × 4`) → normalised input, [C, H, W] row-major.
+pub fn preprocess(
+    rgba: &[u8],
+    width: u32,
+    height: u32,
+    cfg: &PreprocessConfig,
+) -> Result<Vec<f32>, PreprocessError> {
+    if width == 0 || height == 0 {
+        return Err(PreprocessError::Empty { width, height });
+    }
+    let pixels = width as u64 * height as u64;
+    if rgba.len() as u64 != pixels * 4 {
+        return Err(PreprocessError::BadBuffer {
+            width,
+            height,
+            expected: pixels * 4,
+            found: rgba.len() as u64,
+        });
+    }
+    if pixels > MAX_PIXELS {
+        return Err(PreprocessError::TooLarge { width, height });
+    }
+    let [c, th, tw] = cfg.input_size;
+    let p = plan(width, height, cfg);
+    // Channel values of the resized image, interleaved.
+    let resized: Vec<u8> = if c == 1 {
+        // PIL's convert("L"): ITU-R 601-2 luma in fixed point, before resizing as timm does.
+        let luma = rgba
+            .chunks_exact(4)
+            .map(|px| {
+                ((px[0] as u32 * 19595 + px[1] as u32 * 38470 + px[2] as u32 * 7471 + 0x8000) >> 16)
+                    as u8
+            })
+            .collect();
+        let img = GrayImage::from_raw(width, height, luma).expect("length checked");
+        resize(&img, p.resized, cfg.interpolation).into_raw()
+    } else {
+        // PIL's convert("RGB") drops alpha.
+        let rgb = rgba
+            .chunks_exact(4)
+            .flat_map(|px| [px[0], px[1], px[2]])
+            .collect();
+        let img = RgbImage::from_raw(width, height, rgb).expect("length checked");
+        resize(&img, p.resized, cfg.interpolation).into_raw()
+    };
+    let [rw, rh] = p.resized;
+    let fill: Vec<u8> = match cfg.crop_mode {
+        CropMode::Border => cfg
+            .mean
+            .iter()
+            .map(|m| (m * 255.0).round().clamp(0.0, 255.0) as u8)
+            .collect(),
+        _ => vec![0; c],
+    };
+    let mut out = vec![0.0f32; c * th * tw];
+    for ch in 0..c {
+        let (mean, std) = (cfg.mean[ch], cfg.std[ch]);
+        for y in 0..th {
+            let sy = y as i64 + p.offset[1];
+            for x in 0..tw {
+                let sx = x as i64 + p.offset[0];
+                let inside = sx >= 0 && sy >= 0 && sx < rw as i64 && sy < rh as i64;
+                let v = if inside {
+                    resized[(sy as usize * rw as usize + sx as usize) * c + ch]
+                } else {
+                    fill[ch]
+                };
+                out[(ch * th + y) * tw + x] = (v as f32 / 255.0 - mean) / std;
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(mode: CropMode, crop_pct: f64) -> PreprocessConfig {
+        PreprocessConfig {
+            crop_mode: mode,
+            crop_pct,
+            ..PreprocessConfig::timm_default(3, [224, 224])
+        }
+    }
+
+    #[test]
+    fn center_plan_matches_torchvision() {
+        // 451×300 (chelsea): shorter side 300 → floor(224/0.9) = 248, longer int(248·451/300) = 372.
+        let p = plan(451, 300, &cfg(CropMode::Center, 0.9));
+        assert_eq!(p.resized, [372, 248]);
+        assert_eq!(p.offset, [74, 12]);
+        // Half-pixel offsets round to even, as Python's round does.
+        assert_eq!(crop_offset(229, 224), 2);
+        assert_eq!(crop_offset(231, 224), 4);
+        assert_eq!(round_half_even(-2.5), -2);
+    }
+
+    #[test]
+    fn rejects_bad_buffers_with_the_numbers() {
+        let c = cfg(CropMode::Center, 0.9);
+        let e = preprocess(&[0; 10], 2, 2, &c).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "an RGBA image of 2×2 pixels needs 16 bytes, but 10 were given"
+        );
+        assert!(matches!(
+            preprocess(&[], 0, 5, &c),
+            Err(PreprocessError::Empty { .. })
+        ));
+    }
+
+    #[test]
+    fn one_pixel_image_fills_the_input() {
+        let c = cfg(CropMode::Center, 1.0);
+        let out = preprocess(&[255, 0, 0, 255], 1, 1, &c).unwrap();
+        assert_eq!(out.len(), 3 * 224 * 224);
+        assert_eq!(out[0], 1.0); // (1 - 0.5) / 0.5
+        assert_eq!(out[224 * 224], -1.0);
+    }
+
+    #[test]
+    fn border_mode_pads_with_the_mean() {
+        let c = cfg(CropMode::Border, 1.0);
+        // A wide white image: the top and bottom rows are padding, normalised to ~0.
+        let out = preprocess(&vec![255; 200 * 100 * 4], 200, 100, &c).unwrap();
+        assert!(out[0].abs() < 0.01);
+        assert_eq!(out[112 * 224 + 112], 1.0);
+        let b = view_box(200, 100, &c);
+        assert!(
+            (b[1] + 50.0).abs() < 1e-9 && (b[3] - 150.0).abs() < 1e-9,
+            "{b:?}"
+        );
+    }
+}

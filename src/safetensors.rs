@@ -1,0 +1,253 @@
+//! A strict reader for the `safetensors` format (8-byte little-endian header
+//! length, a JSON header, then raw little-endian tensor bytes).
+//!
+//! Everything the header claims is checked against the bytes actually present
+//! before anything is allocated, so a hostile or damaged file costs at most
+//! its own size in memory and always ends in a [`CheckpointError`].
+
+use std::collections::BTreeMap;
+
+use crate::checkpoint::CheckpointError;
+
+/// Largest JSON header accepted (the reference implementation uses the same bound).
+const MAX_HEADER_BYTES: u64 = 100 * 1024 * 1024;
+
+/// Element types a checkpoint may store its floats in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    F32,
+    F16,
+    BF16,
+    F64,
+}
+
+impl Dtype {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "F32" => Some(Self::F32),
+            "F16" => Some(Self::F16),
+            "BF16" => Some(Self::BF16),
+            "F64" => Some(Self::F64),
+            _ => None,
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Self::F16 | Self::BF16 => 2,
+            Self::F32 => 4,
+            Self::F64 => 8,
+        }
+    }
+}
+
+/// One tensor's entry: where its bytes are, in what type and shape.
+#[derive(Clone, Debug)]
+pub struct TensorView<'a> {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    bytes: &'a [u8],
+}
+
+impl TensorView<'_> {
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The values widened to `f32` (f16 and bf16 exactly; f64 rounded).
+    pub fn to_f32(&self) -> Vec<f32> {
+        let b = self.bytes;
+        match self.dtype {
+            Dtype::F32 => b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => b
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => b
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::F64 => b
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("chunk of 8")) as f32)
+                .collect(),
+        }
+    }
+}
+
+/// A parsed file: tensor views borrowing the file's bytes, in name order.
+#[derive(Debug)]
+pub struct SafeTensors<'a> {
+    pub tensors: BTreeMap<String, TensorView<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawEntry {
+    dtype: String,
+    shape: Vec<u64>,
+    data_offsets: [u64; 2],
+}
+
+impl<'a> SafeTensors<'a> {
+    /// Parses and validates `bytes`; no tensor data is copied.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, CheckpointError> {
+        let file_len = bytes.len() as u64;
+        if bytes.len() < 8 {
+            return Err(CheckpointError::NotSafetensors {
+                reason: format!(
+                    "the file has only {file_len} bytes, fewer than the 8-byte header length"
+                ),
+            });
+        }
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+        let looks_like_json = bytes.get(8) == Some(&b'{');
+        if !looks_like_json {
+            return Err(CheckpointError::NotSafetensors {
+                reason: "the header does not start with a JSON object".into(),
+            });
+        }
+        if header_len > MAX_HEADER_BYTES || header_len > file_len - 8 {
+            return Err(CheckpointError::HeaderTooLarge {
+                declared: header_len,
+                file_len,
+            });
+        }
+        let header_end = 8 + header_len as usize;
+        let header: BTreeMap<String, serde_json::Value> =
+            serde_json::from_slice(&bytes[8..header_end]).map_err(|e| {
+                CheckpointError::NotSafetensors {
+                    reason: format!("the header is not valid JSON ({e})"),
+                }
+            })?;
+        let data = &bytes[header_end..];
+        let data_len = data.len() as u64;
+
+        let mut tensors = BTreeMap::new();
+        for (name, value) in header {
+            if name == "__metadata__" {
+                continue;
+            }
+            let entry: RawEntry =
+                serde_json::from_value(value).map_err(|e| CheckpointError::BadHeader {
+                    tensor: name.clone(),
+                    reason: e.to_string(),
+                })?;
+            let Some(dtype) = Dtype::parse(&entry.dtype) else {
+                return Err(CheckpointError::UnsupportedDtype {
+                    tensor: name,
+                    dtype: entry.dtype,
+                });
+            };
+            let [begin, end] = entry.data_offsets;
+            if begin > end {
+                return Err(CheckpointError::BadHeader {
+                    tensor: name,
+                    reason: format!("data offsets [{begin}, {end}] are reversed"),
+                });
+            }
+            if end > data_len {
+                return Err(CheckpointError::Truncated {
+                    tensor: name,
+                    needed: header_end as u64 + end,
+                    file_len,
+                });
+            }
+            // Checked arithmetic: the shape comes from the file and may overflow.
+            let numel = entry
+                .shape
+                .iter()
+                .try_fold(1u64, |acc, &d| acc.checked_mul(d));
+            let nbytes = numel.and_then(|n| n.checked_mul(dtype.size() as u64));
+            if nbytes != Some(end - begin) {
+                return Err(CheckpointError::BadHeader {
+                    tensor: name,
+                    reason: format!(
+                        "shape {:?} of {} needs {} bytes but its data offsets span {}",
+                        entry.shape,
+                        entry.dtype,
+                        nbytes.map_or("too many".to_string(), |n| n.to_string()),
+                        end - begin
+                    ),
+                });
+            }
+            let shape = entry.shape.iter().map(|&d| d as usize).collect();
+            let view = TensorView {
+                dtype,
+                shape,
+                bytes: &data[begin as usize..end as usize],
+            };
+            tensors.insert(name, view);
+        }
+        Ok(Self { tensors })
+    }
+}
+
+/// Serialises f32 tensors as a safetensors file (used by tests and by training
+/// to write checkpoints; `f16` stores them as half precision).
+pub fn serialize(tensors: &[(String, Vec<usize>, Vec<f32>)], f16: bool) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    let elem = if f16 { 2 } else { 4 };
+    for (name, shape, values) in tensors {
+        let end = offset + values.len() * elem;
+        header.insert(
+            name.clone(),
+            serde_json::json!({
+                "dtype": if f16 { "F16" } else { "F32" },
+                "shape": shape,
+                "data_offsets": [offset, end],
+            }),
+        );
+        offset = end;
+    }
+    let mut json = serde_json::to_vec(&header).expect("header serialises");
+    // Pad so the data starts 8-byte aligned, as the reference writer does.
+    while (8 + json.len()) % 8 != 0 {
+        json.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + json.len() + offset);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    for (_, _, values) in tensors {
+        for &v in values {
+            if f16 {
+                out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes());
+            } else {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_f32_and_f16() {
+        let t = vec![("a".to_string(), vec![2, 2], vec![1.0, -2.0, 0.5, 3.25])];
+        for f16 in [false, true] {
+            let bytes = serialize(&t, f16);
+            let st = SafeTensors::parse(&bytes).unwrap();
+            let a = &st.tensors["a"];
+            assert_eq!(a.shape, vec![2, 2]);
+            assert_eq!(a.to_f32(), t[0].2);
+        }
+    }
+
+    #[test]
+    fn overflowing_shape_is_rejected_without_allocating() {
+        let header =
+            br#"{"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,0]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        let err = SafeTensors::parse(&bytes).unwrap_err();
+        assert!(matches!(err, CheckpointError::BadHeader { .. }), "{err}");
+    }
+}

@@ -1,0 +1,276 @@
+//! Every kind of bad checkpoint gets a typed error whose message names the
+//! problem and the tensor or field; none panics.
+
+mod common;
+
+use common::fixtures;
+use vitrine::safetensors::{SafeTensors, serialize};
+use vitrine::{Checkpoint, CheckpointError};
+
+type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
+
+fn read(model: &str, file: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join("models").join(model).join(file)).unwrap()
+}
+
+fn tensors(model: &str) -> Tensors {
+    let bytes = read(model, "model.safetensors");
+    let st = SafeTensors::parse(&bytes).unwrap();
+    st.tensors
+        .iter()
+        .map(|(k, v)| (k.clone(), v.shape.clone(), v.to_f32()))
+        .collect()
+}
+
+/// Loads `weights` with the fixture's own config files.
+fn load(model: &str, weights: &[u8]) -> Result<Checkpoint, CheckpointError> {
+    let config = read(model, "config.json");
+    Checkpoint::from_bytes(weights, Some(&config), None)
+}
+
+fn message(r: Result<Checkpoint, CheckpointError>) -> (CheckpointError, String) {
+    let e = r.expect_err("loading should fail");
+    let m = e.to_string();
+    (e, m)
+}
+
+#[test]
+fn not_safetensors() {
+    let png = std::fs::read(fixtures().join("images/camera.png")).unwrap();
+    let (e, m) = message(load("timm_gray", &png));
+    assert!(matches!(e, CheckpointError::NotSafetensors { .. }), "{m}");
+    assert!(m.starts_with("not a safetensors file"), "{m}");
+    let (_, m) = message(load("timm_gray", b"abc"));
+    assert!(m.contains("only 3 bytes"), "{m}");
+    let (_, m) = message(load("timm_gray", b"\x04\0\0\0\0\0\0\0{bad"));
+    assert!(m.contains("not valid JSON"), "{m}");
+}
+
+#[test]
+fn truncated_file_names_the_tensor() {
+    let bytes = read("timm_gray", "model.safetensors");
+    let cut = &bytes[..bytes.len() * 2 / 3];
+    let (e, m) = message(load("timm_gray", cut));
+    assert!(matches!(e, CheckpointError::Truncated { .. }), "{m}");
+    assert!(m.starts_with("truncated safetensors file: tensor `"), "{m}");
+    assert!(m.contains(&format!("but it has {}", cut.len())), "{m}");
+}
+
+#[test]
+fn header_longer_than_the_file() {
+    let bytes = read("timm_gray", "model.safetensors");
+    // Cut inside the JSON header.
+    let (e, m) = message(load("timm_gray", &bytes[..200]));
+    assert!(
+        matches!(e, CheckpointError::HeaderTooLarge { file_len: 200, .. }),
+        "{m}"
+    );
+    assert!(m.contains("but the whole file has 200"), "{m}");
+    // A header length near u64::MAX must not be trusted for an allocation.
+    let mut huge = bytes.clone();
+    huge[..8].copy_from_slice(&(u64::MAX - 3).to_le_bytes());
+    let (e, _) = message(load("timm_gray", &huge));
+    assert!(matches!(e, CheckpointError::HeaderTooLarge { .. }));
+}
+
+#[test]
+fn missing_and_unexpected_keys() {
+    let mut t = tensors("timm_gray");
+    t.retain(|(n, _, _)| n != "blocks.1.mlp.fc2.bias");
+    let (e, m) = message(load("timm_gray", &serialize(&t, false)));
+    assert_eq!(
+        e,
+        CheckpointError::MissingKey {
+            key: "blocks.1.mlp.fc2.bias".into()
+        },
+        "{m}"
+    );
+    assert_eq!(m, "missing tensor `blocks.1.mlp.fc2.bias`");
+
+    let mut t = tensors("timm_gray");
+    t.push(("blocks.0.attn.extra".into(), vec![2], vec![0.0, 1.0]));
+    let (_, m) = message(load("timm_gray", &serialize(&t, false)));
+    assert_eq!(
+        m,
+        "unexpected tensor `blocks.0.attn.extra` (this ViT has no place for it)"
+    );
+
+    // A third block's tensors where config.json says depth 2.
+    let mut t = tensors("timm_gray");
+    t.push(("blocks.2.norm1.weight".into(), vec![64], vec![1.0; 64]));
+    let (_, m) = message(load("timm_gray", &serialize(&t, false)));
+    assert!(
+        m.contains("unexpected tensor `blocks.2.norm1.weight`"),
+        "{m}"
+    );
+}
+
+#[test]
+fn hf_missing_key_uses_hf_names() {
+    let bytes = read("hf_vit", "model.safetensors");
+    let st = SafeTensors::parse(&bytes).unwrap();
+    let t: Tensors = st
+        .tensors
+        .iter()
+        .filter(|(k, _)| k.as_str() != "vit.encoder.layer.1.attention.attention.value.weight")
+        .map(|(k, v)| (k.clone(), v.shape.clone(), v.to_f32()))
+        .collect();
+    let config = read("hf_vit", "config.json");
+    let (_, m) = message(Checkpoint::from_bytes(
+        &serialize(&t, false),
+        Some(&config),
+        None,
+    ));
+    assert_eq!(
+        m,
+        "missing tensor `vit.encoder.layer.1.attention.attention.value.weight`"
+    );
+
+    let t2: Tensors = st
+        .tensors
+        .iter()
+        .filter(|(k, _)| k.as_str() != "classifier.bias")
+        .map(|(k, v)| (k.clone(), v.shape.clone(), v.to_f32()))
+        .collect();
+    let (_, m) = message(Checkpoint::from_bytes(
+        &serialize(&t2, false),
+        Some(&config),
+        None,
+    ));
+    assert_eq!(m, "missing tensor `classifier.bias`");
+}
+
+#[test]
+fn wrong_shape_names_tensor_and_both_shapes() {
+    let mut t = tensors("timm_gray");
+    let head = t.iter_mut().find(|(n, _, _)| n == "head.bias").unwrap();
+    head.1 = vec![11];
+    head.2 = vec![0.0; 11];
+    let (e, m) = message(load("timm_gray", &serialize(&t, false)));
+    assert!(matches!(e, CheckpointError::WrongShape { .. }));
+    assert_eq!(
+        m,
+        "tensor `head.bias` has shape [11], but config.json implies [10]"
+    );
+}
+
+#[test]
+fn unsupported_dtype() {
+    let header = br#"{"cls_token":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    bytes.extend_from_slice(&[0; 8]);
+    let (e, m) = message(load("timm_gray", &bytes));
+    assert!(matches!(e, CheckpointError::UnsupportedDtype { .. }));
+    assert_eq!(
+        m,
+        "tensor `cls_token` has dtype I64; only F32, F16, BF16 and F64 are supported"
+    );
+}
+
+#[test]
+fn f32_f16_and_bf16_load_to_the_same_model() {
+    // timm_d96 is stored in bf16: widening it to f32 and to f16 (exact for
+    // these values only in f32) must load, and f32 must give the same numbers.
+    let t = tensors("timm_d96");
+    let config = read("timm_d96", "config.json");
+    let as_f32 = Checkpoint::from_bytes(&serialize(&t, false), Some(&config), None).unwrap();
+    let as_f16 = Checkpoint::from_bytes(&serialize(&t, true), Some(&config), None).unwrap();
+    let original = Checkpoint::from_path(&fixtures().join("models/timm_d96")).unwrap();
+    let device = burn::tensor::Device::flex();
+    let input = vec![0.3f32; 3 * 64 * 64];
+    let run = |ck: &Checkpoint| {
+        vitrine::Classifier::new(ck, device.clone())
+            .classify_input_blocking(&input, None)
+            .logits
+    };
+    assert_eq!(run(&as_f32), run(&original));
+    let d = common::max_abs_diff(&run(&as_f16), &run(&original));
+    assert!(d < 0.05, "f16 storage changed logits by {d}");
+}
+
+#[test]
+fn config_that_contradicts_the_tensors() {
+    let weights = read("timm_gray", "model.safetensors");
+    let config = String::from_utf8(read("timm_gray", "config.json")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&config).unwrap();
+    json["model_args"]["embed_dim"] = 96.into();
+    let bad = serde_json::to_vec(&json).unwrap();
+    let (_, m) = message(Checkpoint::from_bytes(&weights, Some(&bad), None));
+    assert_eq!(
+        m,
+        "tensor `cls_token` has shape [1, 1, 64], but config.json implies [1, 1, 96]"
+    );
+
+    let mut json: serde_json::Value = serde_json::from_str(&config).unwrap();
+    json["label_names"] = serde_json::json!(["a", "b"]);
+    let (_, m) = message(Checkpoint::from_bytes(
+        &weights,
+        Some(&serde_json::to_vec(&json).unwrap()),
+        None,
+    ));
+    assert_eq!(
+        m,
+        "config.json: label_names has 2 entries but the model has 10 classes"
+    );
+
+    let mut json: serde_json::Value = serde_json::from_str(&config).unwrap();
+    json["model_args"]["num_heads"] = 3.into();
+    let (_, m) = message(Checkpoint::from_bytes(
+        &weights,
+        Some(&serde_json::to_vec(&json).unwrap()),
+        None,
+    ));
+    assert_eq!(
+        m,
+        "config.json: embed_dim 64 is not divisible by num_heads 3"
+    );
+
+    let (_, m) = message(Checkpoint::from_bytes(&weights, Some(b"{not json"), None));
+    assert!(m.starts_with("config.json: not valid JSON"), "{m}");
+
+    let hf_weights = read("hf_vit", "model.safetensors");
+    let hf = String::from_utf8(read("hf_vit", "config.json")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&hf).unwrap();
+    json["intermediate_size"] = 512.into();
+    let (_, m) = message(Checkpoint::from_bytes(
+        &hf_weights,
+        Some(&serde_json::to_vec(&json).unwrap()),
+        None,
+    ));
+    assert_eq!(
+        m,
+        "tensor `vit.encoder.layer.0.intermediate.dense.weight` has shape [256, 128], but config.json implies [512, 128]"
+    );
+}
+
+#[test]
+fn unknown_names_and_architectures() {
+    let t = vec![("conv1.weight".to_string(), vec![2], vec![0.0, 0.0])];
+    let (e, m) = message(load("timm_gray", &serialize(&t, false)));
+    assert!(matches!(e, CheckpointError::UnknownLayout { .. }), "{m}");
+    assert!(m.contains("conv1.weight"), "{m}");
+
+    let weights = read("timm_gray", "model.safetensors");
+    let (_, m) = message(Checkpoint::from_bytes(
+        &weights,
+        Some(br#"{"architecture": "resnet50"}"#),
+        None,
+    ));
+    assert!(
+        m.starts_with("config.json: architecture `resnet50` is not supported"),
+        "{m}"
+    );
+}
+
+#[test]
+fn missing_file_is_an_io_error() {
+    let (e, m) = message(Checkpoint::from_path(std::path::Path::new(
+        "/nonexistent/model.safetensors",
+    )));
+    assert!(matches!(e, CheckpointError::Io { .. }));
+    assert!(
+        m.starts_with("cannot read /nonexistent/model.safetensors"),
+        "{m}"
+    );
+}

@@ -1,0 +1,50 @@
+//! Shared helpers for the integration tests: fixture paths and golden files.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use vitrine::safetensors::SafeTensors;
+
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// A golden file's tensors: name → (shape, values).
+pub fn golden(model: &str) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes =
+        std::fs::read(fixtures().join(format!("golden/{model}.safetensors"))).expect("golden file");
+    let st = SafeTensors::parse(&bytes).expect("golden parses");
+    st.tensors
+        .iter()
+        .map(|(k, v)| (k.clone(), (v.shape.clone(), v.to_f32())))
+        .collect()
+}
+
+/// Image stems recorded in a golden file.
+pub fn stems(golden: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Vec<String> {
+    golden
+        .keys()
+        .filter_map(|k| k.strip_suffix(".logits").map(str::to_string))
+        .collect()
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+pub fn mean_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32
+}
+
+/// Decodes a fixture photo as RGBA.
+pub fn photo(stem: &str) -> image::RgbaImage {
+    image::open(fixtures().join(format!("images/{stem}.png")))
+        .expect("photo decodes")
+        .to_rgba8()
+}
