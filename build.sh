@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # vitrine's one entry point.
-#   ./build.sh serve   build, then (until the web app lands) classify the sample photos with the CLI
+#   ./build.sh serve   build the web app (wasm + static site) and serve it on http://127.0.0.1:8080
+#   ./build.sh dist    write the static site to dist/ (works from any static host, under any sub-path)
 #   ./build.sh test    every test: unit, golden (vs timm/transformers), checkpoint errors, wgpu
 #   ./build.sh bench   forward-pass timings: vitrine cpu and wgpu vs PyTorch eager, same machine
 # Each installs what it needs on a fresh Debian machine (run as root, or have it installed).
@@ -26,8 +27,9 @@ apt_install() {
 
 native_deps() {
   command -v cargo >/dev/null || { say "cargo not found: install Rust from rustup"; exit 1; }
-  # Mesa's lavapipe: a Vulkan driver on the CPU, so the wgpu backend runs without a GPU.
-  apt_install mesa-vulkan-drivers
+  # Mesa's lavapipe: a Vulkan driver on the CPU, so the wgpu backend runs without a GPU;
+  # Fashion-MNIST for training and evaluating the default model.
+  apt_install mesa-vulkan-drivers dataset-fashion-mnist
 }
 
 build_cli() {
@@ -42,13 +44,52 @@ cmd_test() {
   cargo test --release -- --test-threads=1
 }
 
+# The wasm-bindgen CLI must be exactly the version in Cargo.lock.
+wasm_bindgen_cli() {
+  local want
+  want=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print}' Cargo.lock)
+  if ! wasm-bindgen --version 2>/dev/null | grep -q " $want\$"; then
+    say "installing wasm-bindgen-cli $want"
+    cargo install wasm-bindgen-cli --version "$want"
+  fi
+}
+
+# wasm-opt from npm's binaryen (Debian's is too old for this module).
+wasm_opt() {
+  local bin=.tools/node_modules/.bin/wasm-opt
+  if [ ! -x "$bin" ]; then
+    command -v npm >/dev/null || apt_install npm
+    say "installing binaryen (wasm-opt) from npm"
+    npm install --silent --prefix .tools binaryen@132 >/dev/null
+  fi
+  echo "$bin"
+}
+
+build_site() {
+  local out=$1
+  command -v cargo >/dev/null || { say "cargo not found: install Rust from rustup"; exit 1; }
+  rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+  wasm_bindgen_cli
+  say "building the wasm module (CPU and WebGPU backends)"
+  cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features cpu,webgpu
+  rm -rf "$out" && mkdir -p "$out"
+  cp -r www/. "$out/"
+  wasm-bindgen --target web --no-typescript --out-dir "$out/pkg" \
+    "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/vitrine.wasm"
+  local opt; opt=$(wasm_opt)
+  "$opt" -Os --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+    "$out/pkg/vitrine_bg.wasm" -o "$out/pkg/vitrine_bg.wasm"
+  say "site in $out: wasm $(du -h "$out/pkg/vitrine_bg.wasm" | cut -f1) raw, $(gzip -9c "$out/pkg/vitrine_bg.wasm" | wc -c | awk '{printf "%.1f MB", $1/1e6}') gzip"
+}
+
+cmd_dist() {
+  build_site dist
+}
+
 cmd_serve() {
-  build_cli
-  say "the web app is not built yet; classifying the sample photos with the CLI instead"
-  mkdir -p test-output
-  "$BIN" classify tests/fixtures/images/*.png --model tests/fixtures/models/hf_vit \
-    --overlay test-output/overlay.png
-  say "overlays written to test-output/ (random-weight test model: labels are not meaningful)"
+  build_site dist
+  say "serving http://127.0.0.1:8080 (Ctrl-C to stop)"
+  python3 -m http.server 8080 --bind 127.0.0.1 --directory dist
 }
 
 cmd_bench() {
@@ -58,7 +99,7 @@ cmd_bench() {
   say "vit_tiny_patch16_224, batch 1, $threads threads"
   "$BIN" bench --backend cpu --runs 30 --warmup 5 | tee /tmp/vitrine-bench-cpu.txt
   "$BIN" bench --backend wgpu --runs 20 --warmup 3 || say "wgpu bench failed (no adapter?)"
-  python3 bench/bench_torch.py --runs 30 --warmup 5 --threads "$threads" | tee /tmp/vitrine-bench-torch.txt
+  python3 tests/perf/bench_torch.py --runs 30 --warmup 5 --threads "$threads" | tee /tmp/vitrine-bench-torch.txt
   python3 - <<'PY'
 import re
 ours = float(re.search(r"median ([\d.]+) ms", open("/tmp/vitrine-bench-cpu.txt").read()).group(1))
@@ -69,7 +110,8 @@ PY
 
 case "${1:-}" in
   serve) cmd_serve ;;
+  dist) cmd_dist ;;
   test) cmd_test ;;
   bench) cmd_bench ;;
-  *) echo "usage: ./build.sh serve|test|bench" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh serve|dist|test|bench" >&2; exit 2 ;;
 esac

@@ -387,6 +387,121 @@ impl Checkpoint {
     }
 }
 
+/// The model's tensors under timm's names in PyTorch layouts: the inverse of
+/// [`Checkpoint::build`], for writing a timm-layout `model.safetensors`.
+pub fn timm_tensors(model: &VisionTransformer) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    fn read<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
+        let data = t.into_data();
+        (
+            data.shape().to_vec(),
+            data.convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("f32 parameters"),
+        )
+    }
+    fn linear(out: &mut Vec<(String, Vec<usize>, Vec<f32>)>, prefix: &str, l: &Linear) {
+        let (shape, w) = read(l.weight.val());
+        let [inp, o] = [shape[0], shape[1]];
+        let mut t = vec![0.0; inp * o];
+        for i in 0..inp {
+            for j in 0..o {
+                t[j * inp + i] = w[i * o + j];
+            }
+        }
+        out.push((format!("{prefix}.weight"), vec![o, inp], t));
+        if let Some(b) = &l.bias {
+            let (shape, v) = read(b.val());
+            out.push((format!("{prefix}.bias"), shape, v));
+        }
+    }
+    fn norm(out: &mut Vec<(String, Vec<usize>, Vec<f32>)>, prefix: &str, n: &burn::nn::LayerNorm) {
+        let (shape, g) = read(n.gamma.val());
+        out.push((format!("{prefix}.weight"), shape, g));
+        let (shape, b) = read(n.beta.as_ref().expect("LayerNorm with bias").val());
+        out.push((format!("{prefix}.bias"), shape, b));
+    }
+    let mut out = Vec::new();
+    let (shape, v) = read(model.cls_token.val());
+    out.push(("cls_token".to_string(), shape, v));
+    let (shape, v) = read(model.pos_embed.val());
+    out.push(("pos_embed".to_string(), shape, v));
+    // [P·P·C, D] back to the convolution kernel [D, C, P, P].
+    let p = model.patch_embed.patch_size;
+    let (shape, w) = read(model.patch_embed.proj.weight.val());
+    let [len, d] = [shape[0], shape[1]];
+    let c = len / (p * p);
+    let mut kernel = vec![0.0; len * d];
+    for o in 0..d {
+        for ch in 0..c {
+            for y in 0..p {
+                for x in 0..p {
+                    kernel[((o * c + ch) * p + y) * p + x] = w[((y * p + x) * c + ch) * d + o];
+                }
+            }
+        }
+    }
+    out.push((
+        "patch_embed.proj.weight".to_string(),
+        vec![d, c, p, p],
+        kernel,
+    ));
+    let (shape, b) = read(
+        model
+            .patch_embed
+            .proj
+            .bias
+            .as_ref()
+            .expect("patch bias")
+            .val(),
+    );
+    out.push(("patch_embed.proj.bias".to_string(), shape, b));
+    for (i, blk) in model.blocks.iter().enumerate() {
+        norm(&mut out, &format!("blocks.{i}.norm1"), &blk.norm1);
+        linear(&mut out, &format!("blocks.{i}.attn.qkv"), &blk.attn.qkv);
+        linear(&mut out, &format!("blocks.{i}.attn.proj"), &blk.attn.proj);
+        norm(&mut out, &format!("blocks.{i}.norm2"), &blk.norm2);
+        linear(&mut out, &format!("blocks.{i}.mlp.fc1"), &blk.mlp.fc1);
+        linear(&mut out, &format!("blocks.{i}.mlp.fc2"), &blk.mlp.fc2);
+    }
+    norm(&mut out, "norm", &model.norm);
+    linear(&mut out, "head", &model.head);
+    out
+}
+
+/// A timm hub `config.json` describing `config` exactly through `model_args`.
+pub fn timm_config_json(
+    config: &VitConfig,
+    preprocess: &PreprocessConfig,
+    labels: &[String],
+) -> Value {
+    let p = preprocess;
+    serde_json::json!({
+        "architecture": "vit_tiny_patch16_224",
+        "num_classes": config.num_classes,
+        "num_features": config.embed_dim,
+        "model_args": {
+            "img_size": config.img_size,
+            "patch_size": config.patch_size,
+            "in_chans": config.in_chans,
+            "embed_dim": config.embed_dim,
+            "depth": config.depth,
+            "num_heads": config.num_heads,
+            "mlp_ratio": config.mlp_hidden as f64 / config.embed_dim as f64,
+            "qkv_bias": config.qkv_bias,
+        },
+        "pretrained_cfg": {
+            "input_size": p.input_size,
+            "interpolation": serde_json::to_value(p.interpolation).expect("serialisable"),
+            "crop_pct": p.crop_pct,
+            "crop_mode": serde_json::to_value(p.crop_mode).expect("serialisable"),
+            "mean": p.mean,
+            "std": p.std,
+            "num_classes": config.num_classes,
+        },
+        "label_names": labels,
+    })
+}
+
 fn parse_json(bytes: &[u8], file: &str) -> Result<Value, CheckpointError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| CheckpointError::BadConfig {
         file: file.into(),
@@ -1034,6 +1149,31 @@ fn patch_proj(weight: &Entry, bias: &Entry, device: &Device) -> Linear {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn export_round_trips_through_the_loader() {
+        let device = Device::flex();
+        let cfg = VitConfig::new([16, 24], 8, 32, 2, 2, 48)
+            .with_in_chans(1)
+            .with_num_classes(3);
+        let model = cfg.init(&device);
+        let pre = PreprocessConfig::timm_default(1, cfg.img_size);
+        let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let bytes = crate::safetensors::serialize(&timm_tensors(&model), false);
+        let json = serde_json::to_vec(&timm_config_json(&cfg, &pre, &labels)).unwrap();
+        let ck = Checkpoint::from_bytes(&bytes, Some(&json), None).unwrap();
+        assert_eq!(ck.config, cfg);
+        assert_eq!((ck.preprocess.clone(), ck.labels.clone()), (pre, labels));
+        let x = Tensor::<4>::random([1, 1, 16, 24], burn::tensor::Distribution::Default, &device);
+        let a: Vec<f32> = model.forward(x.clone()).into_data().try_to_vec().unwrap();
+        let b: Vec<f32> = ck
+            .build(&device)
+            .forward(x)
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        assert_eq!(a, b);
+    }
 
     #[test]
     fn hf_names_translate_both_ways() {

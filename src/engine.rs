@@ -159,6 +159,27 @@ impl Classifier {
         }
     }
 
+    /// Logits of many preprocessed inputs ([C, H, W] each, concatenated), in
+    /// batches of `batch`: [images × classes] row-major (evaluation).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn logits_batched(&self, inputs: &[f32], batch: usize) -> Vec<f32> {
+        let c = &self.config;
+        let [h, w] = c.img_size;
+        let per = c.in_chans * h * w;
+        assert_eq!(inputs.len() % per, 0, "input length");
+        let mut out = Vec::with_capacity(inputs.len() / per * c.num_classes);
+        for chunk in inputs.chunks(per * batch.max(1)) {
+            let b = chunk.len() / per;
+            let x = Tensor::<4>::from_data(
+                TensorData::new(chunk.to_vec(), [b, c.in_chans, h, w]),
+                &self.device,
+            );
+            let logits = self.model.forward(x).into_data();
+            out.extend(logits.try_into_vec::<f32>().expect("f32 logits"));
+        }
+        out
+    }
+
     /// Native convenience: [`Classifier::classify`] run to completion.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn classify_blocking(

@@ -9,14 +9,21 @@
 //! - [`engine`]: a loaded model that classifies and reads back small results.
 //! - [`explain`]: attention maps as pictures.
 //! - [`backend`]: the one place that picks a device.
+//! - `fashion_mnist` and `train` (native): the data and training of the default model.
 
 pub mod backend;
 pub mod checkpoint;
 pub mod engine;
 pub mod explain;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fashion_mnist;
 pub mod model;
 pub mod preprocess;
 pub mod safetensors;
+#[cfg(all(feature = "train", not(target_arch = "wasm32")))]
+pub mod train;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use checkpoint::{Checkpoint, CheckpointError, Layout};
 pub use engine::{Classifier, Prediction, Timings};

@@ -15,6 +15,8 @@ usage:
   vitrine classify IMAGE... --model PATH [--top K] [--json] [--overlay OUT.png]
                    [--layer L] [--head H|mean] [--backend cpu|wgpu]
   vitrine bench [--backend cpu|wgpu] [--arch NAME | --model PATH] [--runs N] [--warmup N] [--json]
+  vitrine train [--data DIR] [--out DIR] [--epochs N] [--batch N] [--threads N]
+  vitrine eval --model PATH [--data DIR] [--limit N] [--confusion OUT.svg] [--backend cpu|wgpu]
 
 PATH is a .safetensors file or a directory with model.safetensors, config.json
 and optionally preprocessor_config.json (timm or transformers layout).
@@ -76,6 +78,8 @@ fn main() -> ExitCode {
     let result = match raw.first().map(String::as_str) {
         Some("classify") => classify(&raw[1..]),
         Some("bench") => bench(&raw[1..]),
+        Some("train") => train(&raw[1..]),
+        Some("eval") => eval(&raw[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -328,4 +332,175 @@ fn bench(raw: &[String]) -> Result<ExitCode, String> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Fashion-MNIST folder, installing Debian's package when the default one is missing.
+fn dataset_dir(args: &Args) -> Result<PathBuf, String> {
+    if let Some(d) = args.value("data") {
+        return Ok(PathBuf::from(d));
+    }
+    let dir = PathBuf::from(vitrine::fashion_mnist::DEBIAN_DIR);
+    if !dir.is_dir() {
+        eprintln!(
+            "{} is missing: installing Debian's dataset-fashion-mnist package",
+            dir.display()
+        );
+        let ok = std::process::Command::new("apt-get")
+            .args(["install", "-y", "-qq", "dataset-fashion-mnist"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Err("could not install dataset-fashion-mnist (run `apt-get install dataset-fashion-mnist` as root)".into());
+        }
+    }
+    Ok(dir)
+}
+
+fn train(raw: &[String]) -> Result<ExitCode, String> {
+    let args = Args::parse(raw, &[], &["data", "out", "epochs", "threads", "batch"])?;
+    if let Some(t) = args.value("threads") {
+        // Read by the CPU backend's thread pool when it starts, which it has not yet.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", t) };
+    }
+    let data = dataset_dir(&args)?;
+    let out = args
+        .value("out")
+        .map(PathBuf::from)
+        .unwrap_or_else(vitrine::train::default_out_dir);
+    let mut cfg = vitrine::train::TrainConfig::new();
+    cfg.epochs = args.number("epochs", cfg.epochs)?;
+    cfg.batch_size = args.number("batch", cfg.batch_size)?.max(1);
+    let t0 = now_ms();
+    let model = vitrine::train::train(&cfg, &data, &out)?;
+    let dest = out.join("model");
+    std::fs::create_dir_all(&dest).map_err(|e| e.to_string())?;
+    let labels: Vec<String> = vitrine::fashion_mnist::LABELS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let tensors = vitrine::checkpoint::timm_tensors(&model);
+    let json = vitrine::checkpoint::timm_config_json(&cfg.vit(), &cfg.preprocess(), &labels);
+    std::fs::write(
+        dest.join("model.safetensors"),
+        vitrine::safetensors::serialize(&tensors, true),
+    )
+    .and_then(|_| {
+        std::fs::write(
+            dest.join("config.json"),
+            serde_json::to_string_pretty(&json).unwrap() + "\n",
+        )
+    })
+    .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+    eprintln!(
+        "trained in {:.1} min; timm-layout model written to {}",
+        (now_ms() - t0) / 60000.0,
+        dest.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval(raw: &[String]) -> Result<ExitCode, String> {
+    let args = Args::parse(
+        raw,
+        &[],
+        &["model", "data", "limit", "confusion", "backend"],
+    )?;
+    let model_path = args.value("model").ok_or("eval needs --model PATH")?;
+    let (_, device) = pick_backend(&args)?;
+    let ck = Checkpoint::from_path(Path::new(model_path))
+        .map_err(|e| format!("cannot load model {model_path}: {e}"))?;
+    let classifier = Classifier::new(&ck, device);
+    let test = vitrine::fashion_mnist::load_split(&dataset_dir(&args)?, "t10k")
+        .map_err(|e| e.to_string())?;
+    let n = args.number("limit", test.len())?.min(test.len());
+    if classifier.config.num_classes != 10 {
+        return Err(format!(
+            "the model has {} classes; Fashion-MNIST has 10",
+            classifier.config.num_classes
+        ));
+    }
+    let t0 = now_ms();
+    let mut inputs = Vec::new();
+    for i in 0..n {
+        let rgba: Vec<u8> = test.image(i).iter().flat_map(|&v| [v, v, v, 255]).collect();
+        let x = preprocess::preprocess(
+            &rgba,
+            test.cols as u32,
+            test.rows as u32,
+            &classifier.preprocess,
+        )
+        .map_err(|e| e.to_string())?;
+        inputs.extend(x);
+    }
+    let logits = classifier.logits_batched(&inputs, 250);
+    let mut confusion = [[0usize; 10]; 10];
+    for (i, row) in logits.chunks(10).enumerate() {
+        let pred = vitrine::engine::top_k(row, 1)[0].0;
+        confusion[test.labels[i] as usize][pred] += 1;
+    }
+    let correct: usize = (0..10).map(|c| confusion[c][c]).sum();
+    println!(
+        "top-1 {:.2}% ({correct}/{n} Fashion-MNIST test images, {:.1} s)",
+        100.0 * correct as f64 / n as f64,
+        (now_ms() - t0) / 1000.0
+    );
+    for (c, row) in confusion.iter().enumerate() {
+        let total: usize = row.iter().sum();
+        println!(
+            "  {:<12} {:6.2}%",
+            vitrine::fashion_mnist::LABELS[c],
+            100.0 * row[c] as f64 / total.max(1) as f64
+        );
+    }
+    if let Some(path) = args.value("confusion") {
+        std::fs::write(path, confusion_svg(&confusion))
+            .map_err(|e| format!("cannot write {path}: {e}"))?;
+        eprintln!("confusion matrix written to {path}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A confusion matrix as SVG: rows are true classes, columns predictions, cells row-normalised.
+fn confusion_svg(m: &[[usize; 10]; 10]) -> String {
+    let labels = vitrine::fashion_mnist::LABELS;
+    let (cell, left, top) = (44, 96, 96);
+    let size = left + 10 * cell + 10;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{size}\" height=\"{size}\" font-family=\"sans-serif\" font-size=\"11\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"14\" text-anchor=\"middle\" font-size=\"13\">predicted</text>\n\
+         <text x=\"14\" y=\"{}\" text-anchor=\"middle\" font-size=\"13\" transform=\"rotate(-90 14 {})\">true</text>\n",
+        left + 5 * cell,
+        top + 5 * cell,
+        top + 5 * cell
+    );
+    for (i, label) in labels.iter().enumerate() {
+        let y = top + i * cell + cell / 2 + 4;
+        s += &format!(
+            "<text x=\"{}\" y=\"{y}\" text-anchor=\"end\">{label}</text>\n",
+            left - 6
+        );
+        let x = left + i * cell + cell / 2;
+        s += &format!(
+            "<text x=\"{x}\" y=\"{}\" text-anchor=\"start\" transform=\"rotate(-45 {x} {})\">{label}</text>\n",
+            top - 8,
+            top - 8
+        );
+    }
+    for (r, row) in m.iter().enumerate() {
+        let total = row.iter().sum::<usize>().max(1) as f32;
+        for (c, &v) in row.iter().enumerate() {
+            let frac = v as f32 / total;
+            let [red, green, blue] = explain::viridis(frac);
+            let (x, y) = (left + c * cell, top + r * cell);
+            let ink = if frac > 0.6 { "black" } else { "white" };
+            s += &format!(
+                "<rect x=\"{x}\" y=\"{y}\" width=\"{cell}\" height=\"{cell}\" fill=\"rgb({red},{green},{blue})\"/>\
+                 <text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"{ink}\">{v}</text>\n",
+                x + cell / 2,
+                y + cell / 2 + 4
+            );
+        }
+    }
+    s + "</svg>\n"
 }

@@ -1,0 +1,323 @@
+//! Training vitrine's default model: the project's own ViT on Fashion-MNIST,
+//! with Burn's autodiff on the CPU backend and burn-train's learner
+//! (metrics, progress display, a checkpoint every epoch, resume).
+//!
+//! Recipe (DeiT-style, scaled down): AdamW, linear warm-up then cosine decay,
+//! label smoothing, random ±2-pixel translations and horizontal flips.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use burn::config::Config;
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::InMemDataset;
+use burn::lr_scheduler::LrSchedulerConfig;
+use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
+use burn::lr_scheduler::linear::LinearLrSchedulerConfig;
+use burn::lr_scheduler::sequential::SequentialLrSchedulerConfig;
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::AdamWConfig;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::train::checkpoint::KeepLastNCheckpoints;
+use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
+use burn::train::{
+    ClassificationOutput, InferenceStep, Learner, SupervisedTraining, TrainOutput, TrainStep,
+};
+
+use crate::fashion_mnist::{self, Split};
+use crate::model::{VisionTransformer, VitConfig};
+use crate::preprocess::{CropMode, Interpolation, PreprocessConfig};
+
+/// Fashion-MNIST's pixel statistics (training split), for normalisation.
+pub const MEAN: f32 = 0.2860;
+pub const STD: f32 = 0.3530;
+
+/// Everything that determines a training run.
+#[derive(Config, Debug)]
+pub struct TrainConfig {
+    /// Token width D.
+    #[config(default = 96)]
+    pub embed_dim: usize,
+    /// Encoder blocks.
+    #[config(default = 4)]
+    pub depth: usize,
+    /// Heads (head width D/heads = 32).
+    #[config(default = 3)]
+    pub num_heads: usize,
+    /// Patch side: 4 gives a 7×7 grid on 28×28 images.
+    #[config(default = 4)]
+    pub patch_size: usize,
+    /// MLP width = mlp_ratio · D.
+    #[config(default = 4)]
+    pub mlp_ratio: usize,
+    #[config(default = 30)]
+    pub epochs: usize,
+    #[config(default = 128)]
+    pub batch_size: usize,
+    /// Peak learning rate, reached after the warm-up.
+    #[config(default = 1e-3)]
+    pub lr: f64,
+    #[config(default = 0.05)]
+    pub weight_decay: f32,
+    #[config(default = 2)]
+    pub warmup_epochs: usize,
+    #[config(default = 0.1)]
+    pub label_smoothing: f32,
+    /// Largest random translation, in pixels.
+    #[config(default = 2)]
+    pub max_shift: usize,
+    /// Test images used for the per-epoch validation (the full set is for `vitrine eval`).
+    #[config(default = 2000)]
+    pub valid_images: usize,
+    #[config(default = 42)]
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// The architecture this run trains.
+    pub fn vit(&self) -> VitConfig {
+        VitConfig::new(
+            [28, 28],
+            self.patch_size,
+            self.embed_dim,
+            self.depth,
+            self.num_heads,
+            self.mlp_ratio * self.embed_dim,
+        )
+        .with_in_chans(1)
+        .with_num_classes(10)
+    }
+
+    /// The preprocessing shipped with the model: Fashion-MNIST's own statistics.
+    pub fn preprocess(&self) -> PreprocessConfig {
+        PreprocessConfig {
+            input_size: [1, 28, 28],
+            interpolation: Interpolation::Bilinear,
+            crop_pct: 1.0,
+            crop_mode: CropMode::Center,
+            mean: vec![MEAN],
+            std: vec![STD],
+        }
+    }
+}
+
+/// The model plus its training loss setting (burn-train steps are methods of the model).
+#[derive(Module, Debug)]
+pub struct Trainee {
+    pub vit: VisionTransformer,
+    label_smoothing: f32,
+}
+
+/// A batch of normalised images and their labels.
+#[derive(Clone, Debug)]
+pub struct MnistBatch {
+    /// [B, 1, 28, 28]
+    pub images: Tensor<4>,
+    /// [B]
+    pub targets: Tensor<1, Int>,
+}
+
+impl Trainee {
+    fn output(&self, batch: MnistBatch) -> ClassificationOutput {
+        let logits = self.vit.forward(batch.images);
+        let smoothing = (self.label_smoothing > 0.0).then_some(self.label_smoothing);
+        let loss = CrossEntropyLossConfig::new()
+            .with_smoothing(smoothing)
+            .init(&logits.device())
+            .forward(logits.clone(), batch.targets.clone());
+        ClassificationOutput::new(loss, logits, batch.targets)
+    }
+}
+
+impl TrainStep for Trainee {
+    type Input = MnistBatch;
+    type Output = ClassificationOutput;
+
+    fn step(&self, batch: MnistBatch) -> TrainOutput<ClassificationOutput> {
+        let out = self.output(batch);
+        TrainOutput::new(self, out.loss.backward(), out)
+    }
+}
+
+impl InferenceStep for Trainee {
+    type Input = MnistBatch;
+    type Output = ClassificationOutput;
+
+    fn step(&self, batch: MnistBatch) -> ClassificationOutput {
+        self.output(batch)
+    }
+}
+
+/// The items are indices into a split; the batcher reads the pixels.
+fn indices(n: usize) -> InMemDataset<usize> {
+    InMemDataset::new((0..n).collect())
+}
+
+/// SplitMix64: a tiny, well-mixed generator for per-image augmentation draws.
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Turns indices into normalised tensors, augmenting when training.
+struct MnistBatcher {
+    split: Arc<Split>,
+    max_shift: usize,
+    augment: bool,
+    seed: u64,
+    /// Batches made so far: with one loader worker this makes the draws reproducible.
+    calls: AtomicU64,
+}
+
+/// Shifts by (dx, dy) with black fill, optionally mirrored: the augmentation of one image.
+pub fn augment(src: &[u8], rows: usize, cols: usize, dx: i64, dy: i64, flip: bool) -> Vec<u8> {
+    let mut out = vec![0u8; rows * cols];
+    for y in 0..rows {
+        for x in 0..cols {
+            let sx = if flip {
+                cols as i64 - 1 - x as i64
+            } else {
+                x as i64
+            } + dx;
+            let sy = y as i64 + dy;
+            if sx >= 0 && sy >= 0 && (sx as usize) < cols && (sy as usize) < rows {
+                out[y * cols + x] = src[sy as usize * cols + sx as usize];
+            }
+        }
+    }
+    out
+}
+
+impl Batcher<usize, MnistBatch> for MnistBatcher {
+    fn batch(&self, items: Vec<usize>, device: &Device) -> MnistBatch {
+        let (rows, cols) = (self.split.rows, self.split.cols);
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
+        let mut pixels = Vec::with_capacity(items.len() * rows * cols);
+        let mut labels = Vec::with_capacity(items.len());
+        for &i in &items {
+            let src = self.split.image(i);
+            let img = if self.augment {
+                let r = splitmix(self.seed ^ splitmix(call.wrapping_mul(1 << 20) ^ i as u64));
+                let span = 2 * self.max_shift as u64 + 1;
+                let dx = (r % span) as i64 - self.max_shift as i64;
+                let dy = ((r >> 16) % span) as i64 - self.max_shift as i64;
+                augment(src, rows, cols, dx, dy, (r >> 32) & 1 == 1)
+            } else {
+                src.to_vec()
+            };
+            pixels.extend(img.iter().map(|&p| (p as f32 / 255.0 - MEAN) / STD));
+            labels.push(self.split.labels[i] as i64);
+        }
+        let b = items.len();
+        MnistBatch {
+            images: Tensor::from_data(TensorData::new(pixels, [b, 1, rows, cols]), device),
+            targets: Tensor::from_data(TensorData::new(labels, [b]), device),
+        }
+    }
+}
+
+/// The newest epoch checkpoint in `dir/checkpoint`, if any.
+fn last_checkpoint(dir: &Path) -> Option<usize> {
+    std::fs::read_dir(dir.join("checkpoint"))
+        .ok()?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_prefix("model-")?
+                .strip_suffix(".bpk")?
+                .parse()
+                .ok()
+        })
+        .max()
+}
+
+/// Trains (resuming from the last epoch checkpoint in `out_dir`, if any) and
+/// returns the trained model on the plain CPU device.
+pub fn train(
+    cfg: &TrainConfig,
+    data_dir: &Path,
+    out_dir: &Path,
+) -> Result<VisionTransformer, String> {
+    let train_split =
+        Arc::new(fashion_mnist::load_split(data_dir, "train").map_err(|e| e.to_string())?);
+    let test_split =
+        Arc::new(fashion_mnist::load_split(data_dir, "t10k").map_err(|e| e.to_string())?);
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    cfg.save(out_dir.join("train_config.json"))
+        .map_err(|e| e.to_string())?;
+
+    let device = Device::flex().autodiff();
+    device.seed(cfg.seed);
+    let vit = cfg.vit();
+    vit.validate()?;
+    let model = Trainee {
+        vit: vit.init(&device),
+        label_smoothing: cfg.label_smoothing,
+    };
+
+    let steps_per_epoch = train_split.len().div_ceil(cfg.batch_size);
+    let warmup = (cfg.warmup_epochs * steps_per_epoch).max(1);
+    let total = cfg.epochs * steps_per_epoch;
+    let scheduler = SequentialLrSchedulerConfig::new(
+        vec![
+            LrSchedulerConfig::Linear(LinearLrSchedulerConfig::new(cfg.lr / 100.0, cfg.lr, warmup)),
+            LrSchedulerConfig::Cosine(
+                CosineAnnealingLrSchedulerConfig::new(cfg.lr, total.saturating_sub(warmup).max(1))
+                    .with_min_lr(cfg.lr / 100.0),
+            ),
+        ],
+        vec![warmup],
+    )
+    .init()?;
+    let optim = AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay)
+        .init();
+    let learner = Learner::new(model, optim, scheduler);
+
+    let batcher = |split: &Arc<Split>, augment| MnistBatcher {
+        split: split.clone(),
+        max_shift: cfg.max_shift,
+        augment,
+        seed: cfg.seed,
+        calls: AtomicU64::new(0),
+    };
+    let train_loader = DataLoaderBuilder::new(batcher(&train_split, true))
+        .batch_size(cfg.batch_size)
+        .shuffle(cfg.seed)
+        .num_workers(1)
+        .build(indices(train_split.len()));
+    let valid_loader = DataLoaderBuilder::new(batcher(&test_split, false))
+        .batch_size(500)
+        .num_workers(1)
+        .build(indices(cfg.valid_images.min(test_split.len())));
+
+    let mut run = SupervisedTraining::new(out_dir, train_loader, valid_loader)
+        .num_epochs(cfg.epochs)
+        .with_default_checkpointers()
+        .with_checkpointing_strategy(KeepLastNCheckpoints::new(2))
+        .metric_train_numeric(AccuracyMetric::new())
+        .metric_valid_numeric(AccuracyMetric::new())
+        .metric_train_numeric(LossMetric::new())
+        .metric_valid_numeric(LossMetric::new())
+        .metric_train_numeric(LearningRateMetric::new())
+        .summary();
+    if let Some(epoch) = last_checkpoint(out_dir) {
+        eprintln!(
+            "resuming from the checkpoint of epoch {epoch} in {}",
+            out_dir.display()
+        );
+        run = run.checkpoint(epoch);
+    }
+    let result = run.launch(learner);
+    Ok(result.model.vit.fork(&Device::flex()))
+}
+
+/// Where `vitrine train` keeps its checkpoints by default.
+pub fn default_out_dir() -> PathBuf {
+    PathBuf::from("train-output/fashion-vit")
+}

@@ -1,0 +1,155 @@
+//! The browser boundary, and the only file that speaks wasm-bindgen: one
+//! handle holding a model on a device; checkpoint bytes and RGBA pixels go in,
+//! class scores and attention maps (small typed arrays) come out. Bad input
+//! is rejected here with a message that says what was wrong.
+
+use burn::tensor::Device;
+use js_sys::{Float32Array, Object, Reflect};
+use wasm_bindgen::prelude::*;
+
+use crate::checkpoint::Checkpoint;
+use crate::engine::Classifier;
+
+/// The WebGPU device, created once per page (worker) and reused by every model.
+static WEBGPU: std::sync::Mutex<Option<Device>> = std::sync::Mutex::new(None);
+
+async fn webgpu_device() -> Result<Device, JsError> {
+    if let Some(d) = WEBGPU.lock().expect("not poisoned").clone() {
+        return Ok(d);
+    }
+    let device = Device::wgpu_options()
+        .init_async()
+        .await
+        .map_err(|e| JsError::new(&format!("WebGPU could not be initialised: {e}")))?;
+    *WEBGPU.lock().expect("not poisoned") = Some(device.clone());
+    Ok(device)
+}
+
+fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
+    Reflect::set(obj, &JsValue::from_str(key), &value.into())
+        .expect("setting a property of a plain object");
+}
+
+/// A loaded model (opaque to JavaScript).
+#[wasm_bindgen]
+pub struct Vitrine {
+    classifier: Classifier,
+    backend: String,
+}
+
+#[wasm_bindgen]
+impl Vitrine {
+    /// Loads a checkpoint: `model.safetensors` bytes, and optionally the bytes
+    /// of `config.json` and `preprocessor_config.json`, onto `backend`
+    /// (`"webgpu"` or `"cpu"`).
+    pub async fn load(
+        backend: String,
+        weights: Vec<u8>,
+        config: Option<Vec<u8>>,
+        preprocessor: Option<Vec<u8>>,
+    ) -> Result<Vitrine, JsError> {
+        let checkpoint =
+            Checkpoint::from_bytes(&weights, config.as_deref(), preprocessor.as_deref())
+                .map_err(|e| JsError::new(&e.to_string()))?;
+        drop(weights);
+        let device = match backend.as_str() {
+            "webgpu" => webgpu_device().await?,
+            "cpu" => Device::flex(),
+            other => {
+                return Err(JsError::new(&format!(
+                    "unknown backend `{other}` (webgpu or cpu)"
+                )));
+            }
+        };
+        let classifier = Classifier::new(&checkpoint, device);
+        Ok(Vitrine {
+            classifier,
+            backend,
+        })
+    }
+
+    /// The backend this model runs on.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.backend.clone()
+    }
+
+    /// The model's description as JSON: config, preprocessing, labels, loader notes.
+    pub fn info(&self) -> String {
+        let c = &self.classifier;
+        serde_json::json!({
+            "config": serde_json::to_value(&c.config).expect("serialisable"),
+            "preprocess": c.preprocess,
+            "labels": c.labels,
+            "notes": c.notes,
+            "grid": c.config.grid(),
+        })
+        .to_string()
+    }
+
+    /// The rectangle [x0, y0, x1, y1] of a `width × height` image that the
+    /// model sees after its resize and crop, in image pixels.
+    pub fn view_box(&self, width: u32, height: u32) -> Vec<f64> {
+        crate::preprocess::view_box(width.max(1), height.max(1), &self.classifier.preprocess)
+            .to_vec()
+    }
+
+    /// Classifies `width × height` RGBA pixels. Returns `{logits, probabilities,
+    /// cls, layers, heads, grid, layerAttention?, timings}` where `cls` is the
+    /// [L, H, N] CLS attention and `layerAttention` the [H, N+1, N+1] attention
+    /// of `keep_layer` when given.
+    pub async fn classify(
+        &self,
+        rgba: Vec<u8>,
+        width: u32,
+        height: u32,
+        keep_layer: Option<u32>,
+    ) -> Result<JsValue, JsError> {
+        let depth = self.classifier.config.depth;
+        if let Some(l) = keep_layer
+            && l as usize >= depth
+        {
+            return Err(JsError::new(&format!(
+                "layer {l} does not exist: the model has layers 0..{}",
+                depth - 1
+            )));
+        }
+        let p = self
+            .classifier
+            .classify(&rgba, width, height, keep_layer.map(|l| l as usize))
+            .await
+            .map_err(|e| JsError::new(&e.to_string()))?;
+        let out = Object::new();
+        set(&out, "logits", Float32Array::from(p.logits.as_slice()));
+        set(
+            &out,
+            "probabilities",
+            Float32Array::from(p.probabilities.as_slice()),
+        );
+        set(&out, "cls", Float32Array::from(p.attention.cls.as_slice()));
+        set(&out, "layers", p.attention.layers as u32);
+        set(&out, "heads", p.attention.heads as u32);
+        let grid = js_sys::Array::of2(
+            &(p.attention.grid[0] as u32).into(),
+            &(p.attention.grid[1] as u32).into(),
+        );
+        set(&out, "grid", grid);
+        if let Some(a) = &p.layer_attention {
+            set(&out, "layerAttention", Float32Array::from(a.as_slice()));
+        }
+        let t = Object::new();
+        set(&t, "preprocess", p.timings.preprocess);
+        set(&t, "forward", p.timings.forward);
+        set(&t, "readback", p.timings.readback);
+        set(&out, "timings", t);
+        Ok(out.into())
+    }
+}
+
+/// Better panic messages in the browser console.
+#[wasm_bindgen(start)]
+pub fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        web_sys::console::error_1(&JsValue::from_str(&format!("vitrine panicked: {info}")));
+    }));
+}
