@@ -2,7 +2,7 @@
 # vitrine's one entry point.
 #   ./build.sh serve   build the web app (wasm + static site) and serve it on http://127.0.0.1:8080
 #   ./build.sh dist    write the static site to dist/ (works from any static host, under any sub-path)
-#   ./build.sh test    every test: unit, golden (vs timm/transformers), checkpoint errors, wgpu
+#   ./build.sh test    every test: unit, golden (vs timm/transformers), checkpoint errors, CLI, wgpu, browser
 #   ./build.sh bench   forward-pass timings: vitrine cpu and wgpu vs PyTorch eager, same machine
 # Each installs what it needs on a fresh Debian machine (run as root, or have it installed).
 set -euo pipefail
@@ -38,10 +38,21 @@ build_cli() {
   cargo build --release --bin vitrine
 }
 
+browser_deps() {
+  # Debian's Chromium (headless, with WebGPU on SwiftShader) driven by npm's playwright-core.
+  apt_install chromium
+  command -v npm >/dev/null || apt_install npm
+  (cd tests/e2e && npm ci --silent --no-audit --no-fund)
+}
+
 cmd_test() {
   native_deps
-  say "running every test (release build)"
+  say "running the Rust tests (release build)"
   cargo test --release -- --test-threads=1
+  build_site dist
+  browser_deps
+  say "running the browser tests (headless Chromium)"
+  (cd tests/e2e && VITRINE_BIN="$BIN" node --test --test-concurrency=1)
 }
 
 # The wasm-bindgen CLI must be exactly the version in Cargo.lock.
@@ -76,9 +87,12 @@ build_site() {
   cp -r www/. "$out/"
   wasm-bindgen --target web --no-typescript --out-dir "$out/pkg" \
     "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/vitrine.wasm"
-  local opt; opt=$(wasm_opt)
-  "$opt" -Os --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
-    "$out/pkg/vitrine_bg.wasm" -o "$out/pkg/vitrine_bg.wasm"
+  # VITRINE_WASM_OPT=0 skips wasm-opt (minutes on 2 cores) while iterating.
+  if [ "${VITRINE_WASM_OPT:-1}" != 0 ]; then
+    local opt; opt=$(wasm_opt)
+    "$opt" -Os --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+      "$out/pkg/vitrine_bg.wasm" -o "$out/pkg/vitrine_bg.wasm"
+  fi
   say "site in $out: wasm $(du -h "$out/pkg/vitrine_bg.wasm" | cut -f1) raw, $(gzip -9c "$out/pkg/vitrine_bg.wasm" | wc -c | awk '{printf "%.1f MB", $1/1e6}') gzip"
 }
 

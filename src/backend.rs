@@ -1,8 +1,6 @@
 //! The one place that knows which backends exist and how to start them.
 //! Everything else takes a `Device` and does not care what it is.
 
-use burn::tensor::Device;
-
 /// The backends vitrine can run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {
@@ -34,7 +32,8 @@ impl BackendKind {
 /// A device of `kind`, checked to work natively (a wgpu device needs an
 /// adapter, which a machine without a GPU or Vulkan driver lacks).
 #[cfg(not(target_arch = "wasm32"))]
-pub fn device(kind: BackendKind) -> Result<Device, String> {
+pub fn device(kind: BackendKind) -> Result<burn::tensor::Device, String> {
+    use burn::tensor::Device;
     match kind {
         #[cfg(feature = "cpu")]
         BackendKind::Cpu => Ok(Device::flex()),

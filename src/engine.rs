@@ -124,7 +124,10 @@ impl Classifier {
         let mut parts = vec![out.logits.reshape([-1]), out.cls_attention.reshape([-1])];
         parts.extend(out.layer_attention.map(|a| a.reshape([-1])));
         let flat = Tensor::cat(parts, 0);
-        // Backends queue work lazily; forward time is what it takes to be ready to read.
+        // Backends queue work lazily: natively, wait for it so that the forward
+        // time is the computation. A browser cannot block, so there the
+        // forward time is the dispatch and the read-back includes the GPU's work.
+        #[cfg(not(target_arch = "wasm32"))]
         let _ = self.device.sync();
         let t1 = now_ms();
         let data = flat

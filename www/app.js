@@ -49,11 +49,46 @@ async function fetchBytes(url, optional = false) {
   return r.arrayBuffer();
 }
 
+/** Loads a checkpoint the user dropped or picked: model.safetensors with config.json (and preprocessor_config.json). */
+async function loadDroppedModel(files) {
+  const find = (pred) => files.find((f) => pred(f.name.toLowerCase()));
+  const weights = find((n) => n.endsWith('.safetensors'));
+  const config = find((n) => n === 'config.json');
+  const preprocessor = find((n) => n === 'preprocessor_config.json');
+  showMessage('');
+  $('progress').value = 0.3;
+  try {
+    const buffers = {
+      weights: await weights.arrayBuffer(),
+      config: await config?.arrayBuffer(),
+      preprocessor: await preprocessor?.arrayBuffer(),
+    };
+    const { info: loaded } = await request({ type: 'load', files: buffers }, Object.values(buffers).filter(Boolean));
+    setModel(loaded, weights.name);
+    if (loaded.notes.length) showMessage(`Model loaded. Note: ${loaded.notes.join(' ')}`);
+  } catch (e) {
+    showMessage(`Could not load “${weights.name}”: ${e.message}. The previous model is still in use.`);
+  } finally {
+    $('progress').value = 1;
+  }
+}
+
+/** Files from a drop or the picker: a checkpoint switches the model, anything else is classified. */
+function handleFiles(list) {
+  const files = [...list];
+  if (files.some((f) => f.name.toLowerCase().endsWith('.safetensors'))) loadDroppedModel(files);
+  else if (files.length) classifyBlob(files[0]);
+}
+
 async function loadDefaultModel() {
   try {
     $('progress').value = 0.2;
     const manifest = await (await fetch('models/manifest.json')).json();
     const name = params.get('model') ?? manifest.default;
+    if (!name) {
+      showMessage('No model is bundled with this site yet: drop a checkpoint (model.safetensors with its config.json).');
+      return;
+    }
     const entry = manifest.models.find((m) => m.name === name);
     if (!entry) throw new Error(`no model named "${name}" in models/manifest.json`);
     const base = `models/${entry.path}`;
@@ -106,6 +141,7 @@ async function classifyBlob(blob) {
     const { result, viewBox } = await request({ type: 'classify', rgba, width: w, height: h }, [rgba]);
     if (id !== latest) return; // a newer image was dropped meanwhile
     current = { result, bitmap: canvas, viewBox };
+    window.vitrineLast = result; // for tests and the curious: the raw outputs
     render();
   } catch (e) {
     if (id === latest) showMessage(e.message);
@@ -147,7 +183,7 @@ function render() {
   document.body.dataset.classified = String(latest);
 }
 
-$('file').addEventListener('change', (e) => e.target.files[0] && classifyBlob(e.target.files[0]));
+$('file').addEventListener('change', (e) => handleFiles(e.target.files));
 for (const type of ['dragenter', 'dragover']) {
   document.addEventListener(type, (e) => { e.preventDefault(); $('drop').classList.add('over'); });
 }
@@ -155,8 +191,7 @@ document.addEventListener('dragleave', () => $('drop').classList.remove('over'))
 document.addEventListener('drop', (e) => {
   e.preventDefault();
   $('drop').classList.remove('over');
-  const file = e.dataTransfer.files[0];
-  if (file) classifyBlob(file);
+  handleFiles(e.dataTransfer.files);
 });
 document.addEventListener('paste', (e) => {
   const item = [...e.clipboardData.items].find((i) => i.kind === 'file');
