@@ -321,3 +321,55 @@ pub fn train(
 pub fn default_out_dir() -> PathBuf {
     PathBuf::from("train-output/fashion-vit")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    /// Every parameter, attention's included, receives a non-zero gradient.
+    #[test]
+    fn every_parameter_gets_a_gradient() {
+        let device = Device::flex().autodiff();
+        let cfg = TrainConfig::new()
+            .with_depth(1)
+            .with_embed_dim(24)
+            .with_num_heads(2);
+        let model = Trainee {
+            vit: cfg.vit().init(&device),
+            label_smoothing: 0.1,
+        };
+        let images = Tensor::<4>::random([4, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
+        let targets = Tensor::from_data(TensorData::new(vec![0i64, 1, 2, 3], [4]), &device);
+        let out = model.output(MnistBatch { images, targets });
+        let grads = out.loss.backward();
+        let norm = |t: Option<Tensor<2>>| -> f32 {
+            t.expect("a gradient").abs().sum().into_scalar::<f32>()
+        };
+        let b = &model.vit.blocks[0];
+        for (name, g) in [
+            ("qkv", norm(b.attn.qkv.weight.val().grad(&grads))),
+            ("proj", norm(b.attn.proj.weight.val().grad(&grads))),
+            ("fc1", norm(b.mlp.fc1.weight.val().grad(&grads))),
+            (
+                "patch",
+                norm(model.vit.patch_embed.proj.weight.val().grad(&grads)),
+            ),
+            ("head", norm(model.vit.head.weight.val().grad(&grads))),
+        ] {
+            println!("{name}: |grad| = {g:e}");
+            assert!(g > 0.0, "{name} has a zero gradient");
+        }
+        let pos: f32 = model
+            .vit
+            .pos_embed
+            .val()
+            .grad(&grads)
+            .expect("pos grad")
+            .abs()
+            .sum()
+            .into_scalar::<f32>();
+        println!("pos_embed: |grad| = {pos:e}");
+        assert!(pos > 0.0);
+    }
+}
