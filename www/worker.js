@@ -21,6 +21,9 @@ async function chooseBackend(requested) {
 async function load(files) {
   const bytes = (b) => (b ? new Uint8Array(b) : undefined);
   const next = await Vitrine.load(backend, bytes(files.weights), bytes(files.config), bytes(files.preprocessor));
+  // Warm up: one run on a blank image compiles the shaders now, while the
+  // page still shows loading progress, not on the user's first image.
+  await next.classify(new Uint8Array(4 * 8 * 8), 8, 8, undefined);
   model?.free();
   model = next;
   return JSON.parse(model.info());
