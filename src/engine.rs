@@ -40,6 +40,8 @@ pub struct Prediction {
     pub attention: AttentionMaps,
     /// The full [H, N+1, N+1] attention of the requested layer.
     pub layer_attention: Option<Vec<f32>>,
+    /// Attention rollout of the class token to each patch, [N].
+    pub rollout: Vec<f32>,
     pub timings: Timings,
 }
 
@@ -121,7 +123,11 @@ impl Classifier {
         );
         let out = self.model.forward_with_attention(x, keep_layer);
         // One read-back: logits, CLS attention and the optional layer, flattened together.
-        let mut parts = vec![out.logits.reshape([-1]), out.cls_attention.reshape([-1])];
+        let mut parts = vec![
+            out.logits.reshape([-1]),
+            out.rollout.reshape([-1]),
+            out.cls_attention.reshape([-1]),
+        ];
         parts.extend(out.layer_attention.map(|a| a.reshape([-1])));
         let flat = Tensor::cat(parts, 0);
         // Backends queue work lazily: natively, wait for it so that the forward
@@ -142,8 +148,9 @@ impl Classifier {
         let n = c.num_patches();
         let cls_len = c.depth * c.num_heads * n;
         let logits = data[..classes].to_vec();
-        let cls = data[classes..classes + cls_len].to_vec();
-        let layer_attention = keep_layer.map(|_| data[classes + cls_len..].to_vec());
+        let rollout = data[classes..classes + n].to_vec();
+        let cls = data[classes + n..classes + n + cls_len].to_vec();
+        let layer_attention = keep_layer.map(|_| data[classes + n + cls_len..].to_vec());
         Prediction {
             probabilities: softmax(&logits),
             logits,
@@ -154,6 +161,7 @@ impl Classifier {
                 cls,
             },
             layer_attention,
+            rollout,
             timings: Timings {
                 preprocess: 0.0,
                 forward: t1 - t0,

@@ -22,6 +22,8 @@ pub enum HeadChoice {
     Head(usize),
     /// The mean over the layer's heads.
     Mean,
+    /// Attention rollout over all layers (the layer is ignored).
+    Rollout,
 }
 
 impl AttentionMaps {
@@ -37,9 +39,11 @@ impl AttentionMaps {
         &self.cls[start..start + n]
     }
 
-    /// The map chosen by `choice` for `layer`, length N.
-    pub fn map(&self, layer: usize, choice: HeadChoice) -> Vec<f32> {
+    /// The map chosen by `choice` for `layer`, length N; `rollout` is the
+    /// prediction's attention rollout.
+    pub fn map(&self, layer: usize, choice: HeadChoice, rollout: &[f32]) -> Vec<f32> {
         match choice {
+            HeadChoice::Rollout => rollout.to_vec(),
             HeadChoice::Head(h) => self.head(layer, h).to_vec(),
             HeadChoice::Mean => {
                 let mut mean = vec![0.0; self.patches()];
@@ -178,7 +182,8 @@ mod tests {
             cls: vec![0.2, 0.8, 0.6, 0.4],
         };
         assert_eq!(maps.head(0, 1), &[0.6, 0.4]);
-        let mean = maps.map(0, HeadChoice::Mean);
+        let mean = maps.map(0, HeadChoice::Mean, &[]);
+        assert_eq!(maps.map(0, HeadChoice::Rollout, &[0.5, 0.25]), [0.5, 0.25]);
         assert!((mean[0] - 0.4).abs() < 1e-6 && (mean[1] - 0.6).abs() < 1e-6);
     }
 

@@ -95,7 +95,7 @@ impl Vitrine {
     }
 
     /// Classifies `width × height` RGBA pixels. Returns `{logits, probabilities,
-    /// cls, layers, heads, grid, layerAttention?, timings}` where `cls` is the
+    /// cls, rollout, layers, heads, grid, layerAttention?, timings}` where `cls` is the
     /// [L, H, N] CLS attention and `layerAttention` the [H, N+1, N+1] attention
     /// of `keep_layer` when given.
     pub async fn classify(
@@ -127,6 +127,7 @@ impl Vitrine {
             Float32Array::from(p.probabilities.as_slice()),
         );
         set(&out, "cls", Float32Array::from(p.attention.cls.as_slice()));
+        set(&out, "rollout", Float32Array::from(p.rollout.as_slice()));
         set(&out, "layers", p.attention.layers as u32);
         set(&out, "heads", p.attention.heads as u32);
         let grid = js_sys::Array::of2(

@@ -32,8 +32,13 @@ fn check_against_reference(model: &str, classifier: &Classifier, logit_tol: f32,
             pred.layer_attention.as_ref().unwrap(),
             &g[&format!("{stem}.attn_last")].1,
         );
+        let d_roll = max_abs_diff(&pred.rollout, &g[&format!("{stem}.rollout")].1);
         println!(
-            "{model}/{stem}: logits {d_logits:.2e}, cls attention {d_cls:.2e}, last layer {d_full:.2e}"
+            "{model}/{stem}: logits {d_logits:.2e}, cls attention {d_cls:.2e}, last layer {d_full:.2e}, rollout {d_roll:.2e}"
+        );
+        assert!(
+            d_roll <= attn_tol,
+            "{model}/{stem}: rollout differs by {d_roll}"
         );
         assert!(
             d_logits <= logit_tol,

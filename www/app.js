@@ -113,7 +113,7 @@ function setModel(loaded, name) {
   $('layer').max = c.depth - 1;
   $('layer').value = c.depth - 1;
   $('layer-out').textContent = c.depth - 1;
-  $('head').replaceChildren(new Option('mean of heads', 'mean'),
+  $('head').replaceChildren(new Option('mean of heads', 'mean'), new Option('rollout (all layers)', 'rollout'),
     ...Array.from({ length: c.num_heads }, (_, h) => new Option(`head ${h}`, h)));
   document.body.dataset.model = name;
   document.body.dataset.ready = 'true';
@@ -160,9 +160,11 @@ function render() {
   ctx.drawImage(bitmap, x0, y0, x1 - x0, y1 - y0, 0, 0, img.width, img.height);
 
   const layer = Number($('layer').value);
-  const head = $('head').value === 'mean' ? 'mean' : Number($('head').value);
+  const choice = $('head').value;
   const [rows, cols] = result.grid;
-  drawMap($('overlay'), headMap(result.cls, result.heads, rows * cols, layer, head), result.grid);
+  const map = choice === 'rollout' ? result.rollout
+    : headMap(result.cls, result.heads, rows * cols, layer, choice === 'mean' ? 'mean' : Number(choice));
+  drawMap($('overlay'), map, result.grid);
   $('overlay').style.opacity = $('opacity').value;
 
   const order = Array.from(result.probabilities.keys()).sort((a, b) => result.probabilities[b] - result.probabilities[a]);

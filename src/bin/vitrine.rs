@@ -20,7 +20,8 @@ usage:
 
 PATH is a .safetensors file or a directory with model.safetensors, config.json
 and optionally preprocessor_config.json (timm or transformers layout).
---layer counts from 0 (default: the last layer); --head picks one head or the mean (default).";
+--layer counts from 0 (default: the last layer); --head picks one head, the mean over
+heads (default) or `rollout` (attention rollout over all layers).";
 
 /// Minimal flag parser: `--name value` pairs, `--flag` switches, positionals.
 struct Args {
@@ -125,7 +126,7 @@ struct ImageJson<'a> {
     image: &'a str,
     top: Vec<TopJson<'a>>,
     logits: &'a [f32],
-    attention: AttentionJson,
+    attention: AttentionJson<'a>,
     timings_ms: vitrine::Timings,
 }
 
@@ -137,13 +138,15 @@ struct TopJson<'a> {
 }
 
 #[derive(serde::Serialize)]
-struct AttentionJson {
+struct AttentionJson<'a> {
     layers: usize,
     heads: usize,
     /// [rows, cols]
     grid: [usize; 2],
     /// [L][H][N]
     cls: Vec<Vec<Vec<f32>>>,
+    /// [N]
+    rollout: &'a [f32],
 }
 
 fn overlay_path(out: &str, image: &str, many: bool) -> PathBuf {
@@ -191,6 +194,7 @@ fn classify(raw: &[String]) -> Result<ExitCode, String> {
     };
     let head = match args.value("head") {
         None | Some("mean") => HeadChoice::Mean,
+        Some("rollout") => HeadChoice::Rollout,
         Some(v) => HeadChoice::Head(
             v.parse::<usize>()
                 .ok()
@@ -239,6 +243,7 @@ fn classify(raw: &[String]) -> Result<ExitCode, String> {
                     heads: a.heads,
                     grid: a.grid,
                     cls: a.nested(),
+                    rollout: &pred.rollout,
                 },
                 timings_ms: pred.timings,
             };
@@ -256,7 +261,7 @@ fn classify(raw: &[String]) -> Result<ExitCode, String> {
         }
         if let Some(out) = args.value("overlay") {
             let view = preprocess::view_box(img.width(), img.height(), &classifier.preprocess);
-            let map = pred.attention.map(layer, head);
+            let map = pred.attention.map(layer, head, &pred.rollout);
             let picture = explain::overlay(&img, &map, pred.attention.grid, view, 0.6);
             let dest = overlay_path(out, path, many);
             picture

@@ -12,4 +12,4 @@ pub use block::Block;
 pub use config::VitConfig;
 pub use mlp::Mlp;
 pub use patch_embed::{PatchEmbed, patchify, unpatchify};
-pub use vit::{VisionTransformer, VitOutput};
+pub use vit::{Features, VisionTransformer, VitOutput};

@@ -4,7 +4,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::block::Block;
 use super::config::VitConfig;
@@ -38,6 +38,20 @@ pub struct VitOutput {
     pub cls_attention: Tensor<4>,
     /// The full attention of one requested layer, [B, heads, N+1, N+1].
     pub layer_attention: Option<Tensor<4>>,
+    /// Attention rollout (Abnar & Zuidema 2020) of the class token to each patch, [B, N].
+    pub rollout: Tensor<2>,
+}
+
+/// What the encoder gives besides the tokens: the maps the page shows.
+pub struct Features {
+    /// After the final norm, [B, N+1, D].
+    pub tokens: Tensor<3>,
+    /// [B, L, heads, N]
+    pub cls_attention: Tensor<4>,
+    /// [B, heads, N+1, N+1] of the kept layer.
+    pub layer_attention: Option<Tensor<4>>,
+    /// [B, N]
+    pub rollout: Tensor<2>,
 }
 
 impl VitConfig {
@@ -95,16 +109,13 @@ impl VisionTransformer {
         Tensor::cat(vec![cls, x], 1) + self.pos_embed.val() // [B, N+1, D]
     }
 
-    /// The encoder and final norm, keeping attention: [B, C, H, W] → tokens
-    /// [B, N+1, D], CLS attention [B, L, heads, N], and the full attention of
-    /// `keep_layer` if given.
-    pub fn forward_features(
-        &self,
-        images: Tensor<4>,
-        keep_layer: Option<usize>,
-    ) -> (Tensor<3>, Tensor<4>, Option<Tensor<4>>) {
+    /// The encoder and final norm, keeping attention: [B, C, H, W] → tokens,
+    /// CLS attention, the full attention of `keep_layer` if given, and rollout.
+    pub fn forward_features(&self, images: Tensor<4>, keep_layer: Option<usize>) -> Features {
         let mut x = self.embed(images);
+        let device = x.device();
         let mut cls_rows = Vec::with_capacity(self.blocks.len());
+        let mut head_means = Vec::with_capacity(self.blocks.len());
         let mut kept = None;
         for (i, block) in self.blocks.iter().enumerate() {
             let (y, weights) = block.forward(x);
@@ -116,11 +127,28 @@ impl VisionTransformer {
                 h,
                 t - 1,
             ]));
+            head_means.push(weights.clone().mean_dim(1).reshape([b, t, t])); // [B, T, T]
             if keep_layer == Some(i) {
                 kept = Some(weights);
             }
         }
-        (self.norm.forward(x), Tensor::cat(cls_rows, 1), kept)
+        // Rollout: the class token's row of Â_L ⋯ Â_1 with Â = (mean over heads + I) / 2.
+        // Rows of Â already sum to 1, so vit-explain's renormalisation changes nothing.
+        // Carrying only that row, r ← (r·A + r) / 2, from the last layer down.
+        let [b, t, _] = head_means[0].dims();
+        let one_hot: Vec<f32> = (0..b * t)
+            .map(|i| if i % t == 0 { 1.0 } else { 0.0 })
+            .collect();
+        let mut r = Tensor::<3>::from_data(TensorData::new(one_hot, [b, 1, t]), &device); // [B, 1, T]
+        for a in head_means.into_iter().rev() {
+            r = (r.clone().matmul(a) + r).mul_scalar(0.5);
+        }
+        Features {
+            tokens: self.norm.forward(x),
+            cls_attention: Tensor::cat(cls_rows, 1),
+            layer_attention: kept,
+            rollout: r.slice([0..b, 0..1, 1..t]).reshape([b, t - 1]),
+        }
     }
 
     /// The head on the class token: tokens [B, N+1, D] → logits [B, classes].
@@ -136,11 +164,12 @@ impl VisionTransformer {
         images: Tensor<4>,
         keep_layer: Option<usize>,
     ) -> VitOutput {
-        let (tokens, cls_attention, layer_attention) = self.forward_features(images, keep_layer);
+        let f = self.forward_features(images, keep_layer);
         VitOutput {
-            logits: self.forward_head(tokens),
-            cls_attention,
-            layer_attention,
+            logits: self.forward_head(f.tokens),
+            cls_attention: f.cls_attention,
+            layer_attention: f.layer_attention,
+            rollout: f.rollout,
         }
     }
 
@@ -179,6 +208,7 @@ mod tests {
         assert_eq!(out.logits.dims(), [2, 5]);
         assert_eq!(out.cls_attention.dims(), [2, 2, 3, 24]);
         assert_eq!(out.layer_attention.unwrap().dims(), [2, 3, 25, 25]);
+        assert_eq!(out.rollout.dims(), [2, 24]);
         let plain: Vec<f32> = model.forward(img).into_data().try_to_vec().unwrap();
         let with: Vec<f32> = out.logits.into_data().try_to_vec().unwrap();
         assert_eq!(plain, with);

@@ -65,6 +65,7 @@ async function classify(page, file) {
   return page.evaluate(() => ({
     probabilities: Array.from(window.vitrineLast.probabilities),
     cls: Array.from(window.vitrineLast.cls),
+    rollout: Array.from(window.vitrineLast.rollout),
   }));
 }
 
@@ -73,7 +74,12 @@ function native(model, image) {
   const m = Math.max(...json.logits);
   const e = json.logits.map((l) => Math.exp(l - m));
   const s = e.reduce((a, b) => a + b, 0);
-  return { top: json.top.map((t) => t.index), probabilities: e.map((v) => v / s), cls: json.attention.cls.flat(2) };
+  return {
+    top: json.top.map((t) => t.index),
+    probabilities: e.map((v) => v / s),
+    cls: json.attention.cls.flat(2),
+    rollout: json.attention.rollout,
+  };
 }
 
 const top5 = (p) => Array.from(p.keys()).sort((a, b) => p[b] - p[a]).slice(0, 5);
@@ -90,6 +96,7 @@ for (const backend of ['cpu', 'webgpu']) {
     assert.deepEqual(top5(got.probabilities), want.top);
     assert.ok(maxDiff(got.probabilities, want.probabilities) <= 1e-3, 'probabilities within 1e-3');
     assert.ok(maxDiff(got.cls, want.cls) <= 1e-4, 'attention within 1e-4');
+    assert.ok(maxDiff(got.rollout, want.rollout) <= 1e-4, 'rollout within 1e-4');
     await page.screenshot({ path: path.join(out, `screenshots/classified-${backend}.png`), fullPage: true });
     assert.deepEqual(requests.filter((u) => !u.startsWith(origin)), [], 'no request leaves the origin');
     assert.deepEqual(errors, []);
