@@ -115,3 +115,21 @@ test('bad input gets a message and the page keeps working', { timeout: 600_000 }
   assert.equal(await page.textContent('#message'), '');
   await page.close();
 });
+
+test('a dropped checkpoint replaces the model; a broken one is refused and the old one kept', { timeout: 600_000 }, async () => {
+  const { page } = await open('?backend=cpu&model=hf_vit');
+  const d96 = path.join(fixtures, 'models/timm_d96');
+  await page.setInputFiles('#file', [path.join(d96, 'model.safetensors'), path.join(d96, 'config.json')]);
+  await page.waitForFunction(() => document.body.dataset.model === 'model.safetensors');
+  const got = await classify(page, path.join(fixtures, 'images/coffee.png'));
+  assert.equal(got.probabilities.length, 7, 'the 7-class timm_d96 model now answers');
+
+  const broken = path.join(out, 'broken.safetensors');
+  fs.writeFileSync(broken, fs.readFileSync(path.join(d96, 'model.safetensors')).subarray(0, 5000));
+  await page.setInputFiles('#file', [broken]);
+  await page.waitForFunction(() => document.getElementById('message').textContent.includes('Could not load'));
+  assert.match(await page.textContent('#message'), /broken\.safetensors.*truncated safetensors file.*previous model is still in use/);
+  const again = await classify(page, path.join(fixtures, 'images/chelsea.png'));
+  assert.equal(again.probabilities.length, 7);
+  await page.close();
+});
