@@ -248,6 +248,16 @@ impl Checkpoint {
         Self::from_bytes(&weights, config.as_deref(), preprocessor.as_deref())
     }
 
+    /// vitrine's own default model (trained on Fashion-MNIST, shipped in
+    /// `www/models/fashion-vit/`), embedded in native builds so the CLI
+    /// needs no `--model`. The page fetches the same files from the site.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn default_model() -> Self {
+        const WEIGHTS: &[u8] = include_bytes!("../www/models/fashion-vit/model.safetensors");
+        const CONFIG: &[u8] = include_bytes!("../www/models/fashion-vit/config.json");
+        Self::from_bytes(WEIGHTS, Some(CONFIG), None).expect("the shipped default model loads")
+    }
+
     /// Loads from the bytes of `model.safetensors`, `config.json` and
     /// `preprocessor_config.json` (the latter two optional).
     pub fn from_bytes(
@@ -468,6 +478,13 @@ pub fn timm_tensors(model: &VisionTransformer) -> Vec<(String, Vec<usize>, Vec<f
     out
 }
 
+/// An f32 as the shortest decimal that reads back as it (0.286, not 0.28600001335144043).
+fn short(v: f32) -> f64 {
+    v.to_string()
+        .parse()
+        .expect("a float's own decimal form parses")
+}
+
 /// A timm hub `config.json` describing `config` exactly through `model_args`.
 pub fn timm_config_json(
     config: &VitConfig,
@@ -475,7 +492,7 @@ pub fn timm_config_json(
     labels: &[String],
 ) -> Value {
     let p = preprocess;
-    serde_json::json!({
+    let mut json = serde_json::json!({
         "architecture": "vit_tiny_patch16_224",
         "num_classes": config.num_classes,
         "num_features": config.embed_dim,
@@ -494,12 +511,16 @@ pub fn timm_config_json(
             "interpolation": serde_json::to_value(p.interpolation).expect("serialisable"),
             "crop_pct": p.crop_pct,
             "crop_mode": serde_json::to_value(p.crop_mode).expect("serialisable"),
-            "mean": p.mean,
-            "std": p.std,
+            "mean": p.mean.iter().map(|&v| short(v)).collect::<Vec<_>>(),
+            "std": p.std.iter().map(|&v| short(v)).collect::<Vec<_>>(),
             "num_classes": config.num_classes,
         },
         "label_names": labels,
-    })
+    });
+    if p.photo.active() {
+        json["vitrine_preprocess"] = serde_json::to_value(&p.photo).expect("serialisable");
+    }
+    json
 }
 
 fn parse_json(bytes: &[u8], file: &str) -> Result<Value, CheckpointError> {
@@ -940,6 +961,11 @@ fn timm_config(
             }
         }
     };
+    let mut preprocess = preprocess;
+    if let Some(steps) = json.get("vitrine_preprocess") {
+        preprocess.photo = serde_json::from_value(steps.clone())
+            .map_err(|e| top.err(format!("vitrine_preprocess: {e}")))?;
+    }
     preprocess
         .validate()
         .map_err(|r| top.err(format!("pretrained_cfg: {r}")))?;

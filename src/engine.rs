@@ -42,6 +42,8 @@ pub struct Prediction {
     pub layer_attention: Option<Vec<f32>>,
     /// Attention rollout of the class token to each patch, [N].
     pub rollout: Vec<f32>,
+    /// The model's input after preprocessing, [C, H, W] row-major, normalised.
+    pub input: Vec<f32>,
     pub timings: Timings,
 }
 
@@ -162,6 +164,7 @@ impl Classifier {
             },
             layer_attention,
             rollout,
+            input: input.to_vec(),
             timings: Timings {
                 preprocess: 0.0,
                 forward: t1 - t0,

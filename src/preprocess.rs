@@ -86,6 +86,34 @@ pub struct PreprocessConfig {
     pub mean: Vec<f32>,
     /// Per-channel standard deviation divided by.
     pub std: Vec<f32>,
+    /// Steps that bring an ordinary photo into the training data's look
+    /// (vitrine's extension; `vitrine_preprocess` in config.json).
+    #[serde(default)]
+    pub photo: PhotoAdapt,
+}
+
+/// Bringing a photo into a dataset's domain before the usual resize.
+///
+/// Fashion-MNIST items are light objects on black that fill the frame; a
+/// product photo is usually a dark object on a light background with room
+/// around it. Each step is declared by the model's config, none is implied.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PhotoAdapt {
+    /// When the image's border is light, invert it, so the background
+    /// becomes dark; then stretch the levels so the background is black and
+    /// the brightest pixel white.
+    pub invert_light_background: bool,
+    /// Crop to the object (the pixels that stand out from the border) and
+    /// pad that box to a square, so the object fills the frame.
+    pub fit_object: bool,
+}
+
+impl PhotoAdapt {
+    /// Whether any step is on.
+    pub fn active(&self) -> bool {
+        self.invert_light_background || self.fit_object
+    }
 }
 
 impl PreprocessConfig {
@@ -98,6 +126,7 @@ impl PreprocessConfig {
             crop_mode: CropMode::Center,
             mean: vec![0.5; channels],
             std: vec![0.5; channels],
+            photo: PhotoAdapt::default(),
         }
     }
 
@@ -116,6 +145,12 @@ impl PreprocessConfig {
         .replace("Bilinear", "bilinear")
         .replace("Nearest", "nearest")
         .replace("Lanczos", "lanczos")
+            + match (self.photo.invert_light_background, self.photo.fit_object) {
+                (true, true) => ", light backgrounds inverted, object fitted to the frame",
+                (true, false) => ", light backgrounds inverted",
+                (false, true) => ", object fitted to the frame",
+                (false, false) => "",
+            }
     }
 
     /// Checks the fields against each other.
@@ -280,6 +315,124 @@ where
     imageops::resize(img, size[0], size[1], interp.filter())
 }
 
+/// A photo after [`PhotoAdapt`]: gray RGBA pixels of a square, and where
+/// that square lies in the original image ([x0, y0, x1, y1], original pixels).
+struct Adapted {
+    rgba: Vec<u8>,
+    side: u32,
+    rect: [f64; 4],
+}
+
+/// A pixel differs from the background when it is this much brighter (of 255)
+/// after the levels are stretched.
+const OBJECT_THRESHOLD: u8 = 40;
+
+/// Applies the photo steps: composite over white, gray, invert a light
+/// background, stretch levels, crop to the object, pad to a square.
+fn adapt(rgba: &[u8], width: u32, height: u32, steps: &PhotoAdapt) -> Adapted {
+    let (w, h) = (width as usize, height as usize);
+    // Transparent pixels are background: composite over white, then PIL's luma.
+    let mut gray: Vec<u8> = rgba
+        .chunks_exact(4)
+        .map(|px| {
+            let a = px[3] as u32;
+            let over = |c: u8| (c as u32 * a + 255 * (255 - a) + 127) / 255;
+            ((over(px[0]) * 19595 + over(px[1]) * 38470 + over(px[2]) * 7471 + 0x8000) >> 16) as u8
+        })
+        .collect();
+    // The background level: the median of the outermost ring of pixels.
+    let border_level = |g: &[u8]| -> u8 {
+        let mut ring: Vec<u8> = (0..w)
+            .flat_map(|x| [g[x], g[(h - 1) * w + x]])
+            .chain((0..h).flat_map(|y| [g[y * w], g[y * w + w - 1]]))
+            .collect();
+        let mid = ring.len() / 2;
+        *ring.select_nth_unstable(mid).1
+    };
+    if steps.invert_light_background {
+        if border_level(&gray) > 127 {
+            gray.iter_mut().for_each(|v| *v = 255 - *v);
+        }
+        // Levels: the background to black, the brightest pixel to white.
+        let bg = border_level(&gray) as u32;
+        let top = gray.iter().copied().max().unwrap_or(255) as u32;
+        if top > bg {
+            gray.iter_mut().for_each(|v| {
+                *v = ((*v as u32).saturating_sub(bg) * 255 / (top - bg)) as u8;
+            });
+        }
+    }
+    let (mut x0, mut y0, mut x1, mut y1) = (0, 0, w, h);
+    if steps.fit_object {
+        let bg = border_level(&gray);
+        let (mut bx0, mut by0, mut bx1, mut by1) = (w, h, 0, 0);
+        for y in 0..h {
+            for x in 0..w {
+                if gray[y * w + x].abs_diff(bg) >= OBJECT_THRESHOLD {
+                    bx0 = bx0.min(x);
+                    by0 = by0.min(y);
+                    bx1 = bx1.max(x + 1);
+                    by1 = by1.max(y + 1);
+                }
+            }
+        }
+        if bx1 > bx0 && by1 > by0 {
+            (x0, y0, x1, y1) = (bx0, by0, bx1, by1);
+        }
+    }
+    // Pad the box to a square around its centre, with the background level.
+    let fill = if steps.fit_object || steps.invert_light_background {
+        border_level(&gray)
+    } else {
+        0
+    };
+    let (bw, bh) = (x1 - x0, y1 - y0);
+    let side = bw.max(bh);
+    let (left, top) = (
+        x0 as i64 - ((side - bw) / 2) as i64,
+        y0 as i64 - ((side - bh) / 2) as i64,
+    );
+    let mut out = vec![0u8; side * side * 4];
+    for y in 0..side {
+        for x in 0..side {
+            let (sx, sy) = (left + x as i64, top + y as i64);
+            let inside_box = sx >= x0 as i64 && sy >= y0 as i64 && sx < x1 as i64 && sy < y1 as i64;
+            let v = if inside_box {
+                gray[sy as usize * w + sx as usize]
+            } else {
+                fill
+            };
+            out[(y * side + x) * 4..][..4].copy_from_slice(&[v, v, v, 255]);
+        }
+    }
+    Adapted {
+        rgba: out,
+        side: side as u32,
+        rect: [
+            left as f64,
+            top as f64,
+            (left + side as i64) as f64,
+            (top + side as i64) as f64,
+        ],
+    }
+}
+
+/// The rectangle of the original image that the model sees, as
+/// [`view_box`], for configs whose photo steps depend on the pixels.
+pub fn view_box_of(rgba: &[u8], width: u32, height: u32, cfg: &PreprocessConfig) -> [f64; 4] {
+    if !cfg.photo.active()
+        || width == 0
+        || height == 0
+        || rgba.len() as u64 != width as u64 * height as u64 * 4
+    {
+        return view_box(width.max(1), height.max(1), cfg);
+    }
+    let a = adapt(rgba, width, height, &cfg.photo);
+    let inner = view_box(a.side, a.side, cfg);
+    let scale = (a.rect[2] - a.rect[0]) / a.side as f64;
+    [0, 1, 2, 3].map(|i| a.rect[i % 2] + inner[i] * scale)
+}
+
 /// RGBA bytes (row-major, `width × height × 4`) → normalised input, [C, H, W] row-major.
 pub fn preprocess(
     rgba: &[u8],
@@ -301,6 +454,14 @@ pub fn preprocess(
     }
     if pixels > MAX_PIXELS {
         return Err(PreprocessError::TooLarge { width, height });
+    }
+    if cfg.photo.active() {
+        let a = adapt(rgba, width, height, &cfg.photo);
+        let plain = PreprocessConfig {
+            photo: PhotoAdapt::default(),
+            ..cfg.clone()
+        };
+        return preprocess(&a.rgba, a.side, a.side, &plain);
     }
     let [c, th, tw] = cfg.input_size;
     let p = plan(width, height, cfg);
@@ -413,5 +574,73 @@ mod tests {
             (b[1] + 50.0).abs() < 1e-9 && (b[3] - 150.0).abs() < 1e-9,
             "{b:?}"
         );
+    }
+
+    /// A dark 10×4 box on a white 40×20 photo becomes a light box on black,
+    /// centred, filling the frame's width.
+    #[test]
+    fn photo_steps_invert_and_fit_the_object() {
+        let (w, h) = (40u32, 20u32);
+        let mut rgba = vec![255u8; (w * h * 4) as usize];
+        for y in 4..8 {
+            for x in 5..15 {
+                rgba[((y * w + x) * 4) as usize..][..3].copy_from_slice(&[50, 50, 50]);
+            }
+        }
+        let cfg = PreprocessConfig {
+            input_size: [1, 10, 10],
+            interpolation: Interpolation::Nearest,
+            crop_pct: 1.0,
+            crop_mode: CropMode::Center,
+            mean: vec![0.0],
+            std: vec![1.0],
+            photo: PhotoAdapt {
+                invert_light_background: true,
+                fit_object: true,
+            },
+        };
+        let out = preprocess(&rgba, w, h, &cfg).unwrap();
+        for y in 0..10 {
+            for x in 0..10 {
+                let expected = if (3..7).contains(&y) { 1.0 } else { 0.0 };
+                assert!(
+                    (out[y * 10 + x] - expected).abs() < 1e-6,
+                    "({x}, {y}): {}",
+                    out[y * 10 + x]
+                );
+            }
+        }
+        // The model sees the 10×10 square around the box: x 5..15, y 1..11.
+        assert_eq!(view_box_of(&rgba, w, h, &cfg), [5.0, 1.0, 15.0, 11.0]);
+        // Without the steps the same image stays dark-on-light.
+        let plain = PreprocessConfig {
+            photo: PhotoAdapt::default(),
+            ..cfg
+        };
+        let out = preprocess(&rgba, w, h, &plain).unwrap();
+        assert!(out[0] > 0.99, "{}", out[0]);
+    }
+
+    /// A transparent background counts as white, so it is inverted to black.
+    #[test]
+    fn transparent_background_is_background() {
+        let mut rgba = vec![0u8; 8 * 8 * 4]; // fully transparent black
+        for i in [27, 28, 35, 36] {
+            rgba[i * 4..][..4].copy_from_slice(&[0, 0, 0, 255]); // an opaque black 2×2 centre
+        }
+        let cfg = PreprocessConfig {
+            input_size: [1, 4, 4],
+            interpolation: Interpolation::Nearest,
+            crop_pct: 1.0,
+            crop_mode: CropMode::Center,
+            mean: vec![0.0],
+            std: vec![1.0],
+            photo: PhotoAdapt {
+                invert_light_background: true,
+                fit_object: true,
+            },
+        };
+        let out = preprocess(&rgba, 8, 8, &cfg).unwrap();
+        assert!(out.iter().all(|&v| (v - 1.0).abs() < 1e-6), "{out:?}");
     }
 }

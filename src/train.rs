@@ -29,7 +29,7 @@ use burn::train::{
 
 use crate::fashion_mnist::{self, Split};
 use crate::model::{VisionTransformer, VitConfig};
-use crate::preprocess::{CropMode, Interpolation, PreprocessConfig};
+use crate::preprocess::{CropMode, Interpolation, PhotoAdapt, PreprocessConfig};
 
 /// Fashion-MNIST's pixel statistics (training split), for normalisation.
 pub const MEAN: f32 = 0.2860;
@@ -53,16 +53,19 @@ pub struct TrainConfig {
     /// MLP width = mlp_ratio · D.
     #[config(default = 4)]
     pub mlp_ratio: usize,
-    #[config(default = 30)]
+    /// 18 epochs at batch 32 take about 2.3 h of one core here.
+    #[config(default = 18)]
     pub epochs: usize,
-    #[config(default = 128)]
+    /// Small batches learn more per epoch here, and run fastest per image on
+    /// the CPU backend (they fit in cache): batch 32 beat 64 and 128 on both.
+    #[config(default = 32)]
     pub batch_size: usize,
     /// Peak learning rate, reached after the warm-up.
     #[config(default = 1e-3)]
     pub lr: f64,
     #[config(default = 0.05)]
     pub weight_decay: f32,
-    #[config(default = 2)]
+    #[config(default = 1)]
     pub warmup_epochs: usize,
     #[config(default = 0.1)]
     pub label_smoothing: f32,
@@ -100,6 +103,11 @@ impl TrainConfig {
             crop_mode: CropMode::Center,
             mean: vec![MEAN],
             std: vec![STD],
+            // Photos are not Fashion-MNIST: dark-on-light and loosely framed.
+            photo: PhotoAdapt {
+                invert_light_background: true,
+                fit_object: true,
+            },
         }
     }
 }
@@ -315,6 +323,65 @@ pub fn train(
     }
     let result = run.launch(learner);
     Ok(result.model.vit.fork(&Device::flex()))
+}
+
+/// The model saved by a run's epoch checkpoint (the newest when `epoch` is
+/// `None`), on the plain CPU device, with the run's config.
+pub fn load_epoch(
+    run_dir: &Path,
+    epoch: Option<usize>,
+) -> Result<(VisionTransformer, TrainConfig, usize), String> {
+    let cfg_path = run_dir.join("train_config.json");
+    let cfg = TrainConfig::load(&cfg_path)
+        .map_err(|e| format!("cannot read {}: {e}", cfg_path.display()))?;
+    let epoch = match epoch.or_else(|| last_checkpoint(run_dir)) {
+        Some(e) => e,
+        None => {
+            return Err(format!(
+                "no epoch checkpoint in {}",
+                run_dir.join("checkpoint").display()
+            ));
+        }
+    };
+    let path = run_dir
+        .join("checkpoint")
+        .join(format!("model-{epoch}.bpk"));
+    let record = burn::store::ModuleRecord::load(path.clone())
+        .map_err(|e| format!("cannot read {}: {e:?}", path.display()))?;
+    let device = Device::flex();
+    let model = Trainee {
+        vit: cfg.vit().init(&device),
+        label_smoothing: cfg.label_smoothing,
+    }
+    .load_record(record);
+    Ok((model.vit, cfg, epoch))
+}
+
+/// Writes `model` in the timm hub layout (f16 `model.safetensors` and
+/// `config.json` with the preprocessing and labels) into `dest`.
+pub fn write_timm_model(
+    model: &VisionTransformer,
+    cfg: &TrainConfig,
+    dest: &Path,
+) -> Result<(), String> {
+    std::fs::create_dir_all(dest).map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
+    let labels: Vec<String> = fashion_mnist::LABELS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let tensors = crate::checkpoint::timm_tensors(model);
+    let json = crate::checkpoint::timm_config_json(&cfg.vit(), &cfg.preprocess(), &labels);
+    std::fs::write(
+        dest.join("model.safetensors"),
+        crate::safetensors::serialize(&tensors, true),
+    )
+    .and_then(|_| {
+        std::fs::write(
+            dest.join("config.json"),
+            serde_json::to_string_pretty(&json).expect("serialisable") + "\n",
+        )
+    })
+    .map_err(|e| format!("cannot write {}: {e}", dest.display()))
 }
 
 /// Where `vitrine train` keeps its checkpoints by default.

@@ -87,17 +87,13 @@ impl Vitrine {
         .to_string()
     }
 
-    /// The rectangle [x0, y0, x1, y1] of a `width × height` image that the
-    /// model sees after its resize and crop, in image pixels.
-    pub fn view_box(&self, width: u32, height: u32) -> Vec<f64> {
-        crate::preprocess::view_box(width.max(1), height.max(1), &self.classifier.preprocess)
-            .to_vec()
-    }
-
     /// Classifies `width × height` RGBA pixels. Returns `{logits, probabilities,
-    /// cls, rollout, layers, heads, grid, layerAttention?, timings}` where `cls` is the
-    /// [L, H, N] CLS attention and `layerAttention` the [H, N+1, N+1] attention
-    /// of `keep_layer` when given.
+    /// cls, rollout, layers, heads, grid, layerAttention?, viewBox, input, timings}` where
+    /// `cls` is the [L, H, N] CLS attention, `layerAttention` the [H, N+1, N+1]
+    /// attention of `keep_layer` when given, and `viewBox` the rectangle
+    /// [x0, y0, x1, y1] of the image the model saw (after its resize, crop and
+    /// photo steps), in image pixels, and `input` the normalised [C, H, W]
+    /// tensor the model received.
     pub async fn classify(
         &self,
         rgba: Vec<u8>,
@@ -114,6 +110,8 @@ impl Vitrine {
                 depth - 1
             )));
         }
+        let view =
+            crate::preprocess::view_box_of(&rgba, width, height, &self.classifier.preprocess);
         let p = self
             .classifier
             .classify(&rgba, width, height, keep_layer.map(|l| l as usize))
@@ -138,6 +136,8 @@ impl Vitrine {
         if let Some(a) = &p.layer_attention {
             set(&out, "layerAttention", Float32Array::from(a.as_slice()));
         }
+        set(&out, "viewBox", js_sys::Float64Array::from(view.as_slice()));
+        set(&out, "input", Float32Array::from(p.input.as_slice()));
         let t = Object::new();
         set(&t, "preprocess", p.timings.preprocess);
         set(&t, "forward", p.timings.forward);

@@ -4,6 +4,7 @@ import init, { Vitrine } from './pkg/vitrine.js';
 let model = null;
 let backend = 'cpu';
 let ready = null;
+let last = null; // the last image classified: { rgba, width, height }
 
 /** WebGPU when there is a hardware adapter; a software fallback adapter is slower than the CPU backend. */
 async function chooseBackend(requested) {
@@ -45,11 +46,19 @@ self.onmessage = async ({ data }) => {
     } else if (data.type === 'classify') {
       await ready;
       if (!model) throw new Error('no model is loaded yet');
-      const result = await model.classify(new Uint8Array(data.rgba), data.width, data.height, undefined);
-      const viewBox = Array.from(model.view_box(data.width, data.height));
-      self.postMessage({ type: 'result', id: data.id, result, viewBox });
+      last = { rgba: new Uint8Array(data.rgba), width: data.width, height: data.height };
+      const result = await model.classify(last.rgba, last.width, last.height, undefined);
+      self.postMessage({ type: 'result', id: data.id, result });
+    } else if (data.type === 'attention') {
+      // One layer's full [H, N+1, N+1] attention for the last image, read back only on request.
+      await ready;
+      if (!model || !last) throw new Error('no image has been classified yet');
+      const result = await model.classify(last.rgba, last.width, last.height, data.layer);
+      self.postMessage({ type: 'attention', id: data.id, layerAttention: result.layerAttention });
     }
   } catch (e) {
-    self.postMessage({ type: 'error', id: data.id, during: data.type, message: String(e?.message ?? e) });
+    // A trap (a Rust panic aborts) or a lost device leaves this worker unusable: say so.
+    const fatal = e instanceof WebAssembly.RuntimeError || /device (was )?lost|unreachable/i.test(String(e?.message ?? e));
+    self.postMessage({ type: 'error', id: data.id, during: data.type, fatal, message: String(e?.message ?? e) });
   }
 };

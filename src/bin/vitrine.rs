@@ -12,14 +12,17 @@ use vitrine::{Checkpoint, Classifier, VitConfig, preprocess};
 
 const USAGE: &str = "\
 usage:
-  vitrine classify IMAGE... --model PATH [--top K] [--json] [--overlay OUT.png]
+  vitrine classify IMAGE... [--model PATH] [--top K] [--json] [--overlay OUT.png]
                    [--layer L] [--head H|mean] [--backend cpu|wgpu]
   vitrine bench [--backend cpu|wgpu] [--arch NAME | --model PATH] [--runs N] [--warmup N] [--json]
   vitrine train [--data DIR] [--out DIR] [--epochs N] [--batch N] [--threads N]
-  vitrine eval --model PATH [--data DIR] [--limit N] [--confusion OUT.svg] [--backend cpu|wgpu]
+  vitrine export [--run DIR] [--epoch N] [--out DIR]
+  vitrine eval [--model PATH] [--data DIR] [--limit N] [--confusion OUT.svg] [--dataset-pixels]
+               [--backend cpu|wgpu]
 
 PATH is a .safetensors file or a directory with model.safetensors, config.json
-and optionally preprocessor_config.json (timm or transformers layout).
+and optionally preprocessor_config.json (timm or transformers layout); without
+--model, vitrine's own Fashion-MNIST model (built in) is used.
 --layer counts from 0 (default: the last layer); --head picks one head, the mean over
 heads (default) or `rollout` (attention rollout over all layers).";
 
@@ -75,12 +78,14 @@ impl Args {
 }
 
 fn main() -> ExitCode {
+    backend::keep_freed_memory();
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let result = match raw.first().map(String::as_str) {
         Some("classify") => classify(&raw[1..]),
         Some("bench") => bench(&raw[1..]),
         Some("train") => train(&raw[1..]),
         Some("eval") => eval(&raw[1..]),
+        Some("export") => export(&raw[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -165,6 +170,19 @@ fn overlay_path(out: &str, image: &str, many: bool) -> PathBuf {
     out.with_file_name(format!("{base}-{stem}.png"))
 }
 
+/// The checkpoint `--model PATH` names, or the embedded default model.
+fn load_model(args: &Args) -> Result<(String, Checkpoint), String> {
+    match args.value("model") {
+        Some(path) => Checkpoint::from_path(Path::new(path))
+            .map(|c| (path.to_string(), c))
+            .map_err(|e| format!("cannot load model {path}: {e}")),
+        None => Ok((
+            "fashion-vit (built in)".to_string(),
+            Checkpoint::default_model(),
+        )),
+    }
+}
+
 fn classify(raw: &[String]) -> Result<ExitCode, String> {
     let args = Args::parse(
         raw,
@@ -174,11 +192,9 @@ fn classify(raw: &[String]) -> Result<ExitCode, String> {
     if args.positional.is_empty() {
         return Err(format!("classify needs at least one image\n{USAGE}"));
     }
-    let model_path = args.value("model").ok_or("classify needs --model PATH")?;
     let top = args.number("top", 5)?;
     let (_, device) = pick_backend(&args)?;
-    let checkpoint = Checkpoint::from_path(Path::new(model_path))
-        .map_err(|e| format!("cannot load model {model_path}: {e}"))?;
+    let (_, checkpoint) = load_model(&args)?;
     let classifier = Classifier::new(&checkpoint, device);
     let c = &classifier.config;
     for note in &classifier.notes {
@@ -260,7 +276,12 @@ fn classify(raw: &[String]) -> Result<ExitCode, String> {
             }
         }
         if let Some(out) = args.value("overlay") {
-            let view = preprocess::view_box(img.width(), img.height(), &classifier.preprocess);
+            let view = preprocess::view_box_of(
+                img.as_raw(),
+                img.width(),
+                img.height(),
+                &classifier.preprocess,
+            );
             let map = pred.attention.map(layer, head, &pred.rollout);
             let picture = explain::overlay(&img, &map, pred.attention.grid, view, 0.6);
             let dest = overlay_path(out, path, many);
@@ -378,24 +399,7 @@ fn train(raw: &[String]) -> Result<ExitCode, String> {
     let t0 = now_ms();
     let model = vitrine::train::train(&cfg, &data, &out)?;
     let dest = out.join("model");
-    std::fs::create_dir_all(&dest).map_err(|e| e.to_string())?;
-    let labels: Vec<String> = vitrine::fashion_mnist::LABELS
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let tensors = vitrine::checkpoint::timm_tensors(&model);
-    let json = vitrine::checkpoint::timm_config_json(&cfg.vit(), &cfg.preprocess(), &labels);
-    std::fs::write(
-        dest.join("model.safetensors"),
-        vitrine::safetensors::serialize(&tensors, true),
-    )
-    .and_then(|_| {
-        std::fs::write(
-            dest.join("config.json"),
-            serde_json::to_string_pretty(&json).unwrap() + "\n",
-        )
-    })
-    .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+    vitrine::train::write_timm_model(&model, &cfg, &dest)?;
     eprintln!(
         "trained in {:.1} min; timm-layout model written to {}",
         (now_ms() - t0) / 60000.0,
@@ -404,45 +408,49 @@ fn train(raw: &[String]) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn export(raw: &[String]) -> Result<ExitCode, String> {
+    let args = Args::parse(raw, &[], &["run", "epoch", "out"])?;
+    let run = args
+        .value("run")
+        .map(PathBuf::from)
+        .unwrap_or_else(vitrine::train::default_out_dir);
+    let epoch = args
+        .value("epoch")
+        .map(|_| args.number("epoch", 0))
+        .transpose()?;
+    let (model, cfg, epoch) = vitrine::train::load_epoch(&run, epoch)?;
+    let dest = args
+        .value("out")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| run.join("model"));
+    vitrine::train::write_timm_model(&model, &cfg, &dest)?;
+    eprintln!(
+        "epoch {epoch} of {} written to {} (timm layout)",
+        run.display(),
+        dest.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn eval(raw: &[String]) -> Result<ExitCode, String> {
     let args = Args::parse(
         raw,
-        &[],
+        &["dataset-pixels"],
         &["model", "data", "limit", "confusion", "backend"],
     )?;
-    let model_path = args.value("model").ok_or("eval needs --model PATH")?;
     let (_, device) = pick_backend(&args)?;
-    let ck = Checkpoint::from_path(Path::new(model_path))
-        .map_err(|e| format!("cannot load model {model_path}: {e}"))?;
-    let classifier = Classifier::new(&ck, device);
+    let (name, ck) = load_model(&args)?;
+    let mut classifier = Classifier::new(&ck, device);
+    if args.flag("dataset-pixels") {
+        // Feed the images as training saw them: no photo steps (invert, fit).
+        classifier.preprocess.photo = Default::default();
+    }
     let test = vitrine::fashion_mnist::load_split(&dataset_dir(&args)?, "t10k")
         .map_err(|e| e.to_string())?;
     let n = args.number("limit", test.len())?.min(test.len());
-    if classifier.config.num_classes != 10 {
-        return Err(format!(
-            "the model has {} classes; Fashion-MNIST has 10",
-            classifier.config.num_classes
-        ));
-    }
     let t0 = now_ms();
-    let mut inputs = Vec::new();
-    for i in 0..n {
-        let rgba: Vec<u8> = test.image(i).iter().flat_map(|&v| [v, v, v, 255]).collect();
-        let x = preprocess::preprocess(
-            &rgba,
-            test.cols as u32,
-            test.rows as u32,
-            &classifier.preprocess,
-        )
-        .map_err(|e| e.to_string())?;
-        inputs.extend(x);
-    }
-    let logits = classifier.logits_batched(&inputs, 250);
-    let mut confusion = [[0usize; 10]; 10];
-    for (i, row) in logits.chunks(10).enumerate() {
-        let pred = vitrine::engine::top_k(row, 1)[0].0;
-        confusion[test.labels[i] as usize][pred] += 1;
-    }
+    let confusion = vitrine::fashion_mnist::confusion(&classifier, &test, 0..n)?;
+    eprintln!("model: {name}");
     let correct: usize = (0..10).map(|c| confusion[c][c]).sum();
     println!(
         "top-1 {:.2}% ({correct}/{n} Fashion-MNIST test images, {:.1} s)",

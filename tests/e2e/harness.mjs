@@ -1,0 +1,108 @@
+// Shared by the browser tests: the built site served locally, a headless
+// Chromium on it, and helpers to drive the page and the native CLI.
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const root = path.resolve(import.meta.dirname, '../..');
+export const out = path.join(root, 'test-output');
+export const fixtures = path.join(root, 'tests/fixtures');
+const bin = process.env.VITRINE_BIN ?? path.join(os.homedir(), '.cache/vitrine/target/release/vitrine');
+
+/**
+ * Serves a copy of dist/ with two test checkpoints added to its manifest
+ * (the site's own default model stays the default), and starts Chromium.
+ */
+export async function startSite(name) {
+  const site = path.join(out, `site-${name}`);
+  fs.rmSync(site, { recursive: true, force: true });
+  fs.cpSync(path.join(root, 'dist'), site, { recursive: true });
+  const manifestPath = path.join(site, 'models/manifest.json');
+  const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
+  for (const m of ['hf_vit', 'timm_d96']) {
+    fs.cpSync(path.join(fixtures, 'models', m), path.join(site, 'models', m), { recursive: true });
+    manifest.models.push({ name: m, path: `${m}/` });
+  }
+  fs.writeFileSync(manifestPath, JSON.stringify(manifest));
+  fs.mkdirSync(path.join(out, 'screenshots'), { recursive: true });
+
+  const port = 8000 + ((process.pid + name.length * 97) % 1000);
+  const origin = `http://127.0.0.1:${port}`;
+  const server = spawn('python3', ['-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', site], { stdio: 'ignore' });
+  for (let i = 0; i < 100; i++) {
+    try { if ((await fetch(origin)).ok) break; } catch { await new Promise((r) => setTimeout(r, 100)); }
+  }
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--enable-unsafe-webgpu',
+      // A synthetic camera, so the camera path runs for real.
+      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
+  });
+  return {
+    origin,
+    browser,
+    async stop() {
+      await browser.close();
+      server.kill();
+    },
+  };
+}
+
+/** Opens the page, records every request and page error, and waits for the model. */
+export async function open(site, query, options = {}) {
+  const context = await site.browser.newContext({ acceptDownloads: true, ...options });
+  const page = await context.newPage();
+  const requests = [];
+  page.on('request', (r) => requests.push(r.url()));
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(`${site.origin}/${query}`);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
+  return { page, context, requests, errors };
+}
+
+/** Waits until the page shows a classification newer than `before`. */
+export async function nextResult(page, before) {
+  await page.waitForFunction((b) => (document.body.dataset.classified ?? '0') !== b, before, { timeout: 300_000 });
+  return page.evaluate(() => ({
+    probabilities: Array.from(window.vitrineLast.probabilities),
+    cls: Array.from(window.vitrineLast.cls),
+    rollout: Array.from(window.vitrineLast.rollout),
+  }));
+}
+
+export const classifiedId = (page) => page.evaluate(() => document.body.dataset.classified ?? '0');
+
+/** Classifies `file` through the file picker. */
+export async function classify(page, file) {
+  const before = await classifiedId(page);
+  await page.setInputFiles('#file', file);
+  return nextResult(page, before);
+}
+
+/** Waits for the red message to contain `text`. */
+export async function messageIncludes(page, text) {
+  await page.waitForFunction((t) => document.getElementById('message').textContent.includes(t), text, { timeout: 120_000 });
+  return page.textContent('#message');
+}
+
+/** The native CLI's answer for the same image: top-5, probabilities, CLS attention and rollout. */
+export function native(model, image) {
+  const json = JSON.parse(execFileSync(bin, ['classify', image, '--model', model, '--json', '--top', '5']).toString());
+  const m = Math.max(...json.logits);
+  const e = json.logits.map((l) => Math.exp(l - m));
+  const s = e.reduce((a, b) => a + b, 0);
+  return {
+    top: json.top.map((t) => t.index),
+    probabilities: e.map((v) => v / s),
+    cls: json.attention.cls.flat(2),
+    rollout: json.attention.rollout,
+  };
+}
+
+export const top5 = (p) => Array.from(p.keys()).sort((a, b) => p[b] - p[a]).slice(0, 5);
+export const maxDiff = (a, b) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+export const shot = (page, name) => page.screenshot({ path: path.join(out, 'screenshots', `${name}.png`), fullPage: true });

@@ -1,0 +1,33 @@
+// The page's pure attention helpers, run directly in Node.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { colour, headMap, patchRow, thresholdMask } from '../../www/overlay.js';
+
+test('thresholdMask keeps the fewest patches holding the mass (DINO)', () => {
+  const map = [0.05, 0.4, 0.1, 0.3, 0.15];
+  assert.deepEqual([...thresholdMask(map, 0.6)], [0, 1, 0, 1, 0]); // 0.4 + 0.3 = 0.7 >= 0.6
+  assert.deepEqual([...thresholdMask(map, 0.4)], [0, 1, 0, 0, 0]);
+  assert.deepEqual([...thresholdMask(map, 0.75)], [0, 1, 0, 1, 1]);
+  assert.deepEqual([...thresholdMask(map.map((v) => v * 10), 0.6)], [0, 1, 0, 1, 0], 'unnormalised maps too');
+});
+
+test('headMap picks one head or averages them', () => {
+  // [L=1, H=2, N=3]
+  const cls = Float32Array.from([0.2, 0.3, 0.5, 0.6, 0.2, 0.2]);
+  assert.deepEqual([...headMap(cls, 2, 3, 0, 1)].map((v) => +v.toFixed(6)), [0.6, 0.2, 0.2]);
+  assert.deepEqual([...headMap(cls, 2, 3, 0, 'mean')].map((v) => +v.toFixed(6)), [0.4, 0.25, 0.35]);
+});
+
+test('patchRow reads row 1 + patch of [H, T, T], without the class-token column', () => {
+  // H=1, N=2, T=3: rows are query tokens (CLS, p0, p1).
+  const a = Float32Array.from([0.5, 0.25, 0.25, 0.1, 0.6, 0.3, 0.2, 0.2, 0.6]);
+  assert.deepEqual([...patchRow(a, 1, 2, 0, 0)].map((v) => +v.toFixed(6)), [0.6, 0.3]);
+  assert.deepEqual([...patchRow(a, 1, 2, 1, 'mean')].map((v) => +v.toFixed(6)), [0.2, 0.6]);
+});
+
+test('colour interpolates the colormap tables', () => {
+  assert.deepEqual(colour(0), [68, 1, 84]);
+  assert.deepEqual(colour(1), [253, 231, 37]);
+  assert.deepEqual(colour(2), [253, 231, 37], 'clamped');
+  assert.deepEqual(colour(0.5, 'gray'), [128, 128, 128]);
+});
