@@ -54,6 +54,46 @@ pub enum CheckpointError {
     },
     /// A config file is malformed, unsupported, or contradicts itself.
     BadConfig { file: String, reason: String },
+    /// The model is larger than the device (or the browser) can hold.
+    TooLarge {
+        /// The tensor over the per-buffer limit, or `None` for the whole model.
+        tensor: Option<String>,
+        bytes: u64,
+        limit: u64,
+        device: String,
+    },
+}
+
+/// 150 KB, 3.5 MB, 1024 MB: sizes as people read them.
+fn human_bytes(b: u64) -> String {
+    let mb = b as f64 / (1024.0 * 1024.0);
+    match mb {
+        m if m < 1.0 => format!("{:.0} KB", b as f64 / 1024.0),
+        m if m < 10.0 => format!("{m:.1} MB"),
+        m => format!("{m:.0} MB"),
+    }
+}
+
+/// How much a device can hold, in bytes of f32 weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemoryLimits {
+    /// The largest single buffer (WebGPU: `maxStorageBufferBindingSize`).
+    pub max_tensor_bytes: u64,
+    /// All weights together.
+    pub max_total_bytes: u64,
+    /// Named in messages, e.g. "this GPU" or "the browser's WebAssembly memory".
+    pub device: String,
+}
+
+impl MemoryLimits {
+    /// No limits (native).
+    pub fn unlimited() -> Self {
+        Self {
+            max_tensor_bytes: u64::MAX,
+            max_total_bytes: u64::MAX,
+            device: "this machine".into(),
+        }
+    }
 }
 
 impl fmt::Display for CheckpointError {
@@ -61,6 +101,26 @@ impl fmt::Display for CheckpointError {
         use CheckpointError::*;
         match self {
             Io { path, message } => write!(f, "cannot read {path}: {message}"),
+            TooLarge {
+                tensor,
+                bytes,
+                limit,
+                device,
+            } => {
+                let (bytes, limit) = (human_bytes(*bytes), human_bytes(*limit));
+                match tensor {
+                    Some(t) => write!(
+                        f,
+                        "the model is too large for {device}: tensor `{t}` needs {bytes} as f32, \
+                         more than the {limit} one buffer may hold"
+                    ),
+                    None => write!(
+                        f,
+                        "the model is too large for {device}: its weights need {bytes} as f32, \
+                         more than the {limit} available"
+                    ),
+                }
+            }
             NotSafetensors { reason } => write!(f, "not a safetensors file: {reason}"),
             HeaderTooLarge { declared, file_len } => write!(
                 f,
@@ -265,7 +325,39 @@ impl Checkpoint {
         config: Option<&[u8]>,
         preprocessor: Option<&[u8]>,
     ) -> Result<Self, CheckpointError> {
+        Self::from_bytes_within(weights, config, preprocessor, &MemoryLimits::unlimited())
+    }
+
+    /// [`Checkpoint::from_bytes`], refusing (before any weight is widened to
+    /// f32) a model that `limits` cannot hold.
+    pub fn from_bytes_within(
+        weights: &[u8],
+        config: Option<&[u8]>,
+        preprocessor: Option<&[u8]>,
+        limits: &MemoryLimits,
+    ) -> Result<Self, CheckpointError> {
         let file = SafeTensors::parse(weights)?;
+        let mut total = 0u64;
+        for (name, view) in &file.tensors {
+            let bytes = view.numel() as u64 * 4;
+            total += bytes;
+            if bytes > limits.max_tensor_bytes {
+                return Err(CheckpointError::TooLarge {
+                    tensor: Some(name.clone()),
+                    bytes,
+                    limit: limits.max_tensor_bytes,
+                    device: limits.device.clone(),
+                });
+            }
+        }
+        if total > limits.max_total_bytes {
+            return Err(CheckpointError::TooLarge {
+                tensor: None,
+                bytes: total,
+                limit: limits.max_total_bytes,
+                device: limits.device.clone(),
+            });
+        }
         let layout = detect_layout(file.tensors.keys())?;
         let mut notes = Vec::new();
 

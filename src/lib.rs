@@ -25,7 +25,7 @@ pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-pub use checkpoint::{Checkpoint, CheckpointError, Layout};
+pub use checkpoint::{Checkpoint, CheckpointError, Layout, MemoryLimits};
 pub use engine::{Classifier, Prediction, Timings};
 pub use model::{VisionTransformer, VitConfig};
 pub use preprocess::PreprocessConfig;

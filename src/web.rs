@@ -7,7 +7,12 @@ use burn::tensor::Device;
 use js_sys::{Float32Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, MemoryLimits};
+
+/// The most f32 weight bytes loaded into wasm memory (4 GB at most, which
+/// also holds the checkpoint file and the activations): 2 GB, a ViT-Large
+/// and a half.
+const WASM_WEIGHT_BUDGET: u64 = 2 << 30;
 use crate::engine::Classifier;
 
 /// The WebGPU device, created once per page (worker) and reused by every model.
@@ -41,16 +46,32 @@ pub struct Vitrine {
 impl Vitrine {
     /// Loads a checkpoint: `model.safetensors` bytes, and optionally the bytes
     /// of `config.json` and `preprocessor_config.json`, onto `backend`
-    /// (`"webgpu"` or `"cpu"`).
+    /// (`"webgpu"` or `"cpu"`). `max_buffer_bytes` is the WebGPU adapter's
+    /// largest storage buffer; a model with a bigger tensor is refused.
     pub async fn load(
         backend: String,
         weights: Vec<u8>,
         config: Option<Vec<u8>>,
         preprocessor: Option<Vec<u8>>,
+        max_buffer_bytes: Option<f64>,
     ) -> Result<Vitrine, JsError> {
-        let checkpoint =
-            Checkpoint::from_bytes(&weights, config.as_deref(), preprocessor.as_deref())
-                .map_err(|e| JsError::new(&e.to_string()))?;
+        // Weights are widened to f32 in wasm memory (at most 4 GB, shared
+        // with the file's own bytes) before they reach any device.
+        let limits = MemoryLimits {
+            max_tensor_bytes: max_buffer_bytes.map_or(u64::MAX, |b| b as u64),
+            max_total_bytes: WASM_WEIGHT_BUDGET,
+            device: match (backend.as_str(), max_buffer_bytes) {
+                ("webgpu", Some(_)) => "this GPU".into(),
+                _ => "the browser's WebAssembly memory".into(),
+            },
+        };
+        let checkpoint = Checkpoint::from_bytes_within(
+            &weights,
+            config.as_deref(),
+            preprocessor.as_deref(),
+            &limits,
+        )
+        .map_err(|e| JsError::new(&e.to_string()))?;
         drop(weights);
         let device = match backend.as_str() {
             "webgpu" => webgpu_device().await?,

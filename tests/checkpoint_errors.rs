@@ -5,7 +5,7 @@ mod common;
 
 use common::fixtures;
 use vitrine::safetensors::{SafeTensors, serialize};
-use vitrine::{Checkpoint, CheckpointError};
+use vitrine::{Checkpoint, CheckpointError, MemoryLimits};
 
 type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
 
@@ -273,4 +273,63 @@ fn missing_file_is_an_io_error() {
         m.starts_with("cannot read /nonexistent/model.safetensors"),
         "{m}"
     );
+}
+
+#[test]
+fn too_large_for_the_device_is_refused_before_widening() {
+    let weights = read("timm_d96", "model.safetensors");
+    let config = read("timm_d96", "config.json");
+    // timm_d96's qkv (288×96 f32 = 108 KiB) and MLP (384×96, 144 KiB) weights exceed 100 KiB.
+    let tight = MemoryLimits {
+        max_tensor_bytes: 100 * 1024,
+        max_total_bytes: u64::MAX,
+        device: "this GPU".into(),
+    };
+    let (e, msg) = message(Checkpoint::from_bytes_within(
+        &weights,
+        Some(&config),
+        None,
+        &tight,
+    ));
+    assert!(
+        matches!(&e, CheckpointError::TooLarge { tensor: Some(t), limit: 102400, .. } if t == "blocks.0.attn.qkv.weight"),
+        "{e:?}"
+    );
+    assert!(
+        msg.starts_with("the model is too large for this GPU: tensor `blocks."),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("tensor `blocks.0.attn.qkv.weight` needs 108 KB as f32, more than the 100 KB one buffer may hold"),
+        "{msg}"
+    );
+
+    let small_memory = MemoryLimits {
+        max_tensor_bytes: u64::MAX,
+        max_total_bytes: 1 << 20,
+        device: "the browser's WebAssembly memory".into(),
+    };
+    let (e, msg) = message(Checkpoint::from_bytes_within(
+        &weights,
+        Some(&config),
+        None,
+        &small_memory,
+    ));
+    assert!(
+        matches!(e, CheckpointError::TooLarge { tensor: None, .. }),
+        "{e:?}"
+    );
+    assert!(
+        msg.starts_with(
+            "the model is too large for the browser's WebAssembly memory: its weights need"
+        ),
+        "{msg}"
+    );
+    // Generous limits load it.
+    let roomy = MemoryLimits {
+        max_tensor_bytes: 1 << 20,
+        max_total_bytes: 64 << 20,
+        device: "x".into(),
+    };
+    assert!(Checkpoint::from_bytes_within(&weights, Some(&config), None, &roomy).is_ok());
 }

@@ -5,6 +5,7 @@ let model = null;
 let backend = 'cpu';
 let ready = null;
 let last = null; // the last image classified: { rgba, width, height }
+let adapter = null; // the WebGPU adapter in use, for its limits
 
 /** WebGPU when there is a hardware adapter; a software fallback adapter is slower than the CPU backend. */
 async function chooseBackend(requested) {
@@ -16,12 +17,13 @@ async function chooseBackend(requested) {
   if (fallback && requested !== 'webgpu') {
     return { backend: 'cpu', reason: 'the only WebGPU adapter is a software fallback, slower than the CPU backend' };
   }
-  return { backend: 'webgpu', reason: fallback ? 'WebGPU was requested (software fallback adapter)' : 'a WebGPU adapter is available' };
+  return { backend: 'webgpu', adapter, reason: fallback ? 'WebGPU was requested (software fallback adapter)' : 'a WebGPU adapter is available' };
 }
 
 async function load(files) {
   const bytes = (b) => (b ? new Uint8Array(b) : undefined);
-  const next = await Vitrine.load(backend, bytes(files.weights), bytes(files.config), bytes(files.preprocessor));
+  const limit = adapter ? Math.min(adapter.limits.maxStorageBufferBindingSize, adapter.limits.maxBufferSize) : undefined;
+  const next = await Vitrine.load(backend, bytes(files.weights), bytes(files.config), bytes(files.preprocessor), limit);
   // Warm up: one run on a blank image compiles the shaders now, while the
   // page still shows loading progress, not on the user's first image.
   await next.classify(new Uint8Array(4 * 8 * 8), 8, 8, undefined);
@@ -35,8 +37,9 @@ self.onmessage = async ({ data }) => {
     if (data.type === 'init') {
       ready = (async () => {
         await init();
-        const choice = await chooseBackend(data.backend);
+        const { adapter: chosen, ...choice } = await chooseBackend(data.backend);
         backend = choice.backend;
+        adapter = chosen ?? null;
         return choice;
       })();
       self.postMessage({ type: 'ready', ...(await ready) });
