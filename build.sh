@@ -4,6 +4,7 @@
 #   ./build.sh dist    write the static site to dist/ (works from any static host, under any sub-path)
 #   ./build.sh test    every test: unit, golden (vs timm/transformers), checkpoint errors, CLI, wgpu, browser
 #   ./build.sh bench   forward-pass timings: vitrine cpu and wgpu vs PyTorch eager, same machine
+#   ./build.sh bench-web  the page's latency (bench.html) beside onnxruntime-web, and the memory check
 # Each installs what it needs on a fresh Debian machine (run as root, or have it installed).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -106,6 +107,16 @@ cmd_serve() {
   python3 -m http.server 8080 --bind 127.0.0.1 --directory dist
 }
 
+cmd_bench_web() {
+  build_site dist
+  apt_install chromium
+  command -v npm >/dev/null || apt_install npm
+  python3 -c 'import torch, timm, onnx, onnxscript' 2>/dev/null || { say "installing torch, timm and onnx for the reference model"; pip install -q torch timm onnx onnxscript; }
+  (cd tests/perf && npm ci --silent --no-audit --no-fund)
+  say "web bench: vitrine (CPU wasm, WebGPU) beside onnxruntime-web, headless Chromium"
+  node tests/perf/bench_web.mjs "$@"
+}
+
 cmd_bench() {
   build_cli
   python3 -c 'import torch, timm' 2>/dev/null || { say "installing torch and timm for the reference"; pip install -q torch timm; }
@@ -127,5 +138,6 @@ case "${1:-}" in
   dist) cmd_dist ;;
   test) cmd_test ;;
   bench) cmd_bench ;;
-  *) echo "usage: ./build.sh serve|dist|test|bench" >&2; exit 2 ;;
+  bench-web) shift; cmd_bench_web "$@" ;;
+  *) echo "usage: ./build.sh serve|dist|test|bench|bench-web" >&2; exit 2 ;;
 esac

@@ -95,6 +95,21 @@ impl Vitrine {
         self.backend.clone()
     }
 
+    /// What the device's memory pools hold, as `{bytesInUse, bytesReserved}`
+    /// (the GPU side of the bench page's memory check); `null` on backends
+    /// without pools.
+    pub fn memory(&self) -> JsValue {
+        match self.classifier.device().memory_pool_usage() {
+            None => JsValue::NULL,
+            Some(u) => {
+                let out = Object::new();
+                set(&out, "bytesInUse", u.bytes_in_use as f64);
+                set(&out, "bytesReserved", u.bytes_reserved as f64);
+                out.into()
+            }
+        }
+    }
+
     /// The model's description as JSON: config, preprocessing, labels, loader notes.
     pub fn info(&self) -> String {
         let c = &self.classifier;

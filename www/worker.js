@@ -6,6 +6,7 @@ let backend = 'cpu';
 let ready = null;
 let last = null; // the last image classified: { rgba, width, height }
 let adapter = null; // the WebGPU adapter in use, for its limits
+let memory = null; // the wasm module's memory, for the bench page
 
 /** WebGPU when there is a hardware adapter; a software fallback adapter is slower than the CPU backend. */
 async function chooseBackend(requested) {
@@ -36,7 +37,7 @@ self.onmessage = async ({ data }) => {
   try {
     if (data.type === 'init') {
       ready = (async () => {
-        await init();
+        memory = (await init()).memory;
         const { adapter: chosen, ...choice } = await chooseBackend(data.backend);
         backend = choice.backend;
         adapter = chosen ?? null;
@@ -52,6 +53,9 @@ self.onmessage = async ({ data }) => {
       last = { rgba: new Uint8Array(data.rgba), width: data.width, height: data.height };
       const result = await model.classify(last.rgba, last.width, last.height, undefined);
       self.postMessage({ type: 'result', id: data.id, result });
+    } else if (data.type === 'memory') {
+      await ready;
+      self.postMessage({ type: 'memory', id: data.id, wasmBytes: memory.buffer.byteLength, device: model?.memory() ?? null });
     } else if (data.type === 'attention') {
       // One layer's full [H, N+1, N+1] attention for the last image, read back only on request.
       await ready;

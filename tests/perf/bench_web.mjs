@@ -1,0 +1,79 @@
+// The web bench, in one script: vitrine's bench page (CPU wasm and WebGPU)
+// beside onnxruntime-web (wasm and WebGPU) on the same vit_tiny_patch16_224
+// weights, in the same headless Chromium, plus the memory check (200
+// classifications) on the default model. Prints one JSON line per run.
+//
+//   node tests/perf/bench_web.mjs [--runs N] [--quick]
+// (run by ./build.sh bench-web after the site is built into dist/)
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const here = import.meta.dirname;
+const root = path.resolve(here, '../..');
+const args = process.argv.slice(2);
+const runs = Number(args[args.indexOf('--runs') + 1] || 20) || 20;
+const site = path.join(root, 'test-output', 'bench-site');
+
+fs.rmSync(site, { recursive: true, force: true });
+fs.cpSync(path.join(root, 'dist'), site, { recursive: true });
+const tiny = path.join(site, 'models', 'vit_tiny');
+execFileSync('python3', [path.join(here, 'make_vit_tiny.py'), tiny], { stdio: ['ignore', 'ignore', 'inherit'] });
+const manifestPath = path.join(site, 'models', 'manifest.json');
+const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
+manifest.models.push({ name: 'vit_tiny', path: 'vit_tiny/' });
+fs.writeFileSync(manifestPath, JSON.stringify(manifest));
+fs.cpSync(path.join(here, 'node_modules', 'onnxruntime-web', 'dist'), path.join(site, 'ort'), { recursive: true });
+for (const f of ['ort.html', 'ort-bench.js']) fs.copyFileSync(path.join(here, f), path.join(site, f));
+
+const port = 8600 + (process.pid % 300);
+const origin = `http://127.0.0.1:${port}`;
+const server = spawn('python3', ['-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', site], { stdio: 'ignore' });
+for (let i = 0; i < 100; i++) {
+  try { if ((await fetch(origin)).ok) break; } catch { await new Promise((r) => setTimeout(r, 100)); }
+}
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--enable-unsafe-webgpu'],
+});
+
+async function bench(url) {
+  const page = await browser.newPage();
+  const started = Date.now();
+  let report;
+  try {
+    await page.goto(`${origin}/${url}`);
+    await page.waitForSelector('body[data-done="true"]', { timeout: 1_800_000 });
+    report = await page.evaluate(() => window.vitrineBench);
+  } catch (e) {
+    report = { error: `the page failed: ${String(e.message ?? e).split('\n')[0]}` };
+  }
+  await page.close().catch(() => {});
+  report.url = url;
+  report.wallSeconds = (Date.now() - started) / 1000;
+  console.log(JSON.stringify(report));
+  return report;
+}
+
+const swRuns = Math.max(5, Math.round(runs / 4)); // SwiftShader WebGPU is slow: fewer runs there
+const results = [
+  await bench(`bench.html?model=vit_tiny&backend=cpu&runs=${runs}`),
+  await bench(`ort.html?ep=wasm&runs=${runs}`),
+  await bench(`bench.html?model=vit_tiny&backend=webgpu&runs=${swRuns}&warmup=2`),
+  await bench(`ort.html?ep=webgpu&runs=${swRuns}&warmup=2`),
+  await bench('bench.html?backend=cpu&runs=20&memory=200'),
+  await bench('bench.html?backend=webgpu&runs=5&warmup=2&memory=200'),
+];
+await browser.close();
+server.kill();
+fs.writeFileSync(path.join(root, 'test-output', 'bench-web.json'), JSON.stringify(results, null, 1));
+const med = (r) => r.ms?.forward ? r.ms.forward.median + r.ms.readback.median : r.ms?.total.median;
+console.log('\nvit_tiny_patch16_224, batch 1, headless Chromium (forward + read-back, median ms):');
+for (const r of results.slice(0, 4)) console.log(`  ${r.url.padEnd(58)} ${r.error ?? med(r)?.toFixed(1)}`);
+for (const r of results.slice(4)) {
+  const m = r.memory;
+  if (!m) { console.log(`  memory check ${r.url}: ${r.error}`); continue; }
+  console.log(`  memory over ${m?.runs} runs (${r.backend}): wasm ${(100 * m?.wasmGrowth).toFixed(1)}%, device pools ${m?.deviceGrowth == null ? 'n/a' : (100 * m.deviceGrowth).toFixed(1) + '%'}`);
+}

@@ -1,0 +1,107 @@
+// The bench page: N classifications of one image through the same worker
+// the app uses, reported as median / p90 / min per stage.
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const runs = Number(params.get('runs') ?? 30);
+const warmup = Number(params.get('warmup') ?? 3);
+const memoryRuns = Number(params.get('memory') ?? 0);
+const imageUrl = params.get('image') ?? 'samples/chelsea.jpg';
+
+const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+const pending = new Map();
+let nextId = 0;
+let readyInfo;
+const ready = new Promise((resolve) => { readyInfo = resolve; });
+worker.onmessage = ({ data }) => {
+  if (data.type === 'ready') return readyInfo(data);
+  const p = pending.get(data.id);
+  pending.delete(data.id);
+  if (data.type === 'error') p?.reject(new Error(data.message));
+  else p?.resolve(data);
+};
+const request = (message) => new Promise((resolve, reject) => {
+  const id = ++nextId;
+  pending.set(id, { resolve, reject });
+  worker.postMessage({ ...message, id });
+});
+
+function stats(values) {
+  const s = [...values].sort((a, b) => a - b);
+  const at = (q) => s[Math.min(s.length - 1, Math.floor(q * s.length))];
+  return { median: at(0.5), p90: at(0.9), min: s[0] };
+}
+
+async function main() {
+  worker.postMessage({ type: 'init', backend: params.get('backend') });
+  const { backend, reason } = await ready;
+  $('status').textContent = `Backend ${backend} (${reason}). Loading the model…`;
+  const manifest = await (await fetch('models/manifest.json')).json();
+  const name = params.get('model') ?? manifest.default;
+  const entry = manifest.models.find((m) => m.name === name);
+  if (!entry) throw new Error(`no model named “${name}” in models/manifest.json`);
+  const get = async (file, optional) => {
+    const r = await fetch(`models/${entry.path}${file}`);
+    if (!r.ok && optional) return undefined;
+    if (!r.ok) throw new Error(`${file}: HTTP ${r.status}`);
+    return r.arrayBuffer();
+  };
+  const files = { weights: await get('model.safetensors'), config: await get('config.json', true), preprocessor: await get('preprocessor_config.json', true) };
+  const { info } = await request({ type: 'load', files });
+
+  const bitmap = await createImageBitmap(await (await fetch(imageUrl)).blob());
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  canvas.getContext('2d').drawImage(bitmap, 0, 0);
+  const rgba = canvas.getContext('2d').getImageData(0, 0, bitmap.width, bitmap.height).data.buffer;
+  const classify = () => request({ type: 'classify', rgba, width: bitmap.width, height: bitmap.height });
+
+  const first = await classify();
+  const firstResultMs = performance.now(); // from navigation start: load, shader warm-up and one image
+  for (let i = 1; i < warmup; i++) await classify();
+  $('status').textContent = `Backend ${backend}: ${runs} runs…`;
+  const rows = { preprocess: [], forward: [], readback: [], total: [] };
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    const { result } = await classify();
+    rows.total.push(performance.now() - t0);
+    for (const k of ['preprocess', 'forward', 'readback']) rows[k].push(result.timings[k]);
+  }
+  const report = {
+    model: name, backend, reason, runs, warmup, image: imageUrl,
+    input: info.preprocess.input_size, firstResultMs,
+    top1: first.result.probabilities.indexOf(Math.max(...first.result.probabilities)),
+    ms: Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, stats(v)])),
+  };
+  if (memoryRuns > 0) {
+    $('status').textContent = `Backend ${backend}: ${memoryRuns} more runs for the memory check…`;
+    const before = await request({ type: 'memory' });
+    for (let i = 0; i < memoryRuns; i++) await classify();
+    const after = await request({ type: 'memory' });
+    report.memory = {
+      runs: memoryRuns,
+      wasmBytes: [before.wasmBytes, after.wasmBytes],
+      wasmGrowth: after.wasmBytes / before.wasmBytes - 1,
+      // The device's pools (WebGPU); null where the backend has none.
+      deviceBytesReserved: before.device && [before.device.bytesReserved, after.device.bytesReserved],
+      deviceGrowth: before.device ? after.device.bytesReserved / Math.max(1, before.device.bytesReserved) - 1 : null,
+    };
+  }
+  $('table').tBodies[0].replaceChildren(...Object.entries(report.ms).map(([k, s]) => {
+    const tr = document.createElement('tr');
+    for (const v of [k, s.median.toFixed(2), s.p90.toFixed(2), s.min.toFixed(2)]) {
+      const td = document.createElement('td');
+      td.textContent = v;
+      tr.append(td);
+    }
+    return tr;
+  }));
+  $('json').textContent = JSON.stringify(report, null, 1);
+  $('status').textContent = `Done: ${name} on ${backend}, first result ${firstResultMs.toFixed(0)} ms after page load.`;
+  window.vitrineBench = report;
+  document.body.dataset.done = 'true';
+}
+
+main().catch((e) => {
+  $('status').textContent = `Bench failed: ${e.message}`;
+  window.vitrineBench = { error: e.message };
+  document.body.dataset.done = 'true';
+});
