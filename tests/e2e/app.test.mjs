@@ -90,3 +90,18 @@ test('checkpoints by ?model= and by drop, in both layouts; hostile labels stay t
   await page.close();
 });
 
+
+test('the bench page reports latency and memory stays flat over 200 classifications', { timeout: 600_000 }, async () => {
+  const page = await site.browser.newPage();
+  await page.goto(`${site.origin}/bench.html?backend=cpu&runs=5&memory=200`);
+  await page.waitForSelector('body[data-done="true"]', { timeout: 300_000 });
+  const report = await page.evaluate(() => window.vitrineBench);
+  assert.equal(report.error, undefined);
+  assert.equal(report.model, 'fashion-vit');
+  for (const k of ['preprocess', 'forward', 'readback', 'total']) assert.ok(report.ms[k].median >= 0 && report.ms[k].p90 >= report.ms[k].median, k);
+  assert.ok(report.firstResultMs > 0);
+  assert.equal(report.memory.runs, 200);
+  assert.ok(report.memory.wasmGrowth < 0.1, `wasm memory grew ${(report.memory.wasmGrowth * 100).toFixed(1)}%`);
+  await shot(page, 'bench');
+  await page.close();
+});
