@@ -70,6 +70,26 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
 }
 
 impl Classifier {
+    /// Wraps a model already on `device` (tests, freshly trained models);
+    /// labels are `class 0`, `class 1`, ….
+    pub fn from_model(
+        model: VisionTransformer,
+        config: VitConfig,
+        preprocess: PreprocessConfig,
+        device: &Device,
+    ) -> Self {
+        Self {
+            labels: (0..config.num_classes)
+                .map(|i| format!("class {i}"))
+                .collect(),
+            config,
+            preprocess,
+            notes: Vec::new(),
+            model,
+            device: device.clone(),
+        }
+    }
+
     /// Uploads a checked checkpoint to `device`.
     pub fn new(checkpoint: &Checkpoint, device: Device) -> Self {
         Self {

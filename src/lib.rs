@@ -22,6 +22,7 @@ pub mod preprocess;
 pub mod safetensors;
 #[cfg(all(feature = "train", not(target_arch = "wasm32")))]
 pub mod train;
+pub mod walkthrough;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 

@@ -183,6 +183,68 @@ impl Vitrine {
     }
 }
 
+#[wasm_bindgen]
+impl Vitrine {
+    /// The forward pass of `width × height` RGBA pixels step by step, for
+    /// the teaching view: `{input, patchVectors, patchEmbeddings, clsToken,
+    /// positionSimilarity, queries, keys, values, attention, tokenNorms,
+    /// meanDistance, clsFinal, logits}` as Float32Arrays (see
+    /// `walkthrough::Walkthrough`), for the focus `patches`, `layer` and `head`.
+    pub async fn walkthrough(
+        &self,
+        rgba: Vec<u8>,
+        width: u32,
+        height: u32,
+        patches: Vec<u32>,
+        layer: u32,
+        head: u32,
+    ) -> Result<JsValue, JsError> {
+        let c = &self.classifier.config;
+        let n = c.num_patches();
+        if layer as usize >= c.depth || head as usize >= c.num_heads {
+            return Err(JsError::new(&format!(
+                "layer {layer}, head {head} does not exist: the model has {} layers of {} heads",
+                c.depth, c.num_heads
+            )));
+        }
+        if let Some(p) = patches.iter().find(|&&p| p as usize >= n) {
+            return Err(JsError::new(&format!(
+                "patch {p} does not exist: the model has {n}"
+            )));
+        }
+        let input =
+            crate::preprocess::preprocess(&rgba, width, height, &self.classifier.preprocess)
+                .map_err(|e| JsError::new(&e.to_string()))?;
+        let focus = crate::walkthrough::Focus {
+            patches: patches.iter().map(|&p| p as usize).collect(),
+            layer: layer as usize,
+            head: head as usize,
+        };
+        let w = self.classifier.walkthrough(&input, &focus).await;
+        let out = Object::new();
+        let arrays: [(&str, &[f32]); 14] = [
+            ("input", &input),
+            ("patchVectors", &w.patch_vectors),
+            ("patchEmbeddings", &w.patch_embeddings),
+            ("clsToken", &w.cls_token),
+            ("positionSimilarity", &w.position_similarity),
+            ("queries", &w.queries),
+            ("keys", &w.keys),
+            ("values", &w.values),
+            ("attention", &w.attention),
+            ("tokenNorms", &w.token_norms),
+            ("meanDistance", &w.mean_distance),
+            ("clsFinal", &w.cls_final),
+            ("logits", &w.logits),
+            ("probabilities", &crate::engine::softmax(&w.logits)),
+        ];
+        for (key, values) in arrays {
+            set(&out, key, Float32Array::from(values));
+        }
+        Ok(out.into())
+    }
+}
+
 /// Better panic messages in the browser console.
 #[wasm_bindgen(start)]
 pub fn start() {

@@ -16,6 +16,7 @@ usage:
                    [--layer L] [--head H|mean] [--backend cpu|wgpu]
   vitrine bench [--backend cpu|wgpu] [--arch NAME | --model PATH] [--runs N] [--warmup N] [--json]
   vitrine train [--data DIR] [--out DIR] [--epochs N] [--batch N] [--threads N]
+  vitrine walkthrough IMAGE [--model PATH] [--layer L] [--head H] [--patches I,J,...]
   vitrine export [--run DIR] [--epoch N] [--out DIR]
   vitrine eval [--model PATH] [--data DIR] [--limit N] [--confusion OUT.svg] [--dataset-pixels]
                [--backend cpu|wgpu]
@@ -86,6 +87,7 @@ fn main() -> ExitCode {
         Some("train") => train(&raw[1..]),
         Some("eval") => eval(&raw[1..]),
         Some("export") => export(&raw[1..]),
+        Some("walkthrough") => walkthrough(&raw[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -343,7 +345,11 @@ fn bench(raw: &[String]) -> Result<ExitCode, String> {
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     let p90 = times[((times.len() as f64 * 0.9).ceil() as usize).saturating_sub(1)];
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The CPU backend's pool: RAYON_NUM_THREADS when set, else every core.
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if args.flag("json") {
         println!(
             "{}",
@@ -405,6 +411,62 @@ fn train(raw: &[String]) -> Result<ExitCode, String> {
         (now_ms() - t0) / 60000.0,
         dest.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn walkthrough(raw: &[String]) -> Result<ExitCode, String> {
+    let args = Args::parse(raw, &[], &["model", "layer", "head", "patches", "backend"])?;
+    let [image] = args.positional.as_slice() else {
+        return Err(format!("walkthrough needs one image\n{USAGE}"));
+    };
+    let (_, device) = pick_backend(&args)?;
+    let (_, checkpoint) = load_model(&args)?;
+    let classifier = Classifier::new(&checkpoint, device);
+    let c = &classifier.config;
+    let layer = args.number("layer", c.depth - 1)?;
+    let head = args.number("head", 0)?;
+    if layer >= c.depth || head >= c.num_heads {
+        return Err(format!(
+            "--layer must be 0..{} and --head 0..{}",
+            c.depth - 1,
+            c.num_heads - 1
+        ));
+    }
+    let patches = match args.value("patches") {
+        None => vec![0],
+        Some(list) => list
+            .split(',')
+            .map(|p| {
+                p.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&p| p < c.num_patches())
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                format!(
+                    "--patches must list patch indices below {}",
+                    c.num_patches()
+                )
+            })?,
+    };
+    let img = load_image(Path::new(image)).map_err(|e| format!("{image}: {e}"))?;
+    let input = preprocess::preprocess(
+        img.as_raw(),
+        img.width(),
+        img.height(),
+        &classifier.preprocess,
+    )
+    .map_err(|e| format!("{image}: {e}"))?;
+    let focus = vitrine::walkthrough::Focus {
+        patches,
+        layer,
+        head,
+    };
+    let w = classifier.walkthrough_blocking(&input, &focus);
+    let mut json = serde_json::to_value(&w).map_err(|e| e.to_string())?;
+    json["input"] = serde_json::to_value(&input).map_err(|e| e.to_string())?;
+    println!("{json}");
     Ok(ExitCode::SUCCESS)
 }
 

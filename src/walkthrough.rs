@@ -1,0 +1,301 @@
+//! The forward pass step by step, for the teaching view: the real
+//! intermediate values of the loaded model on one image, computed by the
+//! same modules as [`crate::model`] and read back in one transfer.
+//!
+//! Sizes stay small: a few chosen patches, one chosen layer and head in
+//! full, and per-token or per-head summaries elsewhere.
+
+use burn::tensor::{Tensor, TensorData};
+
+use crate::engine::Classifier;
+use crate::model::patch_embed::patchify;
+
+/// What to look at closely.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Focus {
+    /// Patch indices (row-major over the grid) whose vectors and embeddings to return.
+    pub patches: Vec<usize>,
+    /// The encoder layer shown in full.
+    pub layer: usize,
+    /// The head of that layer whose Q, K, V and attention are returned.
+    pub head: usize,
+}
+
+/// The intermediate values; matrices are row-major.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Walkthrough {
+    /// The focus patches flattened, [k, P·P·C] (normalised pixel values).
+    pub patch_vectors: Vec<f32>,
+    /// Their linear projections, [k, D], before the position embedding.
+    pub patch_embeddings: Vec<f32>,
+    /// The learned class token, [D].
+    pub cls_token: Vec<f32>,
+    /// Cosine similarity of every patch's position embedding with every
+    /// other's, [N, N] (the paper's Figure 7, centre).
+    pub position_similarity: Vec<f32>,
+    /// Layer `focus.layer`, head `focus.head`: queries, keys, values [T, d]
+    /// (T = N + 1, d = D / heads) and the attention matrix [T, T].
+    pub queries: Vec<f32>,
+    pub keys: Vec<f32>,
+    pub values: Vec<f32>,
+    pub attention: Vec<f32>,
+    /// Length of each token vector entering the focus layer, after its
+    /// attention residual, and after its MLP residual: [3, T].
+    pub token_norms: Vec<f32>,
+    /// Mean attention distance of each head of each layer, in pixels, [L, H]
+    /// (the paper's Figure 7, right, for this one image).
+    pub mean_distance: Vec<f32>,
+    /// The class token after the final LayerNorm, [D].
+    pub cls_final: Vec<f32>,
+    /// The head's output, [classes].
+    pub logits: Vec<f32>,
+}
+
+/// Distances in pixels between the centres of patches i and j, [N, N].
+pub fn patch_distances(grid: [usize; 2], patch_size: usize) -> Vec<f32> {
+    let [rows, cols] = grid;
+    let n = rows * cols;
+    let p = patch_size as f32;
+    let mut d = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            let dy = (i / cols) as f32 - (j / cols) as f32;
+            let dx = (i % cols) as f32 - (j % cols) as f32;
+            d[i * n + j] = (dx * dx + dy * dy).sqrt() * p;
+        }
+    }
+    d
+}
+
+impl Classifier {
+    /// The forward pass of one preprocessed input ([C, H, W]) step by step.
+    ///
+    /// Panics when `input` has the wrong length or `focus` names a patch,
+    /// layer or head that does not exist (callers check against the config).
+    pub async fn walkthrough(&self, input: &[f32], focus: &Focus) -> Walkthrough {
+        let c = &self.config;
+        let model = self.model();
+        let device = self.device();
+        let [h, w] = c.img_size;
+        let (n, t, d) = (c.num_patches(), c.num_patches() + 1, c.embed_dim);
+        let heads = c.num_heads;
+        let hd = d / heads;
+        assert_eq!(input.len(), c.in_chans * h * w, "input length");
+        assert!(
+            focus.layer < c.depth && focus.head < heads,
+            "focus out of range"
+        );
+        assert!(focus.patches.iter().all(|&p| p < n), "patch out of range");
+
+        let x = Tensor::<4>::from_data(
+            TensorData::new(input.to_vec(), [1, c.in_chans, h, w]),
+            device,
+        );
+        let patches = patchify(x, c.patch_size); // [1, N, P·P·C]
+        let embedded = model.patch_embed.forward(patches.clone()); // [1, N, D]
+        let pick = |m: Tensor<3>| -> Tensor<1> {
+            let rows: Vec<Tensor<1>> = focus
+                .patches
+                .iter()
+                .map(|&i| {
+                    let [_, _, len] = m.dims();
+                    m.clone().slice([0..1, i..i + 1, 0..len]).reshape([len])
+                })
+                .collect();
+            if rows.is_empty() {
+                Tensor::zeros([0], device)
+            } else {
+                Tensor::cat(rows, 0)
+            }
+        };
+        let patch_vectors = pick(patches);
+        let patch_embeddings = pick(embedded.clone());
+        let cls = model.cls_token.val(); // [1, 1, D]
+        let pos = model.pos_embed.val(); // [1, T, D]
+        let mut tokens = Tensor::cat(vec![cls.clone(), embedded], 1) + pos.clone();
+
+        // Cosine similarity of the patch position embeddings.
+        let p = pos.slice([0..1, 1..t, 0..d]).reshape([n, d]);
+        let unit = p.clone() / p.powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12); // [N, D]
+        let similarity = unit.clone().matmul(unit.transpose()); // [N, N]
+
+        let distances = Tensor::<2>::from_data(
+            TensorData::new(patch_distances(c.grid(), c.patch_size), [n, n]),
+            device,
+        );
+        let norm = |x: &Tensor<3>| x.clone().powf_scalar(2.0).sum_dim(2).sqrt().reshape([t]);
+        let mut mean_distance = Vec::with_capacity(c.depth);
+        let mut focus_parts = None;
+        for (l, block) in model.blocks.iter().enumerate() {
+            let before = tokens.clone();
+            let normed = block.norm1.forward(tokens.clone());
+            let attn = block.attn.forward(normed.clone());
+            let after_attn = tokens + attn.context;
+            let after_mlp =
+                after_attn.clone() + block.mlp.forward(block.norm2.forward(after_attn.clone()));
+            // Patch-to-patch attention renormalised over the patches, times the distance.
+            let a = attn
+                .weights
+                .clone()
+                .slice([0..1, 0..heads, 1..t, 1..t])
+                .reshape([heads, n, n]);
+            let a = a.clone() / a.sum_dim(2).clamp_min(1e-12);
+            let dist = (a * distances.clone().reshape([1, n, n]))
+                .sum_dim(2)
+                .mean_dim(1)
+                .reshape([heads]);
+            mean_distance.push(dist);
+            if l == focus.layer {
+                let qkv = block.attn.qkv.forward(normed).reshape([1, t, 3, heads, hd]);
+                let part = |k: usize| {
+                    qkv.clone()
+                        .slice([0..1, 0..t, k..k + 1, focus.head..focus.head + 1, 0..hd])
+                        .reshape([t * hd])
+                };
+                let q = part(0);
+                let attention = attn
+                    .weights
+                    .slice([0..1, focus.head..focus.head + 1, 0..t, 0..t])
+                    .reshape([t * t]);
+                let norms =
+                    Tensor::cat(vec![norm(&before), norm(&after_attn), norm(&after_mlp)], 0);
+                focus_parts = Some(vec![q, part(1), part(2), attention, norms]);
+            }
+            tokens = after_mlp;
+        }
+        let tokens = model.norm.forward(tokens);
+        let cls_final = tokens.clone().slice([0..1, 0..1, 0..d]).reshape([d]);
+        let logits = model.forward_head(tokens).reshape([c.num_classes]);
+
+        let mut parts = vec![
+            patch_vectors,
+            patch_embeddings,
+            cls.reshape([d]),
+            similarity.reshape([n * n]),
+        ];
+        parts.extend(focus_parts.expect("focus layer exists"));
+        parts.push(Tensor::cat(mean_distance, 0));
+        parts.push(cls_final);
+        parts.push(logits);
+        let sizes: Vec<usize> = parts.iter().map(|p| p.dims()[0]).collect();
+        let flat = Tensor::cat(parts, 0)
+            .into_data_async()
+            .await
+            .expect("read-back of the walk-through")
+            .try_into_vec::<f32>()
+            .expect("f32 values");
+        let mut rest = flat.as_slice();
+        let mut next = |k: usize| {
+            let (a, b) = rest.split_at(sizes[k]);
+            rest = b;
+            a.to_vec()
+        };
+        Walkthrough {
+            patch_vectors: next(0),
+            patch_embeddings: next(1),
+            cls_token: next(2),
+            position_similarity: next(3),
+            queries: next(4),
+            keys: next(5),
+            values: next(6),
+            attention: next(7),
+            token_norms: next(8),
+            mean_distance: next(9),
+            cls_final: next(10),
+            logits: next(11),
+        }
+    }
+
+    /// Native convenience: [`Classifier::walkthrough`] run to completion.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn walkthrough_blocking(&self, input: &[f32], focus: &Focus) -> Walkthrough {
+        pollster::block_on(self.walkthrough(input, focus))
+    }
+}
+
+#[cfg(all(test, feature = "cpu"))]
+mod tests {
+    use super::*;
+    use crate::model::VitConfig;
+    use crate::preprocess::PreprocessConfig;
+    use burn::tensor::Device;
+
+    #[test]
+    fn distances_are_euclidean_in_pixels() {
+        let d = patch_distances([2, 3], 16);
+        assert_eq!(d[0], 0.0);
+        assert_eq!(d[1], 16.0); // (0,0) → (0,1)
+        assert!((d[5] - (16.0f32 * 16.0 * 5.0).sqrt()).abs() < 1e-4); // (0,0) → (1,2)
+    }
+
+    /// The steps agree with the ordinary forward pass and with each other.
+    #[test]
+    fn steps_agree_with_the_forward_pass() {
+        let config = VitConfig::new([32, 32], 8, 24, 2, 3, 48).with_num_classes(5);
+        let device = Device::flex();
+        device.seed(7);
+        let model = config.init(&device);
+        let pre = PreprocessConfig::timm_default(3, [32, 32]);
+        let classifier = Classifier::from_model(model, config.clone(), pre, &device);
+        let input: Vec<f32> = (0..3 * 32 * 32)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
+        let focus = Focus {
+            patches: vec![0, 5],
+            layer: 1,
+            head: 2,
+        };
+        let w = classifier.walkthrough_blocking(&input, &focus);
+        let plain = classifier.classify_input_blocking(&input, Some(1));
+
+        let close =
+            |a: &[f32], b: &[f32], tol: f32| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol);
+        assert!(
+            close(&w.logits, &plain.logits, 1e-5),
+            "{:?} vs {:?}",
+            w.logits,
+            plain.logits
+        );
+        let (n, t, hd) = (16, 17, 8);
+        assert_eq!(w.patch_vectors.len(), 2 * 8 * 8 * 3);
+        assert_eq!(w.patch_embeddings.len(), 2 * 24);
+        // Patch 5 is grid row 1, column 1: its first value is pixel (8, 8) of channel 0.
+        assert_eq!(w.patch_vectors[8 * 8 * 3], input[8 * 32 + 8]);
+        // The focus head's matrix is that layer's, and softmax(q·kᵀ/√d) reproduces it.
+        let layer = plain.layer_attention.as_ref().unwrap();
+        assert!(close(&w.attention, &layer[2 * t * t..3 * t * t], 1e-6));
+        let row0: Vec<f32> = (0..t)
+            .map(|j| {
+                (0..hd)
+                    .map(|k| w.queries[k] * w.keys[j * hd + k])
+                    .sum::<f32>()
+                    / (hd as f32).sqrt()
+            })
+            .collect();
+        let m = row0.iter().cloned().fold(f32::MIN, f32::max);
+        let e: Vec<f32> = row0.iter().map(|v| (v - m).exp()).collect();
+        let s: f32 = e.iter().sum();
+        let soft: Vec<f32> = e.iter().map(|v| v / s).collect();
+        assert!(close(&soft, &w.attention[..t], 1e-5), "{soft:?}");
+        // Position similarities: 1 on the diagonal, symmetric, within [-1, 1].
+        for i in 0..n {
+            assert!((w.position_similarity[i * n + i] - 1.0).abs() < 1e-5);
+            for j in 0..n {
+                assert!(
+                    (w.position_similarity[i * n + j] - w.position_similarity[j * n + i]).abs()
+                        < 1e-5
+                );
+            }
+        }
+        // Mean distances lie between 0 and the grid's diagonal.
+        let diagonal = (2.0f32 * 24.0 * 24.0).sqrt();
+        assert_eq!(w.mean_distance.len(), 2 * 3);
+        assert!(
+            w.mean_distance.iter().all(|&v| v > 0.0 && v <= diagonal),
+            "{:?}",
+            w.mean_distance
+        );
+        assert_eq!(w.token_norms.len(), 3 * t);
+        assert_eq!((w.cls_token.len(), w.cls_final.len()), (24, 24));
+    }
+}
