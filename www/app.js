@@ -1,5 +1,6 @@
 // The page: input, results and attention maps. The model itself runs in worker.js.
 import { drawMap, drawPatchCursor, headMap, patchRow, thresholdMask } from './overlay.js';
+import { setupLearn } from './learn.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -119,6 +120,7 @@ function setModel(loaded, name) {
   current = null;
   patch = -1;
   clearResults();
+  learn.update();
 }
 
 function clearResults() {
@@ -280,6 +282,7 @@ async function classifyBlob(blob, truth = null) {
     }
     showNote(notes.join(' '));
     render();
+    learn.update();
     document.body.dataset.classified = String(id);
   } catch (e) {
     if (id === latest) showMessage(`${name} could not be classified: ${e.message}`);
@@ -575,5 +578,6 @@ for (const id of ['head', 'colormap', 'threshold']) $(id).addEventListener('chan
 $('opacity').addEventListener('input', render);
 for (const r of document.querySelectorAll('input[name="upsample"], input[name="picture"]')) r.addEventListener('change', render);
 
+const learn = setupLearn({ run, state: () => ({ info, current, name: document.body.dataset.model }) });
 loadGallery();
 startWorker(params.get('backend')).then(loadSiteModel);

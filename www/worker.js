@@ -53,6 +53,12 @@ self.onmessage = async ({ data }) => {
       last = { rgba: new Uint8Array(data.rgba), width: data.width, height: data.height };
       const result = await model.classify(last.rgba, last.width, last.height, undefined);
       self.postMessage({ type: 'result', id: data.id, result });
+    } else if (data.type === 'walkthrough') {
+      // The forward pass step by step on the last image (the teaching view).
+      await ready;
+      if (!model || !last) throw new Error('no image has been classified yet');
+      const walk = await model.walkthrough(last.rgba, last.width, last.height, Uint32Array.from(data.patches), data.layer, data.head);
+      self.postMessage({ type: 'walkthrough', id: data.id, walk });
     } else if (data.type === 'memory') {
       await ready;
       self.postMessage({ type: 'memory', id: data.id, wasmBytes: memory.buffer.byteLength, device: model?.memory() ?? null });

@@ -21,7 +21,7 @@ export async function startSite(name) {
   fs.cpSync(path.join(root, 'dist'), site, { recursive: true });
   const manifestPath = path.join(site, 'models/manifest.json');
   const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
-  for (const m of ['hf_vit', 'timm_d96']) {
+  for (const m of ['hf_vit', 'timm_d96', 'timm_tiny']) {
     fs.cpSync(path.join(fixtures, 'models', m), path.join(site, 'models', m), { recursive: true });
     manifest.models.push({ name: m, path: `${m}/` });
   }
@@ -90,6 +90,12 @@ export async function messageIncludes(page, text) {
 }
 
 /** The native CLI's answer for the same image: top-5, probabilities, CLS attention and rollout. */
+/** The native engine's walk-through of `image` (JSON of `vitrine walkthrough`). */
+export function nativeWalk(model, image, { patches, layer, head }) {
+  const args = ['walkthrough', image, '--model', model, '--patches', patches.join(','), '--layer', String(layer), '--head', String(head)];
+  return JSON.parse(execFileSync(bin, args, { maxBuffer: 1 << 28 }).toString());
+}
+
 export function native(model, image) {
   const json = JSON.parse(execFileSync(bin, ['classify', image, '--model', model, '--json', '--top', '5']).toString());
   const m = Math.max(...json.logits);

@@ -1,0 +1,123 @@
+// The teaching view's words, in English and Korean. Each step's text is a
+// function of the loaded model's real sizes (s), so the numbers are always
+// this model's.
+export const LANGUAGES = { en: 'English', ko: '한국어' };
+
+export const TEXT = {
+  en: {
+    heading: 'How it works: this image through this model',
+    intro: (s) => `Every number below is computed by vitrine's Rust engine for the image above and the model “${s.name}”, step by step, as in “An Image is Worth 16x16 Words”.`,
+    open: 'How it works',
+    close: 'Close the walk-through',
+    language: 'Language',
+    layer: 'Layer',
+    head: 'Head',
+    steps: [
+      {
+        title: '1. Cut the image into patches',
+        body: (s) => `The model takes a ${s.h}×${s.w}×${s.c} image and cuts it into a grid of ${s.rows}×${s.cols} = ${s.n} square patches of ${s.p}×${s.p} pixels. A Transformer works on a sequence, so the image becomes a sequence of ${s.n} patches, read row by row. This picture is the model's actual input, after resizing${s.photo ? ' and its photo steps' : ''}.`,
+      },
+      {
+        title: '2. Flatten each patch',
+        body: (s) => `Each patch is unrolled into one long vector of ${s.p}·${s.p}·${s.c} = ${s.patchLen} numbers (the pixel values after normalisation). The strips show three patches (the one the class token attends to most in the last layer, the centre one and a corner one); each cell is one number.`,
+      },
+      {
+        title: '3. Project each patch to D numbers',
+        body: (s) => `A learned linear map (a ${s.patchLen}×${s.d} matrix, the same for every patch) turns each vector into an embedding of D = ${s.d} numbers: ${s.n}×${s.patchLen} → ${s.n}×${s.d}. This is the only place the model looks at pixels directly.`,
+      },
+      {
+        title: '4. Prepend the class token',
+        body: (s) => `A learned vector of ${s.d} numbers, the class token, is put in front of the patches, so the sequence is (${s.n}+1)×${s.d} = ${s.t}×${s.d}. The idea comes from BERT's [CLS] token: it belongs to no patch, so it is free to gather, through attention, whatever the whole image says about the class. At the end only this token is used to classify.`,
+      },
+      {
+        title: '5. Add position embeddings',
+        body: (s) => `Attention itself ignores order, so each position gets a learned vector of ${s.d} numbers added to its token. Nothing tells the model that patches form a 2-D grid: it learns that from data. Each small map below belongs to one patch position and shows how similar (cosine similarity) its position embedding is to every other position's: nearby positions end up alike, and rows and columns show up, as in the paper's Figure 7 (centre).`,
+      },
+      {
+        title: '6. The encoder layers',
+        body: (s) => `Then ${s.layers} identical layers follow. In each: LayerNorm, then multi-head self-attention: every token makes a query, a key and a value (${s.heads} heads, each of width d = ${s.d}/${s.heads} = ${s.hd}; the paper's models use 64). Token i attends to token j with weight softmax(q_i·k_j/√${s.hd}); its output is the weighted sum of the values, the heads are concatenated and projected back to ${s.d}, and added to the input (a residual connection). Then LayerNorm, an MLP (${s.d} → ${s.mlp} → ${s.d} with GELU), and another residual. Shown for the chosen layer and head: Q, K and V (${s.t}×${s.hd} each), the ${s.t}×${s.t} attention matrix (row = the token looking, first row and column = the class token), the class token's row as a map over the image, and how long the token vectors are before and after each residual.`,
+      },
+      {
+        title: '7. How far does each head look?',
+        body: (s) => `For each head, the mean attention distance is the average distance in pixels between a patch and the patches it attends to, weighted by attention. Each dot is one head; the paper's Figure 7 (right) shows that some heads look far even in the first layers while others stay local, and that the distance grows with depth. Here it is computed from this one image.`,
+      },
+      {
+        title: '8. Classify from the class token',
+        body: (s) => `After the last layer, a final LayerNorm; then only the class token's ${s.d} numbers go through a linear head (${s.d} → ${s.classes}) to give one score per class, and a softmax turns the scores into probabilities.`,
+      },
+    ],
+    labels: {
+      input: 'The model\'s input with its patch grid',
+      vector: (i, r, c) => `patch ${i} (row ${r}, column ${c})`,
+      cls: 'class token',
+      normsBefore: 'entering the layer',
+      normsAttn: 'after attention + residual',
+      normsMlp: 'after MLP + residual',
+      meanNorm: 'mean token length',
+      distanceAxis: 'mean attention distance (pixels)',
+      layerAxis: 'layer',
+      q: 'Q', k: 'K', v: 'V',
+      attention: 'attention matrix',
+      clsRow: 'class token → patches',
+      top: 'top classes',
+    },
+  },
+  ko: {
+    heading: '작동 원리: 이 이미지가 이 모델을 지나가는 과정',
+    intro: (s) => `아래의 모든 숫자는 위의 이미지와 모델 “${s.name}”에 대해 vitrine의 Rust 엔진이 단계별로 계산한 실제 값입니다. 「An Image is Worth 16x16 Words」 논문의 순서를 따릅니다.`,
+    open: '작동 원리',
+    close: '설명 닫기',
+    language: '언어',
+    layer: '층',
+    head: '헤드',
+    steps: [
+      {
+        title: '1. 이미지를 패치로 자르기',
+        body: (s) => `모델은 ${s.h}×${s.w}×${s.c} 이미지를 ${s.p}×${s.p} 픽셀 크기의 정사각형 패치 ${s.rows}×${s.cols} = ${s.n}개로 자릅니다. 트랜스포머는 시퀀스를 다루므로, 이미지는 한 줄씩 읽은 ${s.n}개 패치의 시퀀스가 됩니다. 이 그림은 크기 조정${s.photo ? '과 사진 전처리' : ''}를 거친 모델의 실제 입력입니다.`,
+      },
+      {
+        title: '2. 각 패치를 펼치기',
+        body: (s) => `각 패치는 ${s.p}·${s.p}·${s.c} = ${s.patchLen}개의 숫자(정규화된 픽셀 값)로 이루어진 하나의 긴 벡터로 펼쳐집니다. 띠 그림은 세 패치(마지막 층에서 클래스 토큰이 가장 주목하는 패치, 가운데 패치, 모서리 패치)를 보여 주며, 한 칸이 숫자 하나입니다.`,
+      },
+      {
+        title: '3. 각 패치를 D개의 숫자로 사영하기',
+        body: (s) => `학습된 선형 변환(모든 패치에 똑같이 쓰이는 ${s.patchLen}×${s.d} 행렬)이 각 벡터를 D = ${s.d}개의 숫자로 된 임베딩으로 바꿉니다: ${s.n}×${s.patchLen} → ${s.n}×${s.d}. 모델이 픽셀을 직접 보는 곳은 여기뿐입니다.`,
+      },
+      {
+        title: '4. 클래스 토큰 붙이기',
+        body: (s) => `학습된 ${s.d}개 숫자의 벡터인 클래스 토큰을 패치들 앞에 붙여, 시퀀스는 (${s.n}+1)×${s.d} = ${s.t}×${s.d}가 됩니다. 이 아이디어는 BERT의 [CLS] 토큰에서 왔습니다. 어느 패치에도 속하지 않기 때문에 어텐션을 통해 이미지 전체가 클래스에 대해 말해 주는 정보를 모을 수 있습니다. 마지막에는 이 토큰만으로 분류합니다.`,
+      },
+      {
+        title: '5. 위치 임베딩 더하기',
+        body: (s) => `어텐션 자체는 순서를 모르기 때문에, 각 위치마다 학습된 ${s.d}개 숫자의 벡터를 토큰에 더합니다. 패치가 2차원 격자를 이룬다는 사실은 어디에도 알려 주지 않습니다. 모델이 데이터에서 배웁니다. 아래의 작은 지도 하나하나는 한 패치 위치에 해당하며, 그 위치 임베딩이 다른 모든 위치의 임베딩과 얼마나 비슷한지(코사인 유사도)를 보여 줍니다. 논문의 그림 7(가운데)처럼 가까운 위치끼리 비슷해지고 행과 열의 구조가 드러납니다.`,
+      },
+      {
+        title: '6. 인코더 층',
+        body: (s) => `이어서 똑같은 구조의 층 ${s.layers}개가 나옵니다. 각 층에서: 레이어 정규화(LayerNorm) 뒤 멀티헤드 셀프 어텐션. 모든 토큰이 쿼리(Q), 키(K), 값(V)을 만듭니다(헤드 ${s.heads}개, 헤드 폭 d = ${s.d}/${s.heads} = ${s.hd}; 논문의 모델은 64를 씁니다). 토큰 i는 토큰 j에 softmax(q_i·k_j/√${s.hd})의 가중치로 주목하고, 출력은 값들의 가중합입니다. 헤드들을 이어 붙여 다시 ${s.d}차원으로 사영한 뒤 입력에 더합니다(잔차 연결). 그다음 레이어 정규화, MLP(${s.d} → ${s.mlp} → ${s.d}, GELU), 그리고 또 한 번의 잔차 연결. 고른 층과 헤드에 대해 Q, K, V(각 ${s.t}×${s.hd}), ${s.t}×${s.t} 어텐션 행렬(행 = 바라보는 토큰, 첫 행과 첫 열 = 클래스 토큰), 이미지 위에 그린 클래스 토큰의 행, 그리고 각 잔차 연결 전후의 토큰 벡터 길이를 보여 줍니다.`,
+      },
+      {
+        title: '7. 각 헤드는 얼마나 멀리 보는가?',
+        body: (s) => `헤드마다 평균 어텐션 거리는 한 패치와 그 패치가 주목하는 패치들 사이의 거리(픽셀)를 어텐션으로 가중 평균한 값입니다. 점 하나가 헤드 하나입니다. 논문의 그림 7(오른쪽)은 첫 층에서도 멀리 보는 헤드와 가까이만 보는 헤드가 함께 있고, 깊어질수록 거리가 커진다는 것을 보여 줍니다. 여기서는 이 이미지 한 장으로 계산했습니다.`,
+      },
+      {
+        title: '8. 클래스 토큰으로 분류하기',
+        body: (s) => `마지막 층 뒤에 마지막 레이어 정규화를 거치고, 클래스 토큰의 ${s.d}개 숫자만 선형 헤드(${s.d} → ${s.classes})를 지나 클래스마다 점수 하나가 됩니다. 소프트맥스가 점수를 확률로 바꿉니다.`,
+      },
+    ],
+    labels: {
+      input: '패치 격자를 그린 모델의 입력',
+      vector: (i, r, c) => `패치 ${i} (${r}행, ${c}열)`,
+      cls: '클래스 토큰',
+      normsBefore: '층에 들어갈 때',
+      normsAttn: '어텐션 + 잔차 뒤',
+      normsMlp: 'MLP + 잔차 뒤',
+      meanNorm: '토큰 길이 평균',
+      distanceAxis: '평균 어텐션 거리 (픽셀)',
+      layerAxis: '층',
+      q: 'Q', k: 'K', v: 'V',
+      attention: '어텐션 행렬',
+      clsRow: '클래스 토큰 → 패치',
+      top: '상위 클래스',
+    },
+  },
+};
