@@ -39,6 +39,10 @@ pub struct Walkthrough {
     pub keys: Vec<f32>,
     pub values: Vec<f32>,
     pub attention: Vec<f32>,
+    /// The focus layer's first LayerNorm output (what attention sees) and
+    /// its MLP's output (what the second residual adds), [T, D] each.
+    pub normed: Vec<f32>,
+    pub mlp_out: Vec<f32>,
     /// Length of each token vector entering the focus layer, after its
     /// attention residual, and after its MLP residual: [3, T].
     pub token_norms: Vec<f32>,
@@ -131,8 +135,8 @@ impl Classifier {
             let normed = block.norm1.forward(tokens.clone());
             let attn = block.attn.forward(normed.clone());
             let after_attn = tokens + attn.context;
-            let after_mlp =
-                after_attn.clone() + block.mlp.forward(block.norm2.forward(after_attn.clone()));
+            let mlp_out = block.mlp.forward(block.norm2.forward(after_attn.clone()));
+            let after_mlp = after_attn.clone() + mlp_out.clone();
             // Patch-to-patch attention renormalised over the patches, times the distance.
             let a = attn
                 .weights
@@ -146,7 +150,11 @@ impl Classifier {
                 .reshape([heads]);
             mean_distance.push(dist);
             if l == focus.layer {
-                let qkv = block.attn.qkv.forward(normed).reshape([1, t, 3, heads, hd]);
+                let qkv = block
+                    .attn
+                    .qkv
+                    .forward(normed.clone())
+                    .reshape([1, t, 3, heads, hd]);
                 let part = |k: usize| {
                     qkv.clone()
                         .slice([0..1, 0..t, k..k + 1, focus.head..focus.head + 1, 0..hd])
@@ -159,7 +167,15 @@ impl Classifier {
                     .reshape([t * t]);
                 let norms =
                     Tensor::cat(vec![norm(&before), norm(&after_attn), norm(&after_mlp)], 0);
-                focus_parts = Some(vec![q, part(1), part(2), attention, norms]);
+                focus_parts = Some(vec![
+                    q,
+                    part(1),
+                    part(2),
+                    attention,
+                    normed.reshape([t * d]),
+                    mlp_out.reshape([t * d]),
+                    norms,
+                ]);
             }
             tokens = after_mlp;
         }
@@ -199,10 +215,12 @@ impl Classifier {
             keys: next(5),
             values: next(6),
             attention: next(7),
-            token_norms: next(8),
-            mean_distance: next(9),
-            cls_final: next(10),
-            logits: next(11),
+            normed: next(8),
+            mlp_out: next(9),
+            token_norms: next(10),
+            mean_distance: next(11),
+            cls_final: next(12),
+            logits: next(13),
         }
     }
 
@@ -296,6 +314,10 @@ mod tests {
             w.mean_distance
         );
         assert_eq!(w.token_norms.len(), 3 * t);
+        assert_eq!((w.normed.len(), w.mlp_out.len()), (t * 24, t * 24));
+        // LayerNorm output: each token has mean 0 before its affine part (weight 1, bias 0 here).
+        let mean0: f32 = w.normed[..24].iter().sum::<f32>() / 24.0;
+        assert!(mean0.abs() < 1e-4, "{mean0}");
         assert_eq!((w.cls_token.len(), w.cls_final.len()), (24, 24));
     }
 }

@@ -187,7 +187,7 @@ impl Vitrine {
 impl Vitrine {
     /// The forward pass of `width × height` RGBA pixels step by step, for
     /// the teaching view: `{input, patchVectors, patchEmbeddings, clsToken,
-    /// positionSimilarity, queries, keys, values, attention, tokenNorms,
+    /// positionSimilarity, queries, keys, values, attention, normed, mlpOut, tokenNorms,
     /// meanDistance, clsFinal, logits}` as Float32Arrays (see
     /// `walkthrough::Walkthrough`), for the focus `patches`, `layer` and `head`.
     pub async fn walkthrough(
@@ -222,7 +222,7 @@ impl Vitrine {
         };
         let w = self.classifier.walkthrough(&input, &focus).await;
         let out = Object::new();
-        let arrays: [(&str, &[f32]); 14] = [
+        let arrays: [(&str, &[f32]); 16] = [
             ("input", &input),
             ("patchVectors", &w.patch_vectors),
             ("patchEmbeddings", &w.patch_embeddings),
@@ -232,6 +232,8 @@ impl Vitrine {
             ("keys", &w.keys),
             ("values", &w.values),
             ("attention", &w.attention),
+            ("normed", &w.normed),
+            ("mlpOut", &w.mlp_out),
             ("tokenNorms", &w.token_norms),
             ("meanDistance", &w.mean_distance),
             ("clsFinal", &w.cls_final),

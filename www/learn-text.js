@@ -31,11 +31,11 @@ export const TEXT = {
       },
       {
         title: '5. Add position embeddings',
-        body: (s) => `Attention itself ignores order, so each position gets a learned vector of ${s.d} numbers added to its token. Nothing tells the model that patches form a 2-D grid: it learns that from data. Each small map below belongs to one patch position and shows how similar (cosine similarity) its position embedding is to every other position's: nearby positions end up alike, and rows and columns show up, as in the paper's Figure 7 (centre).`,
+        body: (s) => `Attention itself ignores order, so each position gets a learned vector of ${s.d} numbers added to its token. Nothing tells the model that patches form a 2-D grid: it learns that from data. Each small map below belongs to one patch position and shows how similar (cosine similarity) its position embedding is to every other position's: nearby positions end up alike, and rows and columns show up, as in the paper's Figure 7 (centre). Why learned rather than fixed? The paper tried 2-D-aware and relative variants and found plain learned 1-D embeddings work as well (its Appendix D.4): the model recovers the grid by itself.`,
       },
       {
         title: '6. The encoder layers',
-        body: (s) => `Then ${s.layers} identical layers follow. In each: LayerNorm, then multi-head self-attention: every token makes a query, a key and a value (${s.heads} heads, each of width d = ${s.d}/${s.heads} = ${s.hd}; the paper's models use 64). Token i attends to token j with weight softmax(q_i·k_j/√${s.hd}); its output is the weighted sum of the values, the heads are concatenated and projected back to ${s.d}, and added to the input (a residual connection). Then LayerNorm, an MLP (${s.d} → ${s.mlp} → ${s.d} with GELU), and another residual. Shown for the chosen layer and head: Q, K and V (${s.t}×${s.hd} each), the ${s.t}×${s.t} attention matrix (row = the token looking, first row and column = the class token), the class token's row as a map over the image, and how long the token vectors are before and after each residual.`,
+        body: (s) => `Then ${s.layers} identical layers follow. In each: LayerNorm, then multi-head self-attention: every token makes a query, a key and a value (${s.heads} heads, each of width d = ${s.d}/${s.heads} = ${s.hd}; the paper's models use 64). Token i attends to token j with weight softmax(q_i·k_j/√${s.hd}); its output is the weighted sum of the values, the heads are concatenated and projected back to ${s.d}, and added to the input (a residual connection). Then LayerNorm, an MLP (${s.d} → ${s.mlp} → ${s.d} with GELU), and another residual. Shown for the chosen layer and head: the tokens after LayerNorm (${s.t}×${s.d}), Q, K and V (${s.t}×${s.hd} each), the ${s.t}×${s.t} attention matrix (row = the token looking, first row and column = the class token), the class token's row as a map over the image (this is how it gathers the class information: a weighted sum of what the patches offer), the MLP's output, and how long the token vectors are before and after each residual.`,
       },
       {
         title: '7. How far does each head look?',
@@ -58,6 +58,8 @@ export const TEXT = {
       layerAxis: 'layer',
       q: 'Q', k: 'K', v: 'V',
       attention: 'attention matrix',
+      normed: 'after LayerNorm (what attention sees)',
+      mlpOut: 'MLP output (added by the residual)',
       clsRow: 'class token → patches',
       top: 'top classes',
     },
@@ -89,11 +91,11 @@ export const TEXT = {
       },
       {
         title: '5. 위치 임베딩 더하기',
-        body: (s) => `어텐션 자체는 순서를 모르기 때문에, 각 위치마다 학습된 ${s.d}개 숫자의 벡터를 토큰에 더합니다. 패치가 2차원 격자를 이룬다는 사실은 어디에도 알려 주지 않습니다. 모델이 데이터에서 배웁니다. 아래의 작은 지도 하나하나는 한 패치 위치에 해당하며, 그 위치 임베딩이 다른 모든 위치의 임베딩과 얼마나 비슷한지(코사인 유사도)를 보여 줍니다. 논문의 그림 7(가운데)처럼 가까운 위치끼리 비슷해지고 행과 열의 구조가 드러납니다.`,
+        body: (s) => `어텐션 자체는 순서를 모르기 때문에, 각 위치마다 학습된 ${s.d}개 숫자의 벡터를 토큰에 더합니다. 패치가 2차원 격자를 이룬다는 사실은 어디에도 알려 주지 않습니다. 모델이 데이터에서 배웁니다. 아래의 작은 지도 하나하나는 한 패치 위치에 해당하며, 그 위치 임베딩이 다른 모든 위치의 임베딩과 얼마나 비슷한지(코사인 유사도)를 보여 줍니다. 논문의 그림 7(가운데)처럼 가까운 위치끼리 비슷해지고 행과 열의 구조가 드러납니다. 왜 고정된 값이 아니라 학습할까요? 논문은 2차원 구조를 반영한 방식과 상대 위치 방식도 시험했지만, 단순히 학습하는 1차원 임베딩도 똑같이 잘 작동했습니다(부록 D.4). 모델이 격자 구조를 스스로 찾아냅니다.`,
       },
       {
         title: '6. 인코더 층',
-        body: (s) => `이어서 똑같은 구조의 층 ${s.layers}개가 나옵니다. 각 층에서: 레이어 정규화(LayerNorm) 뒤 멀티헤드 셀프 어텐션. 모든 토큰이 쿼리(Q), 키(K), 값(V)을 만듭니다(헤드 ${s.heads}개, 헤드 폭 d = ${s.d}/${s.heads} = ${s.hd}; 논문의 모델은 64를 씁니다). 토큰 i는 토큰 j에 softmax(q_i·k_j/√${s.hd})의 가중치로 주목하고, 출력은 값들의 가중합입니다. 헤드들을 이어 붙여 다시 ${s.d}차원으로 사영한 뒤 입력에 더합니다(잔차 연결). 그다음 레이어 정규화, MLP(${s.d} → ${s.mlp} → ${s.d}, GELU), 그리고 또 한 번의 잔차 연결. 고른 층과 헤드에 대해 Q, K, V(각 ${s.t}×${s.hd}), ${s.t}×${s.t} 어텐션 행렬(행 = 바라보는 토큰, 첫 행과 첫 열 = 클래스 토큰), 이미지 위에 그린 클래스 토큰의 행, 그리고 각 잔차 연결 전후의 토큰 벡터 길이를 보여 줍니다.`,
+        body: (s) => `이어서 똑같은 구조의 층 ${s.layers}개가 나옵니다. 각 층에서: 레이어 정규화(LayerNorm) 뒤 멀티헤드 셀프 어텐션. 모든 토큰이 쿼리(Q), 키(K), 값(V)을 만듭니다(헤드 ${s.heads}개, 헤드 폭 d = ${s.d}/${s.heads} = ${s.hd}; 논문의 모델은 64를 씁니다). 토큰 i는 토큰 j에 softmax(q_i·k_j/√${s.hd})의 가중치로 주목하고, 출력은 값들의 가중합입니다. 헤드들을 이어 붙여 다시 ${s.d}차원으로 사영한 뒤 입력에 더합니다(잔차 연결). 그다음 레이어 정규화, MLP(${s.d} → ${s.mlp} → ${s.d}, GELU), 그리고 또 한 번의 잔차 연결. 고른 층과 헤드에 대해 레이어 정규화 뒤의 토큰(${s.t}×${s.d}), Q, K, V(각 ${s.t}×${s.hd}), ${s.t}×${s.t} 어텐션 행렬(행 = 바라보는 토큰, 첫 행과 첫 열 = 클래스 토큰), 이미지 위에 그린 클래스 토큰의 행(클래스 토큰은 이렇게, 패치들이 내놓는 값의 가중합으로 클래스 정보를 모읍니다), MLP 출력, 그리고 각 잔차 연결 전후의 토큰 벡터 길이를 보여 줍니다.`,
       },
       {
         title: '7. 각 헤드는 얼마나 멀리 보는가?',
@@ -116,6 +118,8 @@ export const TEXT = {
       layerAxis: '층',
       q: 'Q', k: 'K', v: 'V',
       attention: '어텐션 행렬',
+      normed: '레이어 정규화 뒤 (어텐션이 보는 값)',
+      mlpOut: 'MLP 출력 (잔차로 더해지는 값)',
       clsRow: '클래스 토큰 → 패치',
       top: '상위 클래스',
     },

@@ -212,8 +212,13 @@ export function setupLearn({ run, state }) {
     layerPick.querySelector('select').addEventListener('change', (e) => { focus.layer = Number(e.target.value); refresh(); });
     headPick.querySelector('select').addEventListener('change', (e) => { focus.head = Number(e.target.value); refresh(); });
     const qkvScale = Math.max(1, Math.min(4, 160 / s.t));
-    const clsMap = el('canvas', { width: 160, height: 160, className: 'heat' });
-    drawMap(clsMap, walk.attention.subarray(1, s.t), [s.rows, s.cols], { smooth: false });
+    // The class token's row of the attention matrix, over the model's input.
+    const clsMap = inputWithGrid(walk.input, info.preprocess, [s.rows, s.cols], 160);
+    const over = el('canvas', { width: 160, height: 160 });
+    drawMap(over, walk.attention.subarray(1, s.t), [s.rows, s.cols], { smooth: false });
+    const cctx = clsMap.getContext('2d');
+    cctx.globalAlpha = 0.65;
+    cctx.drawImage(over, 0, 0);
     const mean = (from) => walk.tokenNorms.subarray(from * s.t, (from + 1) * s.t).reduce((a, b) => a + b, 0) / s.t;
     const norms = el('table', { className: 'norms' },
       el('caption', { textContent: L.meanNorm }),
@@ -225,7 +230,9 @@ export function setupLearn({ run, state }) {
         figure(`${L.q} ${s.t}×${s.hd}`, heatmap(walk.queries, s.t, s.hd, { scale: qkvScale, label: L.q })),
         figure(`${L.k} ${s.t}×${s.hd}`, heatmap(walk.keys, s.t, s.hd, { scale: qkvScale, label: L.k })),
         figure(`${L.v} ${s.t}×${s.hd}`, heatmap(walk.values, s.t, s.hd, { scale: qkvScale, label: L.v })),
+        figure(`${L.normed} ${s.t}×${s.d}`, heatmap(walk.normed, s.t, s.d, { scale: Math.min(2, 192 / s.d), label: L.normed })),
         figure(`${L.attention} ${s.t}×${s.t}`, heatmap(walk.attention, s.t, s.t, { scale: Math.max(1, 200 / s.t), label: L.attention })),
+        figure(`${L.mlpOut} ${s.t}×${s.d}`, heatmap(walk.mlpOut, s.t, s.d, { scale: Math.min(2, 192 / s.d), label: L.mlpOut })),
         figure(L.clsRow, clsMap),
         norms),
     ]);
