@@ -105,3 +105,22 @@ test('the bench page reports latency and memory stays flat over 200 classificati
   await shot(page, 'bench');
   await page.close();
 });
+
+test('when the GPU fails mid-run, the page restarts on the CPU backend and still answers', { timeout: 600_000 }, async () => {
+  const page = await site.browser.newPage();
+  const workers = [];
+  page.on('worker', (w) => workers.push(w));
+  await page.goto(`${site.origin}/?backend=webgpu`);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 300_000 });
+  assert.equal(await page.evaluate(() => document.body.dataset.backend), 'webgpu');
+  const first = await classify(page, path.join(fixtures, 'images/coffee.png'));
+  // What a lost device does to a read-back: every buffer mapping is refused.
+  await workers[0].evaluate(() => {
+    GPUBuffer.prototype.mapAsync = () => Promise.reject(new DOMException('the GPU device was lost', 'OperationError'));
+  });
+  const again = await classify(page, path.join(fixtures, 'images/coffee.png'));
+  assert.equal(await page.evaluate(() => document.body.dataset.backend), 'cpu');
+  assert.match(await page.textContent('#message'), /WebGPU backend failed .* restarted on the CPU backend/);
+  assert.ok(maxDiff(first.probabilities, again.probabilities) < 1e-3, 'the CPU answer matches the GPU one');
+  await page.close();
+});
