@@ -39,9 +39,11 @@ pub struct Walkthrough {
     pub keys: Vec<f32>,
     pub values: Vec<f32>,
     pub attention: Vec<f32>,
-    /// The focus layer's first LayerNorm output (what attention sees) and
-    /// its MLP's output (what the second residual adds), [T, D] each.
+    /// The focus layer's first LayerNorm output (what attention sees), its
+    /// second LayerNorm output (what the MLP sees) and its MLP's output (what
+    /// the second residual adds), [T, D] each.
     pub normed: Vec<f32>,
+    pub normed2: Vec<f32>,
     pub mlp_out: Vec<f32>,
     /// Length of each token vector entering the focus layer, after its
     /// attention residual, and after its MLP residual: [3, T].
@@ -135,7 +137,8 @@ impl Classifier {
             let normed = block.norm1.forward(tokens.clone());
             let attn = block.attn.forward(normed.clone());
             let after_attn = tokens + attn.context;
-            let mlp_out = block.mlp.forward(block.norm2.forward(after_attn.clone()));
+            let normed2 = block.norm2.forward(after_attn.clone());
+            let mlp_out = block.mlp.forward(normed2.clone());
             let after_mlp = after_attn.clone() + mlp_out.clone();
             // Patch-to-patch attention renormalised over the patches, times the distance.
             let a = attn
@@ -173,6 +176,7 @@ impl Classifier {
                     part(2),
                     attention,
                     normed.reshape([t * d]),
+                    normed2.reshape([t * d]),
                     mlp_out.reshape([t * d]),
                     norms,
                 ]);
@@ -216,11 +220,12 @@ impl Classifier {
             values: next(6),
             attention: next(7),
             normed: next(8),
-            mlp_out: next(9),
-            token_norms: next(10),
-            mean_distance: next(11),
-            cls_final: next(12),
-            logits: next(13),
+            normed2: next(9),
+            mlp_out: next(10),
+            token_norms: next(11),
+            mean_distance: next(12),
+            cls_final: next(13),
+            logits: next(14),
         }
     }
 
@@ -314,7 +319,10 @@ mod tests {
             w.mean_distance
         );
         assert_eq!(w.token_norms.len(), 3 * t);
-        assert_eq!((w.normed.len(), w.mlp_out.len()), (t * 24, t * 24));
+        assert_eq!(
+            (w.normed.len(), w.normed2.len(), w.mlp_out.len()),
+            (t * 24, t * 24, t * 24)
+        );
         // LayerNorm output: each token has mean 0 before its affine part (weight 1, bias 0 here).
         let mean0: f32 = w.normed[..24].iter().sum::<f32>() / 24.0;
         assert!(mean0.abs() < 1e-4, "{mean0}");

@@ -187,7 +187,7 @@ impl Vitrine {
 impl Vitrine {
     /// The forward pass of `width × height` RGBA pixels step by step, for
     /// the teaching view: `{input, patchVectors, patchEmbeddings, clsToken,
-    /// positionSimilarity, queries, keys, values, attention, normed, mlpOut, tokenNorms,
+    /// positionSimilarity, queries, keys, values, attention, normed, normed2, mlpOut, tokenNorms,
     /// meanDistance, clsFinal, logits}` as Float32Arrays (see
     /// `walkthrough::Walkthrough`), for the focus `patches`, `layer` and `head`.
     pub async fn walkthrough(
@@ -222,7 +222,7 @@ impl Vitrine {
         };
         let w = self.classifier.walkthrough(&input, &focus).await;
         let out = Object::new();
-        let arrays: [(&str, &[f32]); 16] = [
+        let arrays: [(&str, &[f32]); 17] = [
             ("input", &input),
             ("patchVectors", &w.patch_vectors),
             ("patchEmbeddings", &w.patch_embeddings),
@@ -233,6 +233,7 @@ impl Vitrine {
             ("values", &w.values),
             ("attention", &w.attention),
             ("normed", &w.normed),
+            ("normed2", &w.normed2),
             ("mlpOut", &w.mlp_out),
             ("tokenNorms", &w.token_norms),
             ("meanDistance", &w.mean_distance),

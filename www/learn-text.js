@@ -35,7 +35,7 @@ export const TEXT = {
       },
       {
         title: '6. The encoder layers',
-        body: (s) => `Then ${s.layers} identical layers follow. In each: LayerNorm, then multi-head self-attention: every token makes a query, a key and a value (${s.heads} heads, each of width d = ${s.d}/${s.heads} = ${s.hd}; the paper's models use 64). Token i attends to token j with weight softmax(q_i·k_j/√${s.hd}); its output is the weighted sum of the values, the heads are concatenated and projected back to ${s.d}, and added to the input (a residual connection). Then LayerNorm, an MLP (${s.d} → ${s.mlp} → ${s.d} with GELU), and another residual. Shown for the chosen layer and head: the tokens after LayerNorm (${s.t}×${s.d}), Q, K and V (${s.t}×${s.hd} each), the ${s.t}×${s.t} attention matrix (row = the token looking, first row and column = the class token), the class token's row as a map over the image (this is how it gathers the class information: a weighted sum of what the patches offer), the MLP's output, and how long the token vectors are before and after each residual.`,
+        body: (s) => `Then ${s.layers} identical layers follow. In each: LayerNorm, then multi-head self-attention: every token makes a query, a key and a value (${s.heads} heads, each of width d = ${s.d}/${s.heads} = ${s.hd}; the paper's models use 64). Token i attends to token j with weight softmax(q_i·k_j/√${s.hd}); its output is the weighted sum of the values, the heads are concatenated and projected back to ${s.d}, and added to the input (a residual connection). Then LayerNorm, an MLP (${s.d} → ${s.mlp} → ${s.d} with GELU), and another residual. Shown for the chosen layer and head: the tokens after LayerNorm (${s.t}×${s.d}), Q, K and V (${s.t}×${s.hd} each), the ${s.t}×${s.t} attention matrix (row = the token looking, first row and column = the class token), the class token's row as a map over the image (this is how it gathers the class information: a weighted sum of what the patches offer), the tokens after the second LayerNorm and the MLP's output, and how long the token vectors are before and after each residual.`,
       },
       {
         title: '7. How far does each head look?',
@@ -59,6 +59,7 @@ export const TEXT = {
       q: 'Q', k: 'K', v: 'V',
       attention: 'attention matrix',
       normed: 'after LayerNorm (what attention sees)',
+      normed2: 'after the second LayerNorm (what the MLP sees)',
       mlpOut: 'MLP output (added by the residual)',
       clsRow: 'class token → patches',
       top: 'top classes',
@@ -95,7 +96,7 @@ export const TEXT = {
       },
       {
         title: '6. 인코더 층',
-        body: (s) => `이어서 똑같은 구조의 층 ${s.layers}개가 나옵니다. 각 층에서: 레이어 정규화(LayerNorm) 뒤 멀티헤드 셀프 어텐션. 모든 토큰이 쿼리(Q), 키(K), 값(V)을 만듭니다(헤드 ${s.heads}개, 헤드 폭 d = ${s.d}/${s.heads} = ${s.hd}; 논문의 모델은 64를 씁니다). 토큰 i는 토큰 j에 softmax(q_i·k_j/√${s.hd})의 가중치로 주목하고, 출력은 값들의 가중합입니다. 헤드들을 이어 붙여 다시 ${s.d}차원으로 사영한 뒤 입력에 더합니다(잔차 연결). 그다음 레이어 정규화, MLP(${s.d} → ${s.mlp} → ${s.d}, GELU), 그리고 또 한 번의 잔차 연결. 고른 층과 헤드에 대해 레이어 정규화 뒤의 토큰(${s.t}×${s.d}), Q, K, V(각 ${s.t}×${s.hd}), ${s.t}×${s.t} 어텐션 행렬(행 = 바라보는 토큰, 첫 행과 첫 열 = 클래스 토큰), 이미지 위에 그린 클래스 토큰의 행(클래스 토큰은 이렇게, 패치들이 내놓는 값의 가중합으로 클래스 정보를 모읍니다), MLP 출력, 그리고 각 잔차 연결 전후의 토큰 벡터 길이를 보여 줍니다.`,
+        body: (s) => `이어서 똑같은 구조의 층 ${s.layers}개가 나옵니다. 각 층에서: 레이어 정규화(LayerNorm) 뒤 멀티헤드 셀프 어텐션. 모든 토큰이 쿼리(Q), 키(K), 값(V)을 만듭니다(헤드 ${s.heads}개, 헤드 폭 d = ${s.d}/${s.heads} = ${s.hd}; 논문의 모델은 64를 씁니다). 토큰 i는 토큰 j에 softmax(q_i·k_j/√${s.hd})의 가중치로 주목하고, 출력은 값들의 가중합입니다. 헤드들을 이어 붙여 다시 ${s.d}차원으로 사영한 뒤 입력에 더합니다(잔차 연결). 그다음 레이어 정규화, MLP(${s.d} → ${s.mlp} → ${s.d}, GELU), 그리고 또 한 번의 잔차 연결. 고른 층과 헤드에 대해 레이어 정규화 뒤의 토큰(${s.t}×${s.d}), Q, K, V(각 ${s.t}×${s.hd}), ${s.t}×${s.t} 어텐션 행렬(행 = 바라보는 토큰, 첫 행과 첫 열 = 클래스 토큰), 이미지 위에 그린 클래스 토큰의 행(클래스 토큰은 이렇게, 패치들이 내놓는 값의 가중합으로 클래스 정보를 모읍니다), 두 번째 레이어 정규화 뒤의 토큰과 MLP 출력, 그리고 각 잔차 연결 전후의 토큰 벡터 길이를 보여 줍니다.`,
       },
       {
         title: '7. 각 헤드는 얼마나 멀리 보는가?',
@@ -119,6 +120,7 @@ export const TEXT = {
       q: 'Q', k: 'K', v: 'V',
       attention: '어텐션 행렬',
       normed: '레이어 정규화 뒤 (어텐션이 보는 값)',
+      normed2: '두 번째 레이어 정규화 뒤 (MLP가 보는 값)',
       mlpOut: 'MLP 출력 (잔차로 더해지는 값)',
       clsRow: '클래스 토큰 → 패치',
       top: '상위 클래스',

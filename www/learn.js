@@ -232,6 +232,7 @@ export function setupLearn({ run, state }) {
         figure(`${L.v} ${s.t}×${s.hd}`, heatmap(walk.values, s.t, s.hd, { scale: qkvScale, label: L.v })),
         figure(`${L.normed} ${s.t}×${s.d}`, heatmap(walk.normed, s.t, s.d, { scale: Math.min(2, 192 / s.d), label: L.normed })),
         figure(`${L.attention} ${s.t}×${s.t}`, heatmap(walk.attention, s.t, s.t, { scale: Math.max(1, 200 / s.t), label: L.attention })),
+        figure(`${L.normed2} ${s.t}×${s.d}`, heatmap(walk.normed2, s.t, s.d, { scale: Math.min(2, 192 / s.d), label: L.normed2 })),
         figure(`${L.mlpOut} ${s.t}×${s.d}`, heatmap(walk.mlpOut, s.t, s.d, { scale: Math.min(2, 192 / s.d), label: L.mlpOut })),
         figure(L.clsRow, clsMap),
         norms),
