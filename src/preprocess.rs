@@ -576,6 +576,22 @@ mod tests {
         );
     }
 
+    /// Grayscale `side`×`side` input, nearest resize, no normalisation, both photo steps.
+    fn photo_cfg(side: usize) -> PreprocessConfig {
+        PreprocessConfig {
+            input_size: [1, side, side],
+            interpolation: Interpolation::Nearest,
+            crop_pct: 1.0,
+            crop_mode: CropMode::Center,
+            mean: vec![0.0],
+            std: vec![1.0],
+            photo: PhotoAdapt {
+                invert_light_background: true,
+                fit_object: true,
+            },
+        }
+    }
+
     /// A dark 10×4 box on a white 40×20 photo becomes a light box on black,
     /// centred, filling the frame's width.
     #[test]
@@ -587,18 +603,7 @@ mod tests {
                 rgba[((y * w + x) * 4) as usize..][..3].copy_from_slice(&[50, 50, 50]);
             }
         }
-        let cfg = PreprocessConfig {
-            input_size: [1, 10, 10],
-            interpolation: Interpolation::Nearest,
-            crop_pct: 1.0,
-            crop_mode: CropMode::Center,
-            mean: vec![0.0],
-            std: vec![1.0],
-            photo: PhotoAdapt {
-                invert_light_background: true,
-                fit_object: true,
-            },
-        };
+        let cfg = photo_cfg(10);
         let out = preprocess(&rgba, w, h, &cfg).unwrap();
         for y in 0..10 {
             for x in 0..10 {
@@ -628,18 +633,7 @@ mod tests {
         for i in [27, 28, 35, 36] {
             rgba[i * 4..][..4].copy_from_slice(&[0, 0, 0, 255]); // an opaque black 2×2 centre
         }
-        let cfg = PreprocessConfig {
-            input_size: [1, 4, 4],
-            interpolation: Interpolation::Nearest,
-            crop_pct: 1.0,
-            crop_mode: CropMode::Center,
-            mean: vec![0.0],
-            std: vec![1.0],
-            photo: PhotoAdapt {
-                invert_light_background: true,
-                fit_object: true,
-            },
-        };
+        let cfg = photo_cfg(4);
         let out = preprocess(&rgba, 8, 8, &cfg).unwrap();
         assert!(out.iter().all(|&v| (v - 1.0).abs() < 1e-6), "{out:?}");
     }

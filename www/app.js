@@ -1,5 +1,5 @@
 // The page: input, results and attention maps. The model itself runs in worker.js.
-import { drawMap, drawPatchCursor, headMap, patchRow, thresholdMask } from './overlay.js';
+import { drawMap, drawPatchCursor, headMap, inputPicture, patchRow, thresholdMask } from './overlay.js';
 import { setupLearn } from './learn.js';
 
 const $ = (id) => document.getElementById(id);
@@ -341,7 +341,7 @@ function render() {
   if (document.querySelector('input[name="picture"]:checked').value === 'input') {
     // The tensor the model received, its normalisation undone: pixel for pixel.
     ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(inputPicture(result.input), 0, 0, img.width, img.height);
+    ctx.drawImage(inputPicture(result.input, info.preprocess), 0, 0, img.width, img.height);
     ctx.imageSmoothingEnabled = true;
   } else {
     // Show exactly what the model saw: its crop of the image, scaled to the canvas.
@@ -373,24 +373,6 @@ function render() {
   const t = result.timings;
   $('timings').textContent = `${backend === 'webgpu' ? 'WebGPU' : 'CPU'}: preprocess ${t.preprocess.toFixed(1)} ms · `
     + `forward ${t.forward.toFixed(1)} ms · read-back ${t.readback.toFixed(1)} ms`;
-}
-
-/** The model's [C, H, W] input as a picture: the mean and std put back, grayscale for one channel. */
-function inputPicture(input) {
-  const [c, h, w] = info.preprocess.input_size;
-  const { mean, std } = info.preprocess;
-  const canvas = new OffscreenCanvas(w, h);
-  const ctx = canvas.getContext('2d');
-  const img = ctx.createImageData(w, h);
-  for (let i = 0; i < h * w; i++) {
-    for (let k = 0; k < 3; k++) {
-      const ch = c === 1 ? 0 : k;
-      img.data[i * 4 + k] = Math.round((input[ch * h * w + i] * std[ch] + mean[ch]) * 255);
-    }
-    img.data[i * 4 + 3] = 255;
-  }
-  ctx.putImageData(img, 0, 0);
-  return canvas;
 }
 
 /** Small maps of every head of the chosen layer, plus the mean and the rollout; each selects itself. */

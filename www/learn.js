@@ -1,6 +1,6 @@
 // The teaching view: the forward pass of the current image step by step,
 // with the values the Rust engine computed (worker message 'walkthrough').
-import { colour, drawMap } from './overlay.js';
+import { colour, drawMap, inputPicture } from './overlay.js';
 import { LANGUAGES, TEXT } from './learn-text.js';
 
 const $ = (id) => document.getElementById(id);
@@ -40,18 +40,7 @@ function figure(caption, ...content) {
 
 /** The model's input (normalisation undone) with the patch grid drawn on it. */
 function inputWithGrid(input, pre, [rows, cols], size = 224) {
-  const [c, h, w] = pre.input_size;
-  const small = new OffscreenCanvas(w, h);
-  const sctx = small.getContext('2d');
-  const img = sctx.createImageData(w, h);
-  for (let i = 0; i < h * w; i++) {
-    for (let k = 0; k < 3; k++) {
-      const ch = c === 1 ? 0 : k;
-      img.data[i * 4 + k] = Math.round((input[ch * h * w + i] * pre.std[ch] + pre.mean[ch]) * 255);
-    }
-    img.data[i * 4 + 3] = 255;
-  }
-  sctx.putImageData(img, 0, 0);
+  const small = inputPicture(input, pre);
   const canvas = el('canvas', { width: size, height: size, className: 'grid-input' });
   const ctx = canvas.getContext('2d');
   ctx.imageSmoothingEnabled = false;

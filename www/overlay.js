@@ -109,3 +109,19 @@ export function drawPatchCursor(canvas, patch, [rows, cols]) {
   ctx.strokeStyle = 'black';
   ctx.strokeRect(x + 0.5, y + 0.5, w - 1, h - 1);
 }
+
+/** The model's [C, H, W] input as a picture (W×H): mean and std put back, grayscale for one channel. */
+export function inputPicture(input, { input_size: [c, h, w], mean, std }) {
+  const canvas = new OffscreenCanvas(w, h);
+  const ctx = canvas.getContext('2d');
+  const img = ctx.createImageData(w, h);
+  for (let i = 0; i < h * w; i++) {
+    for (let k = 0; k < 3; k++) {
+      const ch = c === 1 ? 0 : k;
+      img.data[i * 4 + k] = Math.round((input[ch * h * w + i] * std[ch] + mean[ch]) * 255);
+    }
+    img.data[i * 4 + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+  return canvas;
+}
