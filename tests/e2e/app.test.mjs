@@ -124,3 +124,19 @@ test('when the GPU fails mid-run, the page restarts on the CPU backend and still
   assert.ok(maxDiff(first.probabilities, again.probabilities) < 1e-3, 'the CPU answer matches the GPU one');
   await page.close();
 });
+
+test('without WebGPU the page says so and runs on the CPU backend', { timeout: 600_000 }, async () => {
+  // A second Chromium without --enable-unsafe-webgpu: no adapter at all.
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-quic', '--no-first-run'] });
+  const page = await browser.newPage();
+  await page.goto(`${site.origin}/?model=hf_vit`);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
+  assert.match(await page.textContent('#backend'), /CPU \(WebAssembly\), because (no WebGPU adapter is available|this browser does not offer WebGPU)/);
+  const image = path.join(fixtures, 'images/astronaut.png');
+  const got = await classify(page, image);
+  const want = native(path.join(fixtures, 'models/hf_vit'), image);
+  assert.deepEqual(top5(got.probabilities), want.top);
+  assert.ok(maxDiff(got.probabilities, want.probabilities) <= 1e-3);
+  await browser.close();
+});
