@@ -91,7 +91,7 @@ build_site() {
   # VITRINE_WASM_OPT=0 skips wasm-opt (minutes on 2 cores) while iterating.
   if [ "${VITRINE_WASM_OPT:-1}" != 0 ]; then
     local opt; opt=$(wasm_opt)
-    "$opt" -Os --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+    "$opt" -Os --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
       "$out/pkg/vitrine_bg.wasm" -o "$out/pkg/vitrine_bg.wasm"
   fi
   say "site in $out: wasm $(du -h "$out/pkg/vitrine_bg.wasm" | cut -f1) raw, $(gzip -9c "$out/pkg/vitrine_bg.wasm" | wc -c | awk '{printf "%.1f MB", $1/1e6}') gzip"
