@@ -462,7 +462,6 @@ impl Checkpoint {
                 norm2: norm(&format!("blocks.{i}.norm2")),
                 mlp: Mlp {
                     fc1: linear(&format!("blocks.{i}.mlp.fc1")),
-                    act: burn::nn::Gelu::new(),
                     fc2: linear(&format!("blocks.{i}.mlp.fc2")),
                 },
             })

@@ -6,7 +6,6 @@
 
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
 /// Attention with a fused query/key/value projection, as timm stores it.
@@ -66,7 +65,7 @@ impl Attention {
 
         let scale = (hd as f64).powf(-0.5);
         let scores = q.mul_scalar(scale).matmul(k.swap_dims(2, 3)); // [B, H, T, T]
-        let weights = softmax(scores, 3);
+        let weights = super::kernels::softmax_last(scores);
         let context = weights
             .clone()
             .matmul(v) // [B, H, T, hd]

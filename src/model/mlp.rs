@@ -1,7 +1,7 @@
 //! The block's MLP (paper eq. 3): Linear → GELU → Linear (timm `Mlp`).
 
 use burn::module::Module;
-use burn::nn::{Gelu, Initializer, Linear, LinearConfig};
+use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
 /// Two-layer perceptron with an exact (erf) GELU, as timm's `nn.GELU` and HF's `"gelu"`.
@@ -9,8 +9,6 @@ use burn::tensor::{Device, Tensor};
 pub struct Mlp {
     /// D → hidden (timm: `mlp.fc1`).
     pub fc1: Linear,
-    /// The non-linearity.
-    pub act: Gelu,
     /// hidden → D (timm: `mlp.fc2`).
     pub fc2: Linear,
 }
@@ -26,7 +24,6 @@ impl Mlp {
             fc1: LinearConfig::new(embed_dim, hidden)
                 .with_initializer(init.clone())
                 .init(device),
-            act: Gelu::new(),
             fc2: LinearConfig::new(hidden, embed_dim)
                 .with_initializer(init)
                 .init(device),
@@ -35,6 +32,6 @@ impl Mlp {
 
     /// [B, T, D] → [B, T, D].
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(self.act.forward(self.fc1.forward(x)))
+        self.fc2.forward(super::kernels::gelu(self.fc1.forward(x)))
     }
 }

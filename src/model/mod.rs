@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod block;
 pub mod config;
+pub mod kernels;
 pub mod mlp;
 pub mod patch_embed;
 pub mod vit;
