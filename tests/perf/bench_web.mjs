@@ -4,6 +4,10 @@
 // classifications) on the default model. Prints one JSON line per run.
 //
 //   node tests/perf/bench_web.mjs [--runs N] [--quick]
+// --quick leaves out WebGPU (SwiftShader here: minutes per run). The CPU
+// pair runs --rounds times (default 3), alternating, and the summary takes
+// the median over rounds: this machine's speed drifts by tens of percent
+// between minutes, so only interleaved runs compare fairly.
 // (run by ./build.sh bench-web after the site is built into dist/)
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -14,6 +18,8 @@ const here = import.meta.dirname;
 const root = path.resolve(here, '../..');
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1] || 20) || 20;
+const quick = args.includes('--quick');
+const rounds = Number(args[args.indexOf('--rounds') + 1] || 3) || 3;
 const site = path.join(root, 'test-output', 'bench-site');
 
 fs.rmSync(site, { recursive: true, force: true });
@@ -58,21 +64,34 @@ async function bench(url) {
 }
 
 const swRuns = Math.max(5, Math.round(runs / 4)); // SwiftShader WebGPU is slow: fewer runs there
-const results = [
-  await bench(`bench.html?model=vit_tiny&backend=cpu&runs=${runs}`),
-  await bench(`ort.html?ep=wasm&runs=${runs}`),
-  await bench(`bench.html?model=vit_tiny&backend=webgpu&runs=${swRuns}&warmup=2`),
-  await bench(`ort.html?ep=webgpu&runs=${swRuns}&warmup=2`),
-  await bench('bench.html?backend=cpu&runs=20&memory=200'),
-  await bench('bench.html?backend=webgpu&runs=5&warmup=2&memory=200'),
+const cpuPair = [`bench.html?model=vit_tiny&backend=cpu&runs=${runs}`, `ort.html?ep=wasm&runs=${runs}`];
+const latency = [
+  ...Array.from({ length: rounds }, () => cpuPair).flat(),
+  ...(quick ? [] : [
+    `bench.html?model=vit_tiny&backend=webgpu&runs=${swRuns}&warmup=2`,
+    `ort.html?ep=webgpu&runs=${swRuns}&warmup=2`,
+  ]),
 ];
+const memory = [
+  'bench.html?backend=cpu&runs=20&memory=200',
+  ...(quick ? [] : ['bench.html?backend=webgpu&runs=5&warmup=2&memory=200']),
+];
+const results = [];
+for (const url of [...latency, ...memory]) results.push(await bench(url));
 await browser.close();
 server.kill();
 fs.writeFileSync(path.join(root, 'test-output', 'bench-web.json'), JSON.stringify(results, null, 1));
 const med = (r) => r.ms?.forward ? r.ms.forward.median + r.ms.readback.median : r.ms?.total.median;
+const median = (xs) => xs.sort((a, b) => a - b)[xs.length >> 1];
 console.log('\nvit_tiny_patch16_224, batch 1, headless Chromium (forward + read-back, median ms):');
-for (const r of results.slice(0, 4)) console.log(`  ${r.url.padEnd(58)} ${r.error ?? med(r)?.toFixed(1)}`);
-for (const r of results.slice(4)) {
+for (const url of new Set(latency)) {
+  const got = results.slice(0, latency.length).filter((r) => r.url === url);
+  const errors = got.filter((r) => r.error).map((r) => r.error);
+  const ms = got.filter((r) => !r.error).map(med);
+  const each = ms.length > 1 ? `  (rounds: ${ms.map((m) => m.toFixed(1)).join(', ')})` : '';
+  console.log(`  ${url.padEnd(58)} ${ms.length ? median(ms).toFixed(1) : errors[0]}${each}`);
+}
+for (const r of results.slice(latency.length)) {
   const m = r.memory;
   if (!m) { console.log(`  memory check ${r.url}: ${r.error}`); continue; }
   console.log(`  memory over ${m?.runs} runs (${r.backend}): wasm ${(100 * m?.wasmGrowth).toFixed(1)}%, device pools ${m?.deviceGrowth == null ? 'n/a' : (100 * m.deviceGrowth).toFixed(1) + '%'}`);
