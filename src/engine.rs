@@ -8,7 +8,7 @@ use crate::backend::now_ms;
 use crate::checkpoint::Checkpoint;
 use crate::explain::AttentionMaps;
 use crate::model::{VisionTransformer, VitConfig};
-use crate::preprocess::{PreprocessConfig, PreprocessError, preprocess};
+use crate::preprocess::{PreprocessConfig, PreprocessError, prepare};
 
 /// A model on a device, with what it needs to interpret images and outputs.
 pub struct Classifier {
@@ -44,6 +44,9 @@ pub struct Prediction {
     pub rollout: Vec<f32>,
     /// The model's input after preprocessing, [C, H, W] row-major, normalised.
     pub input: Vec<f32>,
+    /// The rectangle [x0, y0, x1, y1] of the image that the input shows, in
+    /// image pixels (the whole model input when classifying a ready input).
+    pub view_box: [f64; 4],
     pub timings: Timings,
 }
 
@@ -121,10 +124,11 @@ impl Classifier {
         keep_layer: Option<usize>,
     ) -> Result<Prediction, PreprocessError> {
         let t0 = now_ms();
-        let input = preprocess(rgba, width, height, &self.preprocess)?;
+        let prepared = prepare(rgba, width, height, &self.preprocess)?;
         let preprocess_ms = now_ms() - t0;
-        let mut prediction = self.classify_input(&input, keep_layer).await;
+        let mut prediction = self.classify_input(&prepared.input, keep_layer).await;
         prediction.timings.preprocess = preprocess_ms;
+        prediction.view_box = prepared.view_box;
         Ok(prediction)
     }
 
@@ -185,6 +189,7 @@ impl Classifier {
             layer_attention,
             rollout,
             input: input.to_vec(),
+            view_box: [0.0, 0.0, w as f64, h as f64],
             timings: Timings {
                 preprocess: 0.0,
                 forward: t1 - t0,

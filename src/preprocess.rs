@@ -417,29 +417,44 @@ fn adapt(rgba: &[u8], width: u32, height: u32, steps: &PhotoAdapt) -> Adapted {
     }
 }
 
-/// The rectangle of the original image that the model sees, as
-/// [`view_box`], for configs whose photo steps depend on the pixels.
-pub fn view_box_of(rgba: &[u8], width: u32, height: u32, cfg: &PreprocessConfig) -> [f64; 4] {
-    if !cfg.photo.active()
-        || width == 0
-        || height == 0
-        || rgba.len() as u64 != width as u64 * height as u64 * 4
-    {
-        return view_box(width.max(1), height.max(1), cfg);
-    }
-    let a = adapt(rgba, width, height, &cfg.photo);
-    let inner = view_box(a.side, a.side, cfg);
-    let scale = (a.rect[2] - a.rect[0]) / a.side as f64;
-    [0, 1, 2, 3].map(|i| a.rect[i % 2] + inner[i] * scale)
+/// What preprocessing produced: the model's input and where it came from.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The normalised input, [C, H, W] row-major.
+    pub input: Vec<f32>,
+    /// The rectangle [x0, y0, x1, y1] of the original image that the input
+    /// shows, in its pixels (after resize, crop and photo steps).
+    pub view_box: [f64; 4],
 }
 
-/// RGBA bytes (row-major, `width × height × 4`) → normalised input, [C, H, W] row-major.
-pub fn preprocess(
+/// RGBA bytes → the model's input and its view box, in one pass over the
+/// image (the photo steps, when the config has them, run once).
+pub fn prepare(
     rgba: &[u8],
     width: u32,
     height: u32,
     cfg: &PreprocessConfig,
-) -> Result<Vec<f32>, PreprocessError> {
+) -> Result<Prepared, PreprocessError> {
+    check_buffer(rgba, width, height)?;
+    if cfg.photo.active() {
+        let a = adapt(rgba, width, height, &cfg.photo);
+        let plain = PreprocessConfig {
+            photo: PhotoAdapt::default(),
+            ..cfg.clone()
+        };
+        let input = preprocess(&a.rgba, a.side, a.side, &plain)?;
+        let inner = view_box(a.side, a.side, cfg);
+        let scale = (a.rect[2] - a.rect[0]) / a.side as f64;
+        let view_box = [0, 1, 2, 3].map(|i| a.rect[i % 2] + inner[i] * scale);
+        return Ok(Prepared { input, view_box });
+    }
+    Ok(Prepared {
+        input: preprocess(rgba, width, height, cfg)?,
+        view_box: view_box(width, height, cfg),
+    })
+}
+
+fn check_buffer(rgba: &[u8], width: u32, height: u32) -> Result<(), PreprocessError> {
     if width == 0 || height == 0 {
         return Err(PreprocessError::Empty { width, height });
     }
@@ -455,14 +470,20 @@ pub fn preprocess(
     if pixels > MAX_PIXELS {
         return Err(PreprocessError::TooLarge { width, height });
     }
+    Ok(())
+}
+
+/// RGBA bytes (row-major, `width × height × 4`) → normalised input, [C, H, W] row-major.
+pub fn preprocess(
+    rgba: &[u8],
+    width: u32,
+    height: u32,
+    cfg: &PreprocessConfig,
+) -> Result<Vec<f32>, PreprocessError> {
     if cfg.photo.active() {
-        let a = adapt(rgba, width, height, &cfg.photo);
-        let plain = PreprocessConfig {
-            photo: PhotoAdapt::default(),
-            ..cfg.clone()
-        };
-        return preprocess(&a.rgba, a.side, a.side, &plain);
+        return prepare(rgba, width, height, cfg).map(|p| p.input);
     }
+    check_buffer(rgba, width, height)?;
     let [c, th, tw] = cfg.input_size;
     let p = plan(width, height, cfg);
     // Channel values of the resized image, interleaved.
@@ -616,7 +637,7 @@ mod tests {
             }
         }
         // The model sees the 10×10 square around the box: x 5..15, y 1..11.
-        assert_eq!(view_box_of(&rgba, w, h, &cfg), [5.0, 1.0, 15.0, 11.0]);
+        assert_eq!(prepare(&rgba, w, h, &cfg).unwrap().view_box, [5.0, 1.0, 15.0, 11.0]);
         // Without the steps the same image stays dark-on-light.
         let plain = PreprocessConfig {
             photo: PhotoAdapt::default(),

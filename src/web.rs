@@ -146,8 +146,6 @@ impl Vitrine {
                 depth - 1
             )));
         }
-        let view =
-            crate::preprocess::view_box_of(&rgba, width, height, &self.classifier.preprocess);
         let p = self
             .classifier
             .classify(&rgba, width, height, keep_layer.map(|l| l as usize))
@@ -172,7 +170,7 @@ impl Vitrine {
         if let Some(a) = &p.layer_attention {
             set(&out, "layerAttention", Float32Array::from(a.as_slice()));
         }
-        set(&out, "viewBox", js_sys::Float64Array::from(view.as_slice()));
+        set(&out, "viewBox", js_sys::Float64Array::from(p.view_box.as_slice()));
         set(&out, "input", Float32Array::from(p.input.as_slice()));
         let t = Object::new();
         set(&t, "preprocess", p.timings.preprocess);

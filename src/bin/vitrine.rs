@@ -278,14 +278,8 @@ fn classify(raw: &[String]) -> Result<ExitCode, String> {
             }
         }
         if let Some(out) = args.value("overlay") {
-            let view = preprocess::view_box_of(
-                img.as_raw(),
-                img.width(),
-                img.height(),
-                &classifier.preprocess,
-            );
             let map = pred.attention.map(layer, head, &pred.rollout);
-            let picture = explain::overlay(&img, &map, pred.attention.grid, view, 0.6);
+            let picture = explain::overlay(&img, &map, pred.attention.grid, pred.view_box, 0.6);
             let dest = overlay_path(out, path, many);
             picture
                 .save(&dest)
