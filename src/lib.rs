@@ -13,6 +13,8 @@
 
 pub mod backend;
 pub mod checkpoint;
+#[cfg(all(feature = "train", not(target_arch = "wasm32")))]
+pub mod distill;
 pub mod engine;
 pub mod explain;
 #[cfg(not(target_arch = "wasm32"))]

@@ -30,9 +30,11 @@ use burn::train::renderer::{
     MetricsRendererTraining,
 };
 use burn::train::{
-    ClassificationOutput, InferenceStep, Learner, SupervisedTraining, TrainOutput, TrainStep,
+    ClassificationOutput, InferenceStep, Learner, LearnerModel, SupervisedTraining, TrainOutput,
+    TrainStep,
 };
 
+use crate::distill::{self, ConvTeacher, TeacherTrainee};
 use crate::fashion_mnist::{self, Split};
 use crate::model::{VisionTransformer, VitConfig};
 use crate::preprocess::{CropMode, Interpolation, PhotoAdapt, PreprocessConfig};
@@ -78,6 +80,17 @@ pub struct TrainConfig {
     /// Largest random translation, in pixels.
     #[config(default = 2)]
     pub max_shift: usize,
+    /// Epochs of the convnet teacher trained before the ViT (0: no
+    /// distillation). See `distill`.
+    #[config(default = 0)]
+    pub teacher_epochs: usize,
+    /// Share of the student's loss that is the teacher's (the rest is the
+    /// labels' cross-entropy).
+    #[config(default = 0.5)]
+    pub distill_weight: f32,
+    /// Temperature of the teacher's and the student's softmax in that share.
+    #[config(default = 2.0)]
+    pub distill_temperature: f32,
     /// Test images used for the per-epoch validation (the full set is for `vitrine eval`).
     #[config(default = 2000)]
     pub valid_images: usize,
@@ -123,6 +136,14 @@ impl TrainConfig {
 pub struct Trainee {
     pub vit: VisionTransformer,
     label_smoothing: f32,
+    /// The teacher, on the plain CPU device: neither trained nor saved here.
+    /// (Skipped fields keep the checkpoints' layout that of a plain run.)
+    #[module(skip)]
+    teacher: Option<ConvTeacher>,
+    #[module(skip)]
+    distill_weight: f32,
+    #[module(skip)]
+    distill_temperature: f32,
 }
 
 /// A batch of normalised images and their labels.
@@ -135,13 +156,22 @@ pub struct MnistBatch {
 }
 
 impl Trainee {
-    fn output(&self, batch: MnistBatch) -> ClassificationOutput {
-        let logits = self.vit.forward(batch.images);
+    /// The loss of one batch: the labels' cross-entropy, mixed with the
+    /// teacher's soft targets when training with a teacher.
+    fn output(&self, batch: MnistBatch, training: bool) -> ClassificationOutput {
+        let logits = self.vit.forward(batch.images.clone());
         let smoothing = (self.label_smoothing > 0.0).then_some(self.label_smoothing);
-        let loss = CrossEntropyLossConfig::new()
+        let mut loss = CrossEntropyLossConfig::new()
             .with_smoothing(smoothing)
             .init(&logits.device())
             .forward(logits.clone(), batch.targets.clone());
+        if let (Some(teacher), true) = (&self.teacher, training) {
+            // The teacher sees exactly the student's (augmented) images.
+            let taught = teacher.forward(batch.images.inner()).autodiff();
+            let soft = distill::soft_cross_entropy(logits.clone(), taught, self.distill_temperature);
+            let w = self.distill_weight as f64;
+            loss = loss.mul_scalar(1.0 - w) + soft.mul_scalar(w);
+        }
         ClassificationOutput::new(loss, logits, batch.targets)
     }
 }
@@ -151,7 +181,7 @@ impl TrainStep for Trainee {
     type Output = ClassificationOutput;
 
     fn step(&self, batch: MnistBatch) -> TrainOutput<ClassificationOutput> {
-        let out = self.output(batch);
+        let out = self.output(batch, true);
         TrainOutput::new(self, out.loss.backward(), out)
     }
 }
@@ -161,7 +191,7 @@ impl InferenceStep for Trainee {
     type Output = ClassificationOutput;
 
     fn step(&self, batch: MnistBatch) -> ClassificationOutput {
-        self.output(batch)
+        self.output(batch, false)
     }
 }
 
@@ -404,19 +434,57 @@ pub fn train(
         .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
     cfg.save(out_dir.join("train_config.json"))
         .map_err(|e| e.to_string())?;
+    let splits = (&train_split, &test_split);
 
     let device = Device::flex().autodiff();
+    let teacher = if cfg.teacher_epochs > 0 {
+        eprintln!(
+            "training the convnet teacher for {} epochs (distillation weight {}, temperature {})",
+            cfg.teacher_epochs, cfg.distill_weight, cfg.distill_temperature
+        );
+        device.seed(cfg.seed);
+        let trainee = TeacherTrainee::new(ConvTeacher::init(10, &device), cfg.label_smoothing);
+        let trained = fit(trainee, cfg, cfg.teacher_epochs, splits, &out_dir.join("teacher"))?;
+        eprintln!("training the ViT with the teacher");
+        Some(trained.cnn.fork(&Device::flex()))
+    } else {
+        None
+    };
+
     device.seed(cfg.seed);
     let vit = cfg.vit();
     vit.validate()?;
     let model = Trainee {
         vit: vit.init(&device),
         label_smoothing: cfg.label_smoothing,
+        teacher,
+        distill_weight: cfg.distill_weight,
+        distill_temperature: cfg.distill_temperature,
     };
+    let trained = fit(model, cfg, cfg.epochs, splits, out_dir)?;
+    Ok(trained.vit.fork(&Device::flex()))
+}
 
+/// Runs burn-train's learner on `model` for `epochs` (resuming from the last
+/// epoch checkpoint in `out_dir`, if any) with the run's schedule, data and
+/// metrics; returns the trained model.
+fn fit<M>(
+    model: M,
+    cfg: &TrainConfig,
+    epochs: usize,
+    (train_split, test_split): (&Arc<Split>, &Arc<Split>),
+    out_dir: &Path,
+) -> Result<M, String>
+where
+    M: LearnerModel
+        + TrainStep<Input = MnistBatch, Output = ClassificationOutput>
+        + InferenceStep<Input = MnistBatch, Output = ClassificationOutput>,
+{
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
     let steps_per_epoch = train_split.len().div_ceil(cfg.batch_size);
     let warmup = (cfg.warmup_epochs * steps_per_epoch).max(1);
-    let total = cfg.epochs * steps_per_epoch;
+    let total = epochs * steps_per_epoch;
     let scheduler = SequentialLrSchedulerConfig::new(
         vec![
             LrSchedulerConfig::Linear(LinearLrSchedulerConfig::new(cfg.lr / 100.0, cfg.lr, warmup)),
@@ -440,18 +508,18 @@ pub fn train(
         seed: cfg.seed,
         calls: AtomicU64::new(0),
     };
-    let train_loader = DataLoaderBuilder::new(batcher(&train_split, true))
+    let train_loader = DataLoaderBuilder::new(batcher(train_split, true))
         .batch_size(cfg.batch_size)
         .shuffle(cfg.seed)
         .num_workers(1)
         .build(indices(train_split.len()));
-    let valid_loader = DataLoaderBuilder::new(batcher(&test_split, false))
+    let valid_loader = DataLoaderBuilder::new(batcher(test_split, false))
         .batch_size(500)
         .num_workers(1)
         .build(indices(cfg.valid_images.min(test_split.len())));
 
     let mut run = SupervisedTraining::new(out_dir, train_loader, valid_loader)
-        .num_epochs(cfg.epochs)
+        .num_epochs(epochs)
         .with_default_checkpointers()
         .with_checkpointing_strategy(KeepLastNCheckpoints::new(2))
         .metric_train_numeric(AccuracyMetric::new())
@@ -468,8 +536,7 @@ pub fn train(
         );
         run = run.checkpoint(epoch);
     }
-    let result = run.launch(learner);
-    Ok(result.model.vit.fork(&Device::flex()))
+    Ok(run.launch(learner).model)
 }
 
 /// The model saved by a run's epoch checkpoint (the newest when `epoch` is
@@ -479,8 +546,7 @@ pub fn load_epoch(
     epoch: Option<usize>,
 ) -> Result<(VisionTransformer, TrainConfig, usize), String> {
     let cfg_path = run_dir.join("train_config.json");
-    let cfg = TrainConfig::load(&cfg_path)
-        .map_err(|e| format!("cannot read {}: {e}", cfg_path.display()))?;
+    let cfg = read_config(&cfg_path)?;
     let epoch = match epoch.or_else(|| last_checkpoint(run_dir)) {
         Some(e) => e,
         None => {
@@ -499,9 +565,29 @@ pub fn load_epoch(
     let model = Trainee {
         vit: cfg.vit().init(&device),
         label_smoothing: cfg.label_smoothing,
+        teacher: None,
+        distill_weight: cfg.distill_weight,
+        distill_temperature: cfg.distill_temperature,
     }
     .load_record(record);
     Ok((model.vit, cfg, epoch))
+}
+
+/// A run's `train_config.json`; runs from before distillation existed lack
+/// its settings and get the defaults (no teacher).
+fn read_config(path: &Path) -> Result<TrainConfig, String> {
+    let cannot = |e: &dyn std::fmt::Display| format!("cannot read {}: {e}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| cannot(&e))?;
+    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(|e| cannot(&e))?;
+    let defaults = serde_json::to_value(TrainConfig::new()).map_err(|e| cannot(&e))?;
+    if let (Some(fields), Some(defaults)) = (value.as_object_mut(), defaults.as_object()) {
+        for key in ["teacher_epochs", "distill_weight", "distill_temperature"] {
+            if !fields.contains_key(key) {
+                fields.insert(key.to_string(), defaults[key].clone());
+            }
+        }
+    }
+    serde_json::from_value(value).map_err(|e| cannot(&e))
 }
 
 /// Writes `model` in the timm hub layout (f16 `model.safetensors` and
@@ -541,6 +627,23 @@ mod tests {
     use super::*;
     use burn::tensor::Distribution;
 
+    #[test]
+    fn configs_of_runs_before_distillation_still_load() {
+        let dir = std::env::temp_dir().join(format!("vitrine-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut old = serde_json::to_value(TrainConfig::new().with_epochs(18)).unwrap();
+        for key in ["teacher_epochs", "distill_weight", "distill_temperature"] {
+            old.as_object_mut().unwrap().remove(key);
+        }
+        let path = dir.join("train_config.json");
+        std::fs::write(&path, old.to_string()).unwrap();
+        let cfg = read_config(&path).unwrap();
+        assert_eq!((cfg.epochs, cfg.teacher_epochs), (18, 0));
+        std::fs::write(&path, "{").unwrap();
+        assert!(read_config(&path).unwrap_err().contains("train_config.json"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// Every parameter, attention's included, receives a non-zero gradient.
     #[test]
     fn every_parameter_gets_a_gradient() {
@@ -552,10 +655,18 @@ mod tests {
         let model = Trainee {
             vit: cfg.vit().init(&device),
             label_smoothing: 0.1,
+            teacher: Some(ConvTeacher::init(10, &Device::flex())),
+            distill_weight: 0.5,
+            distill_temperature: 2.0,
         };
         let images = Tensor::<4>::random([4, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
         let targets = Tensor::from_data(TensorData::new(vec![0i64, 1, 2, 3], [4]), &device);
-        let out = model.output(MnistBatch { images, targets });
+        let batch = MnistBatch { images, targets };
+        // The teacher's share changes the training loss, not the validation one.
+        let plain = model.output(batch.clone(), false).loss.into_scalar::<f32>();
+        let out = model.output(batch, true);
+        let taught = out.loss.clone().into_scalar::<f32>();
+        assert!((plain - taught).abs() > 1e-3, "{plain} vs {taught}");
         let grads = out.loss.backward();
         let norm = |t: Option<Tensor<2>>| -> f32 {
             t.expect("a gradient").abs().sum().into_scalar::<f32>()

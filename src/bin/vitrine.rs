@@ -16,6 +16,7 @@ usage:
                    [--layer L] [--head H|mean] [--backend cpu|wgpu]
   vitrine bench [--backend cpu|wgpu] [--arch NAME | --model PATH] [--runs N] [--warmup N] [--json]
   vitrine train [--data DIR] [--out DIR] [--epochs N] [--batch N] [--threads N]
+                [--teacher-epochs N]
   vitrine walkthrough IMAGE [--model PATH] [--layer L] [--head H] [--patches I,J,...]
   vitrine export [--run DIR] [--epoch N] [--out DIR]
   vitrine eval [--model PATH] [--data DIR] [--limit N] [--confusion OUT.svg] [--dataset-pixels]
@@ -383,7 +384,7 @@ fn dataset_dir(args: &Args) -> Result<PathBuf, String> {
 }
 
 fn train(raw: &[String]) -> Result<ExitCode, String> {
-    let args = Args::parse(raw, &[], &["data", "out", "epochs", "threads", "batch"])?;
+    let args = Args::parse(raw, &[], &["data", "out", "epochs", "threads", "batch", "teacher-epochs"])?;
     if let Some(t) = args.value("threads") {
         // Read by the CPU backend's thread pool when it starts, which it has not yet.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", t) };
@@ -396,6 +397,7 @@ fn train(raw: &[String]) -> Result<ExitCode, String> {
     let mut cfg = vitrine::train::TrainConfig::new();
     cfg.epochs = args.number("epochs", cfg.epochs)?;
     cfg.batch_size = args.number("batch", cfg.batch_size)?.max(1);
+    cfg.teacher_epochs = args.number("teacher-epochs", cfg.teacher_epochs)?;
     let t0 = now_ms();
     let model = vitrine::train::train(&cfg, &data, &out)?;
     let dest = out.join("model");
