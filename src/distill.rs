@@ -156,7 +156,7 @@ mod tests {
 
     #[test]
     fn the_teacher_learns() {
-        use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+        use burn::optim::{AdamWConfig, GradientsParams};
         let device = Device::flex().autodiff();
         device.seed(7);
         let mut model = TeacherTrainee::new(ConvTeacher::init(10, &device), 0.0);

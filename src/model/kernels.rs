@@ -11,6 +11,38 @@
 use burn::tensor::activation;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
+/// Defines `pub fn $name(args)` running the `#[inline(always)]` loop `$body`
+/// compiled for AVX-512 or AVX2+FMA when the CPU has them (checked at run
+/// time, so one binary serves every x86-64), and as plain code otherwise
+/// (which the wasm build's `+simd128` vectorises).
+macro_rules! simd_dispatch {
+    ($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $ty:ty),*) => $body:ident) => {
+        $(#[$doc])*
+        pub fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F (checked just above).
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
 /// Exact (erf) GELU, x·Φ(x), as timm's `nn.GELU()`.
 ///
 /// Under autodiff on the CPU backend (training), the value and the slope
@@ -81,48 +113,14 @@ fn is_plain_cpu(device: &Device) -> bool {
     }
 }
 
-/// GELU of every value, in place.
-pub fn gelu_in_place(values: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { gelu_avx512(values) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            return unsafe { gelu_avx2(values) };
-        }
-    }
-    gelu_loop(values)
+simd_dispatch! {
+    /// GELU of every value, in place.
+    pub fn gelu_in_place(values: &mut [f32]) => gelu_loop
 }
 
-/// Softmax of every run of `row` values, in place.
-pub fn softmax_rows(values: &mut [f32], row: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { softmax_avx512(values, row) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            return unsafe { softmax_avx2(values, row) };
-        }
-    }
-    softmax_loop(values, row)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn softmax_avx512(values: &mut [f32], row: usize) {
-    softmax_loop(values, row)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn softmax_avx2(values: &mut [f32], row: usize) {
-    softmax_loop(values, row)
+simd_dispatch! {
+    /// Softmax of every run of `row` values, in place.
+    pub fn softmax_rows(values: &mut [f32], row: usize) => softmax_loop
 }
 
 /// Lanes of the partial sums: enough for one AVX-512 register.
@@ -198,33 +196,10 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     if underflow { 0.0 } else { p * scale }
 }
 
-/// Φ(x) into `cdf` and x·φ(x) into `slope` (both hold x on entry): GELU's
-/// value is x·Φ(x), its derivative Φ(x) + x·φ(x).
-pub fn gelu_parts(cdf: &mut [f32], slope: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { gelu_parts_avx512(cdf, slope) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            return unsafe { gelu_parts_avx2(cdf, slope) };
-        }
-    }
-    gelu_parts_loop(cdf, slope)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn gelu_parts_avx512(cdf: &mut [f32], slope: &mut [f32]) {
-    gelu_parts_loop(cdf, slope)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn gelu_parts_avx2(cdf: &mut [f32], slope: &mut [f32]) {
-    gelu_parts_loop(cdf, slope)
+simd_dispatch! {
+    /// Φ(x) into `cdf` and x·φ(x) into `slope` (both hold x on entry): GELU's
+    /// value is x·Φ(x), its derivative Φ(x) + x·φ(x).
+    pub fn gelu_parts(cdf: &mut [f32], slope: &mut [f32]) => gelu_parts_loop
 }
 
 #[inline(always)]
@@ -236,18 +211,6 @@ fn gelu_parts_loop(cdf: &mut [f32], slope: &mut [f32]) {
         *c = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
         *s = x * INV_SQRT_2PI * exp_nonpositive(-0.5 * x * x);
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn gelu_avx512(values: &mut [f32]) {
-    gelu_loop(values)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn gelu_avx2(values: &mut [f32]) {
-    gelu_loop(values)
 }
 
 #[inline(always)]
