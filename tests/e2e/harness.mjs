@@ -1,10 +1,11 @@
 // Shared by the browser tests: the built site served locally, a headless
 // Chromium on it, and helpers to drive the page and the native CLI.
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { serveAndLaunch } from './serve.mjs';
 
 export const root = path.resolve(import.meta.dirname, '../..');
 export const out = path.join(root, 'test-output');
@@ -29,26 +30,9 @@ export async function startSite(name) {
   fs.mkdirSync(path.join(out, 'screenshots'), { recursive: true });
 
   const port = 8000 + ((process.pid + name.length * 97) % 1000);
-  const origin = `http://127.0.0.1:${port}`;
-  const server = spawn('python3', ['-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', site], { stdio: 'ignore' });
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch(origin)).ok) break; } catch { await new Promise((r) => setTimeout(r, 100)); }
-  }
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--enable-unsafe-webgpu',
-      // A synthetic camera, so the camera path runs for real.
-      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
-  });
-  return {
-    origin,
-    browser,
-    async stop() {
-      await browser.close();
-      server.kill();
-    },
-  };
+  // A synthetic camera, so the camera path runs for real.
+  return serveAndLaunch(chromium, site, port,
+    ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream']);
 }
 
 /** Opens the page, records every request and page error, and waits for the model. */

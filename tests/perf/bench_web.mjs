@@ -9,10 +9,11 @@
 // the median over rounds: this machine's speed drifts by tens of percent
 // between minutes, so only interleaved runs compare fairly.
 // (run by ./build.sh bench-web after the site is built into dist/)
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { serveAndLaunch } from '../e2e/serve.mjs';
 
 const here = import.meta.dirname;
 const root = path.resolve(here, '../..');
@@ -33,17 +34,7 @@ fs.writeFileSync(manifestPath, JSON.stringify(manifest));
 fs.cpSync(path.join(here, 'node_modules', 'onnxruntime-web', 'dist'), path.join(site, 'ort'), { recursive: true });
 for (const f of ['ort.html', 'ort-bench.js']) fs.copyFileSync(path.join(here, f), path.join(site, f));
 
-const port = 8600 + (process.pid % 300);
-const origin = `http://127.0.0.1:${port}`;
-const server = spawn('python3', ['-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', site], { stdio: 'ignore' });
-for (let i = 0; i < 100; i++) {
-  try { if ((await fetch(origin)).ok) break; } catch { await new Promise((r) => setTimeout(r, 100)); }
-}
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--enable-unsafe-webgpu'],
-});
+const { origin, browser, stop } = await serveAndLaunch(chromium, site, 8600 + (process.pid % 300));
 
 async function bench(url) {
   const page = await browser.newPage();
@@ -78,8 +69,7 @@ const memory = [
 ];
 const results = [];
 for (const url of [...latency, ...memory]) results.push(await bench(url));
-await browser.close();
-server.kill();
+await stop();
 fs.writeFileSync(path.join(root, 'test-output', 'bench-web.json'), JSON.stringify(results, null, 1));
 const med = (r) => r.ms?.forward ? r.ms.forward.median + r.ms.readback.median : r.ms?.total.median;
 const median = (xs) => xs.sort((a, b) => a - b)[xs.length >> 1];
