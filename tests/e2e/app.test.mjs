@@ -125,6 +125,32 @@ test('when the GPU fails mid-run, the page restarts on the CPU backend and still
   await page.close();
 });
 
+test('a checkpoint too large for the GPU is refused before loading, with the sizes, and the old model kept', { timeout: 600_000 }, async () => {
+  const page = await site.browser.newPage();
+  const workers = [];
+  page.on('worker', (w) => workers.push(w));
+  await page.goto(`${site.origin}/?backend=webgpu&model=hf_vit`);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 300_000 });
+  assert.equal(await page.evaluate(() => document.body.dataset.backend), 'webgpu');
+  // A GPU whose largest buffer holds 64 KB (real ones hold 128 MB or more):
+  // the limit is read when a checkpoint is loaded, so hf_vit, loaded already,
+  // keeps running, and timm_tiny (a 576 KB patch projection) is refused.
+  await workers[0].evaluate(() => {
+    const small = { maxStorageBufferBindingSize: 65536, maxBufferSize: 65536 };
+    Object.defineProperty(GPUAdapter.prototype, 'limits', { get: () => small });
+  });
+  const tiny = path.join(fixtures, 'models/timm_tiny');
+  await page.setInputFiles('#file', [path.join(tiny, 'model.safetensors'), path.join(tiny, 'config.json')]);
+  await messageIncludes(page, 'Could not load');
+  assert.match(await page.textContent('#message'),
+    /too large for this GPU: tensor `[\w.]+` needs [\d.]+ [KM]B as f32, more than the 64 KB one buffer may hold.*previous model is still in use/);
+  await shot(page, 'too-large-for-the-gpu');
+  const got = await classify(page, path.join(fixtures, 'images/chelsea.png'));
+  const want = native(path.join(fixtures, 'models/hf_vit'), path.join(fixtures, 'images/chelsea.png'));
+  assert.deepEqual(top5(got.probabilities), want.top, 'the previous model still answers');
+  await page.close();
+});
+
 test('without WebGPU the page says so and runs on the CPU backend', { timeout: 600_000 }, async () => {
   // A second Chromium without --enable-unsafe-webgpu: no adapter at all.
   const { chromium } = await import('playwright-core');
