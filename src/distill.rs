@@ -151,7 +151,11 @@ mod tests {
             .try_into_vec()
             .unwrap();
         let entropy: f32 = -p.iter().map(|q| q * q.ln()).sum::<f32>() / 2.0;
-        assert!((same - 4.0 * entropy).abs() < 1e-4, "{same} vs {}", 4.0 * entropy);
+        assert!(
+            (same - 4.0 * entropy).abs() < 1e-4,
+            "{same} vs {}",
+            4.0 * entropy
+        );
     }
 
     #[test]
@@ -162,7 +166,8 @@ mod tests {
         let mut model = TeacherTrainee::new(ConvTeacher::init(10, &device), 0.0);
         let mut optim = AdamWConfig::new().init();
         let images = Tensor::<4>::random([8, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
-        let targets = Tensor::from_data(TensorData::new((0..8i64).collect::<Vec<_>>(), [8]), &device);
+        let targets =
+            Tensor::from_data(TensorData::new((0..8i64).collect::<Vec<_>>(), [8]), &device);
         let batch = MnistBatch { images, targets };
         let first = model.output(batch.clone()).loss.into_scalar::<f32>();
         for _ in 0..20 {

@@ -637,7 +637,10 @@ mod tests {
             }
         }
         // The model sees the 10×10 square around the box: x 5..15, y 1..11.
-        assert_eq!(prepare(&rgba, w, h, &cfg).unwrap().view_box, [5.0, 1.0, 15.0, 11.0]);
+        assert_eq!(
+            prepare(&rgba, w, h, &cfg).unwrap().view_box,
+            [5.0, 1.0, 15.0, 11.0]
+        );
         // Without the steps the same image stays dark-on-light.
         let plain = PreprocessConfig {
             photo: PhotoAdapt::default(),

@@ -169,7 +169,8 @@ impl Trainee {
         if let (Some(teacher), true) = (&self.teacher, training) {
             // The teacher sees exactly the student's (augmented) images.
             let taught = teacher.forward(batch.images.inner()).autodiff();
-            let soft = distill::soft_cross_entropy(logits.clone(), taught, self.distill_temperature);
+            let soft =
+                distill::soft_cross_entropy(logits.clone(), taught, self.distill_temperature);
             let w = self.distill_weight as f64;
             loss = loss.mul_scalar(1.0 - w) + soft.mul_scalar(w);
         }
@@ -445,7 +446,13 @@ pub fn train(
         );
         device.seed(cfg.seed);
         let trainee = TeacherTrainee::new(ConvTeacher::init(10, &device), cfg.label_smoothing);
-        let trained = fit(trainee, cfg, cfg.teacher_epochs, splits, &out_dir.join("teacher"))?;
+        let trained = fit(
+            trainee,
+            cfg,
+            cfg.teacher_epochs,
+            splits,
+            &out_dir.join("teacher"),
+        )?;
         eprintln!("training the ViT with the teacher");
         Some(trained.cnn.fork(&Device::flex()))
     } else {
@@ -641,7 +648,11 @@ mod tests {
         let cfg = read_config(&path).unwrap();
         assert_eq!((cfg.epochs, cfg.teacher_epochs), (18, 0));
         std::fs::write(&path, "{").unwrap();
-        assert!(read_config(&path).unwrap_err().contains("train_config.json"));
+        assert!(
+            read_config(&path)
+                .unwrap_err()
+                .contains("train_config.json")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

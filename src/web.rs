@@ -170,7 +170,11 @@ impl Vitrine {
         if let Some(a) = &p.layer_attention {
             set(&out, "layerAttention", Float32Array::from(a.as_slice()));
         }
-        set(&out, "viewBox", js_sys::Float64Array::from(p.view_box.as_slice()));
+        set(
+            &out,
+            "viewBox",
+            js_sys::Float64Array::from(p.view_box.as_slice()),
+        );
         set(&out, "input", Float32Array::from(p.input.as_slice()));
         let t = Object::new();
         set(&t, "preprocess", p.timings.preprocess);

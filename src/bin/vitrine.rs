@@ -384,7 +384,18 @@ fn dataset_dir(args: &Args) -> Result<PathBuf, String> {
 }
 
 fn train(raw: &[String]) -> Result<ExitCode, String> {
-    let args = Args::parse(raw, &[], &["data", "out", "epochs", "threads", "batch", "teacher-epochs"])?;
+    let args = Args::parse(
+        raw,
+        &[],
+        &[
+            "data",
+            "out",
+            "epochs",
+            "threads",
+            "batch",
+            "teacher-epochs",
+        ],
+    )?;
     if let Some(t) = args.value("threads") {
         // Read by the CPU backend's thread pool when it starts, which it has not yet.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", t) };

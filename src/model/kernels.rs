@@ -191,7 +191,8 @@ pub fn exp_nonpositive(x: f32) -> f32 {
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0
-                    + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+                    + r * (1.0 / 24.0
+                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
     let scale = f32::from_bits((n_int.wrapping_add(127) as u32) << 23);
     if underflow { 0.0 } else { p * scale }
 }
@@ -272,7 +273,12 @@ mod tests {
                 worst = (x, err);
             }
         }
-        assert!(worst.1 < 5e-7, "worst |erf - libm| = {} at x = {}", worst.1, worst.0);
+        assert!(
+            worst.1 < 5e-7,
+            "worst |erf - libm| = {} at x = {}",
+            worst.1,
+            worst.0
+        );
         assert_eq!(erf(0.0), 0.0);
         assert_eq!(erf(f32::INFINITY), 1.0);
         assert_eq!(erf(f32::NEG_INFINITY), -1.0);
@@ -320,7 +326,10 @@ mod tests {
                 &device,
             );
             let ours: Vec<f32> = softmax_last(x.clone()).into_data().try_into_vec().unwrap();
-            let burn: Vec<f32> = activation::softmax(x, 3).into_data().try_into_vec().unwrap();
+            let burn: Vec<f32> = activation::softmax(x, 3)
+                .into_data()
+                .try_into_vec()
+                .unwrap();
             let worst = ours
                 .iter()
                 .zip(&burn)
@@ -374,7 +383,10 @@ mod tests {
         let (ours, ours_grad) = run(gelu);
         let (burn, burn_grad) = run(activation::gelu);
         let worst = |a: &[f32], b: &[f32]| {
-            a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max)
+            a.iter()
+                .zip(b)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max)
         };
         assert!(worst(&ours, &burn) < 2e-6, "value: {}", worst(&ours, &burn));
         assert!(
