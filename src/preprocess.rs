@@ -438,18 +438,14 @@ pub fn prepare(
     check_buffer(rgba, width, height)?;
     if cfg.photo.active() {
         let a = adapt(rgba, width, height, &cfg.photo);
-        let plain = PreprocessConfig {
-            photo: PhotoAdapt::default(),
-            ..cfg.clone()
-        };
-        let input = preprocess(&a.rgba, a.side, a.side, &plain)?;
+        let input = resize_and_normalize(&a.rgba, a.side, a.side, cfg);
         let inner = view_box(a.side, a.side, cfg);
         let scale = (a.rect[2] - a.rect[0]) / a.side as f64;
         let view_box = [0, 1, 2, 3].map(|i| a.rect[i % 2] + inner[i] * scale);
         return Ok(Prepared { input, view_box });
     }
     Ok(Prepared {
-        input: preprocess(rgba, width, height, cfg)?,
+        input: resize_and_normalize(rgba, width, height, cfg),
         view_box: view_box(width, height, cfg),
     })
 }
@@ -480,10 +476,13 @@ pub fn preprocess(
     height: u32,
     cfg: &PreprocessConfig,
 ) -> Result<Vec<f32>, PreprocessError> {
-    if cfg.photo.active() {
-        return prepare(rgba, width, height, cfg).map(|p| p.input);
-    }
-    check_buffer(rgba, width, height)?;
+    prepare(rgba, width, height, cfg).map(|p| p.input)
+}
+
+/// Resize (with the config's interpolation), crop, scale and normalise
+/// pixels already checked by [`check_buffer`]; the photo steps, if any, have
+/// run.
+fn resize_and_normalize(rgba: &[u8], width: u32, height: u32, cfg: &PreprocessConfig) -> Vec<f32> {
     let [c, th, tw] = cfg.input_size;
     let p = plan(width, height, cfg);
     // Channel values of the resized image, interleaved.
@@ -533,7 +532,7 @@ pub fn preprocess(
             }
         }
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]

@@ -581,18 +581,16 @@ pub fn load_epoch(
     Ok((model.vit, cfg, epoch))
 }
 
-/// A run's `train_config.json`; runs from before distillation existed lack
-/// its settings and get the defaults (no teacher).
+/// A run's `train_config.json`; settings it lacks (runs from before
+/// distillation existed) get their defaults (no teacher).
 fn read_config(path: &Path) -> Result<TrainConfig, String> {
     let cannot = |e: &dyn std::fmt::Display| format!("cannot read {}: {e}", path.display());
     let text = std::fs::read_to_string(path).map_err(|e| cannot(&e))?;
     let mut value: serde_json::Value = serde_json::from_str(&text).map_err(|e| cannot(&e))?;
     let defaults = serde_json::to_value(TrainConfig::new()).map_err(|e| cannot(&e))?;
-    if let (Some(fields), Some(defaults)) = (value.as_object_mut(), defaults.as_object()) {
-        for key in ["teacher_epochs", "distill_weight", "distill_temperature"] {
-            if !fields.contains_key(key) {
-                fields.insert(key.to_string(), defaults[key].clone());
-            }
+    if let (Some(fields), serde_json::Value::Object(defaults)) = (value.as_object_mut(), defaults) {
+        for (key, default) in defaults {
+            fields.entry(key).or_insert(default);
         }
     }
     serde_json::from_value(value).map_err(|e| cannot(&e))

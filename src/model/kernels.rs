@@ -292,13 +292,7 @@ mod tests {
             burn::tensor::Distribution::Normal(0.0, 3.0),
             &device,
         );
-        let ours: Vec<f32> = gelu(x.clone()).into_data().try_into_vec().unwrap();
-        let burn: Vec<f32> = activation::gelu(x).into_data().try_into_vec().unwrap();
-        let worst = ours
-            .iter()
-            .zip(&burn)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let worst = max_diff(&values(gelu(x.clone())), &values(activation::gelu(x)));
         assert!(worst < 2e-6, "worst difference {worst}");
     }
 
@@ -325,16 +319,10 @@ mod tests {
                 burn::tensor::Distribution::Normal(0.0, 8.0),
                 &device,
             );
-            let ours: Vec<f32> = softmax_last(x.clone()).into_data().try_into_vec().unwrap();
-            let burn: Vec<f32> = activation::softmax(x, 3)
-                .into_data()
-                .try_into_vec()
-                .unwrap();
-            let worst = ours
-                .iter()
-                .zip(&burn)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
+            let worst = max_diff(
+                &values(softmax_last(x.clone())),
+                &values(activation::softmax(x, 3)),
+            );
             assert!(worst < 1e-6, "row {row}: worst difference {worst}");
         }
     }
@@ -376,29 +364,28 @@ mod tests {
             let x = start.clone().autodiff().require_grad();
             let y = f(x.clone());
             let grads = (y.clone() * weights.clone()).sum().backward();
-            let value: Vec<f32> = y.inner().into_data().try_into_vec().unwrap();
-            let grad: Vec<f32> = x.grad(&grads).unwrap().into_data().try_into_vec().unwrap();
-            (value, grad)
+            (values(y.inner()), values(x.grad(&grads).unwrap()))
         };
         let (ours, ours_grad) = run(gelu);
         let (burn, burn_grad) = run(activation::gelu);
-        let worst = |a: &[f32], b: &[f32]| {
-            a.iter()
-                .zip(b)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max)
-        };
-        assert!(worst(&ours, &burn) < 2e-6, "value: {}", worst(&ours, &burn));
-        assert!(
-            worst(&ours_grad, &burn_grad) < 2e-6,
-            "gradient: {}",
-            worst(&ours_grad, &burn_grad)
-        );
+        let (value, gradient) = (max_diff(&ours, &burn), max_diff(&ours_grad, &burn_grad));
+        assert!(value < 2e-6, "value: {value}");
+        assert!(gradient < 2e-6, "gradient: {gradient}");
+    }
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_into_vec().unwrap()
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max)
     }
 
     /// libm's erff, through Burn's flex backend.
     fn libm_erf(xs: &[f32]) -> Vec<f32> {
-        let t = Tensor::<1>::from_floats(xs, &Device::flex()).erf();
-        t.into_data().try_into_vec::<f32>().unwrap()
+        values(Tensor::<1>::from_floats(xs, &Device::flex()).erf())
     }
 }
