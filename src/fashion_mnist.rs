@@ -203,46 +203,6 @@ pub fn load_split(dir: &Path, split: &str) -> Result<Split, IdxError> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
-        let mut b = vec![0, 0, 8, dims.len() as u8];
-        for d in dims {
-            b.extend_from_slice(&d.to_be_bytes());
-        }
-        b.extend_from_slice(data);
-        b
-    }
-
-    #[test]
-    fn parses_and_rejects() {
-        let ok = idx(&[2, 1, 2], &[1, 2, 3, 4]);
-        assert_eq!(
-            parse_idx(&ok, 3, "x").unwrap(),
-            (vec![2, 1, 2], vec![1, 2, 3, 4])
-        );
-        let e = parse_idx(&idx(&[2, 1, 2], &[1, 2, 3]), 3, "x").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "x: the header's counts need 4 bytes of data, but the file has 3 (truncated or corrupt)"
-        );
-        let mut bad = ok.clone();
-        bad[2] = 0x0d; // float type
-        let e = parse_idx(&bad, 3, "x").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "x: bad IDX magic number 0x00000d03 (expected 0x00000803)"
-        );
-        let e = parse_idx(&[0, 0], 1, "x").unwrap_err();
-        assert!(matches!(e, IdxError::SizeMismatch { .. }));
-        // Dimensions whose product overflows are a size mismatch, not an allocation.
-        let e = parse_idx(&idx(&[u32::MAX, u32::MAX, u32::MAX], &[]), 3, "x").unwrap_err();
-        assert!(matches!(e, IdxError::SizeMismatch { .. }));
-    }
-}
-
 /// Top-1 evaluation of a classifier on images `indices` of `split`, each
 /// going through the model's own preprocessing (as a page or the CLI would
 /// feed it): the 10×10 confusion matrix, rows true class, columns predicted.
@@ -288,4 +248,44 @@ pub fn accuracy(confusion: &[[usize; 10]; 10]) -> f64 {
     let total: usize = confusion.iter().flatten().sum();
     let right: usize = (0..10).map(|c| confusion[c][c]).sum();
     right as f64 / total.max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
+        let mut b = vec![0, 0, 8, dims.len() as u8];
+        for d in dims {
+            b.extend_from_slice(&d.to_be_bytes());
+        }
+        b.extend_from_slice(data);
+        b
+    }
+
+    #[test]
+    fn parses_and_rejects() {
+        let ok = idx(&[2, 1, 2], &[1, 2, 3, 4]);
+        assert_eq!(
+            parse_idx(&ok, 3, "x").unwrap(),
+            (vec![2, 1, 2], vec![1, 2, 3, 4])
+        );
+        let e = parse_idx(&idx(&[2, 1, 2], &[1, 2, 3]), 3, "x").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "x: the header's counts need 4 bytes of data, but the file has 3 (truncated or corrupt)"
+        );
+        let mut bad = ok.clone();
+        bad[2] = 0x0d; // float type
+        let e = parse_idx(&bad, 3, "x").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "x: bad IDX magic number 0x00000d03 (expected 0x00000803)"
+        );
+        let e = parse_idx(&[0, 0], 1, "x").unwrap_err();
+        assert!(matches!(e, IdxError::SizeMismatch { .. }));
+        // Dimensions whose product overflows are a size mismatch, not an allocation.
+        let e = parse_idx(&idx(&[u32::MAX, u32::MAX, u32::MAX], &[]), 3, "x").unwrap_err();
+        assert!(matches!(e, IdxError::SizeMismatch { .. }));
+    }
 }

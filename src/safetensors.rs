@@ -207,7 +207,7 @@ pub fn serialize(tensors: &[(String, Vec<usize>, Vec<f32>)], f16: bool) -> Vec<u
     }
     let mut json = serde_json::to_vec(&header).expect("header serialises");
     // Pad so the data starts 8-byte aligned, as the reference writer does.
-    while (8 + json.len()) % 8 != 0 {
+    while !(8 + json.len()).is_multiple_of(8) {
         json.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + json.len() + offset);

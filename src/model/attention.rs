@@ -51,9 +51,7 @@ impl Attention {
         let [b, t, d] = x.dims();
         let h = self.num_heads;
         let hd = d / h;
-        let qkv = self
-            .qkv
-            .forward(x) // [B, T, 3D]
+        let qkv = super::matmul::linear(&self.qkv, x) // [B, T, 3D]
             .reshape([b, t, 3, h, hd])
             .permute([2, 0, 3, 1, 4]); // [3, B, H, T, hd]
         let mut qkv = qkv.chunk(3, 0).into_iter().map(|m| m.squeeze_dim::<4>(0));
@@ -64,15 +62,13 @@ impl Attention {
         );
 
         let scale = (hd as f64).powf(-0.5);
-        let scores = q.mul_scalar(scale).matmul(k.swap_dims(2, 3)); // [B, H, T, T]
+        let scores = super::matmul::matmul(q.mul_scalar(scale), k.swap_dims(2, 3)); // [B, H, T, T]
         let weights = super::kernels::softmax_last(scores);
-        let context = weights
-            .clone()
-            .matmul(v) // [B, H, T, hd]
+        let context = super::matmul::matmul(weights.clone(), v) // [B, H, T, hd]
             .swap_dims(1, 2) // [B, T, H, hd]
             .reshape([b, t, d]);
         AttentionOutput {
-            context: self.proj.forward(context),
+            context: super::matmul::linear(&self.proj, context),
             weights,
         }
     }

@@ -11,6 +11,8 @@
 use burn::tensor::activation;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
+use super::lanes::F4;
+
 /// Defines `pub fn $name(args)` running the `#[inline(always)]` loop `$body`
 /// compiled for AVX-512 or AVX2+FMA when the CPU has them (checked at run
 /// time, so one binary serves every x86-64), and as plain code otherwise
@@ -100,7 +102,7 @@ pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 
 /// True for Burn's CPU backend without autodiff: the device whose buffers
 /// live in this process's memory and need no gradient graph.
-fn is_plain_cpu(device: &Device) -> bool {
+pub(super) fn is_plain_cpu(device: &Device) -> bool {
     #[cfg(feature = "cpu")]
     {
         // Equality ignores autodiff, which needs asking separately.
@@ -128,12 +130,32 @@ const LANES: usize = 16;
 
 #[inline(always)]
 fn softmax_loop(values: &mut [f32], row: usize) {
+    if cfg!(target_arch = "wasm32") {
+        return softmax_lanes(values, row);
+    }
     for r in values.chunks_exact_mut(row) {
-        let max = r.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        // `|` rather than `any`: no early exit, so the scan vectorises.
-        let nan = r.iter().fold(false, |seen, v| seen | v.is_nan());
-        if !max.is_finite() || nan {
-            // Only non-finite scores get here; the textbook form says what they mean.
+        // Lane-wise partial maxima, and v·0 (0, or NaN for ±∞ and NaN)
+        // summed: both vectorise, with no early exit.
+        let mut lane_max = [f32::NEG_INFINITY; LANES];
+        let mut lane_bad = [0.0f32; LANES];
+        let mut chunks = r.chunks_exact(LANES);
+        for c in &mut chunks {
+            for ((v, m), b) in c.iter().zip(lane_max.iter_mut()).zip(lane_bad.iter_mut()) {
+                *m = larger(*m, *v);
+                *b += v * 0.0;
+            }
+        }
+        let mut max = lane_max
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| larger(m, v));
+        let mut bad: f32 = lane_bad.iter().sum();
+        for &v in chunks.remainder() {
+            max = larger(max, v);
+            bad += v * 0.0;
+        }
+        if bad != 0.0 {
+            // Only rows holding an infinity or a NaN get here; the textbook
+            // form says what they mean.
             softmax_scalar(r);
             continue;
         }
@@ -155,6 +177,14 @@ fn softmax_loop(values: &mut [f32], row: usize) {
             *v *= inv;
         }
     }
+}
+
+/// The larger of `a` and `b`, `a` when `b` is NaN. Written as a comparison:
+/// `f32::max` (IEEE maxNum) has no SIMD128 instruction and would become one
+/// libm call per value in the browser build.
+#[inline(always)]
+fn larger(a: f32, b: f32) -> f32 {
+    if b > a { b } else { a }
 }
 
 /// The textbook softmax, for rows holding an infinity or a NaN.
@@ -181,7 +211,7 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     // Adding then subtracting 1.5·2^23 rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
     let underflow = x < -87.0;
-    let x = x.max(-87.0);
+    let x = if underflow { -87.0 } else { x };
     let t = x * std::f32::consts::LOG2_E + ROUND;
     let n = t - ROUND;
     // n as an integer, read from t's low mantissa bits (`as i32` would not vectorise).
@@ -216,11 +246,34 @@ fn gelu_parts_loop(cdf: &mut [f32], slope: &mut [f32]) {
 
 #[inline(always)]
 fn gelu_loop(values: &mut [f32]) {
+    if cfg!(target_arch = "wasm32") {
+        return gelu_lanes(values);
+    }
     for v in values.iter_mut() {
         let x = *v;
         *v = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
     }
 }
+
+/// erf's numerator (odd, in x·x²ⁱ) and denominator (even) coefficients, highest first.
+#[allow(clippy::excessive_precision)]
+const ERF_ALPHA: [f32; 7] = [
+    -2.72614225801306e-10,
+    2.77068142495902e-08,
+    -2.10102402082508e-06,
+    -5.69250639462346e-05,
+    -7.34990630326855e-04,
+    -2.95459980854025e-03,
+    -1.60960333262415e-02,
+];
+#[allow(clippy::excessive_precision)]
+const ERF_BETA: [f32; 5] = [
+    -1.45660718464996e-05,
+    -2.13374055278905e-04,
+    -1.68282697438203e-03,
+    -7.37332916720468e-03,
+    -1.42647390514189e-02,
+];
 
 /// erf(x) to within a few f32 ulps: an odd degree-13 polynomial over an even
 /// degree-8 one in x clamped to [-4, 4] (beyond which erf is ±1 in f32).
@@ -229,33 +282,133 @@ fn gelu_loop(values: &mut [f32]) {
 #[inline(always)]
 #[allow(clippy::excessive_precision)]
 pub fn erf(x: f32) -> f32 {
-    const ALPHA: [f32; 7] = [
-        -2.72614225801306e-10,
-        2.77068142495902e-08,
-        -2.10102402082508e-06,
-        -5.69250639462346e-05,
-        -7.34990630326855e-04,
-        -2.95459980854025e-03,
-        -1.60960333262415e-02,
-    ];
-    const BETA: [f32; 5] = [
-        -1.45660718464996e-05,
-        -2.13374055278905e-04,
-        -1.68282697438203e-03,
-        -7.37332916720468e-03,
-        -1.42647390514189e-02,
-    ];
-    let x = x.clamp(-4.0, 4.0);
+    // Comparisons rather than `clamp`, which the browser build would turn
+    // into libm calls (see [`larger`]); NaN stays NaN.
+    #[allow(clippy::manual_clamp)]
+    let x = if x < -4.0 {
+        -4.0
+    } else if x > 4.0 {
+        4.0
+    } else {
+        x
+    };
     let x2 = x * x;
-    let mut p = ALPHA[0];
-    for a in &ALPHA[1..] {
+    let mut p = ERF_ALPHA[0];
+    for a in &ERF_ALPHA[1..] {
         p = p * x2 + a;
     }
-    let mut q = BETA[0];
-    for b in &BETA[1..] {
+    let mut q = ERF_BETA[0];
+    for b in &ERF_BETA[1..] {
         q = q * x2 + b;
     }
     x * p / q
+}
+
+/// [`softmax_loop`] written with explicit four-lane vectors, for the wasm
+/// build (see [`super::lanes`]); the partial sums run over 4 lanes, not 16.
+fn softmax_lanes(values: &mut [f32], row: usize) {
+    let whole = row / 4 * 4;
+    for r in values.chunks_exact_mut(row) {
+        let (head, tail) = r.split_at_mut(whole);
+        let (mut max4, mut bad4) = (F4::splat(f32::NEG_INFINITY), F4::zero());
+        for c in head.chunks_exact(4) {
+            let v = F4::read(c);
+            max4 = max4.max(v);
+            bad4 = bad4.add(v.mul(F4::zero()));
+        }
+        let mut max = max4.to_array().into_iter().fold(f32::NEG_INFINITY, larger);
+        let mut bad: f32 = bad4.to_array().iter().sum();
+        for &v in tail.iter() {
+            max = larger(max, v);
+            bad += v * 0.0;
+        }
+        if bad != 0.0 {
+            softmax_scalar(r);
+            continue;
+        }
+        let (max4, mut sum4) = (F4::splat(max), F4::zero());
+        for c in head.chunks_exact_mut(4) {
+            let e = exp_nonpositive_lanes(F4::read(c).sub(max4));
+            e.write(c);
+            sum4 = sum4.add(e);
+        }
+        let mut sum: f32 = sum4.to_array().iter().sum();
+        for v in tail.iter_mut() {
+            *v = exp_nonpositive(*v - max);
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        let inv4 = F4::splat(inv);
+        for c in head.chunks_exact_mut(4) {
+            F4::read(c).mul(inv4).write(c);
+        }
+        for v in tail.iter_mut() {
+            *v *= inv;
+        }
+    }
+}
+
+/// [`gelu_loop`] with explicit four-lane vectors, for the wasm build.
+fn gelu_lanes(values: &mut [f32]) {
+    let mut chunks = values.chunks_exact_mut(4);
+    let (half, one, scale) = (
+        F4::splat(0.5),
+        F4::splat(1.0),
+        F4::splat(std::f32::consts::FRAC_1_SQRT_2),
+    );
+    for c in &mut chunks {
+        let x = F4::read(c);
+        half.mul(x).mul(one.add(erf_lanes(x.mul(scale)))).write(c);
+    }
+    for v in chunks.into_remainder() {
+        let x = *v;
+        *v = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
+/// [`exp_nonpositive`], four lanes at a time, the same operations in the same order.
+#[inline(always)]
+fn exp_nonpositive_lanes(x: F4) -> F4 {
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    const ROUND: f32 = 12_582_912.0;
+    let clamped = x.max(F4::splat(-87.0));
+    let t = clamped
+        .mul(F4::splat(std::f32::consts::LOG2_E))
+        .add(F4::splat(ROUND));
+    let n = t.sub(F4::splat(ROUND));
+    let r = clamped
+        .sub(n.mul(F4::splat(LN2_HI)))
+        .sub(n.mul(F4::splat(LN2_LO)));
+    let mut p = F4::splat(1.0 / 5040.0);
+    for c in [
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
+        p = F4::splat(c).add(r.mul(p));
+    }
+    p.mul(t.pow2_of_rounded(ROUND)).zero_where_below(x, -87.0)
+}
+
+/// [`erf`], four lanes at a time, the same operations in the same order.
+#[inline(always)]
+fn erf_lanes(x: F4) -> F4 {
+    let x = x.max(F4::splat(-4.0)).min(F4::splat(4.0));
+    let x2 = x.mul(x);
+    let mut p = F4::splat(ERF_ALPHA[0]);
+    for a in &ERF_ALPHA[1..] {
+        p = p.mul(x2).add(F4::splat(*a));
+    }
+    let mut q = F4::splat(ERF_BETA[0]);
+    for b in &ERF_BETA[1..] {
+        q = q.mul(x2).add(F4::splat(*b));
+    }
+    x.mul(p).div(q)
 }
 
 #[cfg(test)]
@@ -371,6 +524,71 @@ mod tests {
         let (value, gradient) = (max_diff(&ours, &burn), max_diff(&ours_grad, &burn_grad));
         assert!(value < 2e-6, "value: {value}");
         assert!(gradient < 2e-6, "gradient: {gradient}");
+    }
+
+    #[test]
+    fn the_browser_builds_lanes_match_the_scalar_kernels_bit_for_bit() {
+        let lanes = |f: fn(F4) -> F4, xs: &[f32]| -> Vec<f32> {
+            xs.chunks_exact(4)
+                .flat_map(|c| f(F4::read(c)).to_array())
+                .collect()
+        };
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut xs: Vec<f32> = (0..=110 * 1024).map(|i| -(i as f32) / 1024.0).collect();
+        xs.extend([f32::NEG_INFINITY, -0.0, -1e-30, -87.0]);
+        xs.truncate(xs.len() / 4 * 4);
+        let scalar: Vec<f32> = xs.iter().map(|&x| exp_nonpositive(x)).collect();
+        assert_eq!(
+            bits(&lanes(exp_nonpositive_lanes, &xs)),
+            bits(&scalar),
+            "exp"
+        );
+
+        let mut xs: Vec<f32> = (-12 * 1024..12 * 1024).map(|i| i as f32 / 1024.0).collect();
+        xs.extend([f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 0.0]);
+        let scalar: Vec<f32> = xs.iter().map(|&x| erf(x)).collect();
+        assert_eq!(bits(&lanes(erf_lanes, &xs)), bits(&scalar), "erf");
+
+        // 4k + 3 values: the lanes and the scalar tail.
+        let mut ours = xs[..xs.len() - 1].to_vec();
+        let mut theirs = ours.clone();
+        gelu_lanes(&mut ours);
+        gelu_loop(&mut theirs);
+        assert_eq!(bits(&ours), bits(&theirs), "gelu");
+    }
+
+    #[test]
+    fn the_browser_builds_softmax_matches_the_scalar_one() {
+        for row in [1, 3, 4, 5, 16, 50, 197] {
+            let x = Tensor::<2>::random(
+                [9, row],
+                burn::tensor::Distribution::Normal(0.0, 8.0),
+                &Device::flex(),
+            );
+            let mut ours = values(x);
+            let mut theirs = ours.clone();
+            softmax_lanes(&mut ours, row);
+            softmax_loop(&mut theirs, row);
+            let worst = max_diff(&ours, &theirs);
+            // The sums run in another order: an ulp or two of the largest values.
+            assert!(worst < 3e-7, "row {row}: worst difference {worst}");
+        }
+        let mut v = vec![
+            0.0,
+            f32::NEG_INFINITY,
+            0.0,
+            7.0,
+            1.0,
+            f32::INFINITY,
+            2.0,
+            1.0,
+            9.0,
+        ];
+        softmax_lanes(&mut v, 9);
+        assert!(v.iter().all(|x| x.is_nan()), "{v:?}");
+        let mut v = vec![0.0, f32::NEG_INFINITY, 0.0, 0.0, 0.0];
+        softmax_lanes(&mut v, 5);
+        assert_eq!(v, [0.25, 0.0, 0.25, 0.25, 0.25]);
     }
 
     fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {

@@ -32,6 +32,7 @@ impl Mlp {
 
     /// [B, T, D] → [B, T, D].
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(super::kernels::gelu(self.fc1.forward(x)))
+        use super::matmul::linear;
+        linear(&self.fc2, super::kernels::gelu(linear(&self.fc1, x)))
     }
 }

@@ -4,6 +4,8 @@ pub mod attention;
 pub mod block;
 pub mod config;
 pub mod kernels;
+mod lanes;
+pub mod matmul;
 pub mod mlp;
 pub mod patch_embed;
 pub mod vit;

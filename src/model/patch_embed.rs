@@ -30,7 +30,7 @@ impl PatchEmbed {
 
     /// [B, N, P·P·C] → [B, N, D].
     pub fn forward(&self, patches: Tensor<3>) -> Tensor<3> {
-        self.proj.forward(patches)
+        super::matmul::linear(&self.proj, patches)
     }
 }
 

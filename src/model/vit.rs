@@ -141,7 +141,7 @@ impl VisionTransformer {
             .collect();
         let mut r = Tensor::<3>::from_data(TensorData::new(one_hot, [b, 1, t]), &device); // [B, 1, T]
         for a in head_means.into_iter().rev() {
-            r = (r.clone().matmul(a) + r).mul_scalar(0.5);
+            r = (super::matmul::matmul(r.clone(), a) + r).mul_scalar(0.5);
         }
         Features {
             tokens: self.norm.forward(x),
@@ -154,8 +154,8 @@ impl VisionTransformer {
     /// The head on the class token: tokens [B, N+1, D] → logits [B, classes].
     pub fn forward_head(&self, tokens: Tensor<3>) -> Tensor<2> {
         let [b, _, d] = tokens.dims();
-        self.head
-            .forward(tokens.slice([0..b, 0..1, 0..d]).reshape([b, d]))
+        let cls = tokens.slice([0..b, 0..1, 0..d]).reshape([b, d]);
+        super::matmul::linear(&self.head, cls)
     }
 
     /// Logits and attention maps; `keep_layer` also returns that layer's full matrix.
