@@ -1,0 +1,76 @@
+// vitrine's wasm module and onnxruntime-web's wasm backend in Node (the
+// same V8 as Chromium, with no page, worker or browser around them), on the
+// vit_tiny_patch16_224 weights of make_vit_tiny.py, alternating for a few
+// rounds. For profiling: `node --cpu-prof tests/perf/bench_node.mjs --only vitrine`
+// on a module built with names (wasm-bindgen --keep-debug, no wasm-opt).
+//
+//   python3 tests/perf/make_vit_tiny.py MODEL_DIR
+//   node tests/perf/bench_node.mjs MODEL_DIR [--pkg dist/pkg] [--runs 20] [--rounds 3] [--only vitrine|ort]
+import fs from 'node:fs';
+import path from 'node:path';
+
+const here = import.meta.dirname;
+const args = process.argv.slice(2);
+const opt = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
+const dir = args[0];
+if (!dir || dir.startsWith('--')) {
+  console.error('usage: node tests/perf/bench_node.mjs MODEL_DIR [--pkg DIR] [--runs N] [--rounds N] [--only vitrine|ort]');
+  process.exit(2);
+}
+const pkg = path.resolve(opt('--pkg', path.join(here, '../../dist/pkg')));
+const runs = Number(opt('--runs', 20));
+const rounds = Number(opt('--rounds', 3));
+const only = opt('--only', null);
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+const size = 224;
+// A fixed pattern, the same for both (each gets it in its own input form).
+const rgba = new Uint8Array(size * size * 4).map((_, i) => (i * 37) % 251);
+
+async function vitrine() {
+  const { initSync, Vitrine } = await import(path.join(pkg, 'vitrine.js'));
+  initSync({ module: fs.readFileSync(path.join(pkg, 'vitrine_bg.wasm')) });
+  const model = await Vitrine.load(
+    'cpu',
+    fs.readFileSync(path.join(dir, 'model.safetensors')),
+    fs.readFileSync(path.join(dir, 'config.json')),
+    undefined,
+    undefined,
+  );
+  return async () => {
+    const r = await model.classify(rgba, size, size, undefined);
+    return r.timings.forward;
+  };
+}
+
+async function ort() {
+  const ort = await import(path.join(here, 'node_modules/onnxruntime-web/dist/ort.node.min.mjs'));
+  ort.env.wasm.numThreads = 1;
+  const session = await ort.InferenceSession.create(fs.readFileSync(path.join(dir, 'model.onnx')), {
+    executionProviders: ['wasm'],
+  });
+  const pixels = new Float32Array(3 * size * size).map((_, i) => ((i * 37) % 251) / 251 - 0.5);
+  const input = new ort.Tensor('float32', pixels, [1, 3, size, size]);
+  return async () => {
+    await session.run({ pixel_values: input });
+    return null;
+  };
+}
+
+const engines = { vitrine: await vitrine(), ort: await ort() };
+for (let round = 1; round <= rounds; round++) {
+  for (const [name, step] of Object.entries(engines)) {
+    if (only && only !== name) continue;
+    const wall = [];
+    const forward = [];
+    for (let i = 0; i < runs + 3; i++) {
+      const t0 = performance.now();
+      const f = await step();
+      if (i < 3) continue; // warm-up
+      wall.push(performance.now() - t0);
+      if (f !== null) forward.push(f);
+    }
+    const fw = forward.length ? `, forward ${median(forward).toFixed(1)} ms` : '';
+    console.log(`round ${round} ${name.padEnd(7)} call median ${median(wall).toFixed(1)} ms (min ${Math.min(...wall).toFixed(1)})${fw}`);
+  }
+}
