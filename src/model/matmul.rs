@@ -3,9 +3,9 @@
 //! In WebAssembly Burn's flex backend multiplies matrices with the `gemm`
 //! crate, whose SIMD128 micro-kernel keeps a 12×4 tile: twelve accumulators
 //! plus its operands are more 128-bit registers than V8 gives a function on
-//! x86-64 (fifteen), so it spills, and it packs both operands on every call.
+//! x86-64 (fifteen), so it likely spills, and it packs both operands on every call.
 //! Measured in Node on the ViT-Tiny shapes it ran at 13–19 GFLOP/s where the
-//! kernel below, a 3×12 tile (nine accumulators, three columns of the right
+//! kernel below, a 3×12 tile (nine accumulators, three vectors of the right
 //! operand, one broadcast value), reads the right operand in place and
 //! reaches 16–25 (in Chromium 156: 11.9–17.0 against 14.6–19.3). Matrix
 //! products are most of a forward pass there (~75% with this kernel).
