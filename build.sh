@@ -82,19 +82,34 @@ build_site() {
   command -v cargo >/dev/null || { say "cargo not found: install Rust from rustup"; exit 1; }
   rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
   wasm_bindgen_cli
-  say "building the wasm module (CPU and WebGPU backends)"
-  cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features cpu,webgpu
+  local wasm="$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/vitrine.wasm"
   rm -rf "$out" && mkdir -p "$out"
   cp -r www/. "$out/"
-  wasm-bindgen --target web --no-typescript --out-dir "$out/pkg" \
-    "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/vitrine.wasm"
+  # Two modules with the same JavaScript glue: the second one's matrix
+  # kernel uses relaxed SIMD's fused multiply-add, and the worker loads it
+  # where the browser validates relaxed SIMD (Chromium does; see README).
+  # Only the vitrine crate differs between the two builds, so the second
+  # one takes seconds.
+  say "building the wasm modules (CPU and WebGPU backends; SIMD128, and SIMD128 + relaxed SIMD)"
+  cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features cpu,webgpu,relaxed-simd
+  wasm-bindgen --target web --no-typescript --out-dir "$out/pkg-relaxed" "$wasm"
+  cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features cpu,webgpu
+  wasm-bindgen --target web --no-typescript --out-dir "$out/pkg" "$wasm"
+  cmp -s "$out/pkg/vitrine.js" "$out/pkg-relaxed/vitrine.js" ||
+    { say "the two wasm modules got different JavaScript glue: they cannot share vitrine.js"; exit 1; }
+  mv "$out/pkg-relaxed/vitrine_bg.wasm" "$out/pkg/vitrine_relaxed_bg.wasm"
+  rm -r "$out/pkg-relaxed"
   # VITRINE_WASM_OPT=0 skips wasm-opt (minutes on 2 cores) while iterating.
   if [ "${VITRINE_WASM_OPT:-1}" != 0 ]; then
     local opt; opt=$(wasm_opt)
-    "$opt" -Os --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
-      "$out/pkg/vitrine_bg.wasm" -o "$out/pkg/vitrine_bg.wasm"
+    local features=(--enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals)
+    "$opt" -Os "${features[@]}" "$out/pkg/vitrine_bg.wasm" -o "$out/pkg/vitrine_bg.wasm"
+    "$opt" -Os "${features[@]}" --enable-relaxed-simd "$out/pkg/vitrine_relaxed_bg.wasm" -o "$out/pkg/vitrine_relaxed_bg.wasm"
   fi
-  say "site in $out: wasm $(du -h "$out/pkg/vitrine_bg.wasm" | cut -f1) raw, $(gzip -9c "$out/pkg/vitrine_bg.wasm" | wc -c | awk '{printf "%.1f MB", $1/1e6}') gzip"
+  local f
+  for f in vitrine_bg vitrine_relaxed_bg; do
+    say "site in $out: $f.wasm $(du -h "$out/pkg/$f.wasm" | cut -f1) raw, $(gzip -9c "$out/pkg/$f.wasm" | wc -c | awk '{printf "%.1f MB", $1/1e6}') gzip"
+  done
 }
 
 cmd_dist() {

@@ -28,8 +28,10 @@ function startWorker(requested) {
     worker.onmessage = ({ data }) => {
       if (data.type === 'ready') {
         backend = data.backend;
-        $('backend').textContent = `Backend: ${backend === 'webgpu' ? 'WebGPU' : 'CPU (WebAssembly)'}, because ${data.reason}.`;
+        const cpu = data.simd === 'relaxed' ? 'CPU (WebAssembly, relaxed SIMD)' : 'CPU (WebAssembly, SIMD128)';
+        $('backend').textContent = `Backend: ${backend === 'webgpu' ? 'WebGPU' : cpu}, because ${data.reason}.`;
         document.body.dataset.backend = backend;
+        document.body.dataset.simd = data.simd;
         resolve();
         return;
       }
@@ -50,7 +52,7 @@ function startWorker(requested) {
     for (const p of pending.values()) p.reject(Object.assign(new Error(e.message || 'the model worker crashed'), { fatal: true }));
     pending.clear();
   };
-  worker.postMessage({ type: 'init', backend: requested });
+  worker.postMessage({ type: 'init', backend: requested, simd: params.get('simd') });
   return ready;
 }
 

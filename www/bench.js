@@ -32,9 +32,9 @@ function stats(values) {
 }
 
 async function main() {
-  worker.postMessage({ type: 'init', backend: params.get('backend') });
-  const { backend, reason } = await ready;
-  $('status').textContent = `Backend ${backend} (${reason}). Loading the model…`;
+  worker.postMessage({ type: 'init', backend: params.get('backend'), simd: params.get('simd') });
+  const { backend, reason, simd } = await ready;
+  $('status').textContent = `Backend ${backend} (${reason}; wasm ${simd}). Loading the model…`;
   const manifest = await (await fetch('models/manifest.json')).json();
   const name = params.get('model') ?? manifest.default;
   const entry = manifest.models.find((m) => m.name === name);
@@ -66,7 +66,7 @@ async function main() {
     for (const k of ['preprocess', 'forward', 'readback']) rows[k].push(result.timings[k]);
   }
   const report = {
-    model: name, backend, reason, runs, warmup, image: imageUrl,
+    model: name, backend, reason, simd, runs, warmup, image: imageUrl,
     input: info.preprocess.input_size, firstResultMs,
     top1: first.result.probabilities.indexOf(Math.max(...first.result.probabilities)),
     ms: Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, stats(v)])),

@@ -8,6 +8,22 @@ let last = null; // the last image classified: { rgba, width, height }
 let adapter = null; // the WebGPU adapter in use, for its limits
 let memory = null; // the wasm module's memory, for the bench page
 
+// The smallest module that uses relaxed SIMD's f32x4.relaxed_madd (the
+// instruction of the matrix kernel in vitrine_relaxed_bg.wasm): a browser
+// that validates it can run that module.
+const RELAXED_SIMD_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 8, 1, 96, 3, 123, 123, 123, 1, 123, 3, 2, 1, 0, 10, 13, 1, 11, 0, 32, 0, 32, 1, 32, 2,
+  253, 133, 2, 11,
+]);
+
+/** The module with relaxed SIMD's fused multiply-add where the browser has it, unless `simd128` was asked for. */
+function chooseModule(requested) {
+  if (requested !== 'simd128' && WebAssembly.validate(RELAXED_SIMD_PROBE)) {
+    return { file: 'vitrine_relaxed_bg.wasm', simd: 'relaxed' };
+  }
+  return { file: 'vitrine_bg.wasm', simd: 'simd128' };
+}
+
 /** WebGPU when there is a hardware adapter; a software fallback adapter is slower than the CPU backend. */
 async function chooseBackend(requested) {
   if (requested === 'cpu') return { backend: 'cpu', reason: 'the CPU backend was requested' };
@@ -37,11 +53,12 @@ self.onmessage = async ({ data }) => {
   try {
     if (data.type === 'init') {
       ready = (async () => {
-        memory = (await init()).memory;
+        const module = chooseModule(data.simd);
+        memory = (await init({ module_or_path: new URL(`./pkg/${module.file}`, import.meta.url) })).memory;
         const { adapter: chosen, ...choice } = await chooseBackend(data.backend);
         backend = choice.backend;
         adapter = chosen ?? null;
-        return choice;
+        return { ...choice, simd: module.simd };
       })();
       self.postMessage({ type: 'ready', ...(await ready) });
     } else if (data.type === 'load') {

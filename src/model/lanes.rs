@@ -169,8 +169,18 @@ impl F4 {
         unsafe { self.store(s.as_mut_ptr()) }
     }
     /// self + a·b: a multiply and an add, as SIMD128 has no fused form.
+    #[cfg(not(all(target_arch = "wasm32", feature = "relaxed-simd")))]
     #[inline(always)]
     pub fn mul_add(self, a: Self, b: Self) -> Self {
         self.add(a.mul(b))
+    }
+    /// self + a·b in relaxed SIMD's `f32x4.relaxed_madd`: one fused
+    /// multiply-add (rounded once) where the CPU has one, else a multiply and
+    /// an add. Only for functions compiled with relaxed-simd (the matrix
+    /// kernel's `panel`): elsewhere it would be a call, not an instruction.
+    #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+    #[inline(always)]
+    pub fn mul_add(self, a: Self, b: Self) -> Self {
+        F4(f32x4_relaxed_madd(a.0, b.0, self.0))
     }
 }

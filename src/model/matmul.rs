@@ -10,6 +10,10 @@
 //! reaches 16–25 (in Chromium 156: 11.9–17.0 against 14.6–19.3). Matrix
 //! products are most of a forward pass there (~75% with this kernel).
 //!
+//! Built with the `relaxed-simd` feature (the second browser module), the
+//! tile's multiply-adds are relaxed SIMD's `f32x4.relaxed_madd`, one fused
+//! instruction on CPUs with FMA, where SIMD128 needs a multiply and an add.
+//!
 //! [`linear`] and [`matmul`] take this path on the plain CPU device of the
 //! wasm build; elsewhere (native, where `gemm` has AVX-512 kernels; wgpu;
 //! autodiff) they are Burn's own. [`gemm`] itself is portable, so native
@@ -178,6 +182,10 @@ pub fn gemm(
 /// # Safety
 /// `b` must hold k rows of NR values, `ldb` apart; `col0 + cols ≤ n`.
 #[allow(clippy::too_many_arguments)]
+#[cfg_attr(
+    all(target_arch = "wasm32", feature = "relaxed-simd"),
+    target_feature(enable = "relaxed-simd")
+)]
 unsafe fn panel(
     m: usize,
     k: usize,

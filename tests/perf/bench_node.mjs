@@ -5,7 +5,8 @@
 // on a module built with names (wasm-bindgen --keep-debug, no wasm-opt).
 //
 //   python3 tests/perf/make_vit_tiny.py MODEL_DIR
-//   node tests/perf/bench_node.mjs MODEL_DIR [--pkg dist/pkg] [--runs 20] [--rounds 3] [--only vitrine|ort]
+//   node tests/perf/bench_node.mjs MODEL_DIR [--pkg dist/pkg] [--wasm vitrine_bg.wasm] [--runs 20] [--rounds 3] [--only vitrine|ort]
+// (--wasm vitrine_relaxed_bg.wasm needs node --experimental-wasm-relaxed-simd in Node 20.)
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -21,6 +22,7 @@ const pkg = path.resolve(opt('--pkg', path.join(here, '../../dist/pkg')));
 const runs = Number(opt('--runs', 20));
 const rounds = Number(opt('--rounds', 3));
 const only = opt('--only', null);
+const wasm = opt('--wasm', 'vitrine_bg.wasm');
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const size = 224;
@@ -29,7 +31,7 @@ const rgba = new Uint8Array(size * size * 4).map((_, i) => (i * 37) % 251);
 
 async function vitrine() {
   const { initSync, Vitrine } = await import(path.join(pkg, 'vitrine.js'));
-  initSync({ module: fs.readFileSync(path.join(pkg, 'vitrine_bg.wasm')) });
+  initSync({ module: fs.readFileSync(path.join(pkg, wasm)) });
   const model = await Vitrine.load(
     'cpu',
     fs.readFileSync(path.join(dir, 'model.safetensors')),

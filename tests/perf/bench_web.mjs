@@ -1,11 +1,12 @@
-// The web bench, in one script: vitrine's bench page (CPU wasm and WebGPU)
+// The web bench, in one script: vitrine's bench page (CPU wasm, with and
+// without relaxed SIMD, and WebGPU)
 // beside onnxruntime-web (wasm and WebGPU) on the same vit_tiny_patch16_224
 // weights, in the same headless Chromium, plus the memory check (200
 // classifications) on the default model. Prints one JSON line per run.
 //
 //   node tests/perf/bench_web.mjs [--runs N] [--quick]
-// --quick leaves out WebGPU (SwiftShader here: minutes per run). The CPU
-// pair runs --rounds times (default 3), alternating, and the summary takes
+// --quick leaves out WebGPU (SwiftShader here: minutes per run). The three
+// CPU pages run --rounds times (default 3), alternating, and the summary takes
 // the median over rounds: this machine's speed drifts by tens of percent
 // between minutes, so only interleaved runs compare fairly.
 // (run by ./build.sh bench-web after the site is built into dist/)
@@ -55,9 +56,15 @@ async function bench(url) {
 }
 
 const swRuns = Math.max(5, Math.round(runs / 4)); // SwiftShader WebGPU is slow: fewer runs there
-const cpuPair = [`bench.html?model=vit_tiny&backend=cpu&runs=${runs}`, `ort.html?ep=wasm&runs=${runs}`];
+// vitrine's module with relaxed SIMD (what Chromium gets), its plain SIMD128
+// module (what browsers without relaxed SIMD get), onnxruntime-web's wasm.
+const cpuSet = [
+  `bench.html?model=vit_tiny&backend=cpu&runs=${runs}`,
+  `bench.html?model=vit_tiny&backend=cpu&simd=simd128&runs=${runs}`,
+  `ort.html?ep=wasm&runs=${runs}`,
+];
 const latency = [
-  ...Array.from({ length: rounds }, () => cpuPair).flat(),
+  ...Array.from({ length: rounds }, () => cpuSet).flat(),
   ...(quick ? [] : [
     `bench.html?model=vit_tiny&backend=webgpu&runs=${swRuns}&warmup=2`,
     `ort.html?ep=webgpu&runs=${swRuns}&warmup=2`,
@@ -80,6 +87,12 @@ for (const url of new Set(latency)) {
   const ms = got.filter((r) => !r.error).map(med);
   const each = ms.length > 1 ? `  (rounds: ${ms.map((m) => m.toFixed(1)).join(', ')})` : '';
   console.log(`  ${url.padEnd(58)} ${ms.length ? median(ms).toFixed(1) : errors[0]}${each}`);
+}
+const byRound = (url) => results.slice(0, rounds * cpuSet.length).filter((r) => r.url === url).map((r) => (r.error ? NaN : med(r)));
+const ort = byRound(cpuSet[2]);
+for (const url of cpuSet.slice(0, 2)) {
+  const ratios = byRound(url).map((ms, i) => ms / ort[i]);
+  console.log(`  ${url.split('?')[1]} / onnxruntime-web, round by round: ${ratios.map((x) => x.toFixed(2)).join(', ')}; median ${median(ratios.filter((x) => !Number.isNaN(x))).toFixed(2)}`);
 }
 for (const r of results.slice(latency.length)) {
   const m = r.memory;

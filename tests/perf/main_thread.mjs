@@ -3,11 +3,14 @@
 // CPU profile of each (Chrome DevTools Protocol) summarised by function.
 // It reuses the site bench_web.mjs assembles (test-output/bench-site, with
 // the vit_tiny model and onnxruntime-web in it): run that once first. For
-// vitrine's function names, pass a module built with names:
+// vitrine's function names, pass a module built with names (vitrine.wasm
+// is whichever of the two build.sh built last: the plain SIMD128 one):
 //   wasm-bindgen --target web --no-typescript --keep-debug --out-dir DIR \
 //     $CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/vitrine.wasm
+// and --pkg DIR --wasm vitrine_bg.wasm. The default is the relaxed-SIMD
+// module, the one Chromium's pages load.
 //
-//   node tests/perf/main_thread.mjs [--pkg DIR] [--rounds 3] [--runs 20] [--top 12]
+//   node tests/perf/main_thread.mjs [--pkg DIR] [--wasm vitrine_relaxed_bg.wasm] [--rounds 3] [--runs 20] [--top 12]
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
@@ -25,13 +28,14 @@ if (!fs.existsSync(path.join(site, 'models', 'vit_tiny', 'model.onnx'))) {
   process.exit(2);
 }
 const pkg = opt('--pkg', null);
+const wasm = opt('--wasm', 'vitrine_relaxed_bg.wasm');
 fs.rmSync(path.join(site, 'pkg-main'), { recursive: true, force: true });
 fs.cpSync(pkg ? path.resolve(pkg) : path.join(site, 'pkg'), path.join(site, 'pkg-main'), { recursive: true });
 
 const pixels = 'new Uint8Array(224 * 224 * 4).map((_, i) => (i * 37) % 251)';
 fs.writeFileSync(path.join(site, 'main-vitrine.html'), `<!doctype html><script type="module">
 import init, { Vitrine } from './pkg-main/vitrine.js';
-await init({ module_or_path: './pkg-main/vitrine_bg.wasm' });
+await init({ module_or_path: './pkg-main/${wasm}' });
 const get = async (p) => new Uint8Array(await (await fetch(p)).arrayBuffer());
 const model = await Vitrine.load('cpu', await get('models/vit_tiny/model.safetensors'),
   await get('models/vit_tiny/config.json'), undefined, undefined);
