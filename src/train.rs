@@ -445,10 +445,18 @@ pub fn train(
             cfg.teacher_epochs, cfg.distill_weight, cfg.distill_temperature
         );
         device.seed(cfg.seed);
-        let trainee = TeacherTrainee::new(ConvTeacher::init(10, &device), cfg.label_smoothing);
+        // The teacher keeps the default regularisation whatever the student's,
+        // so runs that differ only in the student's share one teacher.
+        let defaults = TrainConfig::new();
+        let teacher_cfg = cfg
+            .clone()
+            .with_weight_decay(defaults.weight_decay)
+            .with_label_smoothing(defaults.label_smoothing);
+        let trainee =
+            TeacherTrainee::new(ConvTeacher::init(10, &device), teacher_cfg.label_smoothing);
         let trained = fit(
             trainee,
-            cfg,
+            &teacher_cfg,
             cfg.teacher_epochs,
             splits,
             &out_dir.join("teacher"),

@@ -102,4 +102,25 @@ fn usage_errors_name_the_problem() {
     let (code, _, err) = vitrine(&["classify", img.to_str().unwrap(), "--model", "/nope"]);
     assert_eq!(code, 2);
     assert!(err.contains("cannot load model /nope"), "{err}");
+    for (flag, value, message) in [
+        (
+            "--weight-decay",
+            "lots",
+            "--weight-decay must be a number from 0 to 1, got `lots`",
+        ),
+        (
+            "--label-smoothing",
+            "0.9",
+            "--label-smoothing must be a number from 0 to 0.5, got `0.9`",
+        ),
+        (
+            "--distill-weight",
+            "-1",
+            "--distill-weight must be a number from 0 to 1, got `-1`",
+        ),
+    ] {
+        let (code, _, err) = vitrine(&["train", flag, value, "--data", "/nope"]);
+        assert_eq!(code, 2, "{flag} {value}");
+        assert!(err.contains(message), "{err}");
+    }
 }

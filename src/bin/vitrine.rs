@@ -16,7 +16,8 @@ usage:
                    [--layer L] [--head H|mean] [--backend cpu|wgpu]
   vitrine bench [--backend cpu|wgpu] [--arch NAME | --model PATH] [--runs N] [--warmup N] [--json]
   vitrine train [--data DIR] [--out DIR] [--epochs N] [--batch N] [--threads N]
-                [--teacher-epochs N]
+                [--teacher-epochs N] [--weight-decay X] [--label-smoothing X]
+                [--distill-weight X]
   vitrine walkthrough IMAGE [--model PATH] [--layer L] [--head H] [--patches I,J,...]
   vitrine export [--run DIR] [--epoch N] [--out DIR]
   vitrine eval [--model PATH] [--data DIR] [--limit N] [--confusion OUT.svg] [--dataset-pixels]
@@ -76,6 +77,17 @@ impl Args {
             v.parse()
                 .map_err(|_| format!("--{name} must be a non-negative integer, got `{v}`"))
         })
+    }
+
+    /// A number in [0, `max`].
+    fn fraction(&self, name: &str, default: f32, max: f32) -> Result<f32, String> {
+        self.value(name)
+            .map_or(Ok(default), |v| match v.parse::<f32>() {
+                Ok(x) if (0.0..=max).contains(&x) => Ok(x),
+                _ => Err(format!(
+                    "--{name} must be a number from 0 to {max}, got `{v}`"
+                )),
+            })
     }
 }
 
@@ -394,21 +406,27 @@ fn train(raw: &[String]) -> Result<ExitCode, String> {
             "threads",
             "batch",
             "teacher-epochs",
+            "weight-decay",
+            "label-smoothing",
+            "distill-weight",
         ],
     )?;
     if let Some(t) = args.value("threads") {
         // Read by the CPU backend's thread pool when it starts, which it has not yet.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", t) };
     }
+    let mut cfg = vitrine::train::TrainConfig::new();
+    cfg.epochs = args.number("epochs", cfg.epochs)?;
+    cfg.batch_size = args.number("batch", cfg.batch_size)?.max(1);
+    cfg.teacher_epochs = args.number("teacher-epochs", cfg.teacher_epochs)?;
+    cfg.weight_decay = args.fraction("weight-decay", cfg.weight_decay, 1.0)?;
+    cfg.label_smoothing = args.fraction("label-smoothing", cfg.label_smoothing, 0.5)?;
+    cfg.distill_weight = args.fraction("distill-weight", cfg.distill_weight, 1.0)?;
     let data = dataset_dir(&args)?;
     let out = args
         .value("out")
         .map(PathBuf::from)
         .unwrap_or_else(vitrine::train::default_out_dir);
-    let mut cfg = vitrine::train::TrainConfig::new();
-    cfg.epochs = args.number("epochs", cfg.epochs)?;
-    cfg.batch_size = args.number("batch", cfg.batch_size)?.max(1);
-    cfg.teacher_epochs = args.number("teacher-epochs", cfg.teacher_epochs)?;
     let t0 = now_ms();
     let model = vitrine::train::train(&cfg, &data, &out)?;
     let dest = out.join("model");
