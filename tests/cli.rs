@@ -118,6 +118,8 @@ fn usage_errors_name_the_problem() {
             "-1",
             "--distill-weight must be a number from 0 to 1, got `-1`",
         ),
+        ("--heads", "5", "not divisible by num_heads 5"),
+        ("--depth", "0", "depth"),
     ] {
         let (code, _, err) = vitrine(&["train", flag, value, "--data", "/nope"]);
         assert_eq!(code, 2, "{flag} {value}");

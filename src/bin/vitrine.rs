@@ -17,7 +17,7 @@ usage:
   vitrine bench [--backend cpu|wgpu] [--arch NAME | --model PATH] [--runs N] [--warmup N] [--json]
   vitrine train [--data DIR] [--out DIR] [--epochs N] [--batch N] [--threads N]
                 [--teacher-epochs N] [--weight-decay X] [--label-smoothing X]
-                [--distill-weight X]
+                [--distill-weight X] [--embed-dim N] [--depth N] [--heads N] [--mlp-ratio N]
   vitrine walkthrough IMAGE [--model PATH] [--layer L] [--head H] [--patches I,J,...]
   vitrine export [--run DIR] [--epoch N] [--out DIR]
   vitrine eval [--model PATH] [--data DIR] [--limit N] [--confusion OUT.svg] [--dataset-pixels]
@@ -409,6 +409,10 @@ fn train(raw: &[String]) -> Result<ExitCode, String> {
             "weight-decay",
             "label-smoothing",
             "distill-weight",
+            "embed-dim",
+            "depth",
+            "heads",
+            "mlp-ratio",
         ],
     )?;
     if let Some(t) = args.value("threads") {
@@ -422,6 +426,11 @@ fn train(raw: &[String]) -> Result<ExitCode, String> {
     cfg.weight_decay = args.fraction("weight-decay", cfg.weight_decay, 1.0)?;
     cfg.label_smoothing = args.fraction("label-smoothing", cfg.label_smoothing, 0.5)?;
     cfg.distill_weight = args.fraction("distill-weight", cfg.distill_weight, 1.0)?;
+    cfg.embed_dim = args.number("embed-dim", cfg.embed_dim)?;
+    cfg.depth = args.number("depth", cfg.depth)?;
+    cfg.num_heads = args.number("heads", cfg.num_heads)?;
+    cfg.mlp_ratio = args.number("mlp-ratio", cfg.mlp_ratio)?;
+    cfg.vit().validate()?;
     let data = dataset_dir(&args)?;
     let out = args
         .value("out")
