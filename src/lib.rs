@@ -21,6 +21,7 @@ pub mod explain;
 pub mod fashion_mnist;
 pub mod model;
 pub mod preprocess;
+pub mod resample;
 pub mod safetensors;
 #[cfg(all(feature = "train", not(target_arch = "wasm32")))]
 pub mod train;

@@ -9,9 +9,9 @@
 
 use std::fmt;
 
-use image::imageops::{self, FilterType};
-use image::{GrayImage, ImageBuffer, Pixel, RgbImage};
 use serde::{Deserialize, Serialize};
+
+use crate::resample;
 
 /// Largest image accepted, in pixels (the browser scales bigger ones down first).
 pub const MAX_PIXELS: u64 = 64 * 1024 * 1024;
@@ -35,16 +35,6 @@ impl Interpolation {
             "bicubic" => Some(Self::Bicubic),
             "lanczos" => Some(Self::Lanczos),
             _ => None,
-        }
-    }
-
-    fn filter(self) -> FilterType {
-        match self {
-            Self::Nearest => FilterType::Nearest,
-            Self::Bilinear => FilterType::Triangle,
-            // Catmull-Rom is the cubic with a = -0.5, PIL's bicubic.
-            Self::Bicubic => FilterType::CatmullRom,
-            Self::Lanczos => FilterType::Lanczos3,
         }
     }
 }
@@ -300,21 +290,6 @@ pub fn view_box(width: u32, height: u32, cfg: &PreprocessConfig) -> [f64; 4] {
     [l / sx, t / sy, (l + tw as f64) / sx, (t + th as f64) / sy]
 }
 
-fn resize<P>(
-    img: &ImageBuffer<P, Vec<u8>>,
-    size: [u32; 2],
-    interp: Interpolation,
-) -> ImageBuffer<P, Vec<u8>>
-where
-    P: Pixel<Subpixel = u8> + 'static,
-{
-    if img.dimensions() == (size[0], size[1]) {
-        // PIL returns a copy when the size does not change.
-        return img.clone();
-    }
-    imageops::resize(img, size[0], size[1], interp.filter())
-}
-
 /// A photo after [`PhotoAdapt`]: gray RGBA pixels of a square, and where
 /// that square lies in the original image ([x0, y0, x1, y1], original pixels).
 struct Adapted {
@@ -485,28 +460,48 @@ pub fn preprocess(
 fn resize_and_normalize(rgba: &[u8], width: u32, height: u32, cfg: &PreprocessConfig) -> Vec<f32> {
     let [c, th, tw] = cfg.input_size;
     let p = plan(width, height, cfg);
-    // Channel values of the resized image, interleaved.
-    let resized: Vec<u8> = if c == 1 {
+    let channel_values: Vec<u8> = if c == 1 {
         // PIL's convert("L"): ITU-R 601-2 luma in fixed point, before resizing as timm does.
-        let luma = rgba
-            .chunks_exact(4)
+        rgba.chunks_exact(4)
             .map(|px| {
                 ((px[0] as u32 * 19595 + px[1] as u32 * 38470 + px[2] as u32 * 7471 + 0x8000) >> 16)
                     as u8
             })
-            .collect();
-        let img = GrayImage::from_raw(width, height, luma).expect("length checked");
-        resize(&img, p.resized, cfg.interpolation).into_raw()
+            .collect()
     } else {
         // PIL's convert("RGB") drops alpha.
-        let rgb = rgba
-            .chunks_exact(4)
+        rgba.chunks_exact(4)
             .flat_map(|px| [px[0], px[1], px[2]])
-            .collect();
-        let img = RgbImage::from_raw(width, height, rgb).expect("length checked");
-        resize(&img, p.resized, cfg.interpolation).into_raw()
+            .collect()
     };
     let [rw, rh] = p.resized;
+    // Only the part of the resized image that the crop keeps: columns xs,
+    // rows ys (the crop may also reach past it, where it pads).
+    let span = |offset: i64, len: usize, size: u32| {
+        offset.clamp(0, size as i64) as usize..(offset + len as i64).clamp(0, size as i64) as usize
+    };
+    let (xs, ys) = (span(p.offset[0], tw, rw), span(p.offset[1], th, rh));
+    let resized: Vec<u8> = if (rw, rh) == (width, height) {
+        // PIL returns a copy when the size does not change.
+        ys.clone()
+            .flat_map(|y| {
+                let row = y * width as usize * c;
+                channel_values[row + xs.start * c..row + xs.end * c]
+                    .iter()
+                    .copied()
+            })
+            .collect()
+    } else {
+        resample::resize_window(
+            &channel_values,
+            c,
+            [width as usize, height as usize],
+            [rw as usize, rh as usize],
+            xs.clone(),
+            ys.clone(),
+            cfg.interpolation,
+        )
+    };
     let fill: Vec<u8> = match cfg.crop_mode {
         CropMode::Border => cfg
             .mean
@@ -524,7 +519,8 @@ fn resize_and_normalize(rgba: &[u8], width: u32, height: u32, cfg: &PreprocessCo
                 let sx = x as i64 + p.offset[0];
                 let inside = sx >= 0 && sy >= 0 && sx < rw as i64 && sy < rh as i64;
                 let v = if inside {
-                    resized[(sy as usize * rw as usize + sx as usize) * c + ch]
+                    let (wx, wy) = (sx as usize - xs.start, sy as usize - ys.start);
+                    resized[(wy * xs.len() + wx) * c + ch]
                 } else {
                     fill[ch]
                 };
