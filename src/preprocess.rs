@@ -367,9 +367,9 @@ fn adapt(rgba: &[u8], width: u32, height: u32, steps: &PhotoAdapt) -> Adapted {
         x0 as i64 - ((side - bw) / 2) as i64,
         y0 as i64 - ((side - bh) / 2) as i64,
     );
-    let mut out = vec![0u8; side * side * 4];
-    for y in 0..side {
-        for x in 0..side {
+    let mut out = vec![255u8; side * side * 4];
+    for (y, row) in out.chunks_exact_mut(side * 4).enumerate() {
+        for (x, px) in row.chunks_exact_mut(4).enumerate() {
             let (sx, sy) = (left + x as i64, top + y as i64);
             let inside_box = sx >= x0 as i64 && sy >= y0 as i64 && sx < x1 as i64 && sy < y1 as i64;
             let v = if inside_box {
@@ -377,7 +377,11 @@ fn adapt(rgba: &[u8], width: u32, height: u32, steps: &PhotoAdapt) -> Adapted {
             } else {
                 fill
             };
-            out[(y * side + x) * 4..][..4].copy_from_slice(&[v, v, v, 255]);
+            // Written one by one: a four-byte copy_from_slice is a memcpy
+            // call per pixel in the size-optimised browser build.
+            px[0] = v;
+            px[1] = v;
+            px[2] = v;
         }
     }
     Adapted {
