@@ -154,7 +154,7 @@ pub fn resize_window(
             }
         }
     }
-    // Horizontal pass, clamped to [0, 255] and rounded half away from zero.
+    // Horizontal pass, rounded half away from zero to u8.
     let mut out = Vec::with_capacity(ys.len() * xs.len() * channels);
     for row in tmp.chunks_exact(row_len) {
         for o in 0..xs.len() {
@@ -165,13 +165,8 @@ pub fn resize_window(
                 for (i, &w) in weights.iter().enumerate() {
                     t += row[base + i * channels + k] * w;
                 }
-                let t = if t < 0.0 {
-                    0.0
-                } else if t > 255.0 {
-                    255.0
-                } else {
-                    t
-                };
+                // Rounded, then `as` saturates to 0..=255: the same as
+                // image's clamp to [0, 255] before rounding.
                 out.push(t.round() as u8);
             }
         }
