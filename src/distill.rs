@@ -17,6 +17,9 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor, activation};
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 
+use std::sync::Arc;
+
+use crate::parallel::Workers;
 use crate::train::MnistBatch;
 
 /// Two 3×3 convolutions (32 and 64 channels), each followed by ReLU and 2×2
@@ -62,13 +65,17 @@ impl ConvTeacher {
 pub struct TeacherTrainee {
     pub cnn: ConvTeacher,
     label_smoothing: f32,
+    /// The cores a training step is spread over.
+    #[module(skip)]
+    workers: Arc<Workers>,
 }
 
 impl TeacherTrainee {
-    pub fn new(cnn: ConvTeacher, label_smoothing: f32) -> Self {
+    pub fn new(cnn: ConvTeacher, label_smoothing: f32, workers: Arc<Workers>) -> Self {
         Self {
             cnn,
             label_smoothing,
+            workers,
         }
     }
 
@@ -88,8 +95,8 @@ impl TrainStep for TeacherTrainee {
     type Output = ClassificationOutput;
 
     fn step(&self, batch: MnistBatch) -> TrainOutput<ClassificationOutput> {
-        let out = self.output(batch);
-        TrainOutput::new(self, out.loss.backward(), out)
+        self.workers
+            .step(self, batch, |model, share| model.output(share))
     }
 }
 
@@ -163,7 +170,11 @@ mod tests {
         use burn::optim::{AdamWConfig, GradientsParams};
         let device = Device::flex().autodiff();
         device.seed(7);
-        let mut model = TeacherTrainee::new(ConvTeacher::init(10, &device), 0.0);
+        let mut model = TeacherTrainee::new(
+            ConvTeacher::init(10, &device),
+            0.0,
+            Arc::new(Workers::new(1).unwrap()),
+        );
         let mut optim = AdamWConfig::new().init();
         let images = Tensor::<4>::random([8, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
         let targets =

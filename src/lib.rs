@@ -20,6 +20,8 @@ pub mod explain;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fashion_mnist;
 pub mod model;
+#[cfg(all(feature = "train", not(target_arch = "wasm32")))]
+pub mod parallel;
 pub mod preprocess;
 pub mod resample;
 pub mod safetensors;

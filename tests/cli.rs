@@ -120,6 +120,12 @@ fn usage_errors_name_the_problem() {
         ),
         ("--heads", "5", "not divisible by num_heads 5"),
         ("--depth", "0", "depth"),
+        ("--threads", "0", "--threads must be at least 1"),
+        (
+            "--threads",
+            "two",
+            "--threads must be a non-negative integer, got `two`",
+        ),
     ] {
         let (code, _, err) = vitrine(&["train", flag, value, "--data", "/nope"]);
         assert_eq!(code, 2, "{flag} {value}");

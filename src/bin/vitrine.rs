@@ -415,10 +415,17 @@ fn train(raw: &[String]) -> Result<ExitCode, String> {
             "mlp-ratio",
         ],
     )?;
-    if let Some(t) = args.value("threads") {
-        // Read by the CPU backend's thread pool when it starts, which it has not yet.
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", t) };
+    // Each step is spread over this many cores (data parallelism); the
+    // CPU backend's own pool (validation) gets as many threads.
+    let threads = args.number(
+        "threads",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    )?;
+    if threads == 0 {
+        return Err("--threads must be at least 1".into());
     }
+    // Read by the CPU backend's thread pool when it starts, which it has not yet.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
     let mut cfg = vitrine::train::TrainConfig::new();
     cfg.epochs = args.number("epochs", cfg.epochs)?;
     cfg.batch_size = args.number("batch", cfg.batch_size)?.max(1);
@@ -437,7 +444,7 @@ fn train(raw: &[String]) -> Result<ExitCode, String> {
         .map(PathBuf::from)
         .unwrap_or_else(vitrine::train::default_out_dir);
     let t0 = now_ms();
-    let model = vitrine::train::train(&cfg, &data, &out)?;
+    let model = vitrine::train::train(&cfg, &data, &out, threads)?;
     let dest = out.join("model");
     vitrine::train::write_timm_model(&model, &cfg, &dest)?;
     eprintln!(

@@ -10,6 +10,8 @@ import { serveAndLaunch } from './serve.mjs';
 export const root = path.resolve(import.meta.dirname, '../..');
 export const out = path.join(root, 'test-output');
 export const fixtures = path.join(root, 'tests/fixtures');
+/** The shipped default model's shape (depth, heads, …), so the tests follow the model that ships. */
+export const defaultModel = JSON.parse(fs.readFileSync(path.join(root, 'www/models/fashion-vit/config.json'))).model_args;
 const bin = process.env.VITRINE_BIN ?? path.join(os.homedir(), '.cache/vitrine/target/release/vitrine');
 
 /**

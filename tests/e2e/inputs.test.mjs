@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startSite, open, classify, classifiedId, nextResult, messageIncludes, maxDiff, shot, out, fixtures, root } from './harness.mjs';
+import { startSite, open, classify, classifiedId, nextResult, messageIncludes, maxDiff, shot, out, fixtures, root, defaultModel } from './harness.mjs';
 
 const inputs = path.join(fixtures, 'inputs');
 const sample = path.join(root, 'www/samples/fmnist-0.png'); // an ankle boot
@@ -126,9 +126,10 @@ test('awkward images get a clear message or a correct result, and the page keeps
 test('attention controls: heads, patches, threshold, colours, keyboard, download', { timeout: 600_000 }, async () => {
   const { page, context } = await open(site, '?backend=cpu');
   await classify(page, path.join(root, 'www/samples/fmnist-6.png'));
-  assert.match(await page.textContent('#caption'), /Layer 3, mean of the heads: where the class token looks/);
+  const { depth, num_heads: heads } = defaultModel;
+  assert.match(await page.textContent('#caption'), new RegExp(`Layer ${depth - 1}, mean of the heads: where the class token looks`));
   // One small map per head plus the mean and the rollout; choosing one selects it.
-  assert.equal(await page.locator('#heads button').count(), 3 + 2);
+  assert.equal(await page.locator('#heads button').count(), heads + 2);
   await page.click('#heads button:nth-child(4)');
   assert.equal(await page.inputValue('#head'), '1');
   assert.match(await page.textContent('#caption'), /head 1: where the class token looks/);

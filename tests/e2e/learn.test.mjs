@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { startSite, open, classify, maxDiff, nativeWalk, out, fixtures, root } from './harness.mjs';
+import { startSite, open, classify, maxDiff, nativeWalk, out, fixtures, root, defaultModel } from './harness.mjs';
 
 let site;
 before(async () => { site = await startSite('learn'); });
@@ -27,7 +27,8 @@ test('the walk-through shows every step with the default model\'s shapes, in Eng
   assert.match(english[1], /4·4·1 = 16 numbers/);
   assert.match(english[2], /49×16 → 49×96/);
   assert.match(english[3], /\(49\+1\)×96 = 50×96/);
-  assert.match(english[5], /4 identical layers .*\(3 heads, each of width d = 96\/3 = 32/);
+  const { depth, num_heads: heads, embed_dim: width } = defaultModel;
+  assert.match(english[5], new RegExp(`${depth} identical layers .*\\(${heads} heads, each of width d = ${width}/${heads} = ${width / heads}`));
   assert.match(english[7], /96 → 10/);
   for (let i = 1; i <= 8; i++) await page.locator(`#step-${i}`).screenshot({ path: path.join(out, 'screenshots', `learn-step-${i}.png`) });
 
