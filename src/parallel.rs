@@ -53,17 +53,8 @@ impl Workers {
         Ok(Self { pools })
     }
 
-    /// One worker per core this process may use.
-    pub fn per_core() -> Result<Self, String> {
-        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
-    }
-
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.pools.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     /// One training step of `model` on `batch`: `output` gives a share's
