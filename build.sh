@@ -3,6 +3,7 @@
 #   ./build.sh serve   build the web app (wasm + static site) and serve it on http://127.0.0.1:8080
 #   ./build.sh dist    write the static site to dist/ (works from any static host, under any sub-path)
 #   ./build.sh test    every test: unit, golden (vs timm/transformers), checkpoint errors, CLI, wgpu, browser
+#   ./build.sh fuzz [SECONDS]  the parsers' mutation fuzzer for SECONDS (default 600) from a fresh seed
 #   ./build.sh bench   forward-pass timings: vitrine cpu and wgpu vs PyTorch eager, same machine
 #   ./build.sh bench-web  the page's latency (bench.html) beside onnxruntime-web, and the memory check
 # Each installs what it needs on a fresh Debian machine (run as root, or have it installed).
@@ -46,14 +47,66 @@ browser_deps() {
   (cd tests/e2e && npm ci --silent --no-audit --no-fund)
 }
 
+# Runs one test step, its output teed to test-output/NAME.log, and adds
+# what it counted to the totals (cargo's "test result:" lines, node's
+# "pass"/"fail" lines). A step that fails without counting a failure (a
+# build error, a crash) counts as one failure, so it cannot pass unseen.
+TOTAL_PASSED=0 TOTAL_FAILED=0 FAILED_STEPS=()
+test_step() {
+  local name=$1; shift
+  local log="test-output/$name.log" status=0
+  mkdir -p test-output
+  "$@" 2>&1 | tee "$log" || status=$?
+  local counts; counts=$(python3 - "$log" <<'PY'
+import re, sys
+text = open(sys.argv[1], errors="replace").read()
+cargo = re.findall(r"^test result: \w+\. (\d+) passed; (\d+) failed", text, re.M)
+node_pass = re.findall(r"^(?:# |\u2139 )pass (\d+)$", text, re.M)
+node_fail = re.findall(r"^(?:# |\u2139 )fail (\d+)$", text, re.M)
+passed = sum(int(p) for p, _ in cargo) + sum(map(int, node_pass))
+failed = sum(int(f) for _, f in cargo) + sum(map(int, node_fail))
+print(passed, failed)
+PY
+)
+  local passed=${counts% *} failed=${counts#* }
+  if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+  TOTAL_PASSED=$((TOTAL_PASSED + passed)) TOTAL_FAILED=$((TOTAL_FAILED + failed))
+  [ "$failed" -eq 0 ] || FAILED_STEPS+=("$name")
+  say "$name: $passed passed, $failed failed (log: $log)"
+}
+
 cmd_test() {
   native_deps
-  say "running the Rust tests (release build)"
-  cargo test --release -- --test-threads=1
-  build_site dist
-  browser_deps
-  say "running the browser tests (headless Chromium)"
-  (cd tests/e2e && VITRINE_BIN="$BIN" node --test --test-concurrency=1)
+  # --no-fail-fast: one failing test binary must not hide the others.
+  say "running the Rust tests (release build; AVX-512 kernels where the CPU has them)"
+  test_step rust cargo test --release --no-fail-fast -- --test-threads=1
+  # The same golden tests on the AVX2/FMA kernels, which AVX2-only CPUs run:
+  # a build without the avx512 feature takes that path on every x86-64.
+  say "running the golden tests again on the AVX2/FMA kernels"
+  test_step golden-avx2 cargo test --release --no-fail-fast --no-default-features --features cpu,wgpu --test golden -- --test-threads=1
+  # The site is built by a second ./build.sh, so that its first failing
+  # command stops it (set -e does not apply inside an `if` condition).
+  if ./build.sh dist; then
+    browser_deps
+    say "running the browser tests (headless Chromium)"
+    test_step browser bash -c 'cd tests/e2e && VITRINE_BIN="$0" node --test --test-concurrency=1 --test-reporter=spec' "$BIN"
+  else
+    TOTAL_FAILED=$((TOTAL_FAILED + 1)); FAILED_STEPS+=("site build")
+  fi
+  [ ${#FAILED_STEPS[@]} -eq 0 ] || say "failed: ${FAILED_STEPS[*]}"
+  # One line for the whole run, Rust and browser tests together.
+  echo "tests: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
+  [ "$TOTAL_FAILED" -eq 0 ]
+}
+
+# tests/fuzz.rs for longer than the test suite's 20 s, from a new seed each
+# time (VITRINE_FUZZ_SEED=N repeats a run). Findings land in test-output/fuzz/.
+cmd_fuzz() {
+  native_deps
+  local seconds=${1:-600} seed=${VITRINE_FUZZ_SEED:-$(date +%s)}
+  say "fuzzing the parsers for $seconds s from seed $seed"
+  VITRINE_FUZZ_SECONDS=$seconds VITRINE_FUZZ_SEED=$seed \
+    cargo test --release --test fuzz -- --nocapture
 }
 
 # The wasm-bindgen CLI must be exactly the version in Cargo.lock.
@@ -161,7 +214,8 @@ case "${1:-}" in
   serve) cmd_serve ;;
   dist) cmd_dist ;;
   test) cmd_test ;;
+  fuzz) shift; cmd_fuzz "$@" ;;
   bench) cmd_bench ;;
   bench-web) shift; cmd_bench_web "$@" ;;
-  *) echo "usage: ./build.sh serve|dist|test|bench|bench-web" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh serve|dist|test|fuzz [SECONDS]|bench|bench-web" >&2; exit 2 ;;
 esac

@@ -54,6 +54,14 @@ pub enum CheckpointError {
     },
     /// A config file is malformed, unsupported, or contradicts itself.
     BadConfig { file: String, reason: String },
+    /// A weight is NaN or infinite (or an f64 beyond float32's range).
+    NotFinite {
+        tensor: String,
+        /// How many of its values are not finite, and the first one's index.
+        count: usize,
+        first: usize,
+        value: f32,
+    },
     /// The model is larger than the device (or the browser) can hold.
     TooLarge {
         /// The tensor over the per-buffer limit, or `None` for the whole model.
@@ -166,6 +174,16 @@ impl fmt::Display for CheckpointError {
                 "tensor `{tensor}` has shape {found:?}, but {implied_by} implies {expected:?}"
             ),
             BadConfig { file, reason } => write!(f, "{file}: {reason}"),
+            NotFinite {
+                tensor,
+                count,
+                first,
+                value,
+            } => write!(
+                f,
+                "tensor `{tensor}` holds {count} values that are not finite numbers (the first, at \
+                 index {first}, is {value}): the checkpoint is damaged"
+            ),
         }
     }
 }
@@ -367,9 +385,18 @@ impl Checkpoint {
                 Layout::Timm => name.clone(),
                 Layout::HuggingFace => translate(name, true).unwrap_or_else(|| name.clone()),
             };
+            let values = view.to_f32();
+            if let Some(first) = values.iter().position(|v| !v.is_finite()) {
+                return Err(CheckpointError::NotFinite {
+                    tensor: name.clone(),
+                    count: values.iter().filter(|v| !v.is_finite()).count(),
+                    first,
+                    value: values[first],
+                });
+            }
             let entry = Entry {
                 shape: view.shape.clone(),
-                values: view.to_f32(),
+                values,
                 original: name.clone(),
             };
             tensors.insert(timm, entry);
@@ -403,8 +430,7 @@ impl Checkpoint {
                 if layout == Layout::Timm || pre_json.is_none() {
                     notes.push(format!("preprocessing assumed: {}", p.describe()));
                 }
-                let labels = (0..c.num_classes).map(|i| format!("class {i}")).collect();
-                (c, p, labels, "the other tensors".to_string())
+                (c, p, None, "the other tensors".to_string())
             }
         };
         config
@@ -424,6 +450,8 @@ impl Checkpoint {
         }
 
         check_tensors(&tensors, &config, layout, &implied_by)?;
+        // Made only now that the head's tensors bear the class count out.
+        let labels = labels.unwrap_or_else(|| default_labels(config.num_classes));
         Ok(Self {
             config,
             preprocess,
@@ -708,10 +736,12 @@ fn display_name(timm: &str, layout: Layout) -> String {
     }
 }
 
-/// Every tensor the config implies, in model order, with its PyTorch shape.
-fn expected_tensors(c: &VitConfig) -> Vec<(String, Vec<usize>)> {
+/// Every tensor the config implies, in model order, with its PyTorch shape,
+/// made one at a time: a config's depth is only trusted as far as the file
+/// bears it out (see [`check_tensors`]).
+fn expected_tensors(c: &VitConfig) -> impl Iterator<Item = (String, Vec<usize>)> + '_ {
     let d = c.embed_dim;
-    let mut out = vec![
+    let stem = [
         ("cls_token".to_string(), vec![1, 1, d]),
         ("pos_embed".to_string(), vec![1, c.num_patches() + 1, d]),
         (
@@ -720,53 +750,63 @@ fn expected_tensors(c: &VitConfig) -> Vec<(String, Vec<usize>)> {
         ),
         ("patch_embed.proj.bias".to_string(), vec![d]),
     ];
-    for i in 0..c.depth {
+    let blocks = (0..c.depth).flat_map(move |i| {
         let b = format!("blocks.{i}");
-        out.push((format!("{b}.norm1.weight"), vec![d]));
-        out.push((format!("{b}.norm1.bias"), vec![d]));
-        out.push((format!("{b}.attn.qkv.weight"), vec![3 * d, d]));
+        let mut out = vec![
+            (format!("{b}.norm1.weight"), vec![d]),
+            (format!("{b}.norm1.bias"), vec![d]),
+            (format!("{b}.attn.qkv.weight"), vec![3 * d, d]),
+        ];
         if c.qkv_bias {
             out.push((format!("{b}.attn.qkv.bias"), vec![3 * d]));
         }
-        out.push((format!("{b}.attn.proj.weight"), vec![d, d]));
-        out.push((format!("{b}.attn.proj.bias"), vec![d]));
-        out.push((format!("{b}.norm2.weight"), vec![d]));
-        out.push((format!("{b}.norm2.bias"), vec![d]));
-        out.push((format!("{b}.mlp.fc1.weight"), vec![c.mlp_hidden, d]));
-        out.push((format!("{b}.mlp.fc1.bias"), vec![c.mlp_hidden]));
-        out.push((format!("{b}.mlp.fc2.weight"), vec![d, c.mlp_hidden]));
-        out.push((format!("{b}.mlp.fc2.bias"), vec![d]));
-    }
-    out.push(("norm.weight".to_string(), vec![d]));
-    out.push(("norm.bias".to_string(), vec![d]));
-    out.push(("head.weight".to_string(), vec![c.num_classes, d]));
-    out.push(("head.bias".to_string(), vec![c.num_classes]));
-    out
+        out.extend([
+            (format!("{b}.attn.proj.weight"), vec![d, d]),
+            (format!("{b}.attn.proj.bias"), vec![d]),
+            (format!("{b}.norm2.weight"), vec![d]),
+            (format!("{b}.norm2.bias"), vec![d]),
+            (format!("{b}.mlp.fc1.weight"), vec![c.mlp_hidden, d]),
+            (format!("{b}.mlp.fc1.bias"), vec![c.mlp_hidden]),
+            (format!("{b}.mlp.fc2.weight"), vec![d, c.mlp_hidden]),
+            (format!("{b}.mlp.fc2.bias"), vec![d]),
+        ]);
+        out
+    });
+    let tail = [
+        ("norm.weight".to_string(), vec![d]),
+        ("norm.bias".to_string(), vec![d]),
+        ("head.weight".to_string(), vec![c.num_classes, d]),
+        ("head.bias".to_string(), vec![c.num_classes]),
+    ];
+    stem.into_iter().chain(blocks).chain(tail)
 }
 
+/// Every tensor the config implies is present with its shape, and nothing
+/// else is. Stops at the first problem, so a config that claims far more
+/// than the file holds (a depth of 2⁶³) costs no more than the file does.
 fn check_tensors(
     tensors: &BTreeMap<String, Entry>,
     config: &VitConfig,
     layout: Layout,
     implied_by: &str,
 ) -> Result<(), CheckpointError> {
-    let expected = expected_tensors(config);
-    for (name, shape) in &expected {
-        let Some(entry) = tensors.get(name) else {
+    let mut known = std::collections::HashSet::new();
+    for (name, shape) in expected_tensors(config) {
+        let Some((key, entry)) = tensors.get_key_value(&name) else {
             return Err(CheckpointError::MissingKey {
-                key: display_name(name, layout),
+                key: display_name(&name, layout),
             });
         };
-        if &entry.shape != shape {
+        if entry.shape != shape {
             return Err(CheckpointError::WrongShape {
                 tensor: entry.original.clone(),
-                expected: torch_shape_as_stored(name, shape, layout),
-                found: torch_shape_as_stored(name, &entry.shape, layout),
+                expected: torch_shape_as_stored(&name, &shape, layout),
+                found: torch_shape_as_stored(&name, &entry.shape, layout),
                 implied_by: implied_by.to_string(),
             });
         }
+        known.insert(key.as_str());
     }
-    let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
     if let Some((_, entry)) = tensors.iter().find(|(n, _)| !known.contains(n.as_str())) {
         return Err(CheckpointError::UnexpectedKey {
             key: entry.original.clone(),
@@ -868,6 +908,16 @@ fn infer_config(
     Ok((config, how))
 }
 
+/// `class 0`, `class 1`, …: the labels of a checkpoint that names none.
+fn default_labels(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("class {i}")).collect()
+}
+
+/// A JSON integer that fits this platform's `usize` (32 bits in wasm).
+fn as_usize(v: &Value) -> Option<usize> {
+    v.as_u64().and_then(|n| usize::try_from(n).ok())
+}
+
 /// Field access with the file named in every error.
 struct Fields<'a> {
     json: &'a Value,
@@ -884,9 +934,13 @@ impl Fields<'_> {
     fn usize(&self, key: &str) -> Result<Option<usize>, CheckpointError> {
         match self.json.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
-                self.err(format!("`{key}` must be a non-negative integer, found {v}"))
-            }),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    self.err(format!("`{key}` must be a non-negative integer, found {v}"))
+                }),
         }
     }
     fn f64(&self, key: &str) -> Result<Option<f64>, CheckpointError> {
@@ -920,13 +974,10 @@ impl Fields<'_> {
     fn size2(&self, key: &str) -> Result<Option<[usize; 2]>, CheckpointError> {
         match self.json.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Array(a)) if a.len() == 2 && a.iter().all(|x| x.as_u64().is_some()) => {
-                Ok(Some([
-                    a[0].as_u64().unwrap() as usize,
-                    a[1].as_u64().unwrap() as usize,
-                ]))
+            Some(Value::Array(a)) if a.len() == 2 && a.iter().all(|x| as_usize(x).is_some()) => {
+                Ok(Some([as_usize(&a[0]).unwrap(), as_usize(&a[1]).unwrap()]))
             }
-            Some(v) => v.as_u64().map(|n| Some([n as usize; 2])).ok_or_else(|| {
+            Some(v) => as_usize(v).map(|n| Some([n; 2])).ok_or_else(|| {
                 self.err(format!(
                     "`{key}` must be an integer or [height, width], found {v}"
                 ))
@@ -960,9 +1011,10 @@ const HARMLESS_MODEL_ARGS: &[&str] = &[
 ];
 
 /// timm hub layout: `architecture`, `num_classes`, `model_args`, `pretrained_cfg`, `label_names`.
+/// The labels are `None` where the file gives none (see [`default_labels`]).
 fn timm_config(
     json: &Value,
-) -> Result<(VitConfig, PreprocessConfig, Vec<String>), CheckpointError> {
+) -> Result<(VitConfig, PreprocessConfig, Option<Vec<String>>), CheckpointError> {
     let top = Fields {
         json,
         file: "config.json",
@@ -1009,6 +1061,9 @@ fn timm_config(
     if let Some(n) = top.usize("num_classes")? {
         c.num_classes = n;
     }
+    // Before anything is sized from these numbers (the preprocessing's
+    // per-channel mean and std, to begin with).
+    c.validate().map_err(|r| top.err(r))?;
     let defaults = PreprocessConfig::timm_default(c.in_chans, c.img_size);
     let preprocess = match json.get("pretrained_cfg") {
         None => defaults,
@@ -1019,8 +1074,10 @@ fn timm_config(
             };
             let input_size = match cfg.get("input_size") {
                 None => defaults.input_size,
-                Some(Value::Array(a)) if a.len() == 3 && a.iter().all(|x| x.as_u64().is_some()) => {
-                    [0, 1, 2].map(|i| a[i].as_u64().unwrap() as usize)
+                Some(Value::Array(a))
+                    if a.len() == 3 && a.iter().all(|x| as_usize(x).is_some()) =>
+                {
+                    [0, 1, 2].map(|i| as_usize(&a[i]).unwrap())
                 }
                 Some(v) => {
                     return Err(top.err(format!(
@@ -1061,7 +1118,7 @@ fn timm_config(
         .validate()
         .map_err(|r| top.err(format!("pretrained_cfg: {r}")))?;
     let labels = match json.get("label_names") {
-        None => (0..c.num_classes).map(|i| format!("class {i}")).collect(),
+        None => None,
         Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
             let labels: Vec<String> = a.iter().map(|s| s.as_str().unwrap().to_string()).collect();
             if labels.len() != c.num_classes {
@@ -1071,15 +1128,16 @@ fn timm_config(
                     c.num_classes
                 )));
             }
-            labels
+            Some(labels)
         }
         Some(_) => return Err(top.err("`label_names` must be a list of strings".into())),
     };
     Ok((c, preprocess, labels))
 }
 
-/// transformers' `ViTConfig`, with its defaults for absent fields.
-fn hf_config(json: &Value) -> Result<(VitConfig, Vec<String>), CheckpointError> {
+/// transformers' `ViTConfig`, with its defaults for absent fields; the
+/// labels are `None` without `id2label` (see [`default_labels`]).
+fn hf_config(json: &Value) -> Result<(VitConfig, Option<Vec<String>>), CheckpointError> {
     let f = Fields {
         json,
         file: "config.json",
@@ -1097,11 +1155,8 @@ fn hf_config(json: &Value) -> Result<(VitConfig, Vec<String>), CheckpointError> 
         )));
     }
     let d = f.usize("hidden_size")?.unwrap_or(768);
-    let labels: Vec<String> = match json.get("id2label") {
-        None => {
-            let n = f.usize("num_labels")?.unwrap_or(2);
-            (0..n).map(|i| format!("class {i}")).collect()
-        }
+    let (num_classes, labels) = match json.get("id2label") {
+        None => (f.usize("num_labels")?.unwrap_or(2), None),
         Some(Value::Object(map)) => {
             let mut labels = vec![None; map.len()];
             for (k, v) in map {
@@ -1120,10 +1175,11 @@ fn hf_config(json: &Value) -> Result<(VitConfig, Vec<String>), CheckpointError> 
                     .ok_or_else(|| f.err(format!("id2label[{k}] must be a string")))?;
                 labels[i] = Some(label.to_string());
             }
-            labels
+            let labels: Vec<String> = labels
                 .into_iter()
                 .map(|l| l.expect("indices are unique and in range"))
-                .collect()
+                .collect();
+            (labels.len(), Some(labels))
         }
         Some(_) => return Err(f.err("`id2label` must be an object".into())),
     };
@@ -1138,7 +1194,8 @@ fn hf_config(json: &Value) -> Result<(VitConfig, Vec<String>), CheckpointError> 
     .with_in_chans(f.usize("num_channels")?.unwrap_or(3))
     .with_qkv_bias(f.bool("qkv_bias")?.unwrap_or(true))
     .with_norm_eps(f.f64("layer_norm_eps")?.unwrap_or(1e-12))
-    .with_num_classes(labels.len());
+    .with_num_classes(num_classes);
+    c.validate().map_err(|r| f.err(r))?;
     Ok((c, labels))
 }
 

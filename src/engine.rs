@@ -21,6 +21,65 @@ pub struct Classifier {
     device: Device,
 }
 
+/// Why an image could not be classified.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClassifyError {
+    /// The pixels could not be prepared (empty, wrong buffer, too large).
+    Preprocess(PreprocessError),
+    /// The forward pass gave NaN or ±Inf: weights that are finite but
+    /// overflow float32 on the way (NaN and Inf weights are refused when the
+    /// checkpoint loads).
+    NotANumber {
+        /// Which output: "logits", "CLS attention" or "attention rollout".
+        output: &'static str,
+        nan: usize,
+        infinite: usize,
+        len: usize,
+    },
+}
+
+impl std::fmt::Display for ClassifyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Preprocess(e) => e.fmt(f),
+            Self::NotANumber {
+                output,
+                nan,
+                infinite,
+                len,
+            } => write!(
+                f,
+                "the model's output is not a number: {nan} of its {len} {output} values are NaN \
+                 and {infinite} infinite (the checkpoint's weights overflow float32 somewhere \
+                 in the forward pass; it is damaged or not meant for this architecture)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ClassifyError {}
+
+impl From<PreprocessError> for ClassifyError {
+    fn from(e: PreprocessError) -> Self {
+        Self::Preprocess(e)
+    }
+}
+
+/// `Err` naming `output` when any of `values` is NaN or infinite.
+fn finite(output: &'static str, values: &[f32]) -> Result<(), ClassifyError> {
+    let nan = values.iter().filter(|v| v.is_nan()).count();
+    let infinite = values.iter().filter(|v| v.is_infinite()).count();
+    if nan + infinite == 0 {
+        return Ok(());
+    }
+    Err(ClassifyError::NotANumber {
+        output,
+        nan,
+        infinite,
+        len: values.len(),
+    })
+}
+
 /// Time spent in each step, in milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Timings {
@@ -122,21 +181,27 @@ impl Classifier {
         width: u32,
         height: u32,
         keep_layer: Option<usize>,
-    ) -> Result<Prediction, PreprocessError> {
+    ) -> Result<Prediction, ClassifyError> {
         let t0 = now_ms();
         let prepared = prepare(rgba, width, height, &self.preprocess)?;
         let preprocess_ms = now_ms() - t0;
-        let mut prediction = self.classify_input(&prepared.input, keep_layer).await;
+        let mut prediction = self.classify_input(&prepared.input, keep_layer).await?;
         prediction.timings.preprocess = preprocess_ms;
         prediction.view_box = prepared.view_box;
         Ok(prediction)
     }
 
-    /// Classifies an already preprocessed input, [C, H, W] row-major.
+    /// Classifies an already preprocessed input, [C, H, W] row-major. Fails
+    /// when the outputs are not numbers (NaN or infinite), rather than
+    /// giving the caller "NaN%".
     ///
     /// Panics if `input` has the wrong length or `keep_layer` is out of range:
     /// callers get inputs from [`preprocess`] and layers from the config.
-    pub async fn classify_input(&self, input: &[f32], keep_layer: Option<usize>) -> Prediction {
+    pub async fn classify_input(
+        &self,
+        input: &[f32],
+        keep_layer: Option<usize>,
+    ) -> Result<Prediction, ClassifyError> {
         let c = &self.config;
         let [h, w] = c.img_size;
         assert_eq!(input.len(), c.in_chans * h * w, "input length");
@@ -177,7 +242,13 @@ impl Classifier {
         let rollout = data[classes..classes + n].to_vec();
         let cls = data[classes + n..classes + n + cls_len].to_vec();
         let layer_attention = keep_layer.map(|_| data[classes + n + cls_len..].to_vec());
-        Prediction {
+        finite("logits", &logits)?;
+        finite("CLS attention", &cls)?;
+        finite("attention rollout", &rollout)?;
+        if let Some(a) = &layer_attention {
+            finite("attention", a)?;
+        }
+        Ok(Prediction {
             probabilities: softmax(&logits),
             logits,
             attention: AttentionMaps {
@@ -195,7 +266,7 @@ impl Classifier {
                 forward: t1 - t0,
                 readback: t2 - t1,
             },
-        }
+        })
     }
 
     /// Logits of many preprocessed inputs ([C, H, W] each, concatenated), in
@@ -227,13 +298,17 @@ impl Classifier {
         width: u32,
         height: u32,
         keep_layer: Option<usize>,
-    ) -> Result<Prediction, PreprocessError> {
+    ) -> Result<Prediction, ClassifyError> {
         pollster::block_on(self.classify(rgba, width, height, keep_layer))
     }
 
     /// Native convenience: [`Classifier::classify_input`] run to completion.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn classify_input_blocking(&self, input: &[f32], keep_layer: Option<usize>) -> Prediction {
+    pub fn classify_input_blocking(
+        &self,
+        input: &[f32],
+        keep_layer: Option<usize>,
+    ) -> Result<Prediction, ClassifyError> {
         pollster::block_on(self.classify_input(input, keep_layer))
     }
 }

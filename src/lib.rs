@@ -5,6 +5,7 @@
 //! - [`model`]: the paper's outline — patch embedding, class token, position
 //!   embedding, pre-norm blocks whose attention returns its weights, head.
 //! - [`checkpoint`]: timm and transformers safetensors → model, typed errors.
+//! - `decode` (native): image files → upright RGBA pixels.
 //! - [`preprocess`]: RGBA pixels → input tensor, per the checkpoint's config.
 //! - [`engine`]: a loaded model that classifies and reads back small results.
 //! - [`explain`]: attention maps as pictures.
@@ -13,6 +14,8 @@
 
 pub mod backend;
 pub mod checkpoint;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod decode;
 #[cfg(all(feature = "train", not(target_arch = "wasm32")))]
 pub mod distill;
 pub mod engine;
@@ -32,6 +35,6 @@ pub mod walkthrough;
 pub mod web;
 
 pub use checkpoint::{Checkpoint, CheckpointError, Layout, MemoryLimits};
-pub use engine::{Classifier, Prediction, Timings};
+pub use engine::{Classifier, ClassifyError, Prediction, Timings};
 pub use model::{VisionTransformer, VitConfig};
 pub use preprocess::PreprocessConfig;

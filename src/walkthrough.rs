@@ -269,7 +269,7 @@ mod tests {
             head: 2,
         };
         let w = classifier.walkthrough_blocking(&input, &focus);
-        let plain = classifier.classify_input_blocking(&input, Some(1));
+        let plain = classifier.classify_input_blocking(&input, Some(1)).unwrap();
 
         let close =
             |a: &[f32], b: &[f32], tol: f32| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol);

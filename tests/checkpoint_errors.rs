@@ -29,7 +29,10 @@ fn load(model: &str, weights: &[u8]) -> Result<Checkpoint, CheckpointError> {
 }
 
 fn message(r: Result<Checkpoint, CheckpointError>) -> (CheckpointError, String) {
-    let e = r.expect_err("loading should fail");
+    let e = match r {
+        Ok(ck) => panic!("loading should fail, but gave a model of {:?}", ck.config),
+        Err(e) => e,
+    };
     let m = e.to_string();
     (e, m)
 }
@@ -182,6 +185,7 @@ fn f32_f16_and_bf16_load_to_the_same_model() {
     let run = |ck: &Checkpoint| {
         vitrine::Classifier::new(ck, device.clone())
             .classify_input_blocking(&input, None)
+            .unwrap()
             .logits
     };
     assert_eq!(run(&as_f32), run(&original));
@@ -332,4 +336,184 @@ fn too_large_for_the_device_is_refused_before_widening() {
         device: "x".into(),
     };
     assert!(Checkpoint::from_bytes_within(&weights, Some(&config), None, &roomy).is_ok());
+}
+
+/// A config that asks for an absurd model is refused from its numbers, at
+/// once, before anything the size of that model is allocated.
+#[test]
+fn absurd_configs_are_refused_from_the_numbers() {
+    let weights = read("timm_gray", "model.safetensors");
+    let config = String::from_utf8(read("timm_gray", "config.json")).unwrap();
+    let with = |key: &str, value: serde_json::Value| {
+        let mut json: serde_json::Value = serde_json::from_str(&config).unwrap();
+        // The class count is config.json's own `num_classes` (it overrides model_args').
+        match key {
+            "num_classes" => {
+                json[key] = value;
+                json.as_object_mut().unwrap().remove("label_names");
+            }
+            _ => json["model_args"][key] = value,
+        }
+        serde_json::to_vec(&json).unwrap()
+    };
+    for (key, value, expected) in [
+        (
+            "depth",
+            serde_json::json!(1u64 << 63),
+            "config.json: depth = 9223372036854775808 is larger than vitrine's limit of 1048576",
+        ),
+        (
+            "depth",
+            serde_json::json!(1_000_000_000),
+            "config.json: depth = 1000000000 is larger than vitrine's limit of 1048576",
+        ),
+        (
+            "embed_dim",
+            serde_json::json!(1u64 << 31),
+            "config.json: embed_dim = 2147483648 is larger than vitrine's limit of 1048576",
+        ),
+        (
+            "num_classes",
+            serde_json::json!(1_000_000_000),
+            "config.json: num_classes = 1000000000 is larger than vitrine's limit of 1048576",
+        ),
+        (
+            // Found by the fuzzer: the preprocessing's per-channel mean was
+            // sized from this before the config was checked (an abort).
+            "in_chans",
+            serde_json::json!(1u64 << 55),
+            "config.json: in_chans = 36028797018963968 is larger than vitrine's limit of 1048576",
+        ),
+        (
+            "patch_size",
+            serde_json::json!(56),
+            "config.json: patch size 56 is larger than the image (28×28)",
+        ),
+        (
+            "depth",
+            serde_json::json!(u64::MAX),
+            "config.json: depth = 18446744073709551615 is larger than vitrine's limit of 1048576",
+        ),
+        (
+            "depth",
+            serde_json::json!(-1),
+            "config.json: `depth` must be a non-negative integer, found -1",
+        ),
+    ] {
+        let t0 = std::time::Instant::now();
+        let (_, m) = message(Checkpoint::from_bytes(
+            &weights,
+            Some(&with(key, value)),
+            None,
+        ));
+        assert_eq!(m, expected);
+        assert!(
+            t0.elapsed().as_secs_f64() < 1.0,
+            "{key}: took {:?}",
+            t0.elapsed()
+        );
+    }
+    // More classes than the head holds, in a config that names none.
+    let mut json: serde_json::Value = serde_json::from_str(&config).unwrap();
+    json.as_object_mut().unwrap().remove("label_names");
+    json["num_classes"] = 100_000.into();
+    let (_, m) = message(Checkpoint::from_bytes(
+        &weights,
+        Some(&serde_json::to_vec(&json).unwrap()),
+        None,
+    ));
+    assert_eq!(
+        m,
+        "tensor `head.weight` has shape [10, 64], but config.json implies [100000, 64]"
+    );
+    // A depth the size limit allows but the file does not bear out stops at
+    // the first missing block.
+    let t0 = std::time::Instant::now();
+    let (_, m) = message(Checkpoint::from_bytes(
+        &weights,
+        Some(&with("depth", 1_000_000.into())),
+        None,
+    ));
+    assert_eq!(m, "missing tensor `blocks.2.norm1.weight`");
+    assert!(t0.elapsed().as_secs_f64() < 1.0, "took {:?}", t0.elapsed());
+    // transformers' config alike.
+    let hf_weights = read("hf_vit", "model.safetensors");
+    let (_, m) = message(Checkpoint::from_bytes(
+        &hf_weights,
+        Some(br#"{"model_type": "vit", "num_labels": 1000000000, "image_size": 96, "hidden_size": 128}"#),
+        None,
+    ));
+    assert_eq!(
+        m,
+        "config.json: num_classes = 1000000000 is larger than vitrine's limit of 1048576"
+    );
+}
+
+/// NaN or infinite weights are refused when the file loads, naming the
+/// tensor; finite weights that overflow float32 in the forward pass give an
+/// error, never "NaN%".
+#[test]
+fn weights_that_are_not_numbers() {
+    let config = read("timm_gray", "config.json");
+    for (value, shown) in [
+        (f32::NAN, "NaN"),
+        (f32::INFINITY, "inf"),
+        (f32::NEG_INFINITY, "-inf"),
+    ] {
+        let mut t = tensors("timm_gray");
+        let (name, _, values) = t
+            .iter_mut()
+            .find(|(n, _, _)| n == "blocks.1.mlp.fc1.weight")
+            .unwrap();
+        values[7] = value;
+        values[9] = value;
+        let name = name.clone();
+        let (e, m) = message(Checkpoint::from_bytes(
+            &serialize(&t, false),
+            Some(&config),
+            None,
+        ));
+        assert!(
+            matches!(
+                e,
+                CheckpointError::NotFinite {
+                    count: 2,
+                    first: 7,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            m,
+            format!(
+                "tensor `{name}` holds 2 values that are not finite numbers (the first, at index 7, is {shown}): the checkpoint is damaged"
+            )
+        );
+    }
+    // Finite weights whose products overflow float32: a head of 3e38s.
+    let mut t = tensors("timm_gray");
+    let (_, _, head) = t.iter_mut().find(|(n, _, _)| n == "head.weight").unwrap();
+    head.iter_mut().for_each(|v| *v = 3e38);
+    let ck = Checkpoint::from_bytes(&serialize(&t, false), Some(&config), None)
+        .expect("finite weights load");
+    let classifier = vitrine::Classifier::new(&ck, burn::tensor::Device::flex());
+    let e = classifier
+        .classify_input_blocking(&vec![0.5; 28 * 28], None)
+        .expect_err("the forward pass overflows");
+    assert!(
+        matches!(
+            e,
+            vitrine::ClassifyError::NotANumber {
+                output: "logits",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("the model's output is not a number: "),
+        "{e}"
+    );
 }

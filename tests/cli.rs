@@ -132,3 +132,121 @@ fn usage_errors_name_the_problem() {
         assert!(err.contains(message), "{err}");
     }
 }
+
+/// Runs vitrine with its standard output a pipe whose reading end is
+/// already closed, as `vitrine ... | head` leaves it once head is done.
+#[cfg(unix)]
+fn into_closed_pipe(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_vitrine"))
+        .args(args)
+        .stdout(writer)
+        .output()
+        .expect("runs");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A closed standard output ends every subcommand quietly, the way it ends
+/// other Unix tools: killed by SIGPIPE (status 141 in a shell), no panic.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let model = fixtures().join("models/timm_d96");
+    let img = fixtures().join("images/chelsea.png");
+    let (model, img) = (model.to_str().unwrap(), img.to_str().unwrap());
+    let cases: [&[&str]; 5] = [
+        &["--help"],
+        &["classify", img, img, "--model", model],
+        &["classify", img, img, "--model", model, "--json"],
+        &["walkthrough", img, "--model", model],
+        &["bench", "--model", model, "--runs", "1", "--warmup", "0"],
+    ];
+    for args in cases {
+        let (status, err) = into_closed_pipe(args);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(
+            status.signal(),
+            Some(13),
+            "{args:?}: {status:?}, stderr: {err}"
+        );
+    }
+}
+
+/// The exit status says what happened: 0 every image classified, 1 some
+/// not (the others still are), 2 a usage error or a model that does not load.
+#[test]
+fn exit_status_is_documented_and_kept() {
+    let (code, help, _) = vitrine(&["--help"]);
+    assert_eq!(code, 0);
+    for line in [
+        "0  success (classify: every image classified)",
+        "1  classify: some images could not be read or classified; the others were",
+        "2  a usage error, or the model (or data) could not be loaded",
+    ] {
+        assert!(help.contains(line), "--help lacks `{line}`:\n{help}");
+    }
+    let model = fixtures().join("models/timm_gray");
+    let img = fixtures().join("images/camera.png");
+    let (model, img) = (model.to_str().unwrap(), img.to_str().unwrap());
+    assert_eq!(vitrine(&["classify", img, "--model", model]).0, 0);
+    assert_eq!(
+        vitrine(&["classify", img, "/nonexistent.png", "--model", model]).0,
+        1
+    );
+    assert_eq!(vitrine(&[]).0, 2);
+    assert_eq!(vitrine(&["classify", img, "--bogus"]).0, 2);
+    assert_eq!(vitrine(&["classify", img, "--model", "/nonexistent"]).0, 2);
+}
+
+/// A model whose forward pass overflows gets an error for each image, in
+/// text and in JSON, never "NaN%" or a NaN probability.
+#[test]
+fn outputs_that_are_not_numbers_are_errors() {
+    use vitrine::safetensors::{SafeTensors, serialize};
+    let src = fixtures().join("models/timm_gray");
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let st = SafeTensors::parse(&bytes).unwrap();
+    let tensors: Vec<_> = st
+        .tensors
+        .iter()
+        .map(|(k, v)| {
+            let values = if k == "head.weight" {
+                vec![3e38; v.numel()]
+            } else {
+                v.to_f32()
+            };
+            (k.clone(), v.shape.clone(), values)
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("vitrine-cli-nan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("model.safetensors"), serialize(&tensors, false)).unwrap();
+    std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
+    let img = fixtures().join("images/camera.png");
+    let (model, img) = (dir.to_str().unwrap(), img.to_str().unwrap());
+
+    let (code, out, err) = vitrine(&["classify", img, "--model", model]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(!out.contains("NaN"), "{out}");
+    assert!(
+        err.contains("camera.png: the model's output is not a number: "),
+        "{err}"
+    );
+
+    let (code, out, _) = vitrine(&["classify", img, "--model", model, "--json"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the model's output is not a number"),
+        "{v}"
+    );
+    assert!(v.get("top").is_none(), "{v}");
+}

@@ -1,9 +1,25 @@
 //! Golden tests: vitrine against timm and transformers (PyTorch) on real
 //! photos, from fixtures made by `tests/fixtures/make_fixtures.py`.
 //!
-//! Logits within 1e-4, attention within 1e-5, top-5 identical; vitrine's own
-//! preprocessing within 0.01 mean absolute difference of the reference input,
-//! with the same top-1 class.
+//! The references are the exact maths: timm and transformers run in float64
+//! on the checkpoint's weights. vitrine computes in float32, so it cannot
+//! match them exactly, and how far it lands depends on the order of its sums,
+//! which differs between kernel paths (AVX-512, AVX2, wgpu, wasm). So the
+//! bound is not tuned on one processor: for each image the fixture records
+//! how far PyTorch's own float32 forward pass is from float64
+//! (`S.torch_f32_error`: logits, CLS attention, last-layer attention,
+//! rollout), and vitrine must be within twice that of the exact values, or
+//! within 1e-4 (logits) and 1e-5 (attention, rollout) where PyTorch happens
+//! to be closer than half of those; [`tolerances`] has the rule. Twice,
+//! because two float32 implementations that round in a different order each
+//! land somewhere in a ball of about the same radius around the exact value,
+//! and PyTorch's radius is itself one draw, not a maximum. Top-5 must be
+//! identical; vitrine's own preprocessing within 0.01 mean absolute
+//! difference of the reference input, with the same top-1 class.
+//!
+//! `./build.sh test` runs this file twice: with the AVX-512 kernels where
+//! the CPU has them, and built without them (`--no-default-features
+//! --features cpu,wgpu`), which takes the AVX2/FMA path on every x86-64.
 
 mod common;
 
@@ -18,13 +34,40 @@ fn top5(v: &[f32]) -> Vec<usize> {
     top_k(v, 5).into_iter().map(|(i, _)| i).collect()
 }
 
+/// The least bounds: what a float32 ViT of these sizes reaches comfortably.
+const LOGIT_FLOOR: f32 = 1e-4;
+const ATTENTION_FLOOR: f32 = 1e-5;
+
+/// The allowed distance from the float64 reference for (logits, CLS
+/// attention, last-layer attention, rollout): twice PyTorch float32's own
+/// distance on this image, and never less than the floors.
+fn tolerances(torch_f32_error: &[f32]) -> [f32; 4] {
+    let floors = [
+        LOGIT_FLOOR,
+        ATTENTION_FLOOR,
+        ATTENTION_FLOOR,
+        ATTENTION_FLOOR,
+    ];
+    assert_eq!(torch_f32_error.len(), 4, "torch_f32_error has 4 entries");
+    std::array::from_fn(|i| floors[i].max(2.0 * torch_f32_error[i]))
+}
+
 /// Runs every golden image of `model` through `classifier` from the reference input.
-fn check_against_reference(model: &str, classifier: &Classifier, logit_tol: f32, attn_tol: f32) {
+fn check_against_reference(model: &str, classifier: &Classifier) {
+    let kernels = if *classifier.device() == Device::flex() {
+        format!("CPU, {}", vitrine::model::kernel_path())
+    } else {
+        "wgpu".to_string()
+    };
     let g = golden(model);
     let last = classifier.config.depth - 1;
     for stem in stems(&g) {
+        let [logit_tol, cls_tol, full_tol, roll_tol] =
+            tolerances(&g[&format!("{stem}.torch_f32_error")].1);
         let input = &g[&format!("{stem}.input")].1;
-        let pred = classifier.classify_input_blocking(input, Some(last));
+        let pred = classifier
+            .classify_input_blocking(input, Some(last))
+            .expect("finite outputs");
         let want_logits = &g[&format!("{stem}.logits")].1;
         let d_logits = max_abs_diff(&pred.logits, want_logits);
         let d_cls = max_abs_diff(&pred.attention.cls, &g[&format!("{stem}.cls_attention")].1);
@@ -34,23 +77,26 @@ fn check_against_reference(model: &str, classifier: &Classifier, logit_tol: f32,
         );
         let d_roll = max_abs_diff(&pred.rollout, &g[&format!("{stem}.rollout")].1);
         println!(
-            "{model}/{stem}: logits {d_logits:.2e}, cls attention {d_cls:.2e}, last layer {d_full:.2e}, rollout {d_roll:.2e}"
+            "{model}/{stem} ({kernels}): |vitrine - float64| (allowed) logits {d_logits:.2e} ({logit_tol:.1e}), \
+             cls attention {d_cls:.2e} ({cls_tol:.1e}), last layer {d_full:.2e} ({full_tol:.1e}), \
+             rollout {d_roll:.2e} ({roll_tol:.1e})"
         );
-        assert!(
-            d_roll <= attn_tol,
-            "{model}/{stem}: rollout differs by {d_roll}"
-        );
+        let bad = |what: &str, d: f32, tol: f32| {
+            format!(
+                "{model}/{stem}: {what} differs from the float64 reference by {d:e}, more than {tol:e} ({kernels})"
+            )
+        };
+        assert!(d_roll <= roll_tol, "{}", bad("rollout", d_roll, roll_tol));
         assert!(
             d_logits <= logit_tol,
-            "{model}/{stem}: logits differ by {d_logits}"
+            "{}",
+            bad("logits", d_logits, logit_tol)
         );
+        assert!(d_cls <= cls_tol, "{}", bad("CLS attention", d_cls, cls_tol));
         assert!(
-            d_cls <= attn_tol,
-            "{model}/{stem}: CLS attention differs by {d_cls}"
-        );
-        assert!(
-            d_full <= attn_tol,
-            "{model}/{stem}: last-layer attention differs by {d_full}"
+            d_full <= full_tol,
+            "{}",
+            bad("last-layer attention", d_full, full_tol)
         );
         assert_eq!(
             top5(&pred.logits),
@@ -66,7 +112,7 @@ fn cpu_matches_pytorch_on_every_fixture() {
         let ck =
             Checkpoint::from_path(&fixtures().join("models").join(model)).expect("fixture loads");
         let classifier = Classifier::new(&ck, Device::flex());
-        check_against_reference(model, &classifier, 1e-4, 1e-5);
+        check_against_reference(model, &classifier);
     }
 }
 
@@ -122,12 +168,7 @@ fn without_config_the_shapes_are_inferred() {
     let notes = ck.notes.join("\n");
     assert!(notes.contains("heads = D/64 = 3"), "{notes}");
     assert!(notes.contains("preprocessing assumed"), "{notes}");
-    check_against_reference(
-        "timm_tiny",
-        &Classifier::new(&ck, Device::flex()),
-        1e-4,
-        1e-5,
-    );
+    check_against_reference("timm_tiny", &Classifier::new(&ck, Device::flex()));
 
     // A width that is not a multiple of 64 gets one head, and says so.
     let weights = std::fs::read(fixtures().join("models/timm_d96/model.safetensors")).unwrap();
@@ -164,6 +205,6 @@ fn wgpu_matches_pytorch() {
         .expect("a wgpu adapter (install mesa-vulkan-drivers, or set VITRINE_SKIP_WGPU=1)");
     for model in ["timm_tiny", "hf_vit"] {
         let ck = Checkpoint::from_path(&fixtures().join("models").join(model)).unwrap();
-        check_against_reference(model, &Classifier::new(&ck, device.clone()), 1e-4, 1e-5);
+        check_against_reference(model, &Classifier::new(&ck, device.clone()));
     }
 }

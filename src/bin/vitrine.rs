@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use burn::tensor::{Distribution, Tensor};
-use image::{DynamicImage, ImageDecoder, ImageReader};
 use serde_json::json;
 use vitrine::backend::{self, BackendKind, now_ms};
 use vitrine::explain::{self, HeadChoice};
@@ -27,7 +26,30 @@ PATH is a .safetensors file or a directory with model.safetensors, config.json
 and optionally preprocessor_config.json (timm or transformers layout); without
 --model, vitrine's own Fashion-MNIST model (built in) is used.
 --layer counts from 0 (default: the last layer); --head picks one head, the mean over
-heads (default) or `rollout` (attention rollout over all layers).";
+heads (default) or `rollout` (attention rollout over all layers).
+
+exit status:
+  0  success (classify: every image classified)
+  1  classify: some images could not be read or classified; the others were
+  2  a usage error, or the model (or data) could not be loaded
+A closed standard output (`vitrine ... | head`) ends vitrine quietly, as it
+does other Unix tools (SIGPIPE).";
+
+/// Lets a closed standard output end the process quietly, as it does other
+/// Unix tools, instead of `println!` panicking on EPIPE: the Rust runtime
+/// ignores SIGPIPE, so restore the default action (terminate).
+#[cfg(unix)]
+fn die_quietly_on_closed_stdout() {
+    unsafe extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    const SIGPIPE: i32 = 13; // Linux, macOS and the BSDs alike
+    const SIG_DFL: usize = 0;
+    // SAFETY: called first thing in main, before any other thread exists.
+    unsafe {
+        signal(SIGPIPE, SIG_DFL);
+    }
+}
 
 /// Minimal flag parser: `--name value` pairs, `--flag` switches, positionals.
 struct Args {
@@ -92,6 +114,8 @@ impl Args {
 }
 
 fn main() -> ExitCode {
+    #[cfg(unix)]
+    die_quietly_on_closed_stdout();
     backend::keep_freed_memory();
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let result = match raw.first().map(String::as_str) {
@@ -122,22 +146,8 @@ fn pick_backend(args: &Args) -> Result<(BackendKind, burn::tensor::Device), Stri
 
 /// Decodes an image file upright (EXIF orientation applied) as RGBA.
 fn load_image(path: &Path) -> Result<image::RgbaImage, String> {
-    let reader = ImageReader::open(path)
-        .map_err(|e| e.to_string())?
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?;
-    if reader.format().is_none() {
-        return Err("not an image in a supported format (PNG, JPEG, GIF, BMP, WebP)".into());
-    }
-    let mut decoder = reader
-        .into_decoder()
-        .map_err(|e| format!("cannot decode: {e}"))?;
-    let orientation = decoder
-        .orientation()
-        .map_err(|e| format!("cannot decode: {e}"))?;
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
-    img.apply_orientation(orientation);
-    Ok(img.to_rgba8())
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    vitrine::decode::decode_image(&bytes)
 }
 
 /// `classify --json`: one object per image (serialised directly so f32 values stay short).

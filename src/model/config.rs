@@ -3,6 +3,20 @@
 
 use burn::config::Config;
 
+/// The largest value any one size of a config may take (image side, patch,
+/// channels, width, depth, heads, MLP width, classes): far above every
+/// published ViT, and small enough that products of two sizes cannot overflow.
+pub const MAX_SIZE: usize = 1 << 20;
+
+/// The most values one layer's attention [heads, tokens, tokens] may hold:
+/// 2³⁰ f32 values, 4.3 GB (ViT-L/14 at 518 px, DINOv2's largest input, needs
+/// 16 × 1370² = 30 million).
+pub const MAX_ATTENTION_VALUES: u64 = 1 << 30;
+
+/// The most values the model's input [channels, height, width] may hold:
+/// 2²⁸ (e.g. 3 × 9459 × 9459).
+pub const MAX_INPUT_VALUES: u64 = 1 << 28;
+
 /// Everything that fixes the shapes of a Vision Transformer.
 #[derive(Config, Debug, PartialEq)]
 pub struct VitConfig {
@@ -57,7 +71,9 @@ impl VitConfig {
         self.patch_size * self.patch_size * self.in_chans
     }
 
-    /// Checks the relations between fields that shapes depend on.
+    /// Checks the relations between fields that shapes depend on, and
+    /// refuses, from the numbers alone, a model too large to run: any size
+    /// over [`MAX_SIZE`], or attention over [`MAX_ATTENTION_VALUES`].
     pub fn validate(&self) -> Result<(), String> {
         let all = [
             ("img_size[0]", self.img_size[0]),
@@ -73,6 +89,17 @@ impl VitConfig {
         if let Some((name, _)) = all.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be positive"));
         }
+        if let Some((name, v)) = all.iter().find(|(_, v)| *v > MAX_SIZE) {
+            return Err(format!(
+                "{name} = {v} is larger than vitrine's limit of {MAX_SIZE}"
+            ));
+        }
+        if self.img_size.iter().any(|&s| s < self.patch_size) {
+            return Err(format!(
+                "patch size {} is larger than the image ({}×{})",
+                self.patch_size, self.img_size[0], self.img_size[1]
+            ));
+        }
         if self.img_size.iter().any(|s| s % self.patch_size != 0) {
             return Err(format!(
                 "image size {:?} is not a multiple of patch size {}",
@@ -83,6 +110,25 @@ impl VitConfig {
             return Err(format!(
                 "embed_dim {} is not divisible by num_heads {}",
                 self.embed_dim, self.num_heads
+            ));
+        }
+        // Every field is at most 2^20 here, so these products fit in u64.
+        let pixels = self.img_size[0] as u64 * self.img_size[1] as u64;
+        if pixels * self.in_chans as u64 > MAX_INPUT_VALUES {
+            return Err(format!(
+                "an input of {}×{}×{} values is more than vitrine's limit of {MAX_INPUT_VALUES}",
+                self.in_chans, self.img_size[0], self.img_size[1]
+            ));
+        }
+        let tokens = pixels / (self.patch_size as u64 * self.patch_size as u64) + 1;
+        let attention = self.num_heads as u64 * tokens * tokens;
+        if attention > MAX_ATTENTION_VALUES {
+            return Err(format!(
+                "{tokens} tokens and {} heads make each layer's attention {attention} values \
+                 ({:.1} GB as f32), more than the {} GB vitrine allows",
+                self.num_heads,
+                attention as f64 * 4.0 / 1e9,
+                MAX_ATTENTION_VALUES * 4 / 1_000_000_000
             ));
         }
         Ok(())
@@ -164,5 +210,48 @@ mod tests {
                 .unwrap_err()
                 .contains("not divisible by num_heads 5")
         );
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_from_the_numbers() {
+        let tiny = VitConfig::preset("vit_tiny_patch16_224").unwrap();
+        let refused = |edit: &dyn Fn(&mut VitConfig), message: &str| {
+            let mut c = tiny.clone();
+            edit(&mut c);
+            let e = c.validate().unwrap_err();
+            assert!(e.contains(message), "{e}");
+        };
+        refused(
+            &|c| c.depth = 1_000_000_000,
+            "depth = 1000000000 is larger than vitrine's limit",
+        );
+        refused(
+            &|c| c.embed_dim = 1 << 31,
+            "embed_dim = 2147483648 is larger",
+        );
+        refused(
+            &|c| c.num_classes = 1_000_000_000,
+            "num_classes = 1000000000 is larger",
+        );
+        refused(&|c| c.depth = usize::MAX, "is larger than vitrine's limit");
+        refused(
+            &|c| c.patch_size = 448,
+            "patch size 448 is larger than the image (224×224)",
+        );
+        refused(
+            &|c| {
+                c.img_size = [4096, 4096];
+                c.patch_size = 8;
+            },
+            "tokens and 3 heads make each layer's attention",
+        );
+        refused(
+            &|c| c.img_size = [65536, 65536],
+            "more than vitrine's limit of 268435456",
+        );
+        // The largest published shapes still pass: ViT-L/14 at 518 px.
+        let mut large = VitConfig::preset("vit_large_patch14_224").unwrap();
+        large.img_size = [518, 518];
+        large.validate().unwrap();
     }
 }

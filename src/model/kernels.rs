@@ -13,27 +13,55 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use super::lanes::F4;
 
+/// Which vectorised kernels this build runs on this CPU: "AVX-512",
+/// "AVX2/FMA", "x86-64 (no AVX2)" or "WebAssembly SIMD128". gemm (Burn's
+/// CPU matrix products) and [`simd_dispatch`] choose alike: AVX-512 only
+/// with the `avx512` feature and a CPU that has AVX-512F.
+pub fn kernel_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cfg!(feature = "avx512") && std::is_x86_feature_detected!("avx512f") {
+            return "AVX-512";
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return "AVX2/FMA";
+        }
+        "x86-64 (no AVX2)"
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        "WebAssembly SIMD128"
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "wasm32")))]
+    {
+        std::env::consts::ARCH
+    }
+}
+
 /// Defines `pub fn $name(args)` running the `#[inline(always)]` loop `$body`
-/// compiled for AVX-512 or AVX2+FMA when the CPU has them (checked at run
-/// time, so one binary serves every x86-64), and as plain code otherwise
-/// (which the wasm build's `+simd128` vectorises).
+/// compiled for AVX-512 (with the `avx512` feature) or AVX2+FMA when the CPU
+/// has them (checked at run time, so one binary serves every x86-64), and as
+/// plain code otherwise (which the wasm build's `+simd128` vectorises).
 macro_rules! simd_dispatch {
     ($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $ty:ty),*) => $body:ident) => {
         $(#[$doc])*
         pub fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
-                #[target_feature(enable = "avx512f")]
-                fn avx512($($arg: $ty),*) {
-                    $body($($arg),*)
+                #[cfg(feature = "avx512")]
+                {
+                    #[target_feature(enable = "avx512f")]
+                    fn avx512($($arg: $ty),*) {
+                        $body($($arg),*)
+                    }
+                    if std::is_x86_feature_detected!("avx512f") {
+                        // SAFETY: the CPU has AVX-512F (checked just above).
+                        return unsafe { avx512($($arg),*) };
+                    }
                 }
                 #[target_feature(enable = "avx2,fma")]
                 fn avx2($($arg: $ty),*) {
                     $body($($arg),*)
-                }
-                if std::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F (checked just above).
-                    return unsafe { avx512($($arg),*) };
                 }
                 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
                     // SAFETY: the CPU has AVX2 and FMA (checked just above).

@@ -13,6 +13,7 @@ pub mod vit;
 pub use attention::{Attention, AttentionOutput};
 pub use block::Block;
 pub use config::VitConfig;
+pub use kernels::kernel_path;
 pub use mlp::Mlp;
 pub use patch_embed::{PatchEmbed, patchify, unpatchify};
 pub use vit::{Features, VisionTransformer, VitOutput};
