@@ -17,9 +17,9 @@
 //! identical; vitrine's own preprocessing within 0.01 mean absolute
 //! difference of the reference input, with the same top-1 class.
 //!
-//! `./build.sh test` runs this file twice: with the AVX-512 kernels where
+//! `./build.sh test` runs the tests twice: with the AVX-512 kernels where
 //! the CPU has them, and built without them (`--no-default-features
-//! --features cpu,wgpu`), which takes the AVX2/FMA path on every x86-64.
+//! --features cpu,wgpu,train`), which takes the AVX2/FMA path on every x86-64.
 
 mod common;
 

@@ -1,6 +1,7 @@
 // The page: input, results and attention maps. The model itself runs in worker.js.
 import { drawMap, drawPatchCursor, headMap, inputPicture, patchRow, thresholdMask } from './overlay.js';
 import { setupLearn } from './learn.js';
+import { fetchModelFiles, parseManifest } from './manifest.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -13,6 +14,11 @@ let backend = null; // 'webgpu' or 'cpu', as the worker chose
 let info = null; // the loaded model's description
 let source = null; // { name, files }: what to reload if the worker has to restart
 let latest = 0; // id of the newest classification request: older results are dropped
+let given = null; // { blob, truth }: the newest image the user gave, classified again when the model changes
+let loads = 0; // number of the newest model load asked for
+let applied = 0; // number of the load whose model is in use: a load that finishes later but was asked for earlier is dropped
+let inflight = false; // a classification is running in the worker
+let queued = null; // the newest classification waiting for it; older waiting ones are dropped
 let current = null; // { result, bitmap, viewBox, rows: { [layer]: Float32Array }, truth }
 let patch = -1; // the patch pointed at, or -1 for the class token
 const pending = new Map();
@@ -77,7 +83,7 @@ async function run(message) {
     if (!e.fatal) throw e;
     const note = `the ${backend === 'webgpu' ? 'WebGPU' : 'CPU'} backend failed (${e.message}), so vitrine restarted on the CPU backend`;
     await startWorker('cpu');
-    if (source) await request({ type: 'load', files: source.files });
+    if (source) await request({ type: 'load', files: source.files, seq: source.seq });
     if (message.type !== 'classify') throw new Error(note);
     showMessage(`Note: ${note}.`);
     return request(message);
@@ -123,6 +129,9 @@ function setModel(loaded, name) {
   patch = -1;
   clearResults();
   learn.update();
+  // The image the user gave last (perhaps before any model was ready) is
+  // answered by the model now in use.
+  if (given) classifyBlob(given.blob, given.truth);
 }
 
 function clearResults() {
@@ -133,18 +142,18 @@ function clearResults() {
 
 // ---- models ---------------------------------------------------------------------
 
-async function fetchBytes(url, optional = false) {
-  const r = await fetch(url);
-  if (!r.ok) {
-    if (optional) return undefined;
-    throw new Error(`${url}: HTTP ${r.status}`);
-  }
-  return r.arrayBuffer();
-}
-
-async function loadModel(name, files) {
-  const { info: loaded } = await run({ type: 'load', files });
-  source = { name, files };
+/**
+ * Loads `files` as model `name`, load number `seq` (from `++loads`, taken
+ * when the load was asked for). The newest load asked for wins whatever
+ * order they finish in: the user's checkpoint, dropped while the site's
+ * default model is still downloading, is not replaced by it. Returns the
+ * model's info, or null when a newer load has already taken its place.
+ */
+async function loadModel(name, files, seq) {
+  const { info: loaded, superseded } = await run({ type: 'load', files, seq });
+  if (superseded || seq < applied) return null;
+  applied = seq;
+  source = { name, files, seq };
   setModel(loaded, name);
   return loaded;
 }
@@ -155,6 +164,7 @@ async function loadDroppedModel(list) {
   const weights = find((n) => n.endsWith('.safetensors'));
   const config = find((n) => n.endsWith('config.json') && !n.startsWith('preprocessor'));
   const preprocessor = find((n) => n === 'preprocessor_config.json');
+  const seq = ++loads;
   showMessage('');
   $('progress').value = 0.3;
   try {
@@ -163,8 +173,8 @@ async function loadDroppedModel(list) {
       config: await config?.arrayBuffer(),
       preprocessor: await preprocessor?.arrayBuffer(),
     };
-    const loaded = await loadModel(weights.name, files);
-    if (loaded.notes.length) showMessage(`Model loaded. Note: ${loaded.notes.join(' ')}`);
+    const loaded = await loadModel(weights.name, files, seq);
+    if (loaded?.notes.length) showMessage(`Model loaded. Note: ${loaded.notes.join(' ')}`);
   } catch (e) {
     showMessage(`Could not load “${weights.name}”: ${e.message}. The previous model is still in use.`);
   } finally {
@@ -172,10 +182,13 @@ async function loadDroppedModel(list) {
   }
 }
 
-async function loadSiteModel() {
+/** Loads the site's model (`?model=` or the manifest's default) as load number `seq`. */
+async function loadSiteModel(seq) {
   try {
     $('progress').value = 0.2;
-    const manifest = await (await fetch('models/manifest.json')).json();
+    const listing = await fetch('models/manifest.json');
+    if (!listing.ok) throw new Error(`models/manifest.json: HTTP ${listing.status}`);
+    const manifest = parseManifest(await listing.text());
     const name = params.get('model') ?? manifest.default;
     if (!name) {
       showMessage('No model is bundled with this site: drop a checkpoint (model.safetensors with its config.json).');
@@ -185,16 +198,12 @@ async function loadSiteModel() {
     if (!entry) {
       throw new Error(`there is no model named “${name}” in models/manifest.json (it lists ${manifest.models.map((m) => m.name).join(', ') || 'none'})`);
     }
-    const base = `models/${entry.path}`;
-    const files = {
-      weights: await fetchBytes(`${base}model.safetensors`),
-      config: await fetchBytes(`${base}config.json`, true),
-      preprocessor: await fetchBytes(`${base}preprocessor_config.json`, true),
-    };
+    const files = await fetchModelFiles(entry);
     $('progress').value = 0.6;
-    await loadModel(name, files);
+    if (seq < loads) return; // the user's own checkpoint came first: it wins
+    await loadModel(name, files, seq);
   } catch (e) {
-    showMessage(`Could not load the model: ${e.message}`);
+    if (seq === loads) showMessage(`Could not load the model: ${e.message}`);
   } finally {
     $('progress').value = 1;
   }
@@ -244,23 +253,31 @@ async function decode(blob, name) {
   }
 }
 
-/** Decodes and classifies a file or blob; only the newest one's result is shown. */
-async function classifyBlob(blob, truth = null) {
+/**
+ * Decodes and classifies a file or blob; only the newest one's result is
+ * shown. An image given before any model is ready waits for it (and is
+ * answered again by each model loaded later).
+ */
+async function classifyBlob(blob, truth = null, note = '') {
   const name = blob.name ? `“${blob.name}”` : 'The pasted image';
-  if (!info) {
-    showMessage('No model is loaded yet.');
-    return;
-  }
+  given = { blob, truth };
   const id = ++latest;
+  document.body.dataset.requested = String(id);
   showMessage('');
   showNote('');
+  if (!info) {
+    showNote(`${name} will be classified as soon as the model is ready.`);
+    return;
+  }
   let bitmap;
   try {
     bitmap = await decode(blob, name);
   } catch (e) {
+    if (given?.blob === blob) given = null; // not worth answering again with the next model
     if (id === latest) showMessage(e.message);
     return;
   }
+  if (id !== latest) { bitmap.close(); return; } // a newer image arrived while this one was decoded
   const scale = Math.min(1, MAX_SIDE / Math.max(bitmap.width, bitmap.height));
   const w = Math.max(1, Math.round(bitmap.width * scale));
   const h = Math.max(1, Math.round(bitmap.height * scale));
@@ -269,15 +286,39 @@ async function classifyBlob(blob, truth = null) {
   ctx.drawImage(bitmap, 0, 0, w, h);
   const size = [bitmap.width, bitmap.height];
   bitmap.close();
-  const rgba = ctx.getImageData(0, 0, w, h).data.buffer;
+  submit({ id, name, truth, note, canvas, size, scale, w, h, model: applied });
+}
+
+/**
+ * One classification at a time in the worker; while one runs, only the
+ * newest image waits, so a burst of images costs two forward passes, not
+ * one per image, and the memory of one pending image.
+ */
+function submit(job) {
+  if (inflight) {
+    queued = job;
+    return;
+  }
+  inflight = true;
+  classifyJob(job).finally(() => {
+    inflight = false;
+    const next = queued;
+    queued = null;
+    if (next && next.id === latest) submit(next);
+  });
+}
+
+async function classifyJob({ id, name, truth, note, canvas, size, scale, w, h, model }) {
+  const rgba = canvas.getContext('2d').getImageData(0, 0, w, h).data.buffer;
   try {
     const { result } = await run({ type: 'classify', rgba, width: w, height: h });
-    if (id !== latest) return; // a newer image arrived meanwhile: show only the newest
+    // Show only the newest image, and only as the model in use answered it.
+    if (id !== latest || model !== applied) return;
     current = { result, bitmap: canvas, viewBox: Array.from(result.viewBox), rows: {}, truth, id };
     patch = -1;
     window.vitrineLast = result; // for tests and the curious: the raw outputs
     document.body.dataset.imageSize = size.join('x');
-    const notes = [];
+    const notes = note ? [note] : [];
     if (scale < 1) notes.push(`${name} is ${size.join('×')} pixels; it was scaled to ${w}×${h} before classification.`);
     if (Math.max(...size) < Math.min(...info.config.img_size)) {
       notes.push(`${name} is only ${size.join('×')} pixels, smaller than the model's ${info.config.img_size.join('×')} input: it was enlarged, so expect a blurry view.`);
@@ -287,7 +328,10 @@ async function classifyBlob(blob, truth = null) {
     learn.update();
     document.body.dataset.classified = String(id);
   } catch (e) {
-    if (id === latest) showMessage(`${name} could not be classified: ${e.message}`);
+    if (id === latest && model === applied) {
+      showMessage(`${name} could not be classified: ${e.message}`);
+      document.body.dataset.classified = String(id);
+    }
   }
 }
 
@@ -297,7 +341,10 @@ function handleFiles(list) {
   if (files.some((f) => f.name.toLowerCase().endsWith('.safetensors'))) loadDroppedModel(files);
   else if (files.some((f) => f.name.toLowerCase().endsWith('.json'))) {
     showMessage('A config.json alone is not a model: drop it together with its model.safetensors.');
-  } else if (files.length) classifyBlob(files[0]);
+  } else if (files.length) {
+    const note = files.length > 1 ? `${files.length} images were given; vitrine shows one at a time: the first, “${files[0].name}”.` : '';
+    classifyBlob(files[0], null, note);
+  }
 }
 
 // ---- drawing ------------------------------------------------------------------------
@@ -563,5 +610,12 @@ $('opacity').addEventListener('input', render);
 for (const r of document.querySelectorAll('input[name="upsample"], input[name="picture"]')) r.addEventListener('change', render);
 
 const learn = setupLearn({ run, state: () => ({ info, current, name: document.body.dataset.model }) });
+/** The worker's memory (wasm bytes, the device's pools): for tests and the curious. */
+window.vitrineMemory = () => run({ type: 'memory' });
 loadGallery();
-startWorker(params.get('backend')).then(loadSiteModel);
+// The site's model is load number 1, taken now: a checkpoint the user drops
+// while the worker is still starting comes later, and wins.
+const siteLoad = ++loads;
+startWorker(params.get('backend')).then(() => loadSiteModel(siteLoad));
+// A file picked before this script ran is not lost.
+if ($('file').files.length) handleFiles($('file').files);

@@ -1,5 +1,7 @@
 // The bench page: N classifications of one image through the same worker
 // the app uses, reported as median / p90 / min per stage.
+import { fetchModelFiles, parseManifest } from './manifest.js';
+
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const runs = Number(params.get('runs') ?? 30);
@@ -35,17 +37,12 @@ async function main() {
   worker.postMessage({ type: 'init', backend: params.get('backend'), simd: params.get('simd') });
   const { backend, reason, simd } = await ready;
   $('status').textContent = `Backend ${backend} (${reason}; wasm ${simd}). Loading the model…`;
-  const manifest = await (await fetch('models/manifest.json')).json();
+  const listing = await fetch('models/manifest.json');
+  const manifest = parseManifest(await listing.text());
   const name = params.get('model') ?? manifest.default;
   const entry = manifest.models.find((m) => m.name === name);
   if (!entry) throw new Error(`no model named “${name}” in models/manifest.json`);
-  const get = async (file, optional) => {
-    const r = await fetch(`models/${entry.path}${file}`);
-    if (!r.ok && optional) return undefined;
-    if (!r.ok) throw new Error(`${file}: HTTP ${r.status}`);
-    return r.arrayBuffer();
-  };
-  const files = { weights: await get('model.safetensors'), config: await get('config.json', true), preprocessor: await get('preprocessor_config.json', true) };
+  const files = await fetchModelFiles(entry);
   const { info } = await request({ type: 'load', files });
 
   const bitmap = await createImageBitmap(await (await fetch(imageUrl)).blob());

@@ -2,6 +2,7 @@
 import init, { Vitrine } from './pkg/vitrine.js';
 
 let model = null;
+let modelSeq = -1; // the page's number for the load that gave `model`: a later-numbered load wins
 let backend = 'cpu';
 let ready = null;
 let last = null; // the last image classified: { rgba, width, height }
@@ -37,19 +38,42 @@ async function chooseBackend(requested) {
   return { backend: 'webgpu', adapter, reason: fallback ? 'WebGPU was requested (software fallback adapter)' : 'a WebGPU adapter is available' };
 }
 
-async function load(files) {
+/**
+ * Loads a checkpoint. The page numbers its loads: one that arrives after a
+ * later-numbered one (the site's default model, fetched slowly, after the
+ * user's own checkpoint) is freed at once and reported as superseded.
+ */
+async function load(files, seq) {
   const bytes = (b) => (b ? new Uint8Array(b) : undefined);
   const limit = adapter ? Math.min(adapter.limits.maxStorageBufferBindingSize, adapter.limits.maxBufferSize) : undefined;
   const next = await Vitrine.load(backend, bytes(files.weights), bytes(files.config), bytes(files.preprocessor), limit);
+  const info = JSON.parse(next.info());
+  if (seq < modelSeq) {
+    next.free();
+    return { info, superseded: true };
+  }
   // Warm up: one run on a blank image compiles the shaders now, while the
   // page still shows loading progress, not on the user's first image.
-  await next.classify(new Uint8Array(4 * 8 * 8), 8, 8, undefined);
-  model?.free();
+  try {
+    await next.classify(new Uint8Array(4 * 8 * 8), 8, 8, undefined);
+  } catch (e) {
+    try { next.free(); } catch { /* a trapped module frees nothing */ }
+    throw e;
+  }
+  model?.free(); // the old model's weights go back to the allocator (or the GPU's pools)
   model = next;
-  return JSON.parse(model.info());
+  modelSeq = seq;
+  return { info, superseded: false };
 }
 
-self.onmessage = async ({ data }) => {
+// One message at a time, in the order they came: a load never runs in the
+// middle of a classification, and the model they see is the one in use.
+let queue = Promise.resolve();
+self.onmessage = (event) => {
+  queue = queue.then(() => handle(event));
+};
+
+async function handle({ data }) {
   try {
     if (data.type === 'init') {
       ready = (async () => {
@@ -63,7 +87,7 @@ self.onmessage = async ({ data }) => {
       self.postMessage({ type: 'ready', ...(await ready) });
     } else if (data.type === 'load') {
       await ready;
-      self.postMessage({ type: 'loaded', id: data.id, info: await load(data.files) });
+      self.postMessage({ type: 'loaded', id: data.id, ...(await load(data.files, data.seq ?? 0)) });
     } else if (data.type === 'classify') {
       await ready;
       if (!model) throw new Error('no model is loaded yet');
@@ -91,4 +115,4 @@ self.onmessage = async ({ data }) => {
     const fatal = e instanceof WebAssembly.RuntimeError || /device (was )?lost|unreachable/i.test(String(e?.message ?? e));
     self.postMessage({ type: 'error', id: data.id, during: data.type, fatal, message: String(e?.message ?? e) });
   }
-};
+}

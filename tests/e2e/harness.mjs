@@ -26,7 +26,7 @@ export async function startSite(name) {
   const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
   for (const m of ['hf_vit', 'timm_d96', 'timm_tiny']) {
     fs.cpSync(path.join(fixtures, 'models', m), path.join(site, 'models', m), { recursive: true });
-    manifest.models.push({ name: m, path: `${m}/` });
+    manifest.models.push({ name: m, path: `${m}/`, files: fs.readdirSync(path.join(fixtures, 'models', m)) });
   }
   fs.writeFileSync(manifestPath, JSON.stringify(manifest));
   fs.mkdirSync(path.join(out, 'screenshots'), { recursive: true });
@@ -50,10 +50,17 @@ export async function open(site, query, options = {}) {
   return { page, context, requests, errors };
 }
 
-/** Waits until the page shows a classification newer than `before`. */
+/**
+ * Waits until the page shows a classification newer than `before` that is
+ * its newest request's (not one that a model switch re-ran meanwhile).
+ */
 export async function nextResult(page, before) {
-  await page.waitForFunction((b) => (document.body.dataset.classified ?? '0') !== b, before, { timeout: 300_000 });
+  await page.waitForFunction((b) => {
+    const { classified = '0', requested } = document.body.dataset;
+    return classified !== b && classified === requested;
+  }, before, { timeout: 300_000 });
   return page.evaluate(() => ({
+    logits: Array.from(window.vitrineLast.logits),
     probabilities: Array.from(window.vitrineLast.probabilities),
     cls: Array.from(window.vitrineLast.cls),
     rollout: Array.from(window.vitrineLast.rollout),
@@ -89,6 +96,7 @@ export function native(model, image) {
   const s = e.reduce((a, b) => a + b, 0);
   return {
     top: json.top.map((t) => t.index),
+    logits: json.logits,
     probabilities: e.map((v) => v / s),
     cls: json.attention.cls.flat(2),
     rollout: json.attention.rollout,
@@ -98,3 +106,38 @@ export function native(model, image) {
 export const top5 = (p) => Array.from(p.keys()).sort((a, b) => p[b] - p[a]).slice(0, 5);
 export const maxDiff = (a, b) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
 export const shot = (page, name) => page.screenshot({ path: path.join(out, 'screenshots', `${name}.png`), fullPage: true });
+
+/** One tensor of a golden file (`tests/fixtures/golden/MODEL.safetensors`, all f32), as numbers. */
+export function goldenTensor(model, key) {
+  const bytes = fs.readFileSync(path.join(fixtures, 'golden', `${model}.safetensors`));
+  const headerLength = Number(bytes.readBigUInt64LE(0));
+  const entry = JSON.parse(bytes.subarray(8, 8 + headerLength).toString())[key];
+  if (!entry || entry.dtype !== 'F32') throw new Error(`${model}: no f32 tensor ${key}`);
+  const [start, end] = entry.data_offsets.map((o) => 8 + headerLength + o);
+  return Array.from({ length: (end - start) / 4 }, (_, i) => bytes.readFloatLE(start + 4 * i));
+}
+
+/**
+ * How far the page may be from the native CLI on `model`'s golden image
+ * `stem`. The golden tests hold native vitrine to within twice PyTorch
+ * float32's own error of the float64 reference (at least 1e-4 for logits,
+ * 1e-5 for attention and rollout); the page, another float32
+ * implementation summing in another order (wasm, WebGPU), is held to the
+ * same bound, so the two may differ by twice it.
+ */
+export function agreement(model, stem) {
+  const [logits, cls, , rollout] = goldenTensor(model, `${stem}.torch_f32_error`);
+  const bound = (err, floor) => 2 * Math.max(floor, 2 * err);
+  return { logits: bound(logits, 1e-4), cls: bound(cls, 1e-5), rollout: bound(rollout, 1e-5) };
+}
+
+/** Asserts that the page's answer `got` agrees with the native CLI's `want` within `agreement`. */
+export function assertAgrees(got, want, model, stem, what = '') {
+  const tol = agreement(model, stem);
+  const d = { logits: maxDiff(got.logits, want.logits), cls: maxDiff(got.cls, want.cls), rollout: maxDiff(got.rollout, want.rollout) };
+  console.log(`${what} ${model}/${stem}: page vs native |Δ| logits ${d.logits.toExponential(2)} (allowed ${tol.logits.toExponential(1)}), `
+    + `cls ${d.cls.toExponential(2)} (${tol.cls.toExponential(1)}), rollout ${d.rollout.toExponential(2)} (${tol.rollout.toExponential(1)})`);
+  for (const k of ['logits', 'cls', 'rollout']) {
+    if (!(d[k] <= tol[k])) throw new Error(`${what} ${model}/${stem}: ${k} differ from the native CLI by ${d[k]}, more than ${tol[k]}`);
+  }
+}

@@ -1,0 +1,68 @@
+// The site's model list, models/manifest.json, read strictly: a host's
+// mistake there gets a message that names the field, not a TypeError.
+// Pure, so tests/e2e/manifest.test.mjs runs (and fuzzes) it in Node.
+
+const FILE = 'models/manifest.json';
+const OPTIONAL = ['config.json', 'preprocessor_config.json'];
+
+/** A relative folder inside models/: no scheme, no leading slash, no `..`. */
+function safeFolder(path) {
+  return typeof path === 'string' && path.length > 0 && path.length <= 256
+    && !/^[a-z][a-z0-9+.-]*:/i.test(path) && !path.startsWith('/') && !path.startsWith('\\')
+    && !path.split(/[/\\]/).includes('..');
+}
+
+/**
+ * Parses the manifest's text: `{default, models: [{name, path, files?}]}`.
+ * Returns `{ default, models }` with each path ending in `/`; throws an
+ * Error saying what is wrong otherwise.
+ */
+export function parseManifest(text) {
+  const fail = (why) => { throw new Error(`${FILE}: ${why}`); };
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    fail(`not valid JSON (${e.message})`);
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) fail('must be an object');
+  if (!Array.isArray(json.models)) fail('`models` must be a list');
+  if (json.models.length > 1000) fail(`\`models\` lists ${json.models.length} entries, more than 1000`);
+  const models = json.models.map((m, i) => {
+    if (m === null || typeof m !== 'object' || Array.isArray(m)) fail(`models[${i}] must be an object`);
+    if (typeof m.name !== 'string' || !m.name || m.name.length > 200) fail(`models[${i}].name must be a non-empty string`);
+    if (!safeFolder(m.path)) fail(`models[${i}].path must be a folder inside models/, found ${JSON.stringify(m.path)?.slice(0, 80)}`);
+    let files;
+    if (m.files !== undefined) {
+      if (!Array.isArray(m.files) || !m.files.every((f) => typeof f === 'string')) fail(`models[${i}].files must be a list of file names`);
+      if (!m.files.includes('model.safetensors')) fail(`models[${i}].files must include model.safetensors`);
+      files = m.files.filter((f) => f === 'model.safetensors' || OPTIONAL.includes(f));
+    }
+    return { name: m.name, path: m.path.endsWith('/') ? m.path : `${m.path}/`, files };
+  });
+  if (json.default !== undefined && json.default !== null) {
+    if (typeof json.default !== 'string') fail('`default` must be a model name');
+    if (!models.some((m) => m.name === json.default)) fail(`\`default\` names “${json.default.slice(0, 80)}”, which \`models\` does not list`);
+  }
+  return { default: json.default ?? null, models };
+}
+
+/**
+ * Fetches a manifest entry's checkpoint files from models/: the weights,
+ * and config.json and preprocessor_config.json where the entry lists them
+ * (or, for an entry without `files`, where the server has them).
+ */
+export async function fetchModelFiles(entry, fetchFn = fetch) {
+  const get = async (file, optional) => {
+    if (optional && entry.files && !entry.files.includes(file)) return undefined;
+    const r = await fetchFn(`models/${entry.path}${file}`);
+    if (r.ok) return r.arrayBuffer();
+    if (optional) return undefined;
+    throw new Error(`models/${entry.path}${file}: HTTP ${r.status}`);
+  };
+  return {
+    weights: await get('model.safetensors', false),
+    config: await get('config.json', true),
+    preprocessor: await get('preprocessor_config.json', true),
+  };
+}
