@@ -49,9 +49,10 @@ impl std::fmt::Display for ClassifyError {
                 len,
             } => write!(
                 f,
-                "the model's output is not a number: {nan} of its {len} {output} values are NaN \
-                 and {infinite} infinite (the checkpoint's weights overflow float32 somewhere \
-                 in the forward pass; it is damaged or not meant for this architecture)"
+                "the model's output is not a number: of the {len} values of its {output}, \
+                 {nan} are NaN and {infinite} infinite (the checkpoint's weights overflow \
+                 float32 somewhere in the forward pass; it is damaged or not meant for this \
+                 architecture)"
             ),
         }
     }
