@@ -131,13 +131,13 @@ export function agreement(model, stem) {
   return { logits: bound(logits, 1e-4), cls: bound(cls, 1e-5), rollout: bound(rollout, 1e-5) };
 }
 
-/** Asserts that the page's answer `got` agrees with the native CLI's `want` within `agreement`. */
+/** Asserts that two of vitrine's answers (the page's and the native CLI's, or two backends') agree within `agreement`. */
 export function assertAgrees(got, want, model, stem, what = '') {
   const tol = agreement(model, stem);
   const d = { logits: maxDiff(got.logits, want.logits), cls: maxDiff(got.cls, want.cls), rollout: maxDiff(got.rollout, want.rollout) };
-  console.log(`${what} ${model}/${stem}: page vs native |Δ| logits ${d.logits.toExponential(2)} (allowed ${tol.logits.toExponential(1)}), `
+  console.log(`${what} ${model}/${stem}: |Δ| logits ${d.logits.toExponential(2)} (allowed ${tol.logits.toExponential(1)}), `
     + `cls ${d.cls.toExponential(2)} (${tol.cls.toExponential(1)}), rollout ${d.rollout.toExponential(2)} (${tol.rollout.toExponential(1)})`);
   for (const k of ['logits', 'cls', 'rollout']) {
-    if (!(d[k] <= tol[k])) throw new Error(`${what} ${model}/${stem}: ${k} differ from the native CLI by ${d[k]}, more than ${tol[k]}`);
+    if (!(d[k] <= tol[k])) throw new Error(`${what} ${model}/${stem}: ${k} differ by ${d[k]}, more than ${tol[k]}`);
   }
 }

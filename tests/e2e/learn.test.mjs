@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { startSite, open, classify, maxDiff, nativeWalk, out, fixtures, root, defaultModel } from './harness.mjs';
+import { startSite, open, classify, maxDiff, nativeWalk, goldenTensor, out, fixtures, root, defaultModel } from './harness.mjs';
 
 let site;
 before(async () => { site = await startSite('learn'); });
@@ -73,7 +73,14 @@ test('for a 224×224 patch-16 checkpoint the shapes and the values match the nat
   });
   const want = nativeWalk(path.join(fixtures, 'models/timm_tiny'), image, { patches: walk.patches, layer: 2, head: 1 });
   assert.ok(maxDiff(walk.patchEmbeddings, want.patch_embeddings) < 1e-4, 'patch embeddings equal the native engine\'s');
-  assert.ok(maxDiff(walk.attention, want.attention) < 1e-4, 'layer 2, head 1 attention equals the native engine\'s');
+  // Layer 2's attention, held to what the golden tests allow the last
+  // layer's on this image (float32 error grows with depth), twice over:
+  // the page and the native engine are each held to it.
+  const [, , lastLayerError] = goldenTensor('timm_tiny', 'chelsea.torch_f32_error');
+  const attentionBound = 2 * Math.max(1e-5, 2 * lastLayerError);
+  const dAttention = maxDiff(walk.attention, want.attention);
+  console.log(`walk-through layer 2 head 1 attention: page vs native ${dAttention.toExponential(2)} (allowed ${attentionBound.toExponential(1)})`);
+  assert.ok(dAttention <= attentionBound, `layer 2, head 1 attention equals the native engine's (${dAttention} > ${attentionBound})`);
   assert.ok(maxDiff(walk.meanDistance, want.mean_distance) < 1e-2, 'mean attention distances equal the native engine\'s');
   assert.ok(maxDiff(walk.positionSimilarity, want.position_similarity) < 1e-5);
   await page.locator('#step-6').screenshot({ path: path.join(out, 'screenshots', 'learn-tiny-step-6.png') });
