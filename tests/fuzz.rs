@@ -232,10 +232,16 @@ const EXTREMES: &[&str] = &[
     "1000000000",
 ];
 
+/// One of [`EXTREMES`] as a JSON number.
+fn extreme(rng: &mut Rng) -> Value {
+    let text = EXTREMES[rng.below(EXTREMES.len())];
+    serde_json::from_str(text).unwrap()
+}
+
 /// A JSON value to put somewhere it does not belong.
 fn hostile_value(rng: &mut Rng) -> Value {
     match rng.below(10) {
-        0..=3 => serde_json::from_str::<Value>(*rng.pick(EXTREMES)).unwrap(),
+        0..=3 => extreme(rng),
         4 => Value::String(
             rng.pick(&[
                 "",
@@ -259,11 +265,7 @@ fn hostile_value(rng: &mut Rng) -> Value {
         }
         _ => {
             let n = *rng.pick(&[0usize, 1, 2, 3, 4, 1000]);
-            Value::Array(
-                (0..n)
-                    .map(|_| serde_json::from_str::<Value>(*rng.pick(EXTREMES)).unwrap())
-                    .collect(),
-            )
+            Value::Array((0..n).map(|_| extreme(rng)).collect())
         }
     }
 }
@@ -583,10 +585,9 @@ fn run_inner(case: &Case, corpus: &Corpus, seed: u64, tally: &mut Tally) -> Resu
             let pre = rng.pick(&corpus.preprocess);
             if let Ok(p) =
                 vitrine::preprocess::prepare(img.as_raw(), img.width(), img.height(), pre)
+                && p.input.iter().any(|v| !v.is_finite())
             {
-                if p.input.iter().any(|v| !v.is_finite()) {
-                    return Err("preprocessing gave values that are not finite".into());
-                }
+                return Err("preprocessing gave values that are not finite".into());
             }
             Ok(())
         }
