@@ -68,11 +68,12 @@ impl From<PreprocessError> for ClassifyError {
 
 /// `Err` naming `output` when any of `values` is NaN or infinite.
 fn finite(output: &'static str, values: &[f32]) -> Result<(), ClassifyError> {
-    let nan = values.iter().filter(|v| v.is_nan()).count();
-    let infinite = values.iter().filter(|v| v.is_infinite()).count();
-    if nan + infinite == 0 {
+    // One pass on every classification; the counts only when it fails.
+    if values.iter().all(|v| v.is_finite()) {
         return Ok(());
     }
+    let nan = values.iter().filter(|v| v.is_nan()).count();
+    let infinite = values.iter().filter(|v| v.is_infinite()).count();
     Err(ClassifyError::NotANumber {
         output,
         nan,
