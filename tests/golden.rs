@@ -26,6 +26,7 @@ mod common;
 use burn::tensor::Device;
 use common::*;
 use vitrine::engine::top_k;
+use vitrine::walkthrough::Focus;
 use vitrine::{Checkpoint, Classifier, backend};
 
 const MODELS: [&str; 4] = ["timm_tiny", "timm_d96", "timm_gray", "hf_vit"];
@@ -113,6 +114,73 @@ fn cpu_matches_pytorch_on_every_fixture() {
             Checkpoint::from_path(&fixtures().join("models").join(model)).expect("fixture loads");
         let classifier = Classifier::new(&ck, Device::flex());
         check_against_reference(model, &classifier);
+    }
+}
+
+/// The walk-through's least bounds, by the same reasoning as [`LOGIT_FLOOR`]:
+/// patch embeddings and cosine similarities are O(1) values, mean attention
+/// distances are in pixels (up to a few hundred).
+const EMBEDDING_FLOOR: f32 = 1e-5;
+const DISTANCE_FLOOR: f32 = 1e-3;
+const SIMILARITY_FLOOR: f32 = 1e-6;
+
+/// The allowed distance from the float64 reference for the walk-through's
+/// (patch embeddings, mean attention distance, position similarity), from
+/// `S.walk_f32_error` with the rule of [`tolerances`].
+fn walk_tolerances(walk_f32_error: &[f32]) -> [f32; 3] {
+    let floors = [EMBEDDING_FLOOR, DISTANCE_FLOOR, SIMILARITY_FLOOR];
+    assert_eq!(walk_f32_error.len(), 3, "walk_f32_error has 3 entries");
+    std::array::from_fn(|i| floors[i].max(2.0 * walk_f32_error[i]))
+}
+
+/// The page's step-by-step view shows real intermediate values; they are
+/// held to the reference like the outputs are.
+fn check_walkthrough(model: &str, classifier: &Classifier) {
+    let g = golden(model);
+    let patches: Vec<usize> = g["walk_patches"].1.iter().map(|&p| p as usize).collect();
+    let focus = Focus {
+        patches,
+        layer: 0,
+        head: 0,
+    };
+    let n = classifier.config.num_patches();
+    for stem in stems(&g) {
+        let [embed_tol, dist_tol, sim_tol] =
+            walk_tolerances(&g[&format!("{stem}.walk_f32_error")].1);
+        let w = classifier.walkthrough_blocking(&g[&format!("{stem}.input")].1, &focus);
+        let d_embed = max_abs_diff(&w.patch_embeddings, &g[&format!("{stem}.patch_embed")].1);
+        let d_dist = max_abs_diff(&w.mean_distance, &g[&format!("{stem}.mean_distance")].1);
+        let rows: Vec<f32> = focus
+            .patches
+            .iter()
+            .flat_map(|&i| w.position_similarity[i * n..(i + 1) * n].iter().copied())
+            .collect();
+        let d_sim = max_abs_diff(&rows, &g["position_similarity"].1);
+        println!(
+            "{model}/{stem} walk-through: |vitrine - float64| (allowed) patch embeddings {d_embed:.2e} ({embed_tol:.1e}), \
+             mean distance {d_dist:.2e} px ({dist_tol:.1e}), position similarity {d_sim:.2e} ({sim_tol:.1e})"
+        );
+        assert!(
+            d_embed <= embed_tol,
+            "{model}/{stem}: patch embeddings differ by {d_embed:e}"
+        );
+        assert!(
+            d_dist <= dist_tol,
+            "{model}/{stem}: mean attention distance differs by {d_dist:e} px"
+        );
+        assert!(
+            d_sim <= sim_tol,
+            "{model}/{stem}: position similarity differs by {d_sim:e}"
+        );
+    }
+}
+
+#[test]
+fn walkthrough_matches_pytorch_on_every_fixture() {
+    for model in MODELS {
+        let ck =
+            Checkpoint::from_path(&fixtures().join("models").join(model)).expect("fixture loads");
+        check_walkthrough(model, &Classifier::new(&ck, Device::flex()));
     }
 }
 
@@ -205,6 +273,8 @@ fn wgpu_matches_pytorch() {
         .expect("a wgpu adapter (install mesa-vulkan-drivers, or set VITRINE_SKIP_WGPU=1)");
     for model in ["timm_tiny", "hf_vit"] {
         let ck = Checkpoint::from_path(&fixtures().join("models").join(model)).unwrap();
-        check_against_reference(model, &Classifier::new(&ck, device.clone()));
+        let classifier = Classifier::new(&ck, device.clone());
+        check_against_reference(model, &classifier);
+        check_walkthrough(model, &classifier);
     }
 }

@@ -125,10 +125,21 @@ export function goldenTensor(model, key) {
  * implementation summing in another order (wasm, WebGPU), is held to the
  * same bound, so the two may differ by twice it.
  */
+const bound = (err, floor) => 2 * Math.max(floor, 2 * err);
+
 export function agreement(model, stem) {
-  const [logits, cls, , rollout] = goldenTensor(model, `${stem}.torch_f32_error`);
-  const bound = (err, floor) => 2 * Math.max(floor, 2 * err);
-  return { logits: bound(logits, 1e-4), cls: bound(cls, 1e-5), rollout: bound(rollout, 1e-5) };
+  const [logits, cls, last, rollout] = goldenTensor(model, `${stem}.torch_f32_error`);
+  return { logits: bound(logits, 1e-4), cls: bound(cls, 1e-5), last: bound(last, 1e-5), rollout: bound(rollout, 1e-5) };
+}
+
+/**
+ * The same rule for the walk-through's values (tests/golden.rs,
+ * `walk_tolerances`): patch embeddings (floor 1e-5), mean attention
+ * distance in pixels (floor 1e-3) and position similarity (floor 1e-6).
+ */
+export function walkAgreement(model, stem) {
+  const [embeddings, distance, similarity] = goldenTensor(model, `${stem}.walk_f32_error`);
+  return { embeddings: bound(embeddings, 1e-5), distance: bound(distance, 1e-3), similarity: bound(similarity, 1e-6) };
 }
 
 /** Asserts that two of vitrine's answers (the page's and the native CLI's, or two backends') agree within `agreement`. */
