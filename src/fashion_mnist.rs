@@ -8,6 +8,17 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use burn::tensor::{Int, Tensor};
+
+/// A batch of normalised images and their labels.
+#[derive(Clone, Debug)]
+pub struct MnistBatch {
+    /// [B, 1, 28, 28]
+    pub images: Tensor<4>,
+    /// [B]
+    pub targets: Tensor<1, Int>,
+}
+
 /// Where Debian's package puts the files.
 pub const DEBIAN_DIR: &str = "/usr/share/datasets/fashion-mnist";
 

@@ -22,7 +22,7 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Tensor;
 use burn::train::{ClassificationOutput, TrainOutput};
 
-use crate::train::MnistBatch;
+use crate::fashion_mnist::MnistBatch;
 
 /// One single-thread pool per worker.
 pub struct Workers {

@@ -12,32 +12,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::resample;
+pub use crate::resample::Interpolation;
 
 /// Largest image accepted, in pixels (the browser scales bigger ones down first).
 pub const MAX_PIXELS: u64 = 64 * 1024 * 1024;
-
-/// Resampling filter, named as timm names them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Interpolation {
-    Nearest,
-    Bilinear,
-    Bicubic,
-    Lanczos,
-}
-
-impl Interpolation {
-    /// Parses timm's names.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "nearest" => Some(Self::Nearest),
-            "bilinear" => Some(Self::Bilinear),
-            "bicubic" => Some(Self::Bicubic),
-            "lanczos" => Some(Self::Lanczos),
-            _ => None,
-        }
-    }
-}
 
 /// How the image is brought to the input size (timm's `crop_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,7 +11,30 @@
 
 use std::ops::Range;
 
-use crate::preprocess::Interpolation;
+use serde::{Deserialize, Serialize};
+
+/// Resampling filter, named as timm names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    Nearest,
+    Bilinear,
+    Bicubic,
+    Lanczos,
+}
+
+impl Interpolation {
+    /// Parses timm's names.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "nearest" => Some(Self::Nearest),
+            "bilinear" => Some(Self::Bilinear),
+            "bicubic" => Some(Self::Bicubic),
+            "lanczos" => Some(Self::Lanczos),
+            _ => None,
+        }
+    }
+}
 
 /// Cubic of Mitchell & Netravali (1988) with parameters b, c; (0, 0.5) is
 /// Catmull-Rom, image's "CatmullRom" and PIL's bicubic.

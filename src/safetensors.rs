@@ -3,11 +3,65 @@
 //!
 //! Everything the header claims is checked against the bytes actually present
 //! before anything is allocated, so a hostile or damaged file costs at most
-//! its own size in memory and always ends in a [`CheckpointError`].
+//! its own size in memory and always ends in a [`SafetensorsError`].
 
 use std::collections::BTreeMap;
 
-use crate::checkpoint::CheckpointError;
+use std::fmt;
+
+/// What is wrong with a weights file; every variant names the tensor or field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SafetensorsError {
+    /// The bytes are not a safetensors file at all.
+    NotSafetensors { reason: String },
+    /// The header length field claims more bytes than the file has.
+    HeaderTooLarge { declared: u64, file_len: u64 },
+    /// A tensor's data lies (partly) past the end of the file.
+    Truncated {
+        tensor: String,
+        needed: u64,
+        file_len: u64,
+    },
+    /// A header entry is malformed.
+    BadHeader { tensor: String, reason: String },
+    /// A tensor is stored in a type other than f32, f16, bf16 or f64.
+    UnsupportedDtype { tensor: String, dtype: String },
+}
+
+impl fmt::Display for SafetensorsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use SafetensorsError::*;
+        match self {
+            NotSafetensors { reason } => write!(f, "not a safetensors file: {reason}"),
+            HeaderTooLarge { declared, file_len } => write!(
+                f,
+                "truncated or corrupt safetensors file: the header length field says {declared} bytes, \
+                 but the whole file has {file_len}"
+            ),
+            Truncated {
+                tensor,
+                needed,
+                file_len,
+            } => write!(
+                f,
+                "truncated safetensors file: tensor `{tensor}` needs the file to be at least {needed} bytes, \
+                 but it has {file_len}"
+            ),
+            BadHeader { tensor, reason } => {
+                write!(
+                    f,
+                    "malformed safetensors header entry for `{tensor}`: {reason}"
+                )
+            }
+            UnsupportedDtype { tensor, dtype } => write!(
+                f,
+                "tensor `{tensor}` has dtype {dtype}; only F32, F16, BF16 and F64 are supported"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SafetensorsError {}
 
 /// Largest JSON header accepted (the reference implementation uses the same bound).
 const MAX_HEADER_BYTES: u64 = 100 * 1024 * 1024;
@@ -95,10 +149,10 @@ struct RawEntry {
 
 impl<'a> SafeTensors<'a> {
     /// Parses and validates `bytes`; no tensor data is copied.
-    pub fn parse(bytes: &'a [u8]) -> Result<Self, CheckpointError> {
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, SafetensorsError> {
         let file_len = bytes.len() as u64;
         if bytes.len() < 8 {
-            return Err(CheckpointError::NotSafetensors {
+            return Err(SafetensorsError::NotSafetensors {
                 reason: format!(
                     "the file has only {file_len} bytes, fewer than the 8-byte header length"
                 ),
@@ -107,12 +161,12 @@ impl<'a> SafeTensors<'a> {
         let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
         let looks_like_json = bytes.get(8) == Some(&b'{');
         if !looks_like_json {
-            return Err(CheckpointError::NotSafetensors {
+            return Err(SafetensorsError::NotSafetensors {
                 reason: "the header does not start with a JSON object".into(),
             });
         }
         if header_len > MAX_HEADER_BYTES || header_len > file_len - 8 {
-            return Err(CheckpointError::HeaderTooLarge {
+            return Err(SafetensorsError::HeaderTooLarge {
                 declared: header_len,
                 file_len,
             });
@@ -120,7 +174,7 @@ impl<'a> SafeTensors<'a> {
         let header_end = 8 + header_len as usize;
         let header: BTreeMap<String, serde_json::Value> =
             serde_json::from_slice(&bytes[8..header_end]).map_err(|e| {
-                CheckpointError::NotSafetensors {
+                SafetensorsError::NotSafetensors {
                     reason: format!("the header is not valid JSON ({e})"),
                 }
             })?;
@@ -133,25 +187,25 @@ impl<'a> SafeTensors<'a> {
                 continue;
             }
             let entry: RawEntry =
-                serde_json::from_value(value).map_err(|e| CheckpointError::BadHeader {
+                serde_json::from_value(value).map_err(|e| SafetensorsError::BadHeader {
                     tensor: name.clone(),
                     reason: e.to_string(),
                 })?;
             let Some(dtype) = Dtype::parse(&entry.dtype) else {
-                return Err(CheckpointError::UnsupportedDtype {
+                return Err(SafetensorsError::UnsupportedDtype {
                     tensor: name,
                     dtype: entry.dtype,
                 });
             };
             let [begin, end] = entry.data_offsets;
             if begin > end {
-                return Err(CheckpointError::BadHeader {
+                return Err(SafetensorsError::BadHeader {
                     tensor: name,
                     reason: format!("data offsets [{begin}, {end}] are reversed"),
                 });
             }
             if end > data_len {
-                return Err(CheckpointError::Truncated {
+                return Err(SafetensorsError::Truncated {
                     tensor: name,
                     needed: header_end as u64 + end,
                     file_len,
@@ -164,7 +218,7 @@ impl<'a> SafeTensors<'a> {
                 .try_fold(1u64, |acc, &d| acc.checked_mul(d));
             let nbytes = numel.and_then(|n| n.checked_mul(dtype.size() as u64));
             if nbytes != Some(end - begin) {
-                return Err(CheckpointError::BadHeader {
+                return Err(SafetensorsError::BadHeader {
                     tensor: name,
                     reason: format!(
                         "shape {:?} of {} needs {} bytes but its data offsets span {}",
@@ -248,6 +302,6 @@ mod tests {
         let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
         bytes.extend_from_slice(header);
         let err = SafeTensors::parse(&bytes).unwrap_err();
-        assert!(matches!(err, CheckpointError::BadHeader { .. }), "{err}");
+        assert!(matches!(err, SafetensorsError::BadHeader { .. }), "{err}");
     }
 }

@@ -20,7 +20,7 @@ use burn::lr_scheduler::sequential::SequentialLrSchedulerConfig;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::AdamWConfig;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use burn::train::checkpoint::KeepLastNCheckpoints;
 use burn::train::logger::{EvaluationProgressLogger, TrainingProgressLogger};
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
@@ -35,7 +35,7 @@ use burn::train::{
 };
 
 use crate::distill::{self, ConvTeacher, TeacherTrainee};
-use crate::fashion_mnist::{self, Split};
+use crate::fashion_mnist::{self, MnistBatch, Split};
 use crate::model::{VisionTransformer, VitConfig};
 use crate::parallel::Workers;
 use crate::preprocess::{CropMode, Interpolation, PhotoAdapt, PreprocessConfig};
@@ -149,15 +149,6 @@ pub struct Trainee {
     /// The cores a training step is spread over.
     #[module(skip)]
     workers: Arc<Workers>,
-}
-
-/// A batch of normalised images and their labels.
-#[derive(Clone, Debug)]
-pub struct MnistBatch {
-    /// [B, 1, 28, 28]
-    pub images: Tensor<4>,
-    /// [B]
-    pub targets: Tensor<1, Int>,
 }
 
 impl Trainee {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::fixtures;
-use vitrine::safetensors::{SafeTensors, serialize};
+use vitrine::safetensors::{SafeTensors, SafetensorsError, serialize};
 use vitrine::{Checkpoint, CheckpointError, MemoryLimits};
 
 type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
@@ -41,7 +41,13 @@ fn message(r: Result<Checkpoint, CheckpointError>) -> (CheckpointError, String) 
 fn not_safetensors() {
     let png = std::fs::read(fixtures().join("images/camera.png")).unwrap();
     let (e, m) = message(load("timm_gray", &png));
-    assert!(matches!(e, CheckpointError::NotSafetensors { .. }), "{m}");
+    assert!(
+        matches!(
+            e,
+            CheckpointError::File(SafetensorsError::NotSafetensors { .. })
+        ),
+        "{m}"
+    );
     assert!(m.starts_with("not a safetensors file"), "{m}");
     let (_, m) = message(load("timm_gray", b"abc"));
     assert!(m.contains("only 3 bytes"), "{m}");
@@ -54,7 +60,10 @@ fn truncated_file_names_the_tensor() {
     let bytes = read("timm_gray", "model.safetensors");
     let cut = &bytes[..bytes.len() * 2 / 3];
     let (e, m) = message(load("timm_gray", cut));
-    assert!(matches!(e, CheckpointError::Truncated { .. }), "{m}");
+    assert!(
+        matches!(e, CheckpointError::File(SafetensorsError::Truncated { .. })),
+        "{m}"
+    );
     assert!(m.starts_with("truncated safetensors file: tensor `"), "{m}");
     assert!(m.contains(&format!("but it has {}", cut.len())), "{m}");
 }
@@ -65,7 +74,10 @@ fn header_longer_than_the_file() {
     // Cut inside the JSON header.
     let (e, m) = message(load("timm_gray", &bytes[..200]));
     assert!(
-        matches!(e, CheckpointError::HeaderTooLarge { file_len: 200, .. }),
+        matches!(
+            e,
+            CheckpointError::File(SafetensorsError::HeaderTooLarge { file_len: 200, .. })
+        ),
         "{m}"
     );
     assert!(m.contains("but the whole file has 200"), "{m}");
@@ -73,7 +85,10 @@ fn header_longer_than_the_file() {
     let mut huge = bytes.clone();
     huge[..8].copy_from_slice(&(u64::MAX - 3).to_le_bytes());
     let (e, _) = message(load("timm_gray", &huge));
-    assert!(matches!(e, CheckpointError::HeaderTooLarge { .. }));
+    assert!(matches!(
+        e,
+        CheckpointError::File(SafetensorsError::HeaderTooLarge { .. })
+    ));
 }
 
 #[test]
@@ -164,7 +179,10 @@ fn unsupported_dtype() {
     bytes.extend_from_slice(header);
     bytes.extend_from_slice(&[0; 8]);
     let (e, m) = message(load("timm_gray", &bytes));
-    assert!(matches!(e, CheckpointError::UnsupportedDtype { .. }));
+    assert!(matches!(
+        e,
+        CheckpointError::File(SafetensorsError::UnsupportedDtype { .. })
+    ));
     assert_eq!(
         m,
         "tensor `cls_token` has dtype I64; only F32, F16, BF16 and F64 are supported"
@@ -203,7 +221,7 @@ fn config_that_contradicts_the_tensors() {
     let (_, m) = message(Checkpoint::from_bytes(&weights, Some(&bad), None));
     assert_eq!(
         m,
-        "tensor `cls_token` has shape [1, 1, 64], but config.json implies [1, 1, 96]"
+        "tensor `patch_embed.proj.weight` has shape [64, 1, 4, 4], but config.json implies [96, 1, 4, 4]"
     );
 
     let mut json: serde_json::Value = serde_json::from_str(&config).unwrap();

@@ -1,0 +1,146 @@
+//! Why a checkpoint could not be loaded, in words that name the tensor or
+//! field at fault, and how much a device may hold.
+
+use std::fmt;
+
+use crate::safetensors::SafetensorsError;
+
+/// Why a checkpoint could not be loaded. Every variant names what was wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckpointError {
+    /// A file could not be read.
+    Io { path: String, message: String },
+    /// The weights file is damaged or not a safetensors file.
+    File(SafetensorsError),
+    /// The tensor names are neither timm's nor transformers' ViT names.
+    UnknownLayout { sample: Vec<String> },
+    /// A tensor the model needs is absent.
+    MissingKey { key: String },
+    /// A tensor the model has no place for.
+    UnexpectedKey { key: String },
+    /// A tensor's shape disagrees with the config or with the other tensors.
+    WrongShape {
+        tensor: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+        implied_by: String,
+    },
+    /// A config file is malformed, unsupported, or contradicts itself.
+    BadConfig { file: String, reason: String },
+    /// A weight is NaN or infinite (or an f64 beyond float32's range).
+    NotFinite {
+        tensor: String,
+        /// How many of its values are not finite, and the first one's index.
+        count: usize,
+        first: usize,
+        value: f32,
+    },
+    /// The model is larger than the device (or the browser) can hold.
+    TooLarge {
+        /// The tensor over the per-buffer limit, or `None` for the whole model.
+        tensor: Option<String>,
+        bytes: u64,
+        limit: u64,
+        device: String,
+    },
+}
+
+/// 150 KB, 3.5 MB, 1024 MB: sizes as people read them.
+fn human_bytes(b: u64) -> String {
+    let mb = b as f64 / (1024.0 * 1024.0);
+    match mb {
+        m if m < 1.0 => format!("{:.0} KB", b as f64 / 1024.0),
+        m if m < 10.0 => format!("{m:.1} MB"),
+        m => format!("{m:.0} MB"),
+    }
+}
+
+/// How much a device can hold, in bytes of f32 weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemoryLimits {
+    /// The largest single buffer (WebGPU: `maxStorageBufferBindingSize`).
+    pub max_tensor_bytes: u64,
+    /// All weights together.
+    pub max_total_bytes: u64,
+    /// Named in messages, e.g. "this GPU" or "the browser's WebAssembly memory".
+    pub device: String,
+}
+
+impl MemoryLimits {
+    /// No limits (native).
+    pub fn unlimited() -> Self {
+        Self {
+            max_tensor_bytes: u64::MAX,
+            max_total_bytes: u64::MAX,
+            device: "this machine".into(),
+        }
+    }
+}
+
+impl fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use CheckpointError::*;
+        match self {
+            Io { path, message } => write!(f, "cannot read {path}: {message}"),
+            TooLarge {
+                tensor,
+                bytes,
+                limit,
+                device,
+            } => {
+                let (bytes, limit) = (human_bytes(*bytes), human_bytes(*limit));
+                match tensor {
+                    Some(t) => write!(
+                        f,
+                        "the model is too large for {device}: tensor `{t}` needs {bytes} as f32, \
+                         more than the {limit} one buffer may hold"
+                    ),
+                    None => write!(
+                        f,
+                        "the model is too large for {device}: its weights need {bytes} as f32, \
+                         more than the {limit} available"
+                    ),
+                }
+            }
+            File(e) => e.fmt(f),
+            UnknownLayout { sample } => write!(
+                f,
+                "the tensor names are not a timm or transformers ViT (first names: {})",
+                sample.join(", ")
+            ),
+            MissingKey { key } => write!(f, "missing tensor `{key}`"),
+            UnexpectedKey { key } => write!(
+                f,
+                "unexpected tensor `{key}` (this ViT has no place for it)"
+            ),
+            WrongShape {
+                tensor,
+                expected,
+                found,
+                implied_by,
+            } => write!(
+                f,
+                "tensor `{tensor}` has shape {found:?}, but {implied_by} implies {expected:?}"
+            ),
+            BadConfig { file, reason } => write!(f, "{file}: {reason}"),
+            NotFinite {
+                tensor,
+                count,
+                first,
+                value,
+            } => write!(
+                f,
+                "tensor `{tensor}` holds {count} values that are not finite numbers (the first, at \
+                 index {first}, is {value}): the checkpoint is damaged"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CheckpointError {}
+
+impl From<SafetensorsError> for CheckpointError {
+    fn from(e: SafetensorsError) -> Self {
+        CheckpointError::File(e)
+    }
+}

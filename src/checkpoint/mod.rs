@@ -1,0 +1,264 @@
+//! Checkpoints → model: the two layouts people download (timm's hub layout
+//! and transformers' `ViTForImageClassification`), from paths or bytes.
+//!
+//! Loading is two steps. [`Checkpoint::from_bytes`] parses and checks
+//! everything on the host (names, shapes, dtypes, configs) and fails with a
+//! typed [`CheckpointError`] naming the tensor or field at fault;
+//! [`Checkpoint::build`] then uploads the weights and cannot fail.
+//! HF names are translated to timm's in one table, [`HF_TO_TIMM`]; the
+//! tensors themselves are read off the model's own structure
+//! ([`tensors`]).
+//!
+//! - [`error`]: what went wrong, in words
+//! - [`names`]: the naming schemes
+//! - [`config`]: the config readers
+//! - [`tensors`]: the model's tensors under timm's names and PyTorch's layouts
+
+mod config;
+mod error;
+mod names;
+mod tensors;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::tensor::Device;
+
+pub use config::timm_config_json;
+use config::{default_labels, hf_config, hf_preprocess, infer_config, parse_json, timm_config};
+pub use error::{CheckpointError, MemoryLimits};
+pub use names::{HF_TO_TIMM, Layout};
+use names::{detect_layout, fuse_qkv, translate};
+pub use tensors::timm_tensors;
+
+use crate::model::{VisionTransformer, VitConfig};
+use crate::preprocess::PreprocessConfig;
+use crate::safetensors::SafeTensors;
+
+/// One tensor in PyTorch layout, widened to f32, with the name the file used.
+#[derive(Clone, Debug)]
+struct Entry {
+    shape: Vec<usize>,
+    values: Vec<f32>,
+    original: String,
+}
+
+/// A checked checkpoint, ready to be built on a device.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    /// The architecture.
+    pub config: VitConfig,
+    /// How images must be prepared for it.
+    pub preprocess: PreprocessConfig,
+    /// One label per class.
+    pub labels: Vec<String>,
+    /// The naming scheme the file used.
+    pub layout: Layout,
+    /// What was assumed or inferred rather than read from a config, for the user.
+    pub notes: Vec<String>,
+    /// timm name → tensor, PyTorch layout.
+    weights: BTreeMap<String, Entry>,
+}
+
+impl Checkpoint {
+    /// Loads a `.safetensors` file or a directory holding `model.safetensors`
+    /// with `config.json` and, optionally, `preprocessor_config.json`. A file
+    /// path picks up `config.json` and `preprocessor_config.json` beside it.
+    pub fn from_path(path: &Path) -> Result<Self, CheckpointError> {
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|e| CheckpointError::Io {
+                path: p.display().to_string(),
+                message: e.to_string(),
+            })
+        };
+        let (weights_path, dir) = if path.is_dir() {
+            (path.join("model.safetensors"), path)
+        } else {
+            (path.to_path_buf(), path.parent().unwrap_or(Path::new(".")))
+        };
+        let optional = |name: &str| {
+            let p = dir.join(name);
+            if p.is_file() {
+                read(&p).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let weights = read(&weights_path)?;
+        let config = optional("config.json")?;
+        let preprocessor = optional("preprocessor_config.json")?;
+        Self::from_bytes(&weights, config.as_deref(), preprocessor.as_deref())
+    }
+
+    /// vitrine's own default model (trained on Fashion-MNIST, shipped in
+    /// `www/models/fashion-vit/`), embedded in native builds so the CLI
+    /// needs no `--model`. The page fetches the same files from the site.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn default_model() -> Self {
+        const WEIGHTS: &[u8] = include_bytes!("../../www/models/fashion-vit/model.safetensors");
+        const CONFIG: &[u8] = include_bytes!("../../www/models/fashion-vit/config.json");
+        Self::from_bytes(WEIGHTS, Some(CONFIG), None).expect("the shipped default model loads")
+    }
+
+    /// Loads from the bytes of `model.safetensors`, `config.json` and
+    /// `preprocessor_config.json` (the latter two optional).
+    pub fn from_bytes(
+        weights: &[u8],
+        config: Option<&[u8]>,
+        preprocessor: Option<&[u8]>,
+    ) -> Result<Self, CheckpointError> {
+        Self::from_bytes_within(weights, config, preprocessor, &MemoryLimits::unlimited())
+    }
+
+    /// [`Checkpoint::from_bytes`], refusing (before any weight is widened to
+    /// f32) a model that `limits` cannot hold.
+    pub fn from_bytes_within(
+        weights: &[u8],
+        config: Option<&[u8]>,
+        preprocessor: Option<&[u8]>,
+        limits: &MemoryLimits,
+    ) -> Result<Self, CheckpointError> {
+        let file = SafeTensors::parse(weights)?;
+        let mut total = 0u64;
+        for (name, view) in &file.tensors {
+            let bytes = view.numel() as u64 * 4;
+            total += bytes;
+            if bytes > limits.max_tensor_bytes {
+                return Err(CheckpointError::TooLarge {
+                    tensor: Some(name.clone()),
+                    bytes,
+                    limit: limits.max_tensor_bytes,
+                    device: limits.device.clone(),
+                });
+            }
+        }
+        if total > limits.max_total_bytes {
+            return Err(CheckpointError::TooLarge {
+                tensor: None,
+                bytes: total,
+                limit: limits.max_total_bytes,
+                device: limits.device.clone(),
+            });
+        }
+        let layout = detect_layout(file.tensors.keys())?;
+        let mut notes = Vec::new();
+
+        let mut tensors = BTreeMap::new();
+        for (name, view) in &file.tensors {
+            let timm = match layout {
+                Layout::Timm => name.clone(),
+                Layout::HuggingFace => translate(name, true).unwrap_or_else(|| name.clone()),
+            };
+            let values = view.to_f32();
+            if let Some(first) = values.iter().position(|v| !v.is_finite()) {
+                return Err(CheckpointError::NotFinite {
+                    tensor: name.clone(),
+                    count: values.iter().filter(|v| !v.is_finite()).count(),
+                    first,
+                    value: values[first],
+                });
+            }
+            let entry = Entry {
+                shape: view.shape.clone(),
+                values,
+                original: name.clone(),
+            };
+            tensors.insert(timm, entry);
+        }
+        if layout == Layout::HuggingFace {
+            fuse_qkv(&mut tensors)?;
+        }
+
+        let config_json = config.map(|b| parse_json(b, "config.json")).transpose()?;
+        let pre_json = preprocessor
+            .map(|b| parse_json(b, "preprocessor_config.json"))
+            .transpose()?;
+
+        let (config, preprocess, labels, implied_by) = match &config_json {
+            Some(json) if json.get("architecture").is_some() => {
+                let (c, p, l) = timm_config(json)?;
+                (c, p, l, "config.json".to_string())
+            }
+            Some(json) => {
+                let (c, l) = hf_config(json)?;
+                let p = hf_preprocess(pre_json.as_ref(), &c)?;
+                (c, p, l, "config.json".to_string())
+            }
+            None => {
+                let (c, how) = infer_config(&tensors, layout)?;
+                notes.push(format!("no config.json: {how}"));
+                let p = match layout {
+                    Layout::Timm => PreprocessConfig::timm_default(c.in_chans, c.img_size),
+                    Layout::HuggingFace => hf_preprocess(pre_json.as_ref(), &c)?,
+                };
+                if layout == Layout::Timm || pre_json.is_none() {
+                    notes.push(format!("preprocessing assumed: {}", p.describe()));
+                }
+                (c, p, None, "the other tensors".to_string())
+            }
+        };
+        config
+            .validate()
+            .map_err(|reason| CheckpointError::BadConfig {
+                file: "config.json".into(),
+                reason,
+            })?;
+        if preprocess.input_size != [config.in_chans, config.img_size[0], config.img_size[1]] {
+            return Err(CheckpointError::BadConfig {
+                file: "config.json".into(),
+                reason: format!(
+                    "preprocessing input size {:?} does not match the model's [{}, {}, {}]",
+                    preprocess.input_size, config.in_chans, config.img_size[0], config.img_size[1]
+                ),
+            });
+        }
+
+        tensors::check(&tensors, &config, layout, &implied_by)?;
+        // Made only now that the head's tensors bear the class count out.
+        let labels = labels.unwrap_or_else(|| default_labels(config.num_classes));
+        Ok(Self {
+            config,
+            preprocess,
+            labels,
+            layout,
+            notes,
+            weights: tensors,
+        })
+    }
+
+    /// Uploads the weights to `device` as a model.
+    pub fn build(&self, device: &Device) -> VisionTransformer {
+        tensors::load(&self.weights, &self.config, device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Tensor;
+
+    #[test]
+    fn export_round_trips_through_the_loader() {
+        let device = Device::flex();
+        let cfg = VitConfig::new([16, 24], 8, 32, 2, 2, 48)
+            .with_in_chans(1)
+            .with_num_classes(3);
+        let model = cfg.init(&device);
+        let pre = PreprocessConfig::timm_default(1, cfg.img_size);
+        let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let bytes = crate::safetensors::serialize(&timm_tensors(&model), false);
+        let json = serde_json::to_vec(&timm_config_json(&cfg, &pre, &labels)).unwrap();
+        let ck = Checkpoint::from_bytes(&bytes, Some(&json), None).unwrap();
+        assert_eq!(ck.config, cfg);
+        assert_eq!((ck.preprocess.clone(), ck.labels.clone()), (pre, labels));
+        let x = Tensor::<4>::random([1, 1, 16, 24], burn::tensor::Distribution::Default, &device);
+        let a: Vec<f32> = model.forward(x.clone()).into_data().try_to_vec().unwrap();
+        let b: Vec<f32> = ck
+            .build(&device)
+            .forward(x)
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        assert_eq!(a, b);
+    }
+}

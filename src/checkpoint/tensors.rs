@@ -1,0 +1,304 @@
+//! The model's tensors under timm's names and in PyTorch's layouts, read off
+//! the model itself.
+//!
+//! [`VisionTransformer`]'s fields carry timm's names, so Burn's module paths
+//! are timm's names (`blocks.0.attn.qkv.weight`). The expected-name check,
+//! loading and export all walk that one structure, the one `src/model/`
+//! defines: a tensor added to the model is checked, loaded and exported with
+//! no list to edit. Only the layouts differ, in the ways [`Kind`] lists.
+
+use std::collections::{BTreeMap, HashSet};
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::names::{display_name, torch_shape_as_stored};
+use super::{CheckpointError, Entry, Layout};
+use crate::model::{VisionTransformer, VitConfig};
+
+/// How a tensor's PyTorch layout differs from Burn's.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    /// The same values in the same order.
+    Same,
+    /// A `Linear` weight: PyTorch [out, in], Burn [in, out].
+    Transposed,
+    /// The patch embedding: PyTorch's convolution kernel [D, C, P, P], Burn's
+    /// linear map of flattened (row, column, channel) patches [P·P·C, D]
+    /// (see [`crate::model::patch_embed::patchify`]).
+    PatchKernel { patch: usize },
+}
+
+impl Kind {
+    fn torch_shape(self, burn: &[usize]) -> Vec<usize> {
+        match (self, burn) {
+            (Kind::Same, _) => burn.to_vec(),
+            (Kind::Transposed, &[inp, out]) => vec![out, inp],
+            (Kind::PatchKernel { patch: p }, &[len, d]) => vec![d, len / (p * p), p, p],
+            _ => unreachable!("a linear weight is a matrix"),
+        }
+    }
+
+    /// `values` (in PyTorch's layout, shape `torch`) in Burn's.
+    fn to_burn(self, torch: &[usize], values: &[f32]) -> Vec<f32> {
+        match (self, torch) {
+            (Kind::Same, _) => values.to_vec(),
+            (Kind::Transposed, &[out, inp]) => transpose(values, out, inp),
+            (Kind::PatchKernel { .. }, &[d, c, p, _]) => {
+                let mut t = vec![0.0; values.len()];
+                for_each_patch_index(d, c, p, |torch, burn| t[burn] = values[torch]);
+                t
+            }
+            _ => unreachable!("shapes are checked before loading"),
+        }
+    }
+
+    /// `values` (in Burn's layout, shape `burn`) in PyTorch's.
+    fn to_torch(self, burn: &[usize], values: &[f32]) -> Vec<f32> {
+        match (self, burn) {
+            (Kind::Same, _) => values.to_vec(),
+            (Kind::Transposed, &[inp, out]) => transpose(values, inp, out),
+            (Kind::PatchKernel { patch: p }, &[len, d]) => {
+                let c = len / (p * p);
+                let mut t = vec![0.0; values.len()];
+                for_each_patch_index(d, c, p, |torch, burn| t[torch] = values[burn]);
+                t
+            }
+            _ => unreachable!("a linear weight is a matrix"),
+        }
+    }
+}
+
+/// A row-major [rows, cols] matrix as [cols, rows].
+fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; values.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = values[r * cols + c];
+        }
+    }
+    t
+}
+
+/// Calls `f(torch, burn)` with the index of every weight of a patch kernel
+/// in PyTorch's [D, C, P, P] and in Burn's [P·P·C, D], whose rows follow the
+/// flattened patch: (y·P + x)·C + channel.
+fn for_each_patch_index(d: usize, c: usize, p: usize, mut f: impl FnMut(usize, usize)) {
+    for o in 0..d {
+        for ch in 0..c {
+            for y in 0..p {
+                for x in 0..p {
+                    f(
+                        ((o * c + ch) * p + y) * p + x,
+                        ((y * p + x) * c + ch) * d + o,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// One parameter under its timm name, with its PyTorch shape.
+struct TorchTensor {
+    name: String,
+    shape: Vec<usize>,
+    kind: Kind,
+}
+
+/// The module path of a walk, and what it means for the tensor at its end.
+struct Path {
+    names: Vec<String>,
+    containers: Vec<String>,
+    /// Patch side P, for the patch embedding's kernel.
+    patch: usize,
+}
+
+impl Path {
+    fn new(model: &VisionTransformer) -> Self {
+        Path {
+            names: Vec::new(),
+            containers: Vec::new(),
+            patch: model.patch_embed.patch_size,
+        }
+    }
+    fn enter(&mut self, name: &str, container: &str) {
+        self.names.push(name.to_string());
+        self.containers.push(container.to_string());
+    }
+    fn exit(&mut self) {
+        self.names.pop();
+        self.containers.pop();
+    }
+    /// The tensor at the current path, whose Burn shape is `burn`.
+    fn tensor(&self, burn: &[usize]) -> TorchTensor {
+        let container = self.containers.last().map_or("", String::as_str);
+        let mut names = self.names.clone();
+        if container == "Struct:LayerNorm" {
+            // Burn's γ and β are PyTorch's weight and bias.
+            let leaf = names.last_mut().expect("a parameter has a name");
+            *leaf = match leaf.as_str() {
+                "gamma" => "weight".into(),
+                "beta" => "bias".into(),
+                other => other.into(),
+            };
+        }
+        let name = names.join(".");
+        let kind = if container != "Struct:Linear" || !name.ends_with(".weight") {
+            Kind::Same
+        } else if name == "patch_embed.proj.weight" {
+            Kind::PatchKernel { patch: self.patch }
+        } else {
+            Kind::Transposed
+        };
+        TorchTensor {
+            shape: kind.torch_shape(burn),
+            name,
+            kind,
+        }
+    }
+}
+
+/// Every tensor of `model`, in model order, with its PyTorch shape. Reads
+/// only shapes: the model's lazily initialised parameters stay unallocated.
+fn torch_tensors(model: &VisionTransformer) -> Vec<TorchTensor> {
+    struct Names(Path, Vec<TorchTensor>);
+    impl ModuleVisitor for Names {
+        fn enter_module(&mut self, name: &str, container: &str) {
+            self.0.enter(name, container);
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.0.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let shape = param.lazy_shape();
+            self.1.push(self.0.tensor(&shape));
+        }
+    }
+    let mut names = Names(Path::new(model), Vec::new());
+    model.visit(&mut names);
+    names.1
+}
+
+/// The model `config` describes, its parameters not yet allocated. A depth
+/// is only trusted as far as `tensors` bear it out: one block more than the
+/// file holds is enough to name what is missing, so a config that claims
+/// far more (a depth of 2⁶³ is refused earlier, one of 2²⁰ here) costs no
+/// more than the file does.
+fn skeleton(
+    config: &VitConfig,
+    tensors: &BTreeMap<String, Entry>,
+    device: &Device,
+) -> VisionTransformer {
+    let blocks_in_file = tensors
+        .keys()
+        .filter_map(|k| {
+            k.strip_prefix("blocks.")?
+                .split('.')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .map_or(0, |m| m + 1);
+    let mut c = config.clone();
+    c.depth = c.depth.min(blocks_in_file + 1);
+    c.init(device)
+}
+
+/// Every tensor the config implies is present with its shape, and nothing
+/// else is. Stops at the first problem, in model order.
+pub(super) fn check(
+    tensors: &BTreeMap<String, Entry>,
+    config: &VitConfig,
+    layout: Layout,
+    implied_by: &str,
+) -> Result<(), CheckpointError> {
+    let mut known = HashSet::new();
+    for t in torch_tensors(&skeleton(config, tensors, &Device::flex())) {
+        let Some((key, entry)) = tensors.get_key_value(&t.name) else {
+            return Err(CheckpointError::MissingKey {
+                key: display_name(&t.name, layout),
+            });
+        };
+        if entry.shape != t.shape {
+            return Err(CheckpointError::WrongShape {
+                tensor: entry.original.clone(),
+                expected: torch_shape_as_stored(&t.name, &t.shape, layout),
+                found: torch_shape_as_stored(&t.name, &entry.shape, layout),
+                implied_by: implied_by.to_string(),
+            });
+        }
+        known.insert(key.as_str());
+    }
+    if let Some((_, entry)) = tensors.iter().find(|(n, _)| !known.contains(n.as_str())) {
+        return Err(CheckpointError::UnexpectedKey {
+            key: entry.original.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// The model `config` describes with `tensors` (checked by [`check`]) as its
+/// weights, on `device`. No parameter is initialised at random first.
+pub(super) fn load(
+    tensors: &BTreeMap<String, Entry>,
+    config: &VitConfig,
+    device: &Device,
+) -> VisionTransformer {
+    struct Loader<'a> {
+        path: Path,
+        tensors: &'a BTreeMap<String, Entry>,
+        device: &'a Device,
+    }
+    impl ModuleMapper for Loader<'_> {
+        fn enter_module(&mut self, name: &str, container: &str) {
+            self.path.enter(name, container);
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.exit();
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let burn_shape = param.lazy_shape();
+            let t = self.path.tensor(&burn_shape);
+            let entry = &self.tensors[&t.name];
+            let values = t.kind.to_burn(&entry.shape, &entry.values);
+            let tensor = Tensor::from_data(TensorData::new(values, burn_shape), self.device);
+            Param::from_tensor(tensor)
+        }
+    }
+    let model = config.init(device);
+    let mut loader = Loader {
+        path: Path::new(&model),
+        tensors,
+        device,
+    };
+    model.map(&mut loader)
+}
+
+/// The model's tensors under timm's names in PyTorch's layouts: the inverse
+/// of [`load`], for writing a timm-layout `model.safetensors`.
+pub fn timm_tensors(model: &VisionTransformer) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    struct Export(Path, Vec<(String, Vec<usize>, Vec<f32>)>);
+    impl ModuleVisitor for Export {
+        fn enter_module(&mut self, name: &str, container: &str) {
+            self.0.enter(name, container);
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.0.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let data = param.val().into_data();
+            let shape = data.shape().to_vec();
+            let values = data
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("f32 parameters");
+            let t = self.0.tensor(&shape);
+            self.1
+                .push((t.name, t.shape, t.kind.to_torch(&shape, &values)));
+        }
+    }
+    let mut export = Export(Path::new(model), Vec::new());
+    model.visit(&mut export);
+    export.1
+}
