@@ -35,7 +35,12 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in files {
         let rel = file.strip_prefix(&src).unwrap();
-        let top = rel.components().next().unwrap().as_os_str().to_string_lossy();
+        let top = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
         let top = top.trim_end_matches(".rs").to_string();
         if top == "bin" || top == "lib" {
             continue; // the program and the crate root use everything
@@ -96,5 +101,10 @@ fn no_two_concerns_import_each_other() {
 fn the_paper_needs_nothing_else() {
     // src/model/ is the paper's model alone: it builds on no other part of vitrine.
     let graph = imports();
-    assert_eq!(graph["model"], BTreeSet::new(), "src/model/ imports {:?}", graph["model"]);
+    assert_eq!(
+        graph["model"],
+        BTreeSet::new(),
+        "src/model/ imports {:?}",
+        graph["model"]
+    );
 }
