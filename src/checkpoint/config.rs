@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::names::display_name;
+use super::names::{blocks_named, display_name};
 use super::{CheckpointError, Entry, Layout};
 use crate::model::VitConfig;
 use crate::preprocess::{CropMode, Interpolation, PreprocessConfig};
@@ -116,17 +116,7 @@ pub(super) fn infer_config(
             ),
         });
     }
-    let depth = tensors
-        .keys()
-        .filter_map(|k| {
-            k.strip_prefix("blocks.")?
-                .split('.')
-                .next()?
-                .parse::<usize>()
-                .ok()
-        })
-        .max()
-        .map_or(0, |m| m + 1);
+    let depth = blocks_named(tensors.keys());
     let mlp_hidden = get("blocks.0.mlp.fc1.weight", 2)?.shape[0];
     let num_classes = get("head.weight", 2)?.shape[0];
     let qkv_bias = tensors.contains_key("blocks.0.attn.qkv.bias");

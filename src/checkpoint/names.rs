@@ -166,6 +166,20 @@ pub(super) fn display_name(timm: &str, layout: Layout) -> String {
     }
 }
 
+/// How many encoder blocks the tensors' timm names reach (`blocks.N.…`).
+pub(super) fn blocks_named<'a>(names: impl Iterator<Item = &'a String>) -> usize {
+    names
+        .filter_map(|k| {
+            k.strip_prefix("blocks.")?
+                .split('.')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .map_or(0, |m| m + 1)
+}
+
 /// HF stores q, k and v separately: report their shape, not the fused one.
 pub(super) fn torch_shape_as_stored(name: &str, shape: &[usize], layout: Layout) -> Vec<usize> {
     let mut s = shape.to_vec();

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::names::{display_name, torch_shape_as_stored};
+use super::names::{blocks_named, display_name, torch_shape_as_stored};
 use super::{CheckpointError, Entry, Layout};
 use crate::model::{VisionTransformer, VitConfig};
 
@@ -189,17 +189,7 @@ fn skeleton(
     tensors: &BTreeMap<String, Entry>,
     device: &Device,
 ) -> VisionTransformer {
-    let blocks_in_file = tensors
-        .keys()
-        .filter_map(|k| {
-            k.strip_prefix("blocks.")?
-                .split('.')
-                .next()?
-                .parse::<usize>()
-                .ok()
-        })
-        .max()
-        .map_or(0, |m| m + 1);
+    let blocks_in_file = blocks_named(tensors.keys());
     let mut c = config.clone();
     c.depth = c.depth.min(blocks_in_file + 1);
     c.init(device)
