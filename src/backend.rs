@@ -57,29 +57,13 @@ pub fn device(kind: BackendKind) -> Result<burn::tensor::Device, String> {
     }
 }
 
-/// Milliseconds from an arbitrary origin, for timings.
-#[cfg(not(target_arch = "wasm32"))]
+/// Milliseconds from an arbitrary origin, for timings (web-time:
+/// `std::time::Instant` natively, `performance.now()` in a window or worker).
 pub fn now_ms() -> f64 {
     use std::sync::OnceLock;
-    use std::time::Instant;
+    use web_time::Instant;
     static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1000.0
-}
-
-/// Milliseconds from an arbitrary origin, for timings.
-#[cfg(target_arch = "wasm32")]
-pub fn now_ms() -> f64 {
-    use js_sys::{Function, Reflect};
-    use wasm_bindgen::JsCast;
-    // `performance.now()` (sub-millisecond) in a window or a worker; Date.now() otherwise.
-    let global = js_sys::global();
-    Reflect::get(&global, &"performance".into())
-        .ok()
-        .and_then(|perf| {
-            let now: Function = Reflect::get(&perf, &"now".into()).ok()?.dyn_into().ok()?;
-            now.call0(&perf).ok()?.as_f64()
-        })
-        .unwrap_or_else(js_sys::Date::now)
 }
 
 /// Keeps freed tensor buffers inside the process instead of handing them

@@ -1,14 +1,18 @@
 //! A loaded model ready to classify: preprocessing, the forward pass, and one
 //! read-back of the small results (logits and CLS attention), shared by the
-//! CLI, the tests and the browser.
+//! CLI, the tests and the browser; and a [`Viewer`] that keeps the last
+//! image prepared, for the page's questions about it.
+
+use std::sync::{Arc, Mutex};
 
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::backend::now_ms;
 use crate::checkpoint::Checkpoint;
-use crate::explain::AttentionMaps;
+use crate::explain::{AttentionMaps, AttentionTrace, head_mean};
 use crate::model::{VisionTransformer, VitConfig};
-use crate::preprocess::{PreprocessConfig, PreprocessError, prepare};
+use crate::preprocess::{Prepared, PreprocessConfig, PreprocessError, prepare};
+use crate::walkthrough::{Focus, Walkthrough};
 
 /// A model on a device, with what it needs to interpret images and outputs.
 pub struct Classifier {
@@ -93,14 +97,17 @@ pub struct Timings {
 /// One image's result, on the host.
 #[derive(Clone, Debug)]
 pub struct Prediction {
-    /// [classes]
+    /// The head's output, [classes]; for a backbone (no head) the class
+    /// token's features after the final norm, [D].
     pub logits: Vec<f32>,
-    /// softmax of the logits.
+    /// softmax of the logits; empty for a backbone.
     pub probabilities: Vec<f32>,
     /// CLS attention of every head of every layer.
     pub attention: AttentionMaps,
     /// The full [H, N+1, N+1] attention of the requested layer.
     pub layer_attention: Option<Vec<f32>>,
+    /// Its mean over heads, [N+1, N+1].
+    pub layer_mean: Option<Vec<f32>>,
     /// Attention rollout of the class token to each patch, [N].
     pub rollout: Vec<f32>,
     /// The model's input after preprocessing, [C, H, W] row-major, normalised.
@@ -176,6 +183,19 @@ impl Classifier {
         &self.device
     }
 
+    /// Resizes, crops and normalises RGBA pixels (`width × height × 4`
+    /// bytes) as this model's preprocessing says; also how long it took, in ms.
+    pub fn prepare(
+        &self,
+        rgba: &[u8],
+        width: u32,
+        height: u32,
+    ) -> Result<(Prepared, f64), PreprocessError> {
+        let t0 = now_ms();
+        let prepared = prepare(rgba, width, height, &self.preprocess)?;
+        Ok((prepared, now_ms() - t0))
+    }
+
     /// Classifies RGBA pixels (`width × height × 4` bytes).
     pub async fn classify(
         &self,
@@ -184,13 +204,32 @@ impl Classifier {
         height: u32,
         keep_layer: Option<usize>,
     ) -> Result<Prediction, ClassifyError> {
-        let t0 = now_ms();
-        let prepared = prepare(rgba, width, height, &self.preprocess)?;
-        let preprocess_ms = now_ms() - t0;
-        let mut prediction = self.classify_input(&prepared.input, keep_layer).await?;
+        let (image, preprocess_ms) = self.prepare(rgba, width, height)?;
+        self.classify_prepared(&image, keep_layer, preprocess_ms)
+            .await
+    }
+
+    /// Classifies a prepared image (see [`Classifier::classify_input`]);
+    /// `preprocess_ms` is reported in its timings.
+    pub async fn classify_prepared(
+        &self,
+        image: &Prepared,
+        keep_layer: Option<usize>,
+        preprocess_ms: f64,
+    ) -> Result<Prediction, ClassifyError> {
+        let mut prediction = self.classify_input(&image.input, keep_layer).await?;
+        prediction.view_box = image.view_box;
         prediction.timings.preprocess = preprocess_ms;
-        prediction.view_box = prepared.view_box;
         Ok(prediction)
+    }
+
+    /// The forward pass of a preprocessed input ([C, H, W]) step by step,
+    /// for the teaching view (see [`crate::walkthrough`]).
+    ///
+    /// Panics when `input` has the wrong length or `focus` names a patch,
+    /// layer or head that does not exist (callers check against the config).
+    pub async fn walkthrough(&self, input: &[f32], focus: &Focus) -> Walkthrough {
+        crate::walkthrough::walk(&self.model, &self.config, &self.device, input, focus).await
     }
 
     /// Classifies an already preprocessed input, [C, H, W] row-major. Fails
@@ -214,14 +253,19 @@ impl Classifier {
             TensorData::new(input.to_vec(), [1, c.in_chans, h, w]),
             &self.device,
         );
-        let out = self.model.forward_with_attention(x, keep_layer);
+        let mut trace = AttentionTrace::new(keep_layer);
+        let tokens = self.model.encode(self.model.embed(x), |i, s| {
+            trace.record(i, &s.attention.weights)
+        });
+        let logits = self.model.forward_head(tokens);
+        let maps = trace.finish();
         // One read-back: logits, CLS attention and the optional layer, flattened together.
         let mut parts = vec![
-            out.logits.reshape([-1]),
-            out.rollout.reshape([-1]),
-            out.cls_attention.reshape([-1]),
+            logits.reshape([-1]),
+            maps.rollout.reshape([-1]),
+            maps.cls_attention.reshape([-1]),
         ];
-        parts.extend(out.layer_attention.map(|a| a.reshape([-1])));
+        parts.extend(maps.layer_attention.map(|a| a.reshape([-1])));
         let flat = Tensor::cat(parts, 0);
         // Backends queue work lazily: natively, wait for it so that the forward
         // time is the computation. A browser cannot block, so there the
@@ -237,22 +281,30 @@ impl Classifier {
             .expect("f32 outputs");
         let t2 = now_ms();
 
-        let classes = c.num_classes;
+        let classes = c.outputs();
         let n = c.num_patches();
         let cls_len = c.depth * c.num_heads * n;
         let logits = data[..classes].to_vec();
         let rollout = data[classes..classes + n].to_vec();
         let cls = data[classes + n..classes + n + cls_len].to_vec();
         let layer_attention = keep_layer.map(|_| data[classes + n + cls_len..].to_vec());
-        finite("logits", &logits)?;
+        finite(if c.has_head() { "logits" } else { "features" }, &logits)?;
         finite("CLS attention", &cls)?;
         finite("attention rollout", &rollout)?;
         if let Some(a) = &layer_attention {
             finite("attention", a)?;
         }
+        let layer_mean = layer_attention
+            .as_deref()
+            .map(|a| head_mean(a, c.num_heads));
         Ok(Prediction {
-            probabilities: softmax(&logits),
+            probabilities: if c.has_head() {
+                softmax(&logits)
+            } else {
+                Vec::new()
+            },
             logits,
+            layer_mean,
             attention: AttentionMaps {
                 layers: c.depth,
                 heads: c.num_heads,
@@ -272,14 +324,14 @@ impl Classifier {
     }
 
     /// Logits of many preprocessed inputs ([C, H, W] each, concatenated), in
-    /// batches of `batch`: [images × classes] row-major (evaluation).
+    /// batches of `batch`: [images × outputs] row-major (evaluation).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn logits_batched(&self, inputs: &[f32], batch: usize) -> Vec<f32> {
         let c = &self.config;
         let [h, w] = c.img_size;
         let per = c.in_chans * h * w;
         assert_eq!(inputs.len() % per, 0, "input length");
-        let mut out = Vec::with_capacity(inputs.len() / per * c.num_classes);
+        let mut out = Vec::with_capacity(inputs.len() / per * c.outputs());
         for chunk in inputs.chunks(per * batch.max(1)) {
             let b = chunk.len() / per;
             let x = Tensor::<4>::from_data(
@@ -304,6 +356,12 @@ impl Classifier {
         pollster::block_on(self.classify(rgba, width, height, keep_layer))
     }
 
+    /// Native convenience: [`Classifier::walkthrough`] run to completion.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn walkthrough_blocking(&self, input: &[f32], focus: &Focus) -> Walkthrough {
+        pollster::block_on(self.walkthrough(input, focus))
+    }
+
     /// Native convenience: [`Classifier::classify_input`] run to completion.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn classify_input_blocking(
@@ -312,6 +370,135 @@ impl Classifier {
         keep_layer: Option<usize>,
     ) -> Result<Prediction, ClassifyError> {
         pollster::block_on(self.classify_input(input, keep_layer))
+    }
+}
+
+/// A classifier and the last image it classified, kept prepared: asking
+/// for another layer's full attention, or for the walk-through of that
+/// image, takes no pixels and repeats no preprocessing. The forward pass
+/// itself is run again (tens of milliseconds for the default model): keeping
+/// every layer's full attention instead would hold L·H·(N+1)² floats, 22 MB
+/// for ViT-B/16 and gigabytes for a 60×60 patch grid.
+pub struct Viewer {
+    pub classifier: Classifier,
+    image: Mutex<Option<Arc<Prepared>>>,
+}
+
+/// Why a question about the kept image could not be answered.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ViewerError {
+    /// Nothing was classified with this model yet.
+    NoImage,
+    /// A layer, head or patch the model does not have.
+    OutOfRange(String),
+    Classify(ClassifyError),
+}
+
+impl std::fmt::Display for ViewerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoImage => f.write_str("no image has been classified with this model yet"),
+            Self::OutOfRange(what) => f.write_str(what),
+            Self::Classify(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ViewerError {}
+
+impl From<ClassifyError> for ViewerError {
+    fn from(e: ClassifyError) -> Self {
+        Self::Classify(e)
+    }
+}
+
+impl Viewer {
+    pub fn new(classifier: Classifier) -> Self {
+        Self {
+            classifier,
+            image: Mutex::new(None),
+        }
+    }
+
+    fn kept(&self) -> Result<Arc<Prepared>, ViewerError> {
+        self.image
+            .lock()
+            .expect("not poisoned")
+            .clone()
+            .ok_or(ViewerError::NoImage)
+    }
+
+    fn check_layer(&self, layer: usize) -> Result<(), ViewerError> {
+        let depth = self.classifier.config.depth;
+        if layer >= depth {
+            return Err(ViewerError::OutOfRange(format!(
+                "layer {layer} does not exist: the model has layers 0..{}",
+                depth - 1
+            )));
+        }
+        Ok(())
+    }
+
+    /// Classifies RGBA pixels and keeps the prepared image. When
+    /// preprocessing fails, the image kept before stays.
+    pub async fn classify(
+        &self,
+        rgba: &[u8],
+        width: u32,
+        height: u32,
+        keep_layer: Option<usize>,
+    ) -> Result<Prediction, ViewerError> {
+        if let Some(l) = keep_layer {
+            self.check_layer(l)?;
+        }
+        let (image, preprocess_ms) = self
+            .classifier
+            .prepare(rgba, width, height)
+            .map_err(ClassifyError::from)?;
+        let image = Arc::new(image);
+        *self.image.lock().expect("not poisoned") = Some(image.clone());
+        Ok(self
+            .classifier
+            .classify_prepared(&image, keep_layer, preprocess_ms)
+            .await?)
+    }
+
+    /// The kept image's full attention of `layer`, [H, N+1, N+1], and its
+    /// mean over heads, [N+1, N+1].
+    pub async fn layer_attention(&self, layer: usize) -> Result<(Vec<f32>, Vec<f32>), ViewerError> {
+        self.check_layer(layer)?;
+        let image = self.kept()?;
+        let p = self
+            .classifier
+            .classify_prepared(&image, Some(layer), 0.0)
+            .await?;
+        Ok((
+            p.layer_attention.expect("asked for"),
+            p.layer_mean.expect("asked for"),
+        ))
+    }
+
+    /// The kept image's forward pass step by step, and the input it saw.
+    pub async fn walkthrough(
+        &self,
+        focus: &Focus,
+    ) -> Result<(Walkthrough, Arc<Prepared>), ViewerError> {
+        let c = &self.classifier.config;
+        let n = c.num_patches();
+        if focus.layer >= c.depth || focus.head >= c.num_heads {
+            return Err(ViewerError::OutOfRange(format!(
+                "layer {}, head {} does not exist: the model has {} layers of {} heads",
+                focus.layer, focus.head, c.depth, c.num_heads
+            )));
+        }
+        if let Some(p) = focus.patches.iter().find(|&&p| p >= n) {
+            return Err(ViewerError::OutOfRange(format!(
+                "patch {p} does not exist: the model has {n}"
+            )));
+        }
+        let image = self.kept()?;
+        let walk = self.classifier.walkthrough(&image.input, focus).await;
+        Ok((walk, image))
     }
 }
 
@@ -327,5 +514,59 @@ mod tests {
             top_k(&p, 3).iter().map(|t| t.0).collect::<Vec<_>>(),
             vec![1, 3, 2]
         );
+    }
+
+    /// The viewer answers about the image it kept, as a fresh classification
+    /// of the same pixels would, and keeps it when a later image is refused.
+    #[cfg(feature = "cpu")]
+    #[test]
+    fn the_viewer_answers_about_the_kept_image() {
+        let config = VitConfig::new([32, 32], 8, 24, 2, 3, 48).with_num_classes(4);
+        let device = Device::flex();
+        device.seed(3);
+        let model = config.init(&device);
+        let pre = PreprocessConfig::timm_default(3, [32, 32]);
+        let viewer = Viewer::new(Classifier::from_model(model, config, pre, &device));
+        let focus = Focus {
+            patches: vec![1],
+            layer: 1,
+            head: 0,
+        };
+        use pollster::block_on as block;
+        assert_eq!(
+            block(viewer.layer_attention(0)).unwrap_err(),
+            ViewerError::NoImage
+        );
+        assert!(matches!(
+            block(viewer.walkthrough(&focus)),
+            Err(ViewerError::NoImage)
+        ));
+
+        let (w, h) = (40u32, 30u32);
+        let rgba: Vec<u8> = (0..w * h * 4).map(|i| (i * 7 % 251) as u8).collect();
+        let first = block(viewer.classify(&rgba, w, h, None)).unwrap();
+        assert!(first.layer_attention.is_none());
+        // A refused image (wrong buffer length) leaves the kept one in place.
+        assert!(block(viewer.classify(&rgba[..10], w, h, None)).is_err());
+        let fresh = viewer
+            .classifier
+            .classify_blocking(&rgba, w, h, Some(1))
+            .unwrap();
+        let (layer, mean) = block(viewer.layer_attention(1)).unwrap();
+        assert_eq!(Some(&layer), fresh.layer_attention.as_ref());
+        assert_eq!(Some(&mean), fresh.layer_mean.as_ref());
+        let t = 17;
+        assert_eq!(mean.len(), t * t);
+        let by_hand: Vec<f32> = (0..t * t)
+            .map(|i| (0..3).map(|k| layer[k * t * t + i]).sum::<f32>() / 3.0)
+            .collect();
+        assert!(mean.iter().zip(&by_hand).all(|(a, b)| (a - b).abs() < 1e-6));
+        let (walk, kept) = block(viewer.walkthrough(&focus)).unwrap();
+        assert_eq!(kept.input, fresh.input);
+        assert_eq!(walk.logits, fresh.logits);
+        assert!(matches!(
+            block(viewer.layer_attention(2)),
+            Err(ViewerError::OutOfRange(_))
+        ));
     }
 }

@@ -4,6 +4,9 @@
 //! Everything the header claims is checked against the bytes actually present
 //! before anything is allocated, so a hostile or damaged file costs at most
 //! its own size in memory and always ends in a [`SafetensorsError`].
+//! Written here rather than taken from the `safetensors` crate so that each
+//! error names the tensor and the numbers that disagree, and views borrow
+//! the dropped file's bytes in wasm; writing uses the crate ([`serialize`]).
 
 use std::collections::BTreeMap;
 
@@ -241,42 +244,31 @@ impl<'a> SafeTensors<'a> {
     }
 }
 
-/// Serialises f32 tensors as a safetensors file (used by tests and by training
-/// to write checkpoints; `f16` stores them as half precision).
+/// Serialises f32 tensors as a safetensors file with the `safetensors`
+/// crate's writer (used by tests, export and training's checkpoints; `f16`
+/// stores them as half precision).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn serialize(tensors: &[(String, Vec<usize>, Vec<f32>)], f16: bool) -> Vec<u8> {
-    let mut header = serde_json::Map::new();
-    let mut offset = 0usize;
-    let elem = if f16 { 2 } else { 4 };
-    for (name, shape, values) in tensors {
-        let end = offset + values.len() * elem;
-        header.insert(
-            name.clone(),
-            serde_json::json!({
-                "dtype": if f16 { "F16" } else { "F32" },
-                "shape": shape,
-                "data_offsets": [offset, end],
-            }),
-        );
-        offset = end;
-    }
-    let mut json = serde_json::to_vec(&header).expect("header serialises");
-    // Pad so the data starts 8-byte aligned, as the reference writer does.
-    while !(8 + json.len()).is_multiple_of(8) {
-        json.push(b' ');
-    }
-    let mut out = Vec::with_capacity(8 + json.len() + offset);
-    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-    out.extend_from_slice(&json);
-    for (_, _, values) in tensors {
-        for &v in values {
+    use ::safetensors::{Dtype, tensor::TensorView};
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, values)| {
             if f16 {
-                out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes());
+                values
+                    .iter()
+                    .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                    .collect()
             } else {
-                out.extend_from_slice(&v.to_le_bytes());
+                values.iter().flat_map(|&v| v.to_le_bytes()).collect()
             }
-        }
-    }
-    out
+        })
+        .collect();
+    let dtype = if f16 { Dtype::F16 } else { Dtype::F32 };
+    let views = tensors.iter().zip(&bytes).map(|((name, shape, _), data)| {
+        let view = TensorView::new(dtype, shape.clone(), data).expect("shape matches the values");
+        (name.as_str(), view)
+    });
+    ::safetensors::serialize(views, None).expect("tensors serialise")
 }
 
 #[cfg(test)]

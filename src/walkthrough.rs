@@ -5,10 +5,11 @@
 //! Sizes stay small: a few chosen patches, one chosen layer and head in
 //! full, and per-token or per-head summaries elsewhere.
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::engine::Classifier;
+use crate::explain::distance::{distance_matrix, mean_distance};
 use crate::model::patch_embed::patchify;
+use crate::model::{VisionTransformer, VitConfig};
 
 /// What to look at closely.
 #[derive(Clone, Debug, PartialEq)]
@@ -53,205 +54,170 @@ pub struct Walkthrough {
     pub mean_distance: Vec<f32>,
     /// The class token after the final LayerNorm, [D].
     pub cls_final: Vec<f32>,
-    /// The head's output, [classes].
+    /// The head's output, [classes] (a backbone: the class token's features, [D]).
     pub logits: Vec<f32>,
 }
 
-/// Distances in pixels between the centres of patches i and j, [N, N].
-pub fn patch_distances(grid: [usize; 2], patch_size: usize) -> Vec<f32> {
-    let [rows, cols] = grid;
-    let n = rows * cols;
-    let p = patch_size as f32;
-    let mut d = vec![0.0; n * n];
-    for i in 0..n {
-        for j in 0..n {
-            let dy = (i / cols) as f32 - (j / cols) as f32;
-            let dx = (i % cols) as f32 - (j % cols) as f32;
-            d[i * n + j] = (dx * dx + dy * dy).sqrt() * p;
+/// The forward pass of one preprocessed input ([C, H, W]) step by step,
+/// through the model's own parts: its patch embedding, class token and
+/// position embedding, each block's steps, the final norm and the head.
+///
+/// Panics when `input` has the wrong length or `focus` names a patch,
+/// layer or head that does not exist (callers check against the config).
+pub async fn walk(
+    model: &VisionTransformer,
+    c: &VitConfig,
+    device: &Device,
+    input: &[f32],
+    focus: &Focus,
+) -> Walkthrough {
+    let [h, w] = c.img_size;
+    let (n, t, d) = (c.num_patches(), c.num_patches() + 1, c.embed_dim);
+    let heads = c.num_heads;
+    let hd = d / heads;
+    assert_eq!(input.len(), c.in_chans * h * w, "input length");
+    assert!(
+        focus.layer < c.depth && focus.head < heads,
+        "focus out of range"
+    );
+    assert!(focus.patches.iter().all(|&p| p < n), "patch out of range");
+
+    let x = Tensor::<4>::from_data(
+        TensorData::new(input.to_vec(), [1, c.in_chans, h, w]),
+        device,
+    );
+    let patches = patchify(x, c.patch_size); // [1, N, P·P·C]
+    let embedded = model.patch_embed.forward(patches.clone()); // [1, N, D]
+    let pick = |m: Tensor<3>| -> Tensor<1> {
+        let rows: Vec<Tensor<1>> = focus
+            .patches
+            .iter()
+            .map(|&i| {
+                let [_, _, len] = m.dims();
+                m.clone().slice([0..1, i..i + 1, 0..len]).reshape([len])
+            })
+            .collect();
+        if rows.is_empty() {
+            Tensor::zeros([0], device)
+        } else {
+            Tensor::cat(rows, 0)
         }
-    }
-    d
-}
+    };
+    let patch_vectors = pick(patches);
+    let patch_embeddings = pick(embedded.clone());
+    let tokens = model.add_class_and_position(embedded);
 
-impl Classifier {
-    /// The forward pass of one preprocessed input ([C, H, W]) step by step.
-    ///
-    /// Panics when `input` has the wrong length or `focus` names a patch,
-    /// layer or head that does not exist (callers check against the config).
-    pub async fn walkthrough(&self, input: &[f32], focus: &Focus) -> Walkthrough {
-        let c = &self.config;
-        let model = self.model();
-        let device = self.device();
-        let [h, w] = c.img_size;
-        let (n, t, d) = (c.num_patches(), c.num_patches() + 1, c.embed_dim);
-        let heads = c.num_heads;
-        let hd = d / heads;
-        assert_eq!(input.len(), c.in_chans * h * w, "input length");
-        assert!(
-            focus.layer < c.depth && focus.head < heads,
-            "focus out of range"
-        );
-        assert!(focus.patches.iter().all(|&p| p < n), "patch out of range");
+    // Cosine similarity of the patch position embeddings (the last N rows:
+    // the first is the class token's unless `no_embed_class`).
+    let rows = c.pos_embed_len();
+    let p = model
+        .pos_embed
+        .val()
+        .slice([0..1, rows - n..rows, 0..d])
+        .reshape([n, d]);
+    let unit = p.clone() / p.powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12); // [N, D]
+    let similarity = unit.clone().matmul(unit.transpose()); // [N, N]
 
-        let x = Tensor::<4>::from_data(
-            TensorData::new(input.to_vec(), [1, c.in_chans, h, w]),
-            device,
-        );
-        let patches = patchify(x, c.patch_size); // [1, N, P·P·C]
-        let embedded = model.patch_embed.forward(patches.clone()); // [1, N, D]
-        let pick = |m: Tensor<3>| -> Tensor<1> {
-            let rows: Vec<Tensor<1>> = focus
-                .patches
-                .iter()
-                .map(|&i| {
-                    let [_, _, len] = m.dims();
-                    m.clone().slice([0..1, i..i + 1, 0..len]).reshape([len])
-                })
-                .collect();
-            if rows.is_empty() {
-                Tensor::zeros([0], device)
-            } else {
-                Tensor::cat(rows, 0)
-            }
-        };
-        let patch_vectors = pick(patches);
-        let patch_embeddings = pick(embedded.clone());
-        let cls = model.cls_token.val(); // [1, 1, D]
-        let pos = model.pos_embed.val(); // [1, T, D]
-        let mut tokens = Tensor::cat(vec![cls.clone(), embedded], 1) + pos.clone();
-
-        // Cosine similarity of the patch position embeddings.
-        let p = pos.slice([0..1, 1..t, 0..d]).reshape([n, d]);
-        let unit = p.clone() / p.powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12); // [N, D]
-        let similarity = unit.clone().matmul(unit.transpose()); // [N, N]
-
-        let distances = Tensor::<2>::from_data(
-            TensorData::new(patch_distances(c.grid(), c.patch_size), [n, n]),
-            device,
-        );
-        let norm = |x: &Tensor<3>| x.clone().powf_scalar(2.0).sum_dim(2).sqrt().reshape([t]);
-        let mut mean_distance = Vec::with_capacity(c.depth);
-        let mut focus_parts = None;
-        for (l, block) in model.blocks.iter().enumerate() {
-            let before = tokens.clone();
-            let normed = block.norm1.forward(tokens.clone());
-            let attn = block.attn.forward(normed.clone());
-            let after_attn = tokens + attn.context;
-            let normed2 = block.norm2.forward(after_attn.clone());
-            let mlp_out = block.mlp.forward(normed2.clone());
-            let after_mlp = after_attn.clone() + mlp_out.clone();
-            // Patch-to-patch attention renormalised over the patches, times the distance.
-            let a = attn
+    let distances = distance_matrix(c.grid(), c.patch_size, device);
+    let norm = |x: &Tensor<3>| x.clone().powf_scalar(2.0).sum_dim(2).sqrt().reshape([t]);
+    let mut mean_distances = Vec::with_capacity(c.depth);
+    let mut focus_parts = None;
+    let mut before = tokens.clone();
+    let tokens = model.encode(tokens, |l, s| {
+        mean_distances.push(mean_distance(&s.attention.weights, &distances));
+        if l == focus.layer {
+            let block = &model.blocks[l];
+            let qkv =
+                crate::ops::linear(&block.attn.qkv, s.normed.clone()).reshape([1, t, 3, heads, hd]);
+            // Queries and keys as the scores see them: after QK norm, if any.
+            let part = |k: usize| {
+                let m = qkv
+                    .clone()
+                    .slice([0..1, 0..t, k..k + 1, focus.head..focus.head + 1, 0..hd])
+                    .reshape([1, t, hd]);
+                let norm = match k {
+                    0 => block.attn.q_norm.as_ref(),
+                    1 => block.attn.k_norm.as_ref(),
+                    _ => None,
+                };
+                norm.map_or(m.clone(), |n| n.forward(m)).reshape([t * hd])
+            };
+            let attention = s
+                .attention
                 .weights
                 .clone()
-                .slice([0..1, 0..heads, 1..t, 1..t])
-                .reshape([heads, n, n]);
-            let a = a.clone() / a.sum_dim(2).clamp_min(1e-12);
-            let dist = (a * distances.clone().reshape([1, n, n]))
-                .sum_dim(2)
-                .mean_dim(1)
-                .reshape([heads]);
-            mean_distance.push(dist);
-            if l == focus.layer {
-                let qkv = block
-                    .attn
-                    .qkv
-                    .forward(normed.clone())
-                    .reshape([1, t, 3, heads, hd]);
-                let part = |k: usize| {
-                    qkv.clone()
-                        .slice([0..1, 0..t, k..k + 1, focus.head..focus.head + 1, 0..hd])
-                        .reshape([t * hd])
-                };
-                let q = part(0);
-                let attention = attn
-                    .weights
-                    .slice([0..1, focus.head..focus.head + 1, 0..t, 0..t])
-                    .reshape([t * t]);
-                let norms =
-                    Tensor::cat(vec![norm(&before), norm(&after_attn), norm(&after_mlp)], 0);
-                focus_parts = Some(vec![
-                    q,
-                    part(1),
-                    part(2),
-                    attention,
-                    normed.reshape([t * d]),
-                    normed2.reshape([t * d]),
-                    mlp_out.reshape([t * d]),
-                    norms,
-                ]);
-            }
-            tokens = after_mlp;
+                .slice([0..1, focus.head..focus.head + 1, 0..t, 0..t])
+                .reshape([t * t]);
+            let norms = Tensor::cat(
+                vec![norm(&before), norm(&s.after_attention), norm(&s.output)],
+                0,
+            );
+            focus_parts = Some(vec![
+                part(0),
+                part(1),
+                part(2),
+                attention,
+                s.normed.clone().reshape([t * d]),
+                s.normed2.clone().reshape([t * d]),
+                s.mlp.clone().reshape([t * d]),
+                norms,
+            ]);
         }
-        let tokens = model.norm.forward(tokens);
-        let cls_final = tokens.clone().slice([0..1, 0..1, 0..d]).reshape([d]);
-        let logits = model.forward_head(tokens).reshape([c.num_classes]);
+        before = s.output.clone();
+    });
+    let cls_final = tokens.clone().slice([0..1, 0..1, 0..d]).reshape([d]);
+    let logits = model.forward_head(tokens).reshape([c.outputs()]);
 
-        let mut parts = vec![
-            patch_vectors,
-            patch_embeddings,
-            cls.reshape([d]),
-            similarity.reshape([n * n]),
-        ];
-        parts.extend(focus_parts.expect("focus layer exists"));
-        parts.push(Tensor::cat(mean_distance, 0));
-        parts.push(cls_final);
-        parts.push(logits);
-        let sizes: Vec<usize> = parts.iter().map(|p| p.dims()[0]).collect();
-        let flat = Tensor::cat(parts, 0)
-            .into_data_async()
-            .await
-            .expect("read-back of the walk-through")
-            .try_into_vec::<f32>()
-            .expect("f32 values");
-        let mut rest = flat.as_slice();
-        let mut next = |k: usize| {
-            let (a, b) = rest.split_at(sizes[k]);
-            rest = b;
-            a.to_vec()
-        };
-        Walkthrough {
-            patch_vectors: next(0),
-            patch_embeddings: next(1),
-            cls_token: next(2),
-            position_similarity: next(3),
-            queries: next(4),
-            keys: next(5),
-            values: next(6),
-            attention: next(7),
-            normed: next(8),
-            normed2: next(9),
-            mlp_out: next(10),
-            token_norms: next(11),
-            mean_distance: next(12),
-            cls_final: next(13),
-            logits: next(14),
-        }
-    }
-
-    /// Native convenience: [`Classifier::walkthrough`] run to completion.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn walkthrough_blocking(&self, input: &[f32], focus: &Focus) -> Walkthrough {
-        pollster::block_on(self.walkthrough(input, focus))
+    let mut parts = vec![
+        patch_vectors,
+        patch_embeddings,
+        model.cls_token.val().reshape([d]),
+        similarity.reshape([n * n]),
+    ];
+    parts.extend(focus_parts.expect("focus layer exists"));
+    parts.push(Tensor::cat(mean_distances, 0));
+    parts.push(cls_final);
+    parts.push(logits);
+    let sizes: Vec<usize> = parts.iter().map(|p| p.dims()[0]).collect();
+    let flat = Tensor::cat(parts, 0)
+        .into_data_async()
+        .await
+        .expect("read-back of the walk-through")
+        .try_into_vec::<f32>()
+        .expect("f32 values");
+    let mut rest = flat.as_slice();
+    let mut next = |k: usize| {
+        let (a, b) = rest.split_at(sizes[k]);
+        rest = b;
+        a.to_vec()
+    };
+    Walkthrough {
+        patch_vectors: next(0),
+        patch_embeddings: next(1),
+        cls_token: next(2),
+        position_similarity: next(3),
+        queries: next(4),
+        keys: next(5),
+        values: next(6),
+        attention: next(7),
+        normed: next(8),
+        normed2: next(9),
+        mlp_out: next(10),
+        token_norms: next(11),
+        mean_distance: next(12),
+        cls_final: next(13),
+        logits: next(14),
     }
 }
 
-#[cfg(all(test, feature = "cpu"))]
+#[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::VitConfig;
+    use crate::engine::Classifier;
     use crate::preprocess::PreprocessConfig;
-    use burn::tensor::Device;
-
-    #[test]
-    fn distances_are_euclidean_in_pixels() {
-        let d = patch_distances([2, 3], 16);
-        assert_eq!(d[0], 0.0);
-        assert_eq!(d[1], 16.0); // (0,0) → (0,1)
-        assert!((d[5] - (16.0f32 * 16.0 * 5.0).sqrt()).abs() < 1e-4); // (0,0) → (1,2)
-    }
 
     /// The steps agree with the ordinary forward pass and with each other.
+    #[cfg(feature = "cpu")]
     #[test]
     fn steps_agree_with_the_forward_pass() {
         let config = VitConfig::new([32, 32], 8, 24, 2, 3, 48).with_num_classes(5);

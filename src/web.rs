@@ -3,17 +3,19 @@
 //! class scores and attention maps (small typed arrays) come out. Bad input
 //! is rejected here with a message that says what was wrong.
 
+use burn::module::Module;
 use burn::tensor::Device;
 use js_sys::{Float32Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
 use crate::checkpoint::{Checkpoint, MemoryLimits};
+use crate::engine::{Classifier, Prediction, Viewer};
+use crate::walkthrough::Focus;
 
 /// The most f32 weight bytes loaded into wasm memory (4 GB at most, which
 /// also holds the checkpoint file and the activations): 2 GB, a ViT-Large
 /// and a half.
 const WASM_WEIGHT_BUDGET: u64 = 2 << 30;
-use crate::engine::Classifier;
 
 /// The WebGPU device, created once per page (worker) and reused by every model.
 static WEBGPU: std::sync::Mutex<Option<Device>> = std::sync::Mutex::new(None);
@@ -35,10 +37,14 @@ fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
         .expect("setting a property of a plain object");
 }
 
-/// A loaded model (opaque to JavaScript).
+fn js_error(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// A loaded model and the last image it classified (opaque to JavaScript).
 #[wasm_bindgen]
 pub struct Vitrine {
-    classifier: Classifier,
+    viewer: Viewer,
     backend: String,
 }
 
@@ -82,9 +88,8 @@ impl Vitrine {
                 )));
             }
         };
-        let classifier = Classifier::new(&checkpoint, device);
         Ok(Vitrine {
-            classifier,
+            viewer: Viewer::new(Classifier::new(&checkpoint, device)),
             backend,
         })
     }
@@ -99,7 +104,7 @@ impl Vitrine {
     /// (the GPU side of the bench page's memory check); `null` on backends
     /// without pools.
     pub fn memory(&self) -> JsValue {
-        match self.classifier.device().memory_pool_usage() {
+        match self.viewer.classifier.device().memory_pool_usage() {
             None => JsValue::NULL,
             Some(u) => {
                 let out = Object::new();
@@ -110,26 +115,46 @@ impl Vitrine {
         }
     }
 
-    /// The model's description as JSON: config, preprocessing, labels, loader notes.
+    /// The model's description as JSON: config, preprocessing, labels,
+    /// loader notes, patch grid, parameter count.
     pub fn info(&self) -> String {
-        let c = &self.classifier;
+        let c = &self.viewer.classifier;
         serde_json::json!({
             "config": serde_json::to_value(&c.config).expect("serialisable"),
             "preprocess": c.preprocess,
             "labels": c.labels,
             "notes": c.notes,
             "grid": c.config.grid(),
+            "parameters": c.model().num_params(),
         })
         .to_string()
     }
 
-    /// Classifies `width × height` RGBA pixels. Returns `{logits, probabilities,
-    /// cls, rollout, layers, heads, grid, layerAttention?, viewBox, input, timings}` where
-    /// `cls` is the [L, H, N] CLS attention, `layerAttention` the [H, N+1, N+1]
-    /// attention of `keep_layer` when given, and `viewBox` the rectangle
-    /// [x0, y0, x1, y1] of the image the model saw (after its resize, crop and
-    /// photo steps), in image pixels, and `input` the normalised [C, H, W]
-    /// tensor the model received.
+    /// One classification of a blank image, kept nowhere: the GPU's
+    /// shaders compile now, while the page still shows loading progress,
+    /// not on the user's first image.
+    #[wasm_bindgen(js_name = warmUp)]
+    pub async fn warm_up(&self) -> Result<(), JsError> {
+        self.viewer
+            .classifier
+            .classify(&[0; 4 * 8 * 8], 8, 8, None)
+            .await
+            .map(drop)
+            .map_err(js_error)
+    }
+
+    /// Classifies `width × height` RGBA pixels and keeps the prepared image
+    /// for [`Vitrine::attention`] and [`Vitrine::walkthrough`]. Returns
+    /// `{logits, hasHead, probabilities, cls, clsMean, rollout, layers, heads, grid,
+    /// layerAttention?, layerMean?, viewBox, input, timings}` where `cls` is
+    /// the [L, H, N] CLS attention, `clsMean` its mean over heads [L, N],
+    /// `layerAttention` the [H, N+1, N+1] attention of `keep_layer` when
+    /// given and `layerMean` its mean over heads, `hasHead` false for a
+    /// backbone (then `logits` are the class token's features and
+    /// `probabilities` empty), `viewBox` the rectangle
+    /// [x0, y0, x1, y1] of the image the model saw (after its resize, crop
+    /// and photo steps), in image pixels, and `input` the normalised
+    /// [C, H, W] tensor the model received.
     pub async fn classify(
         &self,
         rgba: Vec<u8>,
@@ -137,95 +162,54 @@ impl Vitrine {
         height: u32,
         keep_layer: Option<u32>,
     ) -> Result<JsValue, JsError> {
-        let depth = self.classifier.config.depth;
-        if let Some(l) = keep_layer
-            && l as usize >= depth
-        {
-            return Err(JsError::new(&format!(
-                "layer {l} does not exist: the model has layers 0..{}",
-                depth - 1
-            )));
-        }
         let p = self
-            .classifier
+            .viewer
             .classify(&rgba, width, height, keep_layer.map(|l| l as usize))
             .await
-            .map_err(|e| JsError::new(&e.to_string()))?;
+            .map_err(js_error)?;
+        Ok(prediction_object(&p).into())
+    }
+
+    /// The full attention of `layer` for the kept image:
+    /// `{layerAttention, layerMean}` ([H, N+1, N+1] and [N+1, N+1]). Takes
+    /// no pixels and repeats no preprocessing.
+    pub async fn attention(&self, layer: u32) -> Result<JsValue, JsError> {
+        let (all, mean) = self
+            .viewer
+            .layer_attention(layer as usize)
+            .await
+            .map_err(js_error)?;
         let out = Object::new();
-        set(&out, "logits", Float32Array::from(p.logits.as_slice()));
-        set(
-            &out,
-            "probabilities",
-            Float32Array::from(p.probabilities.as_slice()),
-        );
-        set(&out, "cls", Float32Array::from(p.attention.cls.as_slice()));
-        set(&out, "rollout", Float32Array::from(p.rollout.as_slice()));
-        set(&out, "layers", p.attention.layers as u32);
-        set(&out, "heads", p.attention.heads as u32);
-        let grid = js_sys::Array::of2(
-            &(p.attention.grid[0] as u32).into(),
-            &(p.attention.grid[1] as u32).into(),
-        );
-        set(&out, "grid", grid);
-        if let Some(a) = &p.layer_attention {
-            set(&out, "layerAttention", Float32Array::from(a.as_slice()));
-        }
-        set(
-            &out,
-            "viewBox",
-            js_sys::Float64Array::from(p.view_box.as_slice()),
-        );
-        set(&out, "input", Float32Array::from(p.input.as_slice()));
-        let t = Object::new();
-        set(&t, "preprocess", p.timings.preprocess);
-        set(&t, "forward", p.timings.forward);
-        set(&t, "readback", p.timings.readback);
-        set(&out, "timings", t);
+        set(&out, "layerAttention", Float32Array::from(all.as_slice()));
+        set(&out, "layerMean", Float32Array::from(mean.as_slice()));
         Ok(out.into())
     }
-}
 
-#[wasm_bindgen]
-impl Vitrine {
-    /// The forward pass of `width × height` RGBA pixels step by step, for
-    /// the teaching view: `{input, patchVectors, patchEmbeddings, clsToken,
-    /// positionSimilarity, queries, keys, values, attention, normed, normed2, mlpOut, tokenNorms,
-    /// meanDistance, clsFinal, logits}` as Float32Arrays (see
+    /// The kept image's forward pass step by step, for the teaching view:
+    /// `{input, patchVectors, patchEmbeddings, clsToken, positionSimilarity,
+    /// queries, keys, values, attention, normed, normed2, mlpOut, tokenNorms,
+    /// meanDistance, clsFinal, logits, probabilities}` as Float32Arrays (see
     /// `walkthrough::Walkthrough`), for the focus `patches`, `layer` and `head`.
     pub async fn walkthrough(
         &self,
-        rgba: Vec<u8>,
-        width: u32,
-        height: u32,
         patches: Vec<u32>,
         layer: u32,
         head: u32,
     ) -> Result<JsValue, JsError> {
-        let c = &self.classifier.config;
-        let n = c.num_patches();
-        if layer as usize >= c.depth || head as usize >= c.num_heads {
-            return Err(JsError::new(&format!(
-                "layer {layer}, head {head} does not exist: the model has {} layers of {} heads",
-                c.depth, c.num_heads
-            )));
-        }
-        if let Some(p) = patches.iter().find(|&&p| p as usize >= n) {
-            return Err(JsError::new(&format!(
-                "patch {p} does not exist: the model has {n}"
-            )));
-        }
-        let input =
-            crate::preprocess::preprocess(&rgba, width, height, &self.classifier.preprocess)
-                .map_err(|e| JsError::new(&e.to_string()))?;
-        let focus = crate::walkthrough::Focus {
+        let focus = Focus {
             patches: patches.iter().map(|&p| p as usize).collect(),
             layer: layer as usize,
             head: head as usize,
         };
-        let w = self.classifier.walkthrough(&input, &focus).await;
+        let (w, image) = self.viewer.walkthrough(&focus).await.map_err(js_error)?;
+        let probabilities = if self.viewer.classifier.config.has_head() {
+            crate::engine::softmax(&w.logits)
+        } else {
+            Vec::new()
+        };
         let out = Object::new();
         let arrays: [(&str, &[f32]); 17] = [
-            ("input", &input),
+            ("input", &image.input),
             ("patchVectors", &w.patch_vectors),
             ("patchEmbeddings", &w.patch_embeddings),
             ("clsToken", &w.cls_token),
@@ -241,13 +225,58 @@ impl Vitrine {
             ("meanDistance", &w.mean_distance),
             ("clsFinal", &w.cls_final),
             ("logits", &w.logits),
-            ("probabilities", &crate::engine::softmax(&w.logits)),
+            ("probabilities", &probabilities),
         ];
         for (key, values) in arrays {
             set(&out, key, Float32Array::from(values));
         }
         Ok(out.into())
     }
+}
+
+/// A prediction as the plain object [`Vitrine::classify`] describes.
+fn prediction_object(p: &Prediction) -> Object {
+    let out = Object::new();
+    set(&out, "logits", Float32Array::from(p.logits.as_slice()));
+    // A backbone has no classifier: its output is the class token's features.
+    set(&out, "hasHead", !p.probabilities.is_empty());
+    set(
+        &out,
+        "probabilities",
+        Float32Array::from(p.probabilities.as_slice()),
+    );
+    set(&out, "cls", Float32Array::from(p.attention.cls.as_slice()));
+    set(
+        &out,
+        "clsMean",
+        Float32Array::from(p.attention.means().as_slice()),
+    );
+    set(&out, "rollout", Float32Array::from(p.rollout.as_slice()));
+    set(&out, "layers", p.attention.layers as u32);
+    set(&out, "heads", p.attention.heads as u32);
+    let grid = js_sys::Array::of2(
+        &(p.attention.grid[0] as u32).into(),
+        &(p.attention.grid[1] as u32).into(),
+    );
+    set(&out, "grid", grid);
+    if let Some(a) = &p.layer_attention {
+        set(&out, "layerAttention", Float32Array::from(a.as_slice()));
+    }
+    if let Some(a) = &p.layer_mean {
+        set(&out, "layerMean", Float32Array::from(a.as_slice()));
+    }
+    set(
+        &out,
+        "viewBox",
+        js_sys::Float64Array::from(p.view_box.as_slice()),
+    );
+    set(&out, "input", Float32Array::from(p.input.as_slice()));
+    let t = Object::new();
+    set(&t, "preprocess", p.timings.preprocess);
+    set(&t, "forward", p.timings.forward);
+    set(&t, "readback", p.timings.readback);
+    set(&out, "timings", t);
+    out
 }
 
 unsafe extern "C" {

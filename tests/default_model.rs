@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use burn::tensor::Device;
-use vitrine::fashion_mnist::{self, LABELS};
+use vitrine::train::data::{self as fashion_mnist, LABELS};
+use vitrine::train::eval;
 use vitrine::{Checkpoint, Classifier};
 
 #[test]
@@ -39,10 +40,9 @@ fn shipped_model_reaches_91_percent_on_a_fixed_subset() {
     // reports both ways).
     let mut classifier = Classifier::new(&Checkpoint::default_model(), Device::flex());
     classifier.preprocess.photo = Default::default();
-    let confusion =
-        fashion_mnist::confusion(&classifier, &test, (0..test.len()).step_by(10)).unwrap();
+    let confusion = eval::confusion(&classifier, &test, (0..test.len()).step_by(10)).unwrap();
     let n: usize = confusion.iter().flatten().sum();
-    let accuracy = fashion_mnist::accuracy(&confusion);
+    let accuracy = eval::accuracy(&confusion);
     println!("top-1 {:.2}% on {n} images", accuracy * 100.0);
     assert_eq!(n, 1000);
     assert!(accuracy >= 0.91, "top-1 {:.2}% < 91%", accuracy * 100.0);

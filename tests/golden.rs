@@ -29,7 +29,17 @@ use vitrine::engine::top_k;
 use vitrine::walkthrough::Focus;
 use vitrine::{Checkpoint, Classifier, backend};
 
-const MODELS: [&str; 4] = ["timm_tiny", "timm_d96", "timm_gray", "hf_vit"];
+const MODELS: [&str; 9] = [
+    "timm_tiny",
+    "timm_d96",
+    "timm_gray",
+    "hf_vit",
+    "timm_dino",
+    "hf_dino",
+    "timm_deit3",
+    "timm_clip",
+    "timm_dinov2",
+];
 
 fn top5(v: &[f32]) -> Vec<usize> {
     top_k(v, 5).into_iter().map(|(i, _)| i).collect()
@@ -56,7 +66,7 @@ fn tolerances(torch_f32_error: &[f32]) -> [f32; 4] {
 /// Runs every golden image of `model` through `classifier` from the reference input.
 fn check_against_reference(model: &str, classifier: &Classifier) {
     let kernels = if *classifier.device() == Device::flex() {
-        format!("CPU, {}", vitrine::model::kernel_path())
+        format!("CPU, {}", vitrine::ops::kernel_path())
     } else {
         "wgpu".to_string()
     };
@@ -118,17 +128,24 @@ fn cpu_matches_pytorch_on_every_fixture() {
 }
 
 /// The walk-through's least bounds, by the same reasoning as [`LOGIT_FLOOR`]:
-/// patch embeddings and cosine similarities are O(1) values, mean attention
-/// distances are in pixels (up to a few hundred).
+/// patch embeddings are O(1) values, mean attention distances are in pixels
+/// (up to a few hundred).
 const EMBEDDING_FLOOR: f32 = 1e-5;
 const DISTANCE_FLOOR: f32 = 1e-3;
-const SIMILARITY_FLOOR: f32 = 1e-6;
+
+/// A cosine similarity is a dot product of two unit vectors of D values,
+/// whose float32 error is at most γ_D·Σ|uᵢvᵢ| ≤ γ_D = D·u/(1 − D·u), u = 2⁻²⁴
+/// (Higham §3.1; Σ|uᵢvᵢ| ≤ 1 by Cauchy–Schwarz), in any summation order.
+fn similarity_floor(d: usize) -> f32 {
+    let du = d as f64 * 2f64.powi(-24);
+    (du / (1.0 - du)).max(1e-6) as f32
+}
 
 /// The allowed distance from the float64 reference for the walk-through's
 /// (patch embeddings, mean attention distance, position similarity), from
-/// `S.walk_f32_error` with the rule of [`tolerances`].
-fn walk_tolerances(walk_f32_error: &[f32]) -> [f32; 3] {
-    let floors = [EMBEDDING_FLOOR, DISTANCE_FLOOR, SIMILARITY_FLOOR];
+/// `S.walk_f32_error` with the rule of [`tolerances`]; `d` is the width.
+fn walk_tolerances(walk_f32_error: &[f32], d: usize) -> [f32; 3] {
+    let floors = [EMBEDDING_FLOOR, DISTANCE_FLOOR, similarity_floor(d)];
     assert_eq!(walk_f32_error.len(), 3, "walk_f32_error has 3 entries");
     std::array::from_fn(|i| floors[i].max(2.0 * walk_f32_error[i]))
 }
@@ -145,8 +162,10 @@ fn check_walkthrough(model: &str, classifier: &Classifier) {
     };
     let n = classifier.config.num_patches();
     for stem in stems(&g) {
-        let [embed_tol, dist_tol, sim_tol] =
-            walk_tolerances(&g[&format!("{stem}.walk_f32_error")].1);
+        let [embed_tol, dist_tol, sim_tol] = walk_tolerances(
+            &g[&format!("{stem}.walk_f32_error")].1,
+            classifier.config.embed_dim,
+        );
         let w = classifier.walkthrough_blocking(&g[&format!("{stem}.input")].1, &focus);
         let d_embed = max_abs_diff(&w.patch_embeddings, &g[&format!("{stem}.patch_embed")].1);
         let d_dist = max_abs_diff(&w.mean_distance, &g[&format!("{stem}.mean_distance")].1);
@@ -205,19 +224,14 @@ fn preprocessing_matches_timm_and_transformers_on_real_photos() {
                 .classify_blocking(img.as_raw(), img.width(), img.height(), None)
                 .unwrap();
             let want = top5(&g[&format!("{stem}.logits")].1)[0];
-            println!(
-                "{model}/{stem}: input mean |Δ| {mad:.4}, top-1 {} (reference {want})",
-                pred.top(1)[0].0
-            );
+            // The largest output: the top class, or a backbone's largest feature.
+            let top1 = top5(&pred.logits)[0];
+            println!("{model}/{stem}: input mean |Δ| {mad:.4}, top-1 {top1} (reference {want})");
             assert!(
                 mad <= 0.01,
                 "{model}/{stem}: preprocessing differs by {mad} on average"
             );
-            assert_eq!(
-                pred.top(1)[0].0,
-                want,
-                "{model}/{stem}: top-1 after our preprocessing"
-            );
+            assert_eq!(top1, want, "{model}/{stem}: top-1 after our preprocessing");
         }
     }
 }
@@ -249,6 +263,50 @@ fn without_config_the_shapes_are_inferred() {
     );
 }
 
+/// The families' options are read from timm's names and `model_args`.
+#[test]
+fn timm_families_read_their_options() {
+    let load = |m: &str| Checkpoint::from_path(&fixtures().join("models").join(m)).unwrap();
+    let c = load("timm_deit3").config;
+    assert_eq!(
+        (c.init_values, c.no_embed_class, c.qk_norm),
+        (Some(1e-6), true, true)
+    );
+    let c = load("timm_clip").config;
+    assert!(c.pre_norm && c.quick_gelu && c.norm_eps == 1e-5, "{c:?}");
+    let c = load("timm_dinov2").config;
+    assert_eq!(
+        (c.patch_size, c.img_size, c.num_classes),
+        (14, [224, 224], 0)
+    );
+    assert_eq!(c.init_values, Some(1e-5));
+    // Without a config, layer scale, QK norm and the patch-only positions
+    // are read off the tensors; QuickGELU and the norm's epsilon cannot be.
+    let weights = std::fs::read(fixtures().join("models/timm_deit3/model.safetensors")).unwrap();
+    let c = Checkpoint::from_bytes(&weights, None, None).unwrap().config;
+    assert!(
+        c.init_values.is_some() && c.qk_norm && c.no_embed_class,
+        "{c:?}"
+    );
+    // What is not supported yet is named by family and feature.
+    let dir = fixtures().join("models/timm_tiny");
+    let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
+    for (edit, want) in [
+        (
+            serde_json::json!({"architecture": "vit_small_patch14_reg4_dinov2.lvd142m"}),
+            "timm `vit_small_patch14_reg4_dinov2`: register tokens (`reg_tokens`) is not supported",
+        ),
+        (
+            serde_json::json!({"architecture": "vit_tiny_patch16_224", "model_args": {"reg_tokens": 4}}),
+            "timm `vit_tiny_patch16_224`: register tokens (model_args.reg_tokens = 4) is not supported",
+        ),
+    ] {
+        let e =
+            Checkpoint::from_bytes(&weights, Some(edit.to_string().as_bytes()), None).unwrap_err();
+        assert!(e.to_string().contains(want), "{e}");
+    }
+}
+
 #[test]
 fn hf_labels_come_from_id2label() {
     let ck = Checkpoint::from_path(&fixtures().join("models/hf_vit")).unwrap();
@@ -262,6 +320,38 @@ fn hf_labels_come_from_id2label() {
     assert_eq!(ck.labels[1], "trouser");
 }
 
+/// DINO-style backbones (timm `num_classes: 0`; transformers `ViTModel`
+/// with its pooler, no `vit.` prefix) load without a head and say so; their
+/// output is the class token's features (checked against the reference in
+/// the tests above).
+#[test]
+fn backbones_load_without_a_classifier() {
+    for (model, pooler) in [("timm_dino", false), ("hf_dino", true)] {
+        let ck = Checkpoint::from_path(&fixtures().join("models").join(model)).unwrap();
+        assert_eq!(ck.config.num_classes, 0, "{model}");
+        assert!(ck.labels.is_empty(), "{model}: {:?}", ck.labels);
+        let notes = ck.notes.join("\n");
+        assert!(notes.contains("no classifier"), "{model}: {notes}");
+        assert_eq!(notes.contains("pooler"), pooler, "{model}: {notes}");
+        let classifier = Classifier::new(&ck, Device::flex());
+        let img = photo("chelsea");
+        let p = classifier
+            .classify_blocking(img.as_raw(), img.width(), img.height(), None)
+            .unwrap();
+        assert_eq!(p.logits.len(), 384, "{model}: the class token's features");
+        assert!(p.probabilities.is_empty() && p.top(5).is_empty(), "{model}");
+    }
+    // A file with a head that its config calls a backbone is refused.
+    let dir = fixtures().join("models/timm_tiny");
+    let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    config["num_classes"] = 0.into();
+    let e =
+        Checkpoint::from_bytes(&weights, Some(config.to_string().as_bytes()), None).unwrap_err();
+    assert!(e.to_string().contains("unexpected tensor `head."), "{e}");
+}
+
 /// The wgpu backend (natively on Vulkan, e.g. Mesa's lavapipe) gives the same numbers.
 #[test]
 fn wgpu_matches_pytorch() {
@@ -271,7 +361,7 @@ fn wgpu_matches_pytorch() {
     }
     let device = backend::device(backend::BackendKind::Wgpu)
         .expect("a wgpu adapter (install mesa-vulkan-drivers, or set VITRINE_SKIP_WGPU=1)");
-    for model in ["timm_tiny", "hf_vit"] {
+    for model in ["timm_tiny", "hf_vit", "hf_dino", "timm_deit3", "timm_clip"] {
         let ck = Checkpoint::from_path(&fixtures().join("models").join(model)).unwrap();
         let classifier = Classifier::new(&ck, device.clone());
         check_against_reference(model, &classifier);

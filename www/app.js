@@ -1,7 +1,9 @@
 // The page: input, results and attention maps. The model itself runs in worker.js.
-import { drawMap, drawPatchCursor, headMap, inputPicture, patchRow, thresholdMask } from './overlay.js';
 import { setupLearn } from './learn.js';
 import { fetchModelFiles, parseManifest } from './manifest.js';
+import { connect } from './rpc.js';
+import { decode, fitCanvas } from './input.js';
+import { clearResults, describeModel, layerNow, renderView } from './view.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -9,7 +11,7 @@ const params = new URLSearchParams(location.search);
 /** Largest side handed to the model; bigger images are scaled down here, before wasm. */
 const MAX_SIDE = 1024;
 
-let worker = null;
+let worker = null; // the connection to worker.js (rpc.js)
 let backend = null; // 'webgpu' or 'cpu', as the worker chose
 let info = null; // the loaded model's description
 let source = null; // { name, files }: what to reload if the worker has to restart
@@ -19,57 +21,30 @@ let loads = 0; // number of the newest model load asked for
 let applied = 0; // number of the load whose model is in use: a load that finishes later but was asked for earlier is dropped
 let inflight = false; // a classification is running in the worker
 let queued = null; // the newest classification waiting for it; older waiting ones are dropped
-let current = null; // { result, bitmap, viewBox, rows: { [layer]: Float32Array }, truth }
+let current = null; // { result, bitmap, viewBox, rows: { [layer]: { layerAttention, layerMean } }, truth }
 let patch = -1; // the patch pointed at, or -1 for the class token
-const pending = new Map();
 
 // ---- the worker ---------------------------------------------------------------
 
-function startWorker(requested) {
-  worker?.terminate();
-  for (const p of pending.values()) p.reject(new Error('the model worker restarted'));
-  pending.clear();
-  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-  const ready = new Promise((resolve) => {
-    worker.onmessage = ({ data }) => {
-      if (data.type === 'ready') {
-        backend = data.backend;
-        const cpu = data.simd === 'relaxed' ? 'CPU (WebAssembly, relaxed SIMD)' : 'CPU (WebAssembly, SIMD128)';
-        $('backend').textContent = `Backend: ${backend === 'webgpu' ? 'WebGPU' : cpu}, because ${data.reason}.`;
-        document.body.dataset.backend = backend;
-        document.body.dataset.simd = data.simd;
-        resolve();
-        return;
-      }
-      if (data.during === 'init') {
-        showMessage(`vitrine could not start: ${data.message}`);
-        return;
-      }
-      const p = pending.get(data.id);
-      if (!p) return;
-      pending.delete(data.id);
-      if (data.type === 'error') p.reject(Object.assign(new Error(data.message), { fatal: data.fatal }));
-      else p.resolve(data);
-    };
-  });
-  // A crash inside the worker (not an error the model reported) fails every pending request.
-  worker.onerror = (e) => {
-    e.preventDefault();
-    for (const p of pending.values()) p.reject(Object.assign(new Error(e.message || 'the model worker crashed'), { fatal: true }));
-    pending.clear();
-  };
-  worker.postMessage({ type: 'init', backend: requested, simd: params.get('simd') });
-  return ready;
+/** A fresh worker on `requested` (or its own choice); what the old one had pending fails. */
+async function startWorker(requested) {
+  worker?.close();
+  worker = connect(requested, params.get('simd'));
+  let data;
+  try {
+    data = await worker.ready;
+  } catch (e) {
+    showMessage(`vitrine could not start: ${e.message}`);
+    throw e;
+  }
+  backend = data.backend;
+  const cpu = data.simd === 'relaxed' ? 'CPU (WebAssembly, relaxed SIMD)' : 'CPU (WebAssembly, SIMD128)';
+  $('backend').textContent = `Backend: ${backend === 'webgpu' ? 'WebGPU' : cpu}, because ${data.reason}.`;
+  document.body.dataset.backend = backend;
+  document.body.dataset.simd = data.simd;
 }
 
-function request(message) {
-  const id = ++request.n;
-  return new Promise((resolve, reject) => {
-    pending.set(id, { resolve, reject });
-    worker.postMessage({ ...message, id });
-  });
-}
-request.n = 0;
+const request = (message) => worker.request(message);
 
 /**
  * Runs a worker request; when the backend itself failed (a lost GPU, a shader
@@ -103,26 +78,15 @@ function showNote(text) {
   $('note').textContent = text;
 }
 
-function describeModel(name, c) {
-  const [h, w] = c.img_size;
-  const n = (h / c.patch_size) * (w / c.patch_size);
-  const d = c.embed_dim, m = c.mlp_hidden;
-  const block = 4 * d + 3 * d * d + (c.qkv_bias ? 3 * d : 0) + d * d + d + d * m + m + m * d + d;
-  const params = c.patch_size ** 2 * c.in_chans * d + d + d + (n + 1) * d + c.depth * block + 2 * d + d * c.num_classes + c.num_classes;
-  const count = params >= 1e6 ? `${(params / 1e6).toFixed(1)} M` : `${Math.round(params / 1e3)} k`;
-  return `Model “${name}”: ${h}×${w}×${c.in_chans} input → ${n} patches of ${c.patch_size}×${c.patch_size}, `
-    + `D = ${d}, ${c.depth} layers × ${c.num_heads} heads, ${c.num_classes} classes, ${count} parameters.`;
-}
-
 function setModel(loaded, name) {
-  info = loaded;
+  info = { ...loaded, name };
   const c = info.config;
   $('layer').max = c.depth - 1;
   $('layer').value = c.depth - 1;
   $('layer-out').textContent = c.depth - 1;
   $('head').replaceChildren(new Option('mean of heads', 'mean'), new Option('rollout (all layers)', 'rollout'),
     ...Array.from({ length: c.num_heads }, (_, h) => new Option(`head ${h}`, h)));
-  $('model-info').textContent = describeModel(name, c); // names are text, never HTML
+  $('model-info').textContent = describeModel(name, info); // names are text, never HTML
   document.body.dataset.model = name;
   document.body.dataset.ready = 'true';
   current = null;
@@ -132,12 +96,6 @@ function setModel(loaded, name) {
   // The image the user gave last (perhaps before any model was ready) is
   // answered by the model now in use.
   if (given) classifyBlob(given.blob, given.truth);
-}
-
-function clearResults() {
-  for (const id of ['top', 'heads']) $(id).replaceChildren();
-  for (const id of ['timings', 'truth', 'caption']) $(id).textContent = '';
-  for (const id of ['image', 'overlay', 'cursor']) $(id).getContext('2d').clearRect(0, 0, 448, 448);
 }
 
 // ---- models ---------------------------------------------------------------------
@@ -211,48 +169,6 @@ async function loadSiteModel(seq) {
 
 // ---- images -----------------------------------------------------------------------
 
-/** The image format a file's first bytes announce, whatever its name says. */
-function sniff(head) {
-  const starts = (...bytes) => bytes.every((b, i) => head[i] === b);
-  const ascii = (from, text) => [...text].every((ch, i) => head[from + i] === ch.charCodeAt(0));
-  if (starts(0x89, 0x50, 0x4e, 0x47)) return 'PNG';
-  if (starts(0xff, 0xd8, 0xff)) return 'JPEG';
-  if (ascii(0, 'GIF8')) return 'GIF';
-  if (ascii(0, 'RIFF') && ascii(8, 'WEBP')) return 'WebP';
-  if (ascii(0, 'BM')) return 'BMP';
-  if (starts(0x49, 0x49, 0x2a, 0) || starts(0x4d, 0x4d, 0, 0x2a)) return 'TIFF';
-  if (ascii(4, 'ftyp')) return 'ISO media (AVIF or HEIC)';
-  return null;
-}
-
-/** Why a PNG or JPEG stops before its image does (a truncated download, a cut file), or null. */
-async function truncation(blob, format) {
-  if (format !== 'PNG' && format !== 'JPEG') return null;
-  const tail = new Uint8Array(await blob.slice(Math.max(0, blob.size - 4096)).arrayBuffer());
-  if (format === 'JPEG') {
-    for (let i = tail.length - 2; i >= 0; i--) if (tail[i] === 0xff && tail[i + 1] === 0xd9) return null;
-    return 'its JPEG data stops before the end-of-image marker';
-  }
-  const iend = [0x49, 0x45, 0x4e, 0x44];
-  for (let i = tail.length - 4; i >= 0; i--) if (iend.every((b, k) => tail[i + k] === b)) return null;
-  return 'its PNG data stops before the closing IEND chunk';
-}
-
-/** Decodes a file or blob upright (EXIF orientation applied), or says why it cannot be. */
-async function decode(blob, name) {
-  const format = sniff(new Uint8Array(await blob.slice(0, 16).arrayBuffer()));
-  if (format === 'TIFF') throw new Error(`${name} is a TIFF image, which browsers cannot decode. Save it as PNG or JPEG and try again.`);
-  const cut = await truncation(blob, format);
-  if (cut) throw new Error(`${name} is truncated or corrupt: ${cut}.`);
-  try {
-    return await createImageBitmap(blob, { imageOrientation: 'from-image' });
-  } catch {
-    throw new Error(format
-      ? `${name} looks like a ${format} image, but this browser could not decode it: the file is corrupt, or too large for this browser.`
-      : `${name} is not an image this browser can decode (PNG, JPEG, GIF, WebP, BMP and AVIF work).`);
-  }
-}
-
 /**
  * Decodes and classifies a file or blob; only the newest one's result is
  * shown. An image given before any model is ready waits for it (and is
@@ -278,12 +194,7 @@ async function classifyBlob(blob, truth = null, note = '') {
     return;
   }
   if (id !== latest) { bitmap.close(); return; } // a newer image arrived while this one was decoded
-  const scale = Math.min(1, MAX_SIDE / Math.max(bitmap.width, bitmap.height));
-  const w = Math.max(1, Math.round(bitmap.width * scale));
-  const h = Math.max(1, Math.round(bitmap.height * scale));
-  const canvas = new OffscreenCanvas(w, h);
-  const ctx = canvas.getContext('2d');
-  ctx.drawImage(bitmap, 0, 0, w, h);
+  const { canvas, w, h, scale } = fitCanvas(bitmap, MAX_SIDE);
   const size = [bitmap.width, bitmap.height];
   bitmap.close();
   submit({ id, name, truth, note, canvas, size, scale, w, h, model: applied });
@@ -347,105 +258,10 @@ function handleFiles(list) {
   }
 }
 
-// ---- drawing ------------------------------------------------------------------------
-
-const layerNow = () => Number($('layer').value);
-const headNow = () => ($('head').value === 'mean' || $('head').value === 'rollout' ? $('head').value : Number($('head').value));
-const style = () => ({
-  colormap: $('colormap').value,
-  smooth: document.querySelector('input[name="upsample"]:checked').value === 'smooth',
-});
-
-/** The map now chosen: a CLS row, the rollout, or the pointed patch's row. */
-function chosenMap() {
-  const { result, rows } = current;
-  const [gr, gc] = result.grid;
-  const n = gr * gc;
-  const layer = layerNow();
-  const head = headNow();
-  if (patch >= 0 && rows[layer]) {
-    const h = head === 'rollout' ? 'mean' : head;
-    return { map: patchRow(rows[layer], result.heads, n, patch, h), what: patchCaption(layer, h) };
-  }
-  if (head === 'rollout') return { map: result.rollout, what: 'Attention rollout over all layers: what the class token draws on, through every layer.' };
-  return {
-    map: headMap(result.cls, result.heads, n, layer, head),
-    what: `Layer ${layer}, ${head === 'mean' ? 'mean of the heads' : `head ${head}`}: where the class token looks.`,
-  };
-}
-
-function patchCaption(layer, head) {
-  const cols = current.result.grid[1];
-  return `Layer ${layer}, ${head === 'mean' ? 'mean of the heads' : `head ${head}`}: where the patch at row ${Math.floor(patch / cols)}, column ${patch % cols} looks.`;
-}
+// ---- drawing (view.js) ------------------------------------------------------------
 
 function render() {
-  if (!current || !info) return;
-  const { result, bitmap, viewBox } = current;
-  const [x0, y0, x1, y1] = viewBox;
-  const img = $('image');
-  const ctx = img.getContext('2d');
-  ctx.fillStyle = 'black';
-  ctx.fillRect(0, 0, img.width, img.height);
-  if (document.querySelector('input[name="picture"]:checked').value === 'input') {
-    // The tensor the model received, its normalisation undone: pixel for pixel.
-    ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(inputPicture(result.input, info.preprocess), 0, 0, img.width, img.height);
-    ctx.imageSmoothingEnabled = true;
-  } else {
-    // Show exactly what the model saw: its crop of the image, scaled to the canvas.
-    ctx.drawImage(bitmap, x0, y0, x1 - x0, y1 - y0, 0, 0, img.width, img.height);
-  }
-
-  const { map, what } = chosenMap();
-  const mask = $('threshold').checked ? thresholdMask(map, Number($('mass').value)) : null;
-  drawMap($('overlay'), map, result.grid, { ...style(), mask });
-  $('overlay').style.opacity = $('opacity').value;
-  drawPatchCursor($('cursor'), patch, result.grid);
-  $('caption').textContent = what + (mask ? ` Only the patches holding ${Math.round($('mass').value * 100)}% of it are left uncovered.` : '');
-  renderHeads();
-
-  const order = Array.from(result.probabilities.keys()).sort((a, b) => result.probabilities[b] - result.probabilities[a]);
-  $('top').replaceChildren(...order.slice(0, 5).map((i) => {
-    const li = document.createElement('li');
-    const p = result.probabilities[i];
-    const label = document.createElement('span');
-    label.textContent = `${info.labels[i]} — ${(p * 100).toFixed(1)}%`; // labels are text, never HTML
-    const bar = document.createElement('span');
-    bar.className = 'bar';
-    bar.style.width = `${(p * 100).toFixed(1)}%`;
-    li.append(label, bar);
-    li.dataset.index = i;
-    return li;
-  }));
-  $('truth').textContent = current.truth ? `True label: ${current.truth}` : '';
-  const t = result.timings;
-  $('timings').textContent = `${backend === 'webgpu' ? 'WebGPU' : 'CPU'}: preprocess ${t.preprocess.toFixed(1)} ms · `
-    + `forward ${t.forward.toFixed(1)} ms · read-back ${t.readback.toFixed(1)} ms`;
-}
-
-/** Small maps of every head of the chosen layer, plus the mean and the rollout; each selects itself. */
-function renderHeads() {
-  const { result } = current;
-  const [gr, gc] = result.grid;
-  const layer = layerNow();
-  const choices = [['mean', 'mean'], ['rollout', 'rollout'], ...Array.from({ length: result.heads }, (_, h) => [String(h), `head ${h}`])];
-  $('heads').replaceChildren(...choices.map(([value, text]) => {
-    const button = document.createElement('button');
-    button.type = 'button';
-    button.className = 'head';
-    button.setAttribute('aria-pressed', String($('head').value === value));
-    const canvas = document.createElement('canvas');
-    canvas.width = canvas.height = 72;
-    const map = value === 'rollout' ? result.rollout
-      : headMap(result.cls, result.heads, gr * gc, layer, value === 'mean' ? 'mean' : Number(value));
-    drawMap(canvas, map, result.grid, style());
-    const caption = document.createElement('span');
-    caption.textContent = text;
-    button.append(canvas, caption);
-    button.addEventListener('click', () => { $('head').value = value; render(); });
-    return button;
-  }));
+  renderView({ current, info, patch, backend, rerender: render });
 }
 
 // ---- pointing at patches --------------------------------------------------------------
@@ -458,8 +274,8 @@ async function showPatch(p) {
   const mine = current;
   if (p >= 0 && !mine.rows[layer]) {
     try {
-      const { layerAttention } = await run({ type: 'attention', layer });
-      mine.rows[layer] = layerAttention;
+      const { layerAttention, layerMean } = await run({ type: 'attention', layer });
+      mine.rows[layer] = { layerAttention, layerMean };
     } catch (e) {
       showMessage(`Could not read layer ${layer}'s attention: ${e.message}`);
       return;
@@ -616,6 +432,6 @@ loadGallery();
 // The site's model is load number 1, taken now: a checkpoint the user drops
 // while the worker is still starting comes later, and wins.
 const siteLoad = ++loads;
-startWorker(params.get('backend')).then(() => loadSiteModel(siteLoad));
+startWorker(params.get('backend')).then(() => loadSiteModel(siteLoad), () => {}); // a failed start is shown
 // A file picked before this script ran is not lost.
 if ($('file').files.length) handleFiles($('file').files);

@@ -1,6 +1,7 @@
 // The bench page: N classifications of one image through the same worker
 // the app uses, reported as median / p90 / min per stage.
 import { fetchModelFiles, parseManifest } from './manifest.js';
+import { connect } from './rpc.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -9,23 +10,8 @@ const warmup = Number(params.get('warmup') ?? 3);
 const memoryRuns = Number(params.get('memory') ?? 0);
 const imageUrl = params.get('image') ?? 'samples/chelsea.jpg';
 
-const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-const pending = new Map();
-let nextId = 0;
-let readyInfo;
-const ready = new Promise((resolve) => { readyInfo = resolve; });
-worker.onmessage = ({ data }) => {
-  if (data.type === 'ready') return readyInfo(data);
-  const p = pending.get(data.id);
-  pending.delete(data.id);
-  if (data.type === 'error') p?.reject(new Error(data.message));
-  else p?.resolve(data);
-};
-const request = (message) => new Promise((resolve, reject) => {
-  const id = ++nextId;
-  pending.set(id, { resolve, reject });
-  worker.postMessage({ ...message, id });
-});
+const worker = connect(params.get('backend'), params.get('simd'));
+const { request } = worker;
 
 function stats(values) {
   const s = [...values].sort((a, b) => a - b);
@@ -34,8 +20,7 @@ function stats(values) {
 }
 
 async function main() {
-  worker.postMessage({ type: 'init', backend: params.get('backend'), simd: params.get('simd') });
-  const { backend, reason, simd } = await ready;
+  const { backend, reason, simd } = await worker.ready;
   $('status').textContent = `Backend ${backend} (${reason}; wasm ${simd}). Loading the model…`;
   const listing = await fetch('models/manifest.json');
   const manifest = parseManifest(await listing.text());

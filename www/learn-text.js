@@ -63,6 +63,7 @@ export const TEXT = {
       mlpOut: 'MLP output (added by the residual)',
       clsRow: 'class token → patches',
       top: 'top classes',
+      noHead: 'no classifier: this backbone’s output is the class token above, its features',
     },
   },
   ko: {
@@ -124,6 +125,7 @@ export const TEXT = {
       mlpOut: 'MLP 출력 (잔차로 더해지는 값)',
       clsRow: '클래스 토큰 → 패치',
       top: '상위 클래스',
+      noHead: '분류기 없음: 이 백본의 출력은 위의 클래스 토큰, 곧 특징 벡터입니다',
     },
   },
 };

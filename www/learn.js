@@ -233,7 +233,9 @@ export function setupLearn({ run, state }) {
     const order = Array.from(walk.probabilities.keys()).sort((a, b) => walk.probabilities[b] - walk.probabilities[a]).slice(0, 5);
     steps.push([
       figure(`${L.cls} (LayerNorm): ${s.d}`, heatmap(walk.clsFinal, 1, s.d, { scale: Math.max(1, 480 / s.d), label: L.cls })),
-      figure(L.top, el('ol', {}, ...order.map((i) => el('li', { textContent: `${info.labels[i]}: logit ${walk.logits[i].toFixed(2)} → ${(walk.probabilities[i] * 100).toFixed(1)}%` })))),
+      order.length
+        ? figure(L.top, el('ol', {}, ...order.map((i) => el('li', { textContent: `${info.labels[i]}: logit ${walk.logits[i].toFixed(2)} → ${(walk.probabilities[i] * 100).toFixed(1)}%` }))))
+        : el('p', { textContent: L.noHead }),
     ]);
 
     $('learn-steps').replaceChildren(...t.steps.map((step, i) => el('section', { className: 'step', id: `step-${i + 1}` },

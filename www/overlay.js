@@ -1,22 +1,10 @@
 // Attention maps as pictures: colormaps, head selection, DINO-style
 // thresholding, and drawing a patch grid over the image.
 
-// matplotlib's colormaps at 17 evenly spaced points (viridis is the same table as src/explain.rs).
-export const COLORMAPS = {
-  viridis: [[68, 1, 84], [72, 24, 106], [71, 45, 123], [66, 64, 134], [59, 82, 139], [51, 99, 141],
-    [44, 114, 142], [38, 130, 142], [33, 145, 140], [31, 160, 136], [40, 174, 128], [63, 188, 115],
-    [94, 201, 98], [132, 212, 75], [173, 220, 48], [216, 226, 25], [253, 231, 37]],
-  magma: [[0, 0, 4], [10, 8, 34], [29, 17, 71], [54, 16, 107], [81, 18, 124], [106, 28, 129],
-    [131, 38, 129], [156, 46, 127], [183, 55, 121], [208, 65, 111], [231, 82, 99], [245, 107, 92],
-    [252, 137, 97], [254, 167, 114], [254, 196, 136], [253, 226, 163], [252, 253, 191]],
-  inferno: [[0, 0, 4], [11, 7, 36], [33, 12, 74], [61, 9, 101], [87, 16, 110], [113, 25, 110],
-    [138, 34, 106], [163, 44, 97], [188, 55, 84], [210, 70, 68], [228, 90, 49], [241, 115, 29],
-    [249, 142, 9], [252, 172, 17], [249, 203, 53], [242, 234, 105], [252, 255, 164]],
-  cividis: [[0, 34, 78], [0, 46, 106], [26, 56, 111], [50, 67, 109], [67, 78, 108], [83, 90, 109],
-    [97, 101, 111], [111, 112, 115], [125, 124, 120], [140, 136, 120], [155, 148, 118], [171, 160, 114],
-    [188, 174, 108], [205, 187, 99], [222, 201, 88], [240, 216, 70], [254, 232, 56]],
-  gray: Array.from({ length: 17 }, (_, i) => Array(3).fill(Math.min(255, i * 16))),
-};
+// matplotlib's colormaps at 17 evenly spaced points: the same table the CLI's overlay PNG uses (src/explain/colormap.rs).
+import COLORMAPS from './colormaps.json' with { type: 'json' };
+
+export { COLORMAPS };
 
 /** The colour of `t` in [0, 1] on colormap `name`, as [r, g, b]. */
 export function colour(t, name = 'viridis') {
@@ -27,30 +15,26 @@ export function colour(t, name = 'viridis') {
   return table[i].map((a, c) => Math.round(a + (table[i + 1][c] - a) * f));
 }
 
-/** The map of one head (or the mean over heads) of one layer from the [L, H, N] CLS attention. */
-export function headMap(cls, heads, n, layer, head) {
-  if (head !== 'mean') return cls.slice((layer * heads + head) * n, (layer * heads + head + 1) * n);
-  const out = new Float32Array(n);
-  for (let h = 0; h < heads; h++) {
-    const off = (layer * heads + h) * n;
-    for (let j = 0; j < n; j++) out[j] += cls[off + j] / heads;
-  }
-  return out;
+// The maps themselves are computed in Rust (src/explain/); these only pick rows.
+
+/**
+ * The CLS map of one head, or the mean over heads, of one layer: a row of
+ * the [L, H, N] `cls` or of the [L, N] `clsMean` a classification returns.
+ */
+export function headMap({ cls, clsMean, heads }, n, layer, head) {
+  if (head === 'mean') return clsMean.subarray(layer * n, (layer + 1) * n);
+  return cls.subarray((layer * heads + head) * n, (layer * heads + head + 1) * n);
 }
 
 /**
- * What one patch attends to: row `1 + patch` of a layer's [H, T, T] attention
- * (T = N + 1), without the class-token column, for one head or the mean.
+ * What one patch attends to: row `1 + patch` of a layer's [H, T, T]
+ * attention (T = N + 1) or of its [T, T] mean over heads, without the
+ * class-token column.
  */
-export function patchRow(layerAttention, heads, n, patch, head) {
+export function patchRow({ layerAttention, layerMean }, n, patch, head) {
   const t = n + 1;
-  const out = new Float32Array(n);
-  const hs = head === 'mean' ? Array.from({ length: heads }, (_, h) => h) : [head];
-  for (const h of hs) {
-    const off = (h * t + 1 + patch) * t + 1;
-    for (let j = 0; j < n; j++) out[j] += layerAttention[off + j] / hs.length;
-  }
-  return out;
+  const off = head === 'mean' ? (1 + patch) * t + 1 : (head * t + 1 + patch) * t + 1;
+  return (head === 'mean' ? layerMean : layerAttention).subarray(off, off + n);
 }
 
 /**

@@ -5,7 +5,6 @@ let model = null;
 let modelSeq = -1; // the page's number for the load that gave `model`: a later-numbered load wins
 let backend = 'cpu';
 let ready = null;
-let last = null; // the last image classified: { rgba, width, height }
 let adapter = null; // the WebGPU adapter in use, for its limits
 let memory = null; // the wasm module's memory, for the bench page
 
@@ -52,10 +51,9 @@ async function load(files, seq) {
     next.free();
     return { info, superseded: true };
   }
-  // Warm up: one run on a blank image compiles the shaders now, while the
-  // page still shows loading progress, not on the user's first image.
+  // Warm up: the shaders compile now, while the page still shows loading progress.
   try {
-    await next.classify(new Uint8Array(4 * 8 * 8), 8, 8, undefined);
+    await next.warmUp();
   } catch (e) {
     try { next.free(); } catch { /* a trapped module frees nothing */ }
     throw e;
@@ -91,24 +89,24 @@ async function handle({ data }) {
     } else if (data.type === 'classify') {
       await ready;
       if (!model) throw new Error('no model is loaded yet');
-      last = { rgba: new Uint8Array(data.rgba), width: data.width, height: data.height };
-      const result = await model.classify(last.rgba, last.width, last.height, undefined);
+      // The model keeps the prepared image for the questions below.
+      const result = await model.classify(new Uint8Array(data.rgba), data.width, data.height, undefined);
       self.postMessage({ type: 'result', id: data.id, result });
     } else if (data.type === 'walkthrough') {
       // The forward pass step by step on the last image (the teaching view).
       await ready;
-      if (!model || !last) throw new Error('no image has been classified yet');
-      const walk = await model.walkthrough(last.rgba, last.width, last.height, Uint32Array.from(data.patches), data.layer, data.head);
+      if (!model) throw new Error('no model is loaded yet');
+      const walk = await model.walkthrough(Uint32Array.from(data.patches), data.layer, data.head);
       self.postMessage({ type: 'walkthrough', id: data.id, walk });
     } else if (data.type === 'memory') {
       await ready;
       self.postMessage({ type: 'memory', id: data.id, wasmBytes: memory.buffer.byteLength, device: model?.memory() ?? null });
     } else if (data.type === 'attention') {
-      // One layer's full [H, N+1, N+1] attention for the last image, read back only on request.
+      // One layer's full [H, N+1, N+1] attention (and its head mean) for the last image, read back only on request.
       await ready;
-      if (!model || !last) throw new Error('no image has been classified yet');
-      const result = await model.classify(last.rgba, last.width, last.height, data.layer);
-      self.postMessage({ type: 'attention', id: data.id, layerAttention: result.layerAttention });
+      if (!model) throw new Error('no model is loaded yet');
+      const { layerAttention, layerMean } = await model.attention(data.layer);
+      self.postMessage({ type: 'attention', id: data.id, layerAttention, layerMean });
     }
   } catch (e) {
     // A trap (a Rust panic aborts) or a lost device leaves this worker unusable: say so.

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::names::{blocks_named, display_name};
 use super::{CheckpointError, Entry, Layout};
 use crate::model::VitConfig;
-use crate::preprocess::{CropMode, Interpolation, PreprocessConfig};
+use crate::preprocess::{CropMode, CropRounding, Interpolation, PreprocessConfig, Resize};
 use crate::safetensors::SafetensorsError;
 
 /// An f32 as the shortest decimal that reads back as it (0.286, not 0.28600001335144043).
@@ -105,7 +105,16 @@ pub(super) fn infer_config(
     }
     let pos = get("pos_embed", 3)?;
     let tokens = pos.shape[1];
-    let n = tokens.saturating_sub(1);
+    let square = |n: usize| {
+        let side = (n as f64).sqrt().round() as usize;
+        (n > 0 && side * side == n).then_some(side)
+    };
+    // N + 1 rows (the class token's first), or N (`no_embed_class`).
+    let (n, no_embed_class) = match (square(tokens.saturating_sub(1)), square(tokens)) {
+        (Some(_), _) => (tokens - 1, false),
+        (None, Some(_)) => (tokens, true),
+        (None, None) => (tokens.saturating_sub(1), false),
+    };
     let side = (n as f64).sqrt().round() as usize;
     if side * side != n || n == 0 {
         return Err(CheckpointError::BadConfig {
@@ -118,7 +127,11 @@ pub(super) fn infer_config(
     }
     let depth = blocks_named(tensors.keys());
     let mlp_hidden = get("blocks.0.mlp.fc1.weight", 2)?.shape[0];
-    let num_classes = get("head.weight", 2)?.shape[0];
+    // No head: a backbone.
+    let num_classes = match tensors.contains_key("head.weight") {
+        true => get("head.weight", 2)?.shape[0],
+        false => 0,
+    };
     let qkv_bias = tensors.contains_key("blocks.0.attn.qkv.bias");
     let (num_heads, heads_note) = if d % 64 == 0 {
         (d / 64, format!("heads = D/64 = {}", d / 64))
@@ -132,14 +145,35 @@ pub(super) fn infer_config(
         Layout::Timm => 1e-6,
         Layout::HuggingFace => 1e-12,
     };
+    let layer_scale = tensors.contains_key("blocks.0.ls1.gamma");
+    let qk_norm = tensors.contains_key("blocks.0.attn.q_norm.weight");
+    let pre_norm = tensors.contains_key("norm_pre.weight");
     let config = VitConfig::new([side * p, side * p], p, d, depth, num_heads, mlp_hidden)
         .with_in_chans(in_chans)
         .with_qkv_bias(qkv_bias)
         .with_norm_eps(norm_eps)
-        .with_num_classes(num_classes);
+        .with_num_classes(num_classes)
+        .with_init_values(layer_scale.then_some(1e-5))
+        .with_qk_norm(qk_norm)
+        .with_pre_norm(pre_norm)
+        .with_no_embed_class(no_embed_class);
+    let options: Vec<&str> = [
+        (layer_scale, "layer scale"),
+        (qk_norm, "QK norm"),
+        (pre_norm, "a norm before the blocks"),
+        (no_embed_class, "position embeddings for the patches only"),
+    ]
+    .iter()
+    .filter_map(|&(on, what)| on.then_some(what))
+    .collect();
+    let options = if options.is_empty() {
+        String::new()
+    } else {
+        format!(", with {}", options.join(", "))
+    };
     let how = format!(
         "inferred from the tensor shapes D = {d}, P = {p}, C = {in_chans}, N = {n} ({side}×{side}, so {s}×{s} pixels), \
-         depth = {depth}, MLP width = {mlp_hidden}, classes = {num_classes}; {heads_note}; LayerNorm eps = {norm_eps:e}",
+         depth = {depth}, MLP width = {mlp_hidden}, classes = {num_classes}{options}; {heads_note}; LayerNorm eps = {norm_eps:e}",
         s = side * p
     );
     Ok((config, how))
@@ -233,6 +267,24 @@ impl Fields<'_> {
     }
 }
 
+/// timm model arguments vitrine knows but does not build yet: the feature each names.
+fn unsupported_arg(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "reg_tokens" => "register tokens",
+        "class_token" => "a model without a class token",
+        "global_pool" => "pooling other than the class token",
+        "fc_norm" => "the norm after pooling (`fc_norm`)",
+        "dynamic_img_size" => "dynamic image sizes",
+        "attn_pool" | "attn_pool_num_heads" => "the attention-pool head (`attn_pool`)",
+        "mlp_layer" | "ffn_layer" => "an MLP other than Linear, GELU, Linear",
+        "pos_embed" => "position embeddings other than learned ones",
+        "act_layer" => "an activation other than GELU or QuickGELU",
+        "norm_layer" => "a norm other than LayerNorm",
+        "distilled" => "the distillation token and second head (`dist_token`, `head_dist`)",
+        _ => return None,
+    })
+}
+
 /// timm model arguments that do not change the inference forward pass.
 const HARMLESS_MODEL_ARGS: &[&str] = &[
     "drop_rate",
@@ -258,10 +310,14 @@ pub(super) fn timm_config(
     };
     let arch = top.str("architecture")?.unwrap_or_default();
     let mut c = VitConfig::preset(arch).ok_or_else(|| {
-        top.err(format!(
-            "architecture `{arch}` is not supported; supported: vit_{{tiny,small,base,large}}_patch{{8,14,16,32}}_{{224,384}} \
-             and deit_{{tiny,small,base}}_patch16_{{224,384}}, with model_args overrides"
-        ))
+        top.err(VitConfig::unsupported_preset(arch).unwrap_or_else(|| {
+            format!(
+                "architecture `{arch}` is not supported; supported: \
+                 vit_{{tiny,small,medium,base,large,huge}}_patch{{8,14,16,32}}_{{224,256,384,448,518}}, \
+                 deit_* and deit3_* of those sizes, vit_*_dinov2 and vit_*_clip[_quickgelu]_*, \
+                 with model_args overrides"
+            )
+        }))
     })?;
     let mut mlp_ratio = 4.0;
     if let Some(args) = json.get("model_args") {
@@ -283,9 +339,23 @@ pub(super) fn timm_config(
                 "mlp_ratio" => mlp_ratio = a.f64(key)?.unwrap_or(mlp_ratio),
                 "qkv_bias" => c.qkv_bias = a.bool(key)?.unwrap_or(c.qkv_bias),
                 "num_classes" => c.num_classes = a.usize(key)?.unwrap_or(c.num_classes),
+                "init_values" => c.init_values = a.f64(key)?,
+                "qk_norm" => c.qk_norm = a.bool(key)?.unwrap_or(c.qk_norm),
+                "pre_norm" => c.pre_norm = a.bool(key)?.unwrap_or(c.pre_norm),
+                "no_embed_class" => c.no_embed_class = a.bool(key)?.unwrap_or(c.no_embed_class),
+                "act_layer" if value == "quick_gelu" => c.quick_gelu = true,
+                "act_layer" if value == "gelu" => c.quick_gelu = false,
                 "global_pool" if value == "token" => {}
                 "class_token" if value == true => {}
+                "reg_tokens" if value == 0 => {}
+                "fc_norm" if value == false || value.is_null() => {}
                 k if HARMLESS_MODEL_ARGS.contains(&k) => {}
+                k if unsupported_arg(k).is_some() => {
+                    return Err(top.err(format!(
+                        "timm `{arch}`: {} (model_args.{key} = {value}) is not supported",
+                        unsupported_arg(k).expect("just matched")
+                    )));
+                }
                 _ => {
                     return Err(top.err(format!(
                         "model_args.{key} = {value} changes the architecture in a way vitrine does not support"
@@ -374,15 +444,51 @@ pub(super) fn timm_config(
 
 /// transformers' `ViTConfig`, with its defaults for absent fields; the
 /// labels are `None` without `id2label` (see [`default_labels`]).
-pub(super) fn hf_config(json: &Value) -> Result<(VitConfig, Option<Vec<String>>), CheckpointError> {
+/// transformers' `ViTForImageClassification` or `ViTModel` (a backbone:
+/// named so in `architectures`, or, without that list, a file with no
+/// classifier). `has_head`: whether the file holds `classifier.weight`.
+pub(super) fn hf_config(
+    json: &Value,
+    has_head: bool,
+) -> Result<(VitConfig, Option<Vec<String>>), CheckpointError> {
     let f = Fields {
         json,
         file: "config.json",
     };
+    let architectures: Vec<&str> = match json.get("architectures") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
+            a.iter().filter_map(Value::as_str).collect()
+        }
+        Some(v) => {
+            return Err(f.err(format!(
+                "`architectures` must be a list of names, found {v}"
+            )));
+        }
+    };
+    let backbone = if architectures.is_empty() {
+        !has_head
+    } else if architectures.contains(&"ViTModel") {
+        true
+    } else if architectures.contains(&"ViTForImageClassification") {
+        false
+    } else {
+        return Err(f.err(format!(
+            "`architectures` {architectures:?} is not supported (ViTModel or ViTForImageClassification)"
+        )));
+    };
     if let Some(t) = f.str("model_type")?
         && t != "vit"
     {
-        return Err(f.err(format!("model_type `{t}` is not supported (only `vit`)")));
+        let named = json
+            .get("architectures")
+            .and_then(|a| a.get(0))
+            .and_then(Value::as_str)
+            .map_or(String::new(), |a| format!(" `{a}`"));
+        return Err(f.err(format!(
+            "transformers{named} (model_type `{t}`) is not supported yet: vitrine reads \
+             ViTModel and ViTForImageClassification (model_type `vit`)"
+        )));
     }
     if let Some(act) = f.str("hidden_act")?
         && act != "gelu"
@@ -420,6 +526,12 @@ pub(super) fn hf_config(json: &Value) -> Result<(VitConfig, Option<Vec<String>>)
         }
         Some(_) => return Err(f.err("`id2label` must be an object".into())),
     };
+    // A backbone's config still carries transformers' default two labels.
+    let (num_classes, labels) = if backbone {
+        (0, None)
+    } else {
+        (num_classes, labels)
+    };
     let c = VitConfig::new(
         f.size2("image_size")?.unwrap_or([224, 224]),
         f.usize("patch_size")?.unwrap_or(16),
@@ -436,68 +548,288 @@ pub(super) fn hf_config(json: &Value) -> Result<(VitConfig, Option<Vec<String>>)
     Ok((c, labels))
 }
 
-/// transformers' `ViTImageProcessor`: resize to exactly (height, width), rescale, normalise.
+/// OpenAI CLIP's statistics (`OPENAI_CLIP_MEAN`/`STD`), written as transformers writes them.
+#[allow(clippy::excessive_precision)]
+const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+#[allow(clippy::excessive_precision)]
+const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+
+/// What a transformers image processor class does when its file leaves a
+/// key out (the class's `__init__` defaults).
+struct ProcessorDefaults {
+    size: Value,
+    /// Whether an integer `size` means height = width (else: the shorter side).
+    square_int: bool,
+    resample: usize,
+    crop: Option<usize>,
+    mean: [f32; 3],
+    std: [f32; 3],
+}
+
+fn processor_defaults(class: &str) -> Option<ProcessorDefaults> {
+    let exact = |s: usize| serde_json::json!({ "height": s, "width": s });
+    let edge = |s: usize| serde_json::json!({ "shortest_edge": s });
+    let d = match class.trim_end_matches("Fast") {
+        "ViTImageProcessor" | "ViTFeatureExtractor" => ProcessorDefaults {
+            size: exact(224),
+            square_int: true,
+            resample: 2,
+            crop: None,
+            mean: [0.5; 3],
+            std: [0.5; 3],
+        },
+        "DeiTImageProcessor" | "DeiTFeatureExtractor" => ProcessorDefaults {
+            size: exact(256),
+            square_int: true,
+            resample: 3,
+            crop: Some(224),
+            mean: [0.5; 3],
+            std: [0.5; 3],
+        },
+        "BitImageProcessor" | "CLIPImageProcessor" | "CLIPFeatureExtractor" => ProcessorDefaults {
+            size: edge(224),
+            square_int: false,
+            resample: 3,
+            crop: Some(224),
+            mean: CLIP_MEAN,
+            std: CLIP_STD,
+        },
+        _ => return None,
+    };
+    Some(d)
+}
+
+/// `{height, width}`, `{shortest_edge}` or an integer, as transformers'
+/// `get_size_dict` reads them.
+fn size_dict(
+    v: &Value,
+    square_int: bool,
+    key: &str,
+    f: &Fields,
+) -> Result<Resize, CheckpointError> {
+    let s = Fields {
+        json: v,
+        file: f.file,
+    };
+    if let Some(n) = as_usize(v) {
+        return Ok(if square_int {
+            Resize::Exact([n, n])
+        } else {
+            Resize::ShortestEdge(n)
+        });
+    }
+    match (
+        s.usize("height")?,
+        s.usize("width")?,
+        s.usize("shortest_edge")?,
+    ) {
+        (Some(h), Some(w), _) => Ok(Resize::Exact([h, w])),
+        (None, None, Some(e)) if v.get("longest_edge").is_none() => Ok(Resize::ShortestEdge(e)),
+        _ => Err(f.err(format!(
+            "`{key}` must be an integer, {{height, width}} or {{shortest_edge}}, found {v}"
+        ))),
+    }
+}
+
+/// transformers' image processors (`ViTImageProcessor`, `DeiTImageProcessor`,
+/// `BitImageProcessor`, `CLIPImageProcessor`): resize (exactly, or the
+/// shorter side), an optional centre crop, rescale, normalise. Keys the
+/// file leaves out take its class's defaults; without a file, those of
+/// `default_class` (the model's own processor) resizing to the model's own
+/// `img_size`. The result's input size is what the crop (or the exact
+/// resize) gives.
 pub(super) fn hf_preprocess(
     json: Option<&Value>,
-    c: &VitConfig,
+    channels: usize,
+    default_class: &str,
+    img_size: [usize; 2],
 ) -> Result<PreprocessConfig, CheckpointError> {
-    let channels = c.in_chans;
-    let mut p = PreprocessConfig {
-        input_size: [channels, c.img_size[0], c.img_size[1]],
-        interpolation: Interpolation::Bilinear,
-        crop_pct: 1.0,
-        crop_mode: CropMode::Squash,
-        mean: vec![0.5; channels],
-        std: vec![0.5; channels],
-        ..PreprocessConfig::timm_default(channels, c.img_size)
-    };
-    let Some(json) = json else { return Ok(p) };
+    let no_file = serde_json::json!({
+        "size": { "height": img_size[0], "width": img_size[1] },
+        "do_center_crop": false,
+    });
+    let json = json.unwrap_or(&no_file);
     let f = Fields {
         json,
         file: "preprocessor_config.json",
     };
+    let class = match f.str("image_processor_type")? {
+        Some(c) => c,
+        None => f.str("feature_extractor_type")?.unwrap_or(default_class),
+    };
+    let d = processor_defaults(class).ok_or_else(|| {
+        f.err(format!(
+            "the image processor `{class}` is not supported (ViTImageProcessor, \
+             DeiTImageProcessor, BitImageProcessor and CLIPImageProcessor are)"
+        ))
+    })?;
     if f.bool("do_resize")? == Some(false) {
         return Err(
             f.err("do_resize = false is not supported: the model needs a fixed input size".into())
         );
     }
-    if let Some(size) = json.get("size") {
-        let s = Fields {
-            json: size,
-            file: "preprocessor_config.json",
-        };
-        match (s.usize("height")?, s.usize("width")?) {
-            (Some(h), Some(w)) => p.input_size = [channels, h, w],
-            _ => return Err(f.err(format!("`size` must give height and width, found {size}"))),
+    let resize = size_dict(
+        json.get("size").unwrap_or(&d.size),
+        d.square_int,
+        "size",
+        &f,
+    )?;
+    let crop = match (f.bool("do_center_crop")?, d.crop) {
+        (Some(false), _) | (None, None) => None,
+        (Some(true), _) | (None, Some(_)) => Some(match json.get("crop_size") {
+            None => [d.crop.unwrap_or(224); 2],
+            Some(v) => match size_dict(v, true, "crop_size", &f)? {
+                Resize::Exact(hw) => hw,
+                Resize::ShortestEdge(_) => {
+                    return Err(f.err(format!("`crop_size` must give height and width, found {v}")));
+                }
+            },
+        }),
+    };
+    let [h, w] = match (crop, resize) {
+        (Some(hw), _) | (None, Resize::Exact(hw)) => hw,
+        (None, Resize::ShortestEdge(e)) => {
+            return Err(f.err(format!(
+                "`size` {{shortest_edge: {e}}} without a centre crop gives each image its own \
+                 input size; vitrine needs a fixed one (set do_center_crop and crop_size)"
+            )));
         }
-    }
-    if let Some(code) = f.usize("resample")? {
-        // PIL's codes: 0 nearest, 1 lanczos, 2 bilinear, 3 bicubic.
-        p.interpolation = match code {
-            0 => Interpolation::Nearest,
-            1 => Interpolation::Lanczos,
-            2 => Interpolation::Bilinear,
-            3 => Interpolation::Bicubic,
-            _ => return Err(f.err(format!("resample = {code} is not supported (0, 1, 2 or 3)"))),
-        };
-    }
-    if f.bool("do_rescale")? == Some(false) {
-        return Err(f.err("do_rescale = false is not supported".into()));
-    }
-    if let Some(r) = f.f64("rescale_factor")?
-        && (r - 1.0 / 255.0).abs() > 1e-9
-    {
-        return Err(f.err(format!(
-            "rescale_factor = {r} is not supported (only 1/255)"
-        )));
-    }
-    if f.bool("do_normalize")? == Some(false) {
-        p.mean = vec![0.0; channels];
-        p.std = vec![1.0; channels];
+    };
+    let code = f.usize("resample")?.unwrap_or(d.resample);
+    // PIL's codes: 0 nearest, 1 lanczos, 2 bilinear, 3 bicubic.
+    let interpolation = match code {
+        0 => Interpolation::Nearest,
+        1 => Interpolation::Lanczos,
+        2 => Interpolation::Bilinear,
+        3 => Interpolation::Bicubic,
+        _ => return Err(f.err(format!("resample = {code} is not supported (0, 1, 2 or 3)"))),
+    };
+    let rescale = match (f.bool("do_rescale")?, f.f64("rescale_factor")?) {
+        (Some(false), _) => 1.0,
+        (_, Some(r)) => r as f32,
+        (_, None) => 1.0 / 255.0,
+    };
+    let fit = |v: [f32; 3]| {
+        if channels == 1 {
+            vec![v[0]]
+        } else {
+            v.to_vec()
+        }
+    };
+    let (mean, std) = if f.bool("do_normalize")? == Some(false) {
+        (vec![0.0; channels], vec![1.0; channels])
     } else {
-        p.mean = f.floats("image_mean")?.unwrap_or(p.mean);
-        p.std = f.floats("image_std")?.unwrap_or(p.std);
-    }
+        (
+            f.floats("image_mean")?.unwrap_or(fit(d.mean)),
+            f.floats("image_std")?.unwrap_or(fit(d.std)),
+        )
+    };
+    let p = PreprocessConfig {
+        input_size: [channels, h, w],
+        interpolation,
+        crop_pct: 1.0,
+        crop_mode: CropMode::Center,
+        mean,
+        std,
+        resize: Some(resize),
+        crop_rounding: CropRounding::Floor,
+        rescale,
+        ..PreprocessConfig::timm_default(channels, [h, w])
+    };
     p.validate().map_err(|r| f.err(r))?;
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Result<PreprocessConfig, String> {
+        let json: Value = serde_json::from_str(text).unwrap();
+        hf_preprocess(Some(&json), 3, "ViTImageProcessor", [224, 224]).map_err(|e| e.to_string())
+    }
+
+    /// The forms transformers writes and the hub holds, read as
+    /// transformers reads them.
+    #[test]
+    fn preprocessor_files_in_every_form() {
+        // google/vit-base-patch16-224's own file: `size` an integer.
+        let p = read(
+            r#"{"do_normalize": true, "do_resize": true, "image_mean": [0.5, 0.5, 0.5],
+                "image_std": [0.5, 0.5, 0.5], "resample": 2, "size": 224,
+                "feature_extractor_type": "ViTFeatureExtractor"}"#,
+        )
+        .unwrap();
+        assert_eq!(p.input_size, [3, 224, 224]);
+        assert_eq!(p.resize, Some(Resize::Exact([224, 224])));
+        assert_eq!(p.interpolation, Interpolation::Bilinear);
+        // facebook/dino-vits16's: resize to 256×256, then the centre crop it asks for.
+        let p = read(
+            r#"{"crop_size": 224, "do_center_crop": true, "do_normalize": true, "do_resize": true,
+                "feature_extractor_type": "ViTFeatureExtractor", "image_mean": [0.485, 0.456, 0.406],
+                "image_std": [0.229, 0.224, 0.225], "resample": 3, "size": 256}"#,
+        )
+        .unwrap();
+        assert_eq!(p.input_size, [3, 224, 224]);
+        assert_eq!(p.resize, Some(Resize::Exact([256, 256])));
+        assert_eq!(p.crop_rounding, CropRounding::Floor);
+        // DeiT's class defaults: 256×256, crop 224, bicubic, mean and std 0.5.
+        let p = read(r#"{"image_processor_type": "DeiTImageProcessor"}"#).unwrap();
+        assert_eq!(
+            (p.input_size, p.resize),
+            ([3, 224, 224], Some(Resize::Exact([256, 256])))
+        );
+        assert_eq!(
+            (p.interpolation, p.mean.clone()),
+            (Interpolation::Bicubic, vec![0.5; 3])
+        );
+        // DINOv2's (BitImageProcessor): an integer is the shorter side; CLIP's statistics.
+        let p = read(r#"{"image_processor_type": "BitImageProcessor", "size": 256}"#).unwrap();
+        assert_eq!(
+            (p.input_size, p.resize),
+            ([3, 224, 224], Some(Resize::ShortestEdge(256)))
+        );
+        assert_eq!(p.mean, CLIP_MEAN.to_vec());
+        // Rescaling switched off or changed; normalisation switched off.
+        let p = read(r#"{"do_rescale": false, "do_normalize": false}"#).unwrap();
+        assert_eq!(
+            (p.rescale, p.mean.clone(), p.std.clone()),
+            (1.0, vec![0.0; 3], vec![1.0; 3])
+        );
+        let p = read(r#"{"rescale_factor": 0.5}"#).unwrap();
+        assert_eq!(p.rescale, 0.5);
+        // A missing file: the class's defaults.
+        let p = hf_preprocess(None, 1, "ViTImageProcessor", [96, 64]).unwrap();
+        assert_eq!((p.input_size, p.mean.clone()), ([1, 96, 64], vec![0.5]));
+    }
+
+    #[test]
+    fn preprocessor_files_refused_with_their_reason() {
+        let cases = [
+            (
+                r#"{"size": {"shortest_edge": 224}}"#,
+                "without a centre crop",
+            ),
+            (
+                r#"{"size": {"longest_edge": 224}}"#,
+                "must be an integer, {height, width} or {shortest_edge}",
+            ),
+            (
+                r#"{"image_processor_type": "SiglipImageProcessor"}"#,
+                "`SiglipImageProcessor` is not supported",
+            ),
+            (r#"{"do_resize": false}"#, "do_resize = false"),
+            (r#"{"resample": 9}"#, "resample = 9"),
+            (
+                r#"{"do_center_crop": true, "crop_size": {"shortest_edge": 3}}"#,
+                "`crop_size` must give height and width",
+            ),
+            (r#"{"rescale_factor": -1}"#, "not positive"),
+        ];
+        for (text, want) in cases {
+            let e = read(text).unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+            assert!(e.contains("preprocessor_config.json"), "{text}: {e}");
+        }
+    }
 }

@@ -28,7 +28,7 @@ pub use config::timm_config_json;
 use config::{default_labels, hf_config, hf_preprocess, infer_config, parse_json, timm_config};
 pub use error::{CheckpointError, MemoryLimits};
 pub use names::{HF_TO_TIMM, Layout};
-use names::{detect_layout, fuse_qkv, translate};
+use names::{detect_layout, fuse_qkv, hf_full_name, is_hf_pooler, translate};
 pub use tensors::timm_tensors;
 
 use crate::model::{VisionTransformer, VitConfig};
@@ -144,10 +144,18 @@ impl Checkpoint {
         let mut notes = Vec::new();
 
         let mut tensors = BTreeMap::new();
+        let mut pooler = false;
         for (name, view) in &file.tensors {
+            if layout == Layout::HuggingFace && is_hf_pooler(name) {
+                pooler = true;
+                continue;
+            }
             let timm = match layout {
                 Layout::Timm => name.clone(),
-                Layout::HuggingFace => translate(name, true).unwrap_or_else(|| name.clone()),
+                Layout::HuggingFace => {
+                    let full = hf_full_name(name);
+                    translate(&full, true).unwrap_or(full)
+                }
             };
             let values = view.to_f32();
             if let Some(first) = values.iter().position(|v| !v.is_finite()) {
@@ -168,6 +176,14 @@ impl Checkpoint {
         if layout == Layout::HuggingFace {
             fuse_qkv(&mut tensors)?;
         }
+        if pooler {
+            notes.push(
+                "the pooler (`pooler.dense`) is left out: the features are the class token \
+                 after the final LayerNorm, as DINO uses them"
+                    .into(),
+            );
+        }
+        let has_head = tensors.contains_key("head.weight");
 
         let config_json = config.map(|b| parse_json(b, "config.json")).transpose()?;
         let pre_json = preprocessor
@@ -180,8 +196,13 @@ impl Checkpoint {
                 (c, p, l, "config.json".to_string())
             }
             Some(json) => {
-                let (c, l) = hf_config(json)?;
-                let p = hf_preprocess(pre_json.as_ref(), &c)?;
+                let (c, l) = hf_config(json, has_head)?;
+                let p = hf_preprocess(
+                    pre_json.as_ref(),
+                    c.in_chans,
+                    "ViTImageProcessor",
+                    c.img_size,
+                )?;
                 (c, p, l, "config.json".to_string())
             }
             None => {
@@ -189,7 +210,12 @@ impl Checkpoint {
                 notes.push(format!("no config.json: {how}"));
                 let p = match layout {
                     Layout::Timm => PreprocessConfig::timm_default(c.in_chans, c.img_size),
-                    Layout::HuggingFace => hf_preprocess(pre_json.as_ref(), &c)?,
+                    Layout::HuggingFace => hf_preprocess(
+                        pre_json.as_ref(),
+                        c.in_chans,
+                        "ViTImageProcessor",
+                        c.img_size,
+                    )?,
                 };
                 if layout == Layout::Timm || pre_json.is_none() {
                     notes.push(format!("preprocessing assumed: {}", p.describe()));
@@ -204,16 +230,29 @@ impl Checkpoint {
                 reason,
             })?;
         if preprocess.input_size != [config.in_chans, config.img_size[0], config.img_size[1]] {
+            let [c, h, w] = preprocess.input_size;
+            let from = if pre_json.is_some() && layout == Layout::HuggingFace {
+                "preprocessor_config.json"
+            } else {
+                "config.json"
+            };
             return Err(CheckpointError::BadConfig {
-                file: "config.json".into(),
+                file: from.into(),
                 reason: format!(
-                    "preprocessing input size {:?} does not match the model's [{}, {}, {}]",
-                    preprocess.input_size, config.in_chans, config.img_size[0], config.img_size[1]
+                    "the preprocessing gives {c}×{h}×{w} inputs, but the model takes {}×{}×{}",
+                    config.in_chans, config.img_size[0], config.img_size[1]
                 ),
             });
         }
 
         tensors::check(&tensors, &config, layout, &implied_by)?;
+        if !config.has_head() {
+            notes.push(format!(
+                "no classifier: a backbone, whose output is the class token's {} features; \
+                 the attention maps show where it looks",
+                config.embed_dim
+            ));
+        }
         // Made only now that the head's tensors bear the class count out.
         let labels = labels.unwrap_or_else(|| default_labels(config.num_classes));
         Ok(Self {

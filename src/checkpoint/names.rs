@@ -57,6 +57,25 @@ pub const HF_TO_TIMM: &[(&str, &str)] = &[
     ("classifier.", "head."),
 ];
 
+/// The names a bare transformers `ViTModel` (DINO, in21k backbones) writes
+/// start where `ViTForImageClassification`'s do after `vit.`.
+const HF_BACKBONE_PREFIXES: &[&str] = &["embeddings.", "encoder.", "layernorm.", "pooler."];
+
+/// A transformers name as `ViTForImageClassification` writes it.
+pub(super) fn hf_full_name(name: &str) -> String {
+    if HF_BACKBONE_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        format!("vit.{name}")
+    } else {
+        name.to_string()
+    }
+}
+
+/// The pooler of a transformers `ViTModel` (dense + tanh on the class
+/// token), which classification does not use: vitrine leaves it out.
+pub(super) fn is_hf_pooler(name: &str) -> bool {
+    hf_full_name(name).starts_with("vit.pooler.")
+}
+
 /// Rewrites `name` from one side of [`HF_TO_TIMM`] to the other.
 pub(super) fn translate(name: &str, to_timm: bool) -> Option<String> {
     for &(hf, timm) in HF_TO_TIMM {
@@ -89,10 +108,12 @@ pub(super) fn translate(name: &str, to_timm: bool) -> Option<String> {
 pub(super) fn detect_layout<'a>(
     names: impl Iterator<Item = &'a String> + Clone,
 ) -> Result<Layout, CheckpointError> {
-    if names
-        .clone()
-        .any(|n| n.starts_with("vit.") || n.starts_with("classifier."))
-    {
+    if names.clone().any(|n| {
+        n.starts_with("vit.")
+            || n.starts_with("classifier.")
+            || n.starts_with("embeddings.")
+            || n.starts_with("encoder.layer.")
+    }) {
         Ok(Layout::HuggingFace)
     } else if names
         .clone()

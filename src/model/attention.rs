@@ -5,7 +5,7 @@
 //! attention maps are what vitrine shows.
 
 use burn::module::Module;
-use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
 /// Attention with a fused query/key/value projection, as timm stores it.
@@ -15,6 +15,9 @@ pub struct Attention {
     pub qkv: Linear,
     /// D → D after the heads are concatenated (timm: `attn.proj`).
     pub proj: Linear,
+    /// LayerNorms over each head's queries and keys (timm `qk_norm`: `attn.q_norm`, `attn.k_norm`).
+    pub q_norm: Option<LayerNorm>,
+    pub k_norm: Option<LayerNorm>,
     /// Number of heads.
     pub num_heads: usize,
 }
@@ -28,13 +31,27 @@ pub struct AttentionOutput {
 }
 
 impl Attention {
-    /// Random initialisation (timm: truncated normal, std 0.02).
-    pub fn init(embed_dim: usize, num_heads: usize, qkv_bias: bool, device: &Device) -> Self {
+    /// Random initialisation (timm: truncated normal, std 0.02); `qk_norm`
+    /// with that LayerNorm epsilon.
+    pub fn init(
+        embed_dim: usize,
+        num_heads: usize,
+        qkv_bias: bool,
+        qk_norm: Option<f64>,
+        device: &Device,
+    ) -> Self {
         let init = Initializer::Normal {
             mean: 0.0,
             std: 0.02,
         };
+        let norm = |eps: f64| {
+            LayerNormConfig::new(embed_dim / num_heads)
+                .with_epsilon(eps)
+                .init(device)
+        };
         Self {
+            q_norm: qk_norm.map(norm),
+            k_norm: qk_norm.map(norm),
             qkv: LinearConfig::new(embed_dim, 3 * embed_dim)
                 .with_bias(qkv_bias)
                 .with_initializer(init.clone())
@@ -51,24 +68,28 @@ impl Attention {
         let [b, t, d] = x.dims();
         let h = self.num_heads;
         let hd = d / h;
-        let qkv = super::matmul::linear(&self.qkv, x) // [B, T, 3D]
+        let qkv = crate::ops::linear(&self.qkv, x) // [B, T, 3D]
             .reshape([b, t, 3, h, hd])
             .permute([2, 0, 3, 1, 4]); // [3, B, H, T, hd]
         let mut qkv = qkv.chunk(3, 0).into_iter().map(|m| m.squeeze_dim::<4>(0));
-        let (q, k, v) = (
+        let (mut q, mut k, v) = (
             qkv.next().unwrap(),
             qkv.next().unwrap(),
             qkv.next().unwrap(),
         );
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            q = qn.forward(q);
+            k = kn.forward(k);
+        }
 
         let scale = (hd as f64).powf(-0.5);
-        let scores = super::matmul::matmul(q.mul_scalar(scale), k.swap_dims(2, 3)); // [B, H, T, T]
-        let weights = super::kernels::softmax_last(scores);
-        let context = super::matmul::matmul(weights.clone(), v) // [B, H, T, hd]
+        let scores = crate::ops::matmul(q.mul_scalar(scale), k.swap_dims(2, 3)); // [B, H, T, T]
+        let weights = crate::ops::softmax_last(scores);
+        let context = crate::ops::matmul(weights.clone(), v) // [B, H, T, hd]
             .swap_dims(1, 2) // [B, T, H, hd]
             .reshape([b, t, d]);
         AttentionOutput {
-            context: super::matmul::linear(&self.proj, context),
+            context: crate::ops::linear(&self.proj, context),
             weights,
         }
     }
@@ -82,7 +103,7 @@ mod tests {
     #[test]
     fn shapes_and_rows_sum_to_one() {
         let device = Device::flex();
-        let attn = Attention::init(24, 3, true, &device);
+        let attn = Attention::init(24, 3, true, None, &device);
         let x = Tensor::<3>::random([2, 5, 24], Distribution::Normal(0.0, 3.0), &device);
         let out = attn.forward(x);
         assert_eq!(out.context.dims(), [2, 5, 24]);

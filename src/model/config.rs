@@ -41,7 +41,31 @@ pub struct VitConfig {
     /// LayerNorm epsilon: timm uses 1e-6, transformers 1e-12.
     #[config(default = 1e-6)]
     pub norm_eps: f64,
-    /// Number of output classes of the linear head.
+    /// Layer scale (CaiT; timm `init_values`, DeiT III, DINOv2): each
+    /// residual branch multiplied by a learned per-channel factor
+    /// (`ls1.gamma`, `ls2.gamma`). The value is timm's initial one.
+    #[config(default = "None")]
+    pub init_values: Option<f64>,
+    /// A LayerNorm over each head's queries and keys (timm `qk_norm`).
+    #[config(default = false)]
+    pub qk_norm: bool,
+    /// A LayerNorm after the position embeddings, before the blocks (timm
+    /// `pre_norm`, `norm_pre`; CLIP's image towers), and then no bias on the
+    /// patch projection, as timm builds it.
+    #[config(default = false)]
+    pub pre_norm: bool,
+    /// The MLP's activation is QuickGELU, x·σ(1.702x) (OpenAI's CLIP),
+    /// instead of the exact GELU.
+    #[config(default = false)]
+    pub quick_gelu: bool,
+    /// The position embeddings cover the patches only, and the class token
+    /// is prepended after they are added (timm `no_embed_class`: DeiT III,
+    /// DINOv2 with registers).
+    #[config(default = false)]
+    pub no_embed_class: bool,
+    /// Number of output classes of the linear head; 0 for a backbone
+    /// without one (timm's `num_classes=0`, transformers' `ViTModel`), whose
+    /// output is the class token's features.
     #[config(default = 1000)]
     pub num_classes: usize,
 }
@@ -55,6 +79,12 @@ impl VitConfig {
         ]
     }
 
+    /// Rows of the position embedding: N, plus one for the class token
+    /// unless `no_embed_class`.
+    pub fn pos_embed_len(&self) -> usize {
+        self.num_patches() + usize::from(!self.no_embed_class)
+    }
+
     /// Number of patches N.
     pub fn num_patches(&self) -> usize {
         let [r, c] = self.grid();
@@ -64,6 +94,21 @@ impl VitConfig {
     /// Width of one attention head, D / heads (64 in the paper's models).
     pub fn head_dim(&self) -> usize {
         self.embed_dim / self.num_heads
+    }
+
+    /// Whether the model has a classifier head (a backbone has none).
+    pub fn has_head(&self) -> bool {
+        self.num_classes > 0
+    }
+
+    /// Length of the model's output per image: the class scores, or a
+    /// backbone's class-token features (D).
+    pub fn outputs(&self) -> usize {
+        if self.has_head() {
+            self.num_classes
+        } else {
+            self.embed_dim
+        }
     }
 
     /// Length P·P·C of one flattened patch.
@@ -86,7 +131,8 @@ impl VitConfig {
             ("mlp_hidden", self.mlp_hidden),
             ("num_classes", self.num_classes),
         ];
-        if let Some((name, _)) = all.iter().find(|(_, v)| *v == 0) {
+        // A backbone has no head: 0 classes is the one zero allowed.
+        if let Some((name, _)) = all.iter().find(|(n, v)| *v == 0 && *n != "num_classes") {
             return Err(format!("{name} must be positive"));
         }
         if let Some((name, v)) = all.iter().find(|(_, v)| *v > MAX_SIZE) {
@@ -134,7 +180,9 @@ impl VitConfig {
         Ok(())
     }
 
-    /// The timm preset of this name, e.g. `vit_tiny_patch16_224` or `deit_small_patch16_224`.
+    /// The timm preset of this name, e.g. `vit_tiny_patch16_224`,
+    /// `deit3_small_patch16_224`, `vit_small_patch14_dinov2` or
+    /// `vit_base_patch16_clip_quickgelu_224`.
     ///
     /// Presets are the architectures timm registers; a checkpoint's `model_args`
     /// may override any field afterwards.
@@ -142,33 +190,79 @@ impl VitConfig {
         // timm names end in an optional pretrained tag (".augreg_in21k"); it does not change shapes.
         let base = name.split('.').next().unwrap_or(name);
         let (family, rest) = base.split_once('_')?;
-        if family != "vit" && family != "deit" {
-            return None;
-        }
         let mut parts = rest.split('_');
         let (embed_dim, depth, num_heads) = match parts.next()? {
             "tiny" => (192, 12, 3),
             "small" => (384, 12, 6),
+            "medium" => (512, 12, 8),
             "base" => (768, 12, 12),
             "large" => (1024, 24, 16),
+            "huge" => (1280, 32, 16),
             _ => return None,
         };
-        let patch_size = parts.next()?.strip_prefix("patch")?.parse().ok()?;
-        let size: usize = parts.next()?.parse().ok()?;
-        if parts.next().is_some() || family == "deit" && embed_dim == 1024 {
-            return None;
-        }
-        if ![14, 16, 32, 8].contains(&patch_size) || ![224, 384].contains(&size) {
-            return None;
-        }
-        Some(Self::new(
-            [size, size],
+        let patch_size: usize = parts.next()?.strip_prefix("patch")?.parse().ok()?;
+        let tail: Vec<&str> = parts.collect();
+        let mut c = Self::new(
+            [224, 224],
             patch_size,
             embed_dim,
             depth,
             num_heads,
             4 * embed_dim,
-        ))
+        );
+        let size = |s: &str| {
+            s.parse::<usize>()
+                .ok()
+                .filter(|s| [224, 256, 384, 448, 518].contains(s))
+        };
+        let img = match (family, tail.as_slice()) {
+            ("vit", ["dinov2"]) => {
+                c.init_values = Some(1e-5);
+                518
+            }
+            ("vit" | "deit", [s]) => size(s)?,
+            ("deit3", [s]) => {
+                c.no_embed_class = true;
+                c.init_values = Some(1e-6);
+                size(s)?
+            }
+            ("vit", ["clip", s]) | ("vit", ["clip", "quickgelu", s]) => {
+                c.pre_norm = true;
+                c.norm_eps = 1e-5;
+                c.quick_gelu = tail.contains(&"quickgelu");
+                size(s)?
+            }
+            _ => return None,
+        };
+        if family == "deit" && embed_dim > 768 || ![8, 14, 16, 32].contains(&patch_size) {
+            return None;
+        }
+        c.img_size = [img, img];
+        Some(c)
+    }
+
+    /// Why timm's architecture `name` is not one vitrine builds, naming the
+    /// family and the feature, when vitrine knows it (e.g. registers).
+    pub fn unsupported_preset(name: &str) -> Option<String> {
+        let base = name.split('.').next().unwrap_or(name);
+        let features = [
+            ("_reg", "register tokens (`reg_tokens`)"),
+            (
+                "distilled",
+                "the distillation token and second head (`dist_token`, `head_dist`)",
+            ),
+            (
+                "_gap_",
+                "global average pooling without a class token (`class_token: false`)",
+            ),
+            ("siglip", "the attention-pool head (`attn_pool`)"),
+            ("giant", "the SwiGLU MLP of ViT-g"),
+            ("_rope", "rotary position embeddings"),
+        ];
+        features
+            .iter()
+            .find(|(pattern, _)| base.contains(pattern))
+            .map(|(_, feature)| format!("timm `{base}`: {feature} is not supported"))
     }
 }
 
@@ -198,7 +292,40 @@ mod tests {
             6
         );
         assert!(VitConfig::preset("resnet50").is_none());
-        assert!(VitConfig::preset("vit_huge_patch14_224").is_none());
+        let h = VitConfig::preset("vit_huge_patch14_224").unwrap();
+        assert_eq!((h.embed_dim, h.depth, h.mlp_hidden), (1280, 32, 5120));
+        // The families' options, as timm's registrations set them.
+        let d3 = VitConfig::preset("deit3_small_patch16_224.fb_in1k").unwrap();
+        assert_eq!((d3.no_embed_class, d3.init_values), (true, Some(1e-6)));
+        assert_eq!(d3.pos_embed_len(), 196);
+        let v2 = VitConfig::preset("vit_small_patch14_dinov2.lvd142m").unwrap();
+        assert_eq!(
+            (v2.img_size, v2.patch_size, v2.init_values),
+            ([518, 518], 14, Some(1e-5))
+        );
+        let clip = VitConfig::preset("vit_base_patch16_clip_quickgelu_224.openai").unwrap();
+        assert!(clip.pre_norm && clip.quick_gelu && clip.norm_eps == 1e-5);
+        assert!(
+            !VitConfig::preset("vit_base_patch16_clip_224")
+                .unwrap()
+                .quick_gelu
+        );
+        for (name, feature) in [
+            ("vit_small_patch14_reg4_dinov2.lvd142m", "register tokens"),
+            ("deit_tiny_distilled_patch16_224", "distillation token"),
+            ("vit_medium_patch16_gap_256", "without a class token"),
+            (
+                "vit_so400m_patch14_siglip_224",
+                "attention-pool head (`attn_pool`)",
+            ),
+        ] {
+            assert!(VitConfig::preset(name).is_none(), "{name}");
+            let why = VitConfig::unsupported_preset(name).unwrap();
+            assert!(
+                why.contains(feature) && why.contains(name.split('.').next().unwrap()),
+                "{why}"
+            );
+        }
     }
 
     #[test]

@@ -4,18 +4,21 @@ use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
-/// Two-layer perceptron with an exact (erf) GELU, as timm's `nn.GELU` and HF's `"gelu"`.
+/// Two-layer perceptron with an exact (erf) GELU, as timm's `nn.GELU` and
+/// HF's `"gelu"`, or OpenAI CLIP's QuickGELU.
 #[derive(Module, Debug)]
 pub struct Mlp {
     /// D → hidden (timm: `mlp.fc1`).
     pub fc1: Linear,
     /// hidden → D (timm: `mlp.fc2`).
     pub fc2: Linear,
+    /// x·σ(1.702x) instead of GELU.
+    pub quick_gelu: bool,
 }
 
 impl Mlp {
     /// Random initialisation (timm: truncated normal, std 0.02).
-    pub fn init(embed_dim: usize, hidden: usize, device: &Device) -> Self {
+    pub fn init(embed_dim: usize, hidden: usize, quick_gelu: bool, device: &Device) -> Self {
         let init = Initializer::Normal {
             mean: 0.0,
             std: 0.02,
@@ -27,12 +30,20 @@ impl Mlp {
             fc2: LinearConfig::new(hidden, embed_dim)
                 .with_initializer(init)
                 .init(device),
+            quick_gelu,
         }
     }
 
     /// [B, T, D] → [B, T, D].
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        use super::matmul::linear;
-        linear(&self.fc2, super::kernels::gelu(linear(&self.fc1, x)))
+        use crate::ops::linear;
+        let h = linear(&self.fc1, x);
+        let h = if self.quick_gelu {
+            // timm's QuickGELU: x · sigmoid(1.702 x).
+            h.clone() * burn::tensor::activation::sigmoid(h.mul_scalar(1.702))
+        } else {
+            crate::ops::gelu(h)
+        };
+        linear(&self.fc2, h)
     }
 }

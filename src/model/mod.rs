@@ -1,19 +1,16 @@
-//! The model, in the order of the paper's outline.
+//! The model, in the order of the paper's outline. Its arithmetic runs
+//! through [`crate::ops`]; nothing else of vitrine is imported here.
 
 pub mod attention;
 pub mod block;
 pub mod config;
-pub mod kernels;
-mod lanes;
-pub mod matmul;
 pub mod mlp;
 pub mod patch_embed;
 pub mod vit;
 
 pub use attention::{Attention, AttentionOutput};
-pub use block::Block;
+pub use block::{Block, BlockSteps};
 pub use config::VitConfig;
-pub use kernels::kernel_path;
 pub use mlp::Mlp;
 pub use patch_embed::{PatchEmbed, patchify, unpatchify};
-pub use vit::{Features, VisionTransformer, VitOutput};
+pub use vit::VisionTransformer;

@@ -21,8 +21,17 @@ pub struct PatchEmbed {
 
 impl PatchEmbed {
     /// A randomly initialised embedding for `patch_len` = P·P·C inputs.
-    pub fn init(patch_size: usize, patch_len: usize, embed_dim: usize, device: &Device) -> Self {
+    /// Random initialisation; `bias`: whether the projection has one (timm
+    /// leaves it out when a norm follows the embedding, `pre_norm`).
+    pub fn init(
+        patch_size: usize,
+        patch_len: usize,
+        embed_dim: usize,
+        bias: bool,
+        device: &Device,
+    ) -> Self {
         let proj = LinearConfig::new(patch_len, embed_dim)
+            .with_bias(bias)
             .with_initializer(Initializer::XavierUniform { gain: 1.0 })
             .init(device);
         Self { proj, patch_size }
@@ -30,7 +39,7 @@ impl PatchEmbed {
 
     /// [B, N, P·P·C] → [B, N, D].
     pub fn forward(&self, patches: Tensor<3>) -> Tensor<3> {
-        super::matmul::linear(&self.proj, patches)
+        crate::ops::linear(&self.proj, patches)
     }
 }
 

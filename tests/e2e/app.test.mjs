@@ -34,6 +34,22 @@ for (const [backend, query, label] of [
   });
 }
 
+test('a DINO backbone (transformers ViTModel, no classifier) shows its maps and says it has no classes', { timeout: 600_000 }, async () => {
+  const { page, errors } = await open(site, '?backend=cpu&model=hf_dino');
+  const image = path.join(fixtures, 'images/coffee.png');
+  const got = await classify(page, image);
+  const want = native(path.join(fixtures, 'models/hf_dino'), image);
+  assert.equal(got.probabilities.length, 0, 'no classes');
+  assert.equal(got.logits.length, 384, 'the class token\'s features');
+  assertAgrees(got, want, 'hf_dino', 'coffee', 'cpu');
+  assert.match(await page.textContent('#knows'), /hf_dino has no classifier: it is a backbone/);
+  assert.equal(await page.locator('#top li').count(), 0);
+  assert.ok(await page.locator('#heads button').count() >= 6 + 2, 'one map per head, the mean and the rollout');
+  await shot(page, 'dino-backbone');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test('a dropped checkpoint replaces the model; a broken one is refused and the old one kept', { timeout: 600_000 }, async () => {
   const { page } = await open(site, '?backend=cpu&model=hf_vit');
   const d96 = path.join(fixtures, 'models/timm_d96');

@@ -24,7 +24,7 @@ export async function startSite(name) {
   fs.cpSync(path.join(root, 'dist'), site, { recursive: true });
   const manifestPath = path.join(site, 'models/manifest.json');
   const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
-  for (const m of ['hf_vit', 'timm_d96', 'timm_tiny']) {
+  for (const m of ['hf_vit', 'timm_d96', 'timm_tiny', 'hf_dino']) {
     fs.cpSync(path.join(fixtures, 'models', m), path.join(site, 'models', m), { recursive: true });
     manifest.models.push({ name: m, path: `${m}/`, files: fs.readdirSync(path.join(fixtures, 'models', m)) });
   }
@@ -91,13 +91,16 @@ export function nativeWalk(model, image, { patches, layer, head }) {
 
 export function native(model, image) {
   const json = JSON.parse(execFileSync(bin, ['classify', image, '--model', model, '--json', '--top', '5']).toString());
-  const m = Math.max(...json.logits);
-  const e = json.logits.map((l) => Math.exp(l - m));
+  // A backbone answers with its class token's features, and no classes.
+  const logits = json.logits ?? json.features;
+  const m = Math.max(...logits);
+  const e = logits.map((l) => Math.exp(l - m));
   const s = e.reduce((a, b) => a + b, 0);
   return {
     top: json.top.map((t) => t.index),
-    logits: json.logits,
-    probabilities: e.map((v) => v / s),
+    logits,
+    features: json.features ?? null,
+    probabilities: json.logits ? e.map((v) => v / s) : [],
     cls: json.attention.cls.flat(2),
     rollout: json.attention.rollout,
   };

@@ -32,6 +32,8 @@ test('the default model loads and every input path classifies', { timeout: 600_0
   assert.match(await page.textContent('#model-info'), /28×28×1 input → 49 patches of 4×4/);
 
   const picked = await classify(page, sample);
+  // What the model can answer stands beside its predictions, from its own labels.
+  assert.match(await page.textContent('#knows'), /^fashion-vit knows 10 classes \(T-shirt\/top, Trouser, Pullover, …\); anything else gets a guess among them\.$/);
   const dropped = await deliver(page, sample, 'drop');
   const pasted = await deliver(page, sample, 'paste');
   assert.ok(maxDiff(picked.probabilities, dropped.probabilities) < 1e-6, 'drop = picker');

@@ -11,18 +11,25 @@ test('thresholdMask keeps the fewest patches holding the mass (DINO)', () => {
   assert.deepEqual([...thresholdMask(map.map((v) => v * 10), 0.6)], [0, 1, 0, 1, 0], 'unnormalised maps too');
 });
 
-test('headMap picks one head or averages them', () => {
-  // [L=1, H=2, N=3]
-  const cls = Float32Array.from([0.2, 0.3, 0.5, 0.6, 0.2, 0.2]);
-  assert.deepEqual([...headMap(cls, 2, 3, 0, 1)].map((v) => +v.toFixed(6)), [0.6, 0.2, 0.2]);
-  assert.deepEqual([...headMap(cls, 2, 3, 0, 'mean')].map((v) => +v.toFixed(6)), [0.4, 0.25, 0.35]);
+test('headMap picks one head or the mean Rust computed', () => {
+  // [L=2, H=2, N=3]; clsMean is [L, N].
+  const cls = Float32Array.from([0.2, 0.3, 0.5, 0.6, 0.2, 0.2, 0.1, 0.1, 0.8, 0.3, 0.3, 0.4]);
+  const clsMean = Float32Array.from([0.4, 0.25, 0.35, 0.2, 0.2, 0.6]);
+  const result = { cls, clsMean, heads: 2 };
+  assert.deepEqual([...headMap(result, 3, 0, 1)].map((v) => +v.toFixed(6)), [0.6, 0.2, 0.2]);
+  assert.deepEqual([...headMap(result, 3, 1, 0)].map((v) => +v.toFixed(6)), [0.1, 0.1, 0.8]);
+  assert.deepEqual([...headMap(result, 3, 1, 'mean')].map((v) => +v.toFixed(6)), [0.2, 0.2, 0.6]);
 });
 
-test('patchRow reads row 1 + patch of [H, T, T], without the class-token column', () => {
-  // H=1, N=2, T=3: rows are query tokens (CLS, p0, p1).
-  const a = Float32Array.from([0.5, 0.25, 0.25, 0.1, 0.6, 0.3, 0.2, 0.2, 0.6]);
-  assert.deepEqual([...patchRow(a, 1, 2, 0, 0)].map((v) => +v.toFixed(6)), [0.6, 0.3]);
-  assert.deepEqual([...patchRow(a, 1, 2, 1, 'mean')].map((v) => +v.toFixed(6)), [0.2, 0.6]);
+test('patchRow reads row 1 + patch of [H, T, T] or of the mean [T, T], without the class-token column', () => {
+  // H=2, N=2, T=3: rows are query tokens (CLS, p0, p1).
+  const layerAttention = Float32Array.from([0.5, 0.25, 0.25, 0.1, 0.6, 0.3, 0.2, 0.2, 0.6,
+    0.5, 0.25, 0.25, 0.3, 0.4, 0.3, 0.0, 0.6, 0.4]);
+  const layerMean = Float32Array.from([0.5, 0.25, 0.25, 0.2, 0.5, 0.3, 0.1, 0.4, 0.5]);
+  const kept = { layerAttention, layerMean };
+  assert.deepEqual([...patchRow(kept, 2, 0, 0)].map((v) => +v.toFixed(6)), [0.6, 0.3]);
+  assert.deepEqual([...patchRow(kept, 2, 1, 1)].map((v) => +v.toFixed(6)), [0.6, 0.4]);
+  assert.deepEqual([...patchRow(kept, 2, 1, 'mean')].map((v) => +v.toFixed(6)), [0.4, 0.5]);
 });
 
 test('colour interpolates the colormap tables', () => {

@@ -19,8 +19,8 @@ use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 
 use std::sync::Arc;
 
-use crate::fashion_mnist::MnistBatch;
-use crate::parallel::Workers;
+use super::data::MnistBatch;
+use super::parallel::Workers;
 
 /// Two 3×3 convolutions (32 and 64 channels), each followed by ReLU and 2×2
 /// max-pooling, then a 128-wide hidden layer: a classic small Fashion-MNIST

@@ -22,7 +22,7 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Tensor;
 use burn::train::{ClassificationOutput, TrainOutput};
 
-use crate::fashion_mnist::MnistBatch;
+use super::data::MnistBatch;
 
 /// One single-thread pool per worker.
 pub struct Workers {

@@ -4,155 +4,25 @@
 //! Mirrors timm's `transforms_imagenet_eval` (resize the shorter side to
 //! size/crop_pct, centre crop, `ToTensor`, `Normalize`) and transformers'
 //! `ViTImageProcessor` (resize to exactly height×width), which is the
-//! `squash` crop mode with `crop_pct = 1`. Resampling uses the `image` crate,
-//! whose filters widen when downscaling, as PIL's do.
+//! `squash` crop mode with `crop_pct = 1`. The resize ([`resample`]) gives
+//! what the `image` crate's filters give (widened when downscaling, as PIL's
+//! are), computed only where the crop looks.
+//!
+//! - [`config`]: the preprocessing a checkpoint declares.
+//! - `photo`: the optional steps that bring a product photo into a dataset's look.
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+pub mod config;
+mod photo;
+pub mod resample;
 
-use crate::resample;
-pub use crate::resample::Interpolation;
+pub use config::{CropMode, CropRounding, PhotoAdapt, PreprocessConfig, Resize};
+use photo::adapt;
+pub use resample::Interpolation;
 
 /// Largest image accepted, in pixels (the browser scales bigger ones down first).
 pub const MAX_PIXELS: u64 = 64 * 1024 * 1024;
-
-/// How the image is brought to the input size (timm's `crop_mode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CropMode {
-    /// Keep the aspect ratio, scale the shorter side to size/crop_pct, crop the centre.
-    Center,
-    /// Scale each side to size/crop_pct independently, crop the centre.
-    Squash,
-    /// Scale the longer side to size/crop_pct, pad to a square with the mean colour.
-    Border,
-}
-
-impl CropMode {
-    /// Parses timm's names.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "center" => Some(Self::Center),
-            "squash" => Some(Self::Squash),
-            "border" => Some(Self::Border),
-            _ => None,
-        }
-    }
-}
-
-/// A checkpoint's preprocessing (timm's `pretrained_cfg` fields).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PreprocessConfig {
-    /// [channels, height, width] of the model input; 1 channel means grayscale.
-    pub input_size: [usize; 3],
-    pub interpolation: Interpolation,
-    /// Fraction of the resized image kept by the crop (timm: 0.875–1.0).
-    pub crop_pct: f64,
-    pub crop_mode: CropMode,
-    /// Per-channel mean subtracted after scaling to [0, 1].
-    pub mean: Vec<f32>,
-    /// Per-channel standard deviation divided by.
-    pub std: Vec<f32>,
-    /// Steps that bring an ordinary photo into the training data's look
-    /// (vitrine's extension; `vitrine_preprocess` in config.json).
-    #[serde(default)]
-    pub photo: PhotoAdapt,
-}
-
-/// Bringing a photo into a dataset's domain before the usual resize.
-///
-/// Fashion-MNIST items are light objects on black that fill the frame; a
-/// product photo is usually a dark object on a light background with room
-/// around it. Each step is declared by the model's config, none is implied.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PhotoAdapt {
-    /// When the image's border is light, invert it, so the background
-    /// becomes dark; then stretch the levels so the background is black and
-    /// the brightest pixel white.
-    pub invert_light_background: bool,
-    /// Crop to the object (the pixels that stand out from the border) and
-    /// pad that box to a square, so the object fills the frame.
-    pub fit_object: bool,
-}
-
-impl PhotoAdapt {
-    /// Whether any step is on.
-    pub fn active(&self) -> bool {
-        self.invert_light_background || self.fit_object
-    }
-}
-
-impl PreprocessConfig {
-    /// timm's ViT defaults, used when a checkpoint has no config.
-    pub fn timm_default(channels: usize, img_size: [usize; 2]) -> Self {
-        Self {
-            input_size: [channels, img_size[0], img_size[1]],
-            interpolation: Interpolation::Bicubic,
-            crop_pct: 0.9,
-            crop_mode: CropMode::Center,
-            mean: vec![0.5; channels],
-            std: vec![0.5; channels],
-            photo: PhotoAdapt::default(),
-        }
-    }
-
-    /// One line for the user.
-    pub fn describe(&self) -> String {
-        let [c, h, w] = self.input_size;
-        format!(
-            "{c}×{h}×{w}, {:?} resize, crop {} (crop_pct {}), mean {:?}, std {:?}",
-            self.interpolation,
-            format!("{:?}", self.crop_mode).to_lowercase(),
-            self.crop_pct,
-            self.mean,
-            self.std
-        )
-        .replace("Bicubic", "bicubic")
-        .replace("Bilinear", "bilinear")
-        .replace("Nearest", "nearest")
-        .replace("Lanczos", "lanczos")
-            + match (self.photo.invert_light_background, self.photo.fit_object) {
-                (true, true) => ", light backgrounds inverted, object fitted to the frame",
-                (true, false) => ", light backgrounds inverted",
-                (false, true) => ", object fitted to the frame",
-                (false, false) => "",
-            }
-    }
-
-    /// Checks the fields against each other.
-    pub fn validate(&self) -> Result<(), String> {
-        let [c, h, w] = self.input_size;
-        if c != 1 && c != 3 {
-            return Err(format!(
-                "{c} input channels; only 1 (grayscale) or 3 (RGB) are supported"
-            ));
-        }
-        if h == 0 || w == 0 {
-            return Err(format!("input size {h}×{w} is empty"));
-        }
-        if self.mean.len() != c || self.std.len() != c {
-            return Err(format!(
-                "mean has {} and std {} values, but there are {c} channels",
-                self.mean.len(),
-                self.std.len()
-            ));
-        }
-        if self.std.iter().any(|s| !(s.is_finite() && *s > 0.0))
-            || self.mean.iter().any(|m| !m.is_finite())
-        {
-            return Err(format!(
-                "std must be positive and mean finite, found mean {:?} std {:?}",
-                self.mean, self.std
-            ));
-        }
-        if !(self.crop_pct.is_finite() && self.crop_pct > 0.05 && self.crop_pct <= 4.0) {
-            return Err(format!("crop_pct {} is outside (0.05, 4]", self.crop_pct));
-        }
-        Ok(())
-    }
-}
 
 /// Why pixels could not be preprocessed.
 #[derive(Debug, Clone, PartialEq)]
@@ -214,12 +84,24 @@ fn round_half_even(x: f64) -> i64 {
     }
 }
 
-fn crop_offset(size: u32, crop: usize) -> i64 {
+fn crop_offset(size: u32, crop: usize, rounding: CropRounding) -> i64 {
     let (size, crop) = (size as i64, crop as i64);
-    if size >= crop {
-        round_half_even((size - crop) as f64 / 2.0)
+    match rounding {
+        // transformers: (size − crop) // 2, padding included (Python floors).
+        CropRounding::Floor => (size - crop).div_euclid(2),
+        // torchvision pads floor((crop − size) / 2) on the left and top.
+        CropRounding::HalfEven if size < crop => -((crop - size) / 2),
+        CropRounding::HalfEven => round_half_even((size - crop) as f64 / 2.0),
+    }
+}
+
+/// The shorter side to `s`, the longer one truncated in proportion
+/// (torchvision's `Resize(int)`, transformers' `shortest_edge`): [width, height].
+fn shortest_edge(width: f64, height: f64, s: f64) -> [u32; 2] {
+    if width <= height {
+        [s as u32, ((s * height / width) as u32).max(1)]
     } else {
-        -((crop - size) / 2)
+        [((s * width / height) as u32).max(1), s as u32]
     }
 }
 
@@ -229,17 +111,12 @@ fn plan(width: u32, height: u32, cfg: &PreprocessConfig) -> Plan {
     let sh = (th as f64 / cfg.crop_pct).floor().max(1.0);
     let sw = (tw as f64 / cfg.crop_pct).floor().max(1.0);
     let (w, h) = (width as f64, height as f64);
-    let resized = match cfg.crop_mode {
-        CropMode::Squash => [sw as u32, sh as u32],
-        CropMode::Center if sh == sw => {
-            // torchvision Resize(int): shorter side to size, longer side truncated.
-            if w <= h {
-                [sw as u32, (sw * h / w) as u32]
-            } else {
-                [(sh * w / h) as u32, sh as u32]
-            }
-        }
-        CropMode::Center | CropMode::Border => {
+    let resized = match (cfg.resize, cfg.crop_mode) {
+        (Some(Resize::Exact([rh, rw])), _) => [rw as u32, rh as u32],
+        (Some(Resize::ShortestEdge(s)), _) => shortest_edge(w, h, s as f64),
+        (None, CropMode::Squash) => [sw as u32, sh as u32],
+        (None, CropMode::Center) if sh == sw => shortest_edge(w, h, sw),
+        (None, CropMode::Center | CropMode::Border) => {
             let ratio = if cfg.crop_mode == CropMode::Center {
                 (sh / h).max(sw / w)
             } else {
@@ -253,7 +130,10 @@ fn plan(width: u32, height: u32, cfg: &PreprocessConfig) -> Plan {
     };
     Plan {
         resized,
-        offset: [crop_offset(resized[0], tw), crop_offset(resized[1], th)],
+        offset: [
+            crop_offset(resized[0], tw, cfg.crop_rounding),
+            crop_offset(resized[1], th, cfg.crop_rounding),
+        ],
     }
 }
 
@@ -266,112 +146,6 @@ pub fn view_box(width: u32, height: u32, cfg: &PreprocessConfig) -> [f64; 4] {
     let sy = p.resized[1] as f64 / height as f64;
     let (l, t) = (p.offset[0] as f64, p.offset[1] as f64);
     [l / sx, t / sy, (l + tw as f64) / sx, (t + th as f64) / sy]
-}
-
-/// A photo after [`PhotoAdapt`]: gray RGBA pixels of a square, and where
-/// that square lies in the original image ([x0, y0, x1, y1], original pixels).
-struct Adapted {
-    rgba: Vec<u8>,
-    side: u32,
-    rect: [f64; 4],
-}
-
-/// A pixel differs from the background when it is this much brighter (of 255)
-/// after the levels are stretched.
-const OBJECT_THRESHOLD: u8 = 40;
-
-/// Applies the photo steps: composite over white, gray, invert a light
-/// background, stretch levels, crop to the object, pad to a square.
-fn adapt(rgba: &[u8], width: u32, height: u32, steps: &PhotoAdapt) -> Adapted {
-    let (w, h) = (width as usize, height as usize);
-    // Transparent pixels are background: composite over white, then PIL's luma.
-    let mut gray: Vec<u8> = rgba
-        .chunks_exact(4)
-        .map(|px| {
-            let a = px[3] as u32;
-            let over = |c: u8| (c as u32 * a + 255 * (255 - a) + 127) / 255;
-            ((over(px[0]) * 19595 + over(px[1]) * 38470 + over(px[2]) * 7471 + 0x8000) >> 16) as u8
-        })
-        .collect();
-    // The background level: the median of the outermost ring of pixels.
-    let border_level = |g: &[u8]| -> u8 {
-        let mut ring: Vec<u8> = (0..w)
-            .flat_map(|x| [g[x], g[(h - 1) * w + x]])
-            .chain((0..h).flat_map(|y| [g[y * w], g[y * w + w - 1]]))
-            .collect();
-        let mid = ring.len() / 2;
-        *ring.select_nth_unstable(mid).1
-    };
-    if steps.invert_light_background {
-        if border_level(&gray) > 127 {
-            gray.iter_mut().for_each(|v| *v = 255 - *v);
-        }
-        // Levels: the background to black, the brightest pixel to white.
-        let bg = border_level(&gray) as u32;
-        let top = gray.iter().copied().max().unwrap_or(255) as u32;
-        if top > bg {
-            gray.iter_mut().for_each(|v| {
-                *v = ((*v as u32).saturating_sub(bg) * 255 / (top - bg)) as u8;
-            });
-        }
-    }
-    let (mut x0, mut y0, mut x1, mut y1) = (0, 0, w, h);
-    if steps.fit_object {
-        let bg = border_level(&gray);
-        let (mut bx0, mut by0, mut bx1, mut by1) = (w, h, 0, 0);
-        for y in 0..h {
-            for x in 0..w {
-                if gray[y * w + x].abs_diff(bg) >= OBJECT_THRESHOLD {
-                    bx0 = bx0.min(x);
-                    by0 = by0.min(y);
-                    bx1 = bx1.max(x + 1);
-                    by1 = by1.max(y + 1);
-                }
-            }
-        }
-        if bx1 > bx0 && by1 > by0 {
-            (x0, y0, x1, y1) = (bx0, by0, bx1, by1);
-        }
-    }
-    // Pad the box to a square around its centre, with the background level.
-    let fill = if steps.fit_object || steps.invert_light_background {
-        border_level(&gray)
-    } else {
-        0
-    };
-    let (bw, bh) = (x1 - x0, y1 - y0);
-    let side = bw.max(bh);
-    let (left, top) = (
-        x0 as i64 - ((side - bw) / 2) as i64,
-        y0 as i64 - ((side - bh) / 2) as i64,
-    );
-    let mut out = vec![255u8; side * side * 4];
-    for (y, row) in out.chunks_exact_mut(side * 4).enumerate() {
-        for (x, px) in row.chunks_exact_mut(4).enumerate() {
-            let (sx, sy) = (left + x as i64, top + y as i64);
-            let inside_box = sx >= x0 as i64 && sy >= y0 as i64 && sx < x1 as i64 && sy < y1 as i64;
-            let v = if inside_box {
-                gray[sy as usize * w + sx as usize]
-            } else {
-                fill
-            };
-            // Written one by one: a four-byte copy_from_slice is a memcpy
-            // call per pixel in the size-optimised browser build.
-            px[0] = v;
-            px[1] = v;
-            px[2] = v;
-        }
-    }
-    Adapted {
-        rgba: out,
-        side: side as u32,
-        rect: [
-            left as f64,
-            top as f64,
-            (left + side as i64) as f64,
-            (top + side as i64) as f64,
-        ],
-    }
 }
 
 /// What preprocessing produced: the model's input and where it came from.
@@ -484,13 +258,22 @@ fn resize_and_normalize(rgba: &[u8], width: u32, height: u32, cfg: &PreprocessCo
             cfg.interpolation,
         )
     };
-    let fill: Vec<u8> = match cfg.crop_mode {
-        CropMode::Border => cfg
+    let fill: Vec<u8> = match (cfg.resize, cfg.crop_mode) {
+        (None, CropMode::Border) => cfg
             .mean
             .iter()
             .map(|m| (m * 255.0).round().clamp(0.0, 255.0) as u8)
             .collect(),
         _ => vec![0; c],
+    };
+    // 1/255 divides, as timm's ToTensor does (and transformers' float64
+    // product rounds to the same float32); any other factor multiplies.
+    let rescale = |v: u8| {
+        if cfg.rescale == 1.0 / 255.0 {
+            v as f32 / 255.0
+        } else {
+            (v as f64 * cfg.rescale as f64) as f32
+        }
     };
     let mut out = vec![0.0f32; c * th * tw];
     for ch in 0..c {
@@ -506,7 +289,7 @@ fn resize_and_normalize(rgba: &[u8], width: u32, height: u32, cfg: &PreprocessCo
                 } else {
                     fill[ch]
                 };
-                out[(ch * th + y) * tw + x] = (v as f32 / 255.0 - mean) / std;
+                out[(ch * th + y) * tw + x] = (rescale(v) - mean) / std;
             }
         }
     }
@@ -532,8 +315,13 @@ mod tests {
         assert_eq!(p.resized, [372, 248]);
         assert_eq!(p.offset, [74, 12]);
         // Half-pixel offsets round to even, as Python's round does.
-        assert_eq!(crop_offset(229, 224), 2);
-        assert_eq!(crop_offset(231, 224), 4);
+        assert_eq!(crop_offset(229, 224, CropRounding::HalfEven), 2);
+        assert_eq!(crop_offset(231, 224, CropRounding::HalfEven), 4);
+        // transformers floors: (231 − 224) // 2 = 3.
+        assert_eq!(crop_offset(231, 224, CropRounding::Floor), 3);
+        // Padding: torchvision puts the odd pixel after, transformers before.
+        assert_eq!(crop_offset(221, 224, CropRounding::HalfEven), -1);
+        assert_eq!(crop_offset(221, 224, CropRounding::Floor), -2);
         assert_eq!(round_half_even(-2.5), -2);
     }
 
@@ -587,6 +375,7 @@ mod tests {
                 invert_light_background: true,
                 fit_object: true,
             },
+            ..PreprocessConfig::timm_default(1, [side, side])
         }
     }
 

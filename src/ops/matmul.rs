@@ -202,43 +202,29 @@ unsafe fn panel(
     // SAFETY (all tiles): rows i.. i + rows < m of a and c, k values of each
     // a row, columns col0.. col0 + cols ≤ n of each c row.
     unsafe {
+        // The tile of R rows at row i; every call differs only in R.
+        macro_rules! rows {
+            ($r:expr) => {
+                tile::<$r>(
+                    k,
+                    a.as_ptr().add(i * k),
+                    k,
+                    b,
+                    ldb,
+                    bias,
+                    c.as_mut_ptr().add(i * n + col0),
+                    n,
+                    cols,
+                )
+            };
+        }
         while i + MR <= m {
-            tile::<MR>(
-                k,
-                a.as_ptr().add(i * k),
-                k,
-                b,
-                ldb,
-                bias,
-                c.as_mut_ptr().add(i * n + col0),
-                n,
-                cols,
-            );
+            rows!(MR);
             i += MR;
         }
         match m - i {
-            2 => tile::<2>(
-                k,
-                a.as_ptr().add(i * k),
-                k,
-                b,
-                ldb,
-                bias,
-                c.as_mut_ptr().add(i * n + col0),
-                n,
-                cols,
-            ),
-            1 => tile::<1>(
-                k,
-                a.as_ptr().add(i * k),
-                k,
-                b,
-                ldb,
-                bias,
-                c.as_mut_ptr().add(i * n + col0),
-                n,
-                cols,
-            ),
+            2 => rows!(2),
+            1 => rows!(1),
             _ => {}
         }
     }

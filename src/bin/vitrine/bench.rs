@@ -1,0 +1,72 @@
+//! `vitrine bench`: the forward pass timed on one model, cpu or wgpu.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use burn::tensor::{Distribution, Tensor};
+use serde_json::json;
+use vitrine::backend::now_ms;
+use vitrine::{Checkpoint, VitConfig};
+
+use super::{Args, pick_backend};
+
+pub fn bench(raw: &[String]) -> Result<ExitCode, String> {
+    let args = Args::parse(
+        raw,
+        &["json"],
+        &["backend", "arch", "model", "runs", "warmup"],
+    )?;
+    let runs = args.number("runs", 30)?.max(1);
+    let warmup = args.number("warmup", 5)?;
+    let (kind, device) = pick_backend(&args)?;
+    let (name, model, config) = match args.value("model") {
+        Some(path) => {
+            let ck = Checkpoint::from_path(Path::new(path))
+                .map_err(|e| format!("cannot load model {path}: {e}"))?;
+            (path.to_string(), ck.build(&device), ck.config)
+        }
+        None => {
+            let arch = args.value("arch").unwrap_or("vit_tiny_patch16_224");
+            let config =
+                VitConfig::preset(arch).ok_or_else(|| format!("unknown architecture `{arch}`"))?;
+            (arch.to_string(), config.init(&device), config)
+        }
+    };
+    let [h, w] = config.img_size;
+    let input = Tensor::<4>::random(
+        [1, config.in_chans, h, w],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let mut times = Vec::with_capacity(runs);
+    for i in 0..warmup + runs {
+        let t0 = now_ms();
+        let logits = model.forward(input.clone());
+        let _ = logits.into_data();
+        if i >= warmup {
+            times.push(now_ms() - t0);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let p90 = times[((times.len() as f64 * 0.9).ceil() as usize).saturating_sub(1)];
+    // The CPU backend's pool: RAYON_NUM_THREADS when set, else every core.
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if args.flag("json") {
+        println!(
+            "{}",
+            json!({"model": name, "backend": kind.name(), "runs": runs, "median_ms": median, "p90_ms": p90,
+                   "min_ms": times[0], "threads": threads})
+        );
+    } else {
+        println!(
+            "{name} on {} (batch 1, {runs} runs after {warmup} warm-up, {threads} threads): median {median:.2} ms, p90 {p90:.2} ms, min {:.2} ms",
+            kind.name(),
+            times[0]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

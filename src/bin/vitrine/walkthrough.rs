@@ -1,0 +1,64 @@
+//! `vitrine walkthrough`: the forward pass of one image step by step, as JSON.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use vitrine::{Classifier, preprocess};
+
+use super::{Args, USAGE, load_image, load_model, pick_backend};
+
+pub fn walkthrough(raw: &[String]) -> Result<ExitCode, String> {
+    let args = Args::parse(raw, &[], &["model", "layer", "head", "patches", "backend"])?;
+    let [image] = args.positional.as_slice() else {
+        return Err(format!("walkthrough needs one image\n{USAGE}"));
+    };
+    let (_, device) = pick_backend(&args)?;
+    let (_, checkpoint) = load_model(&args)?;
+    let classifier = Classifier::new(&checkpoint, device);
+    let c = &classifier.config;
+    let layer = args.number("layer", c.depth - 1)?;
+    let head = args.number("head", 0)?;
+    if layer >= c.depth || head >= c.num_heads {
+        return Err(format!(
+            "--layer must be 0..{} and --head 0..{}",
+            c.depth - 1,
+            c.num_heads - 1
+        ));
+    }
+    let patches = match args.value("patches") {
+        None => vec![0],
+        Some(list) => list
+            .split(',')
+            .map(|p| {
+                p.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&p| p < c.num_patches())
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                format!(
+                    "--patches must list patch indices below {}",
+                    c.num_patches()
+                )
+            })?,
+    };
+    let img = load_image(Path::new(image)).map_err(|e| format!("{image}: {e}"))?;
+    let input = preprocess::preprocess(
+        img.as_raw(),
+        img.width(),
+        img.height(),
+        &classifier.preprocess,
+    )
+    .map_err(|e| format!("{image}: {e}"))?;
+    let focus = vitrine::walkthrough::Focus {
+        patches,
+        layer,
+        head,
+    };
+    let w = classifier.walkthrough_blocking(&input, &focus);
+    let mut json = serde_json::to_value(&w).map_err(|e| e.to_string())?;
+    json["input"] = serde_json::to_value(&input).map_err(|e| e.to_string())?;
+    println!("{json}");
+    Ok(ExitCode::SUCCESS)
+}

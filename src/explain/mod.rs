@@ -1,0 +1,19 @@
+//! What the model looked at, every computation of it in one place, for the
+//! page, the CLI and the walk-through alike.
+//!
+//! - [`trace`]: on the device, as the encoder runs: class-token rows, one
+//!   layer's full matrix, attention rollout.
+//! - [`distance`]: mean attention distance per head (on the device).
+//! - [`maps`]: on the host, after the read-back: one head, or the mean over heads.
+//! - [`colormap`] and [`overlay`]: maps as pictures.
+
+pub mod colormap;
+pub mod distance;
+pub mod maps;
+pub mod overlay;
+pub mod trace;
+
+pub use colormap::{colour, viridis};
+pub use maps::{AttentionMaps, HeadChoice, head_mean};
+pub use overlay::{normalize, overlay};
+pub use trace::{AttentionTrace, TracedMaps};

@@ -1,0 +1,51 @@
+// The call protocol between a page and worker.js: numbered requests, one
+// answer each ({ id, type } or { id, type: 'error', message, fatal }).
+// Used by the app and the bench page alike.
+
+/**
+ * Starts a worker on `backend` ('webgpu', 'cpu' or null for its choice) and
+ * wasm module `simd` ('simd128' or null). `ready` resolves with the
+ * worker's choice ({ backend, reason, simd }), or rejects when it could not
+ * start. A crash inside the worker rejects every pending request as fatal.
+ */
+export function connect(backend, simd) {
+  const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  const pending = new Map();
+  let n = 0;
+  const rejectAll = (error) => {
+    for (const p of pending.values()) p.reject(error);
+    pending.clear();
+  };
+  const ready = new Promise((resolve, reject) => {
+    worker.onmessage = ({ data }) => {
+      if (data.type === 'ready') return resolve(data);
+      if (data.during === 'init') return reject(new Error(data.message));
+      const p = pending.get(data.id);
+      if (!p) return;
+      pending.delete(data.id);
+      if (data.type === 'error') p.reject(Object.assign(new Error(data.message), { fatal: data.fatal }));
+      else p.resolve(data);
+    };
+  });
+  worker.onerror = (e) => {
+    e.preventDefault();
+    rejectAll(Object.assign(new Error(e.message || 'the model worker crashed'), { fatal: true }));
+  };
+  worker.postMessage({ type: 'init', backend, simd });
+  return {
+    ready,
+    /** Sends `message` and resolves with the worker's answer to it. */
+    request(message) {
+      const id = ++n;
+      return new Promise((resolve, reject) => {
+        pending.set(id, { resolve, reject });
+        worker.postMessage({ ...message, id });
+      });
+    },
+    /** Stops the worker; what was pending fails. */
+    close() {
+      worker.terminate();
+      rejectAll(new Error('the model worker restarted'));
+    },
+  };
+}

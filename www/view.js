@@ -1,0 +1,139 @@
+// Drawing the page's results: the picture the model saw, the chosen
+// attention map over it, the per-head grid, the top-5 and the timings. The
+// maps come computed from Rust; overlay.js draws them.
+import { drawMap, drawPatchCursor, headMap, inputPicture, patchRow, thresholdMask } from './overlay.js';
+
+const $ = (id) => document.getElementById(id);
+
+/** One line about a model's shape and size (`info` as the worker gives it). */
+export function describeModel(name, { config: c, parameters }) {
+  const [h, w] = c.img_size;
+  const n = (h / c.patch_size) * (w / c.patch_size);
+  const count = parameters >= 1e6 ? `${(parameters / 1e6).toFixed(1)} M` : `${Math.round(parameters / 1e3)} k`;
+  const classes = c.num_classes ? `${c.num_classes} classes` : 'no classifier (a backbone)';
+  return `Model “${name}”: ${h}×${w}×${c.in_chans} input → ${n} patches of ${c.patch_size}×${c.patch_size}, `
+    + `D = ${c.embed_dim}, ${c.depth} layers × ${c.num_heads} heads, ${classes}, ${count} parameters.`;
+}
+
+/**
+ * What the model can answer, in one line beside its predictions: its
+ * classes, or that it has none (a backbone shows only where it looks).
+ */
+export function knows(info) {
+  const { labels, config, name } = info;
+  if (config.num_classes === 0) {
+    return `${name} has no classifier: it is a backbone, so there are no classes to predict; the maps show where it looks.`;
+  }
+  const some = labels.slice(0, 3).join(', ');
+  return `${name} knows ${labels.length} classes (${some}${labels.length > 3 ? ', …' : ''}); anything else gets a guess among them.`;
+}
+
+/** Empties the result panes. */
+export function clearResults() {
+  for (const id of ['top', 'heads']) $(id).replaceChildren();
+  for (const id of ['timings', 'truth', 'caption', 'knows']) $(id).textContent = '';
+  for (const id of ['image', 'overlay', 'cursor']) $(id).getContext('2d').clearRect(0, 0, 448, 448);
+}
+
+
+export const layerNow = () => Number($('layer').value);
+const headNow = () => ($('head').value === 'mean' || $('head').value === 'rollout' ? $('head').value : Number($('head').value));
+const style = () => ({
+  colormap: $('colormap').value,
+  smooth: document.querySelector('input[name="upsample"]:checked').value === 'smooth',
+});
+
+/** The map now chosen: a CLS row, the rollout, or the pointed patch's row. */
+function chosenMap({ current, patch }) {
+  const { result, rows } = current;
+  const [gr, gc] = result.grid;
+  const n = gr * gc;
+  const layer = layerNow();
+  const head = headNow();
+  if (patch >= 0 && rows[layer]) {
+    const h = head === 'rollout' ? 'mean' : head;
+    return { map: patchRow(rows[layer], n, patch, h), what: patchCaption({ current, patch }, layer, h) };
+  }
+  if (head === 'rollout') return { map: result.rollout, what: 'Attention rollout over all layers: what the class token draws on, through every layer.' };
+  return {
+    map: headMap(result, n, layer, head),
+    what: `Layer ${layer}, ${head === 'mean' ? 'mean of the heads' : `head ${head}`}: where the class token looks.`,
+  };
+}
+
+function patchCaption({ current, patch }, layer, head) {
+  const cols = current.result.grid[1];
+  return `Layer ${layer}, ${head === 'mean' ? 'mean of the heads' : `head ${head}`}: where the patch at row ${Math.floor(patch / cols)}, column ${patch % cols} looks.`;
+}
+
+/** Draws the current result: the picture, the chosen map, the head grid, the top-5 and timings. */
+export function renderView(state) {
+  const { current, info, patch, backend } = state;
+  if (!current || !info) return;
+  const { result, bitmap, viewBox } = current;
+  const [x0, y0, x1, y1] = viewBox;
+  const img = $('image');
+  const ctx = img.getContext('2d');
+  ctx.fillStyle = 'black';
+  ctx.fillRect(0, 0, img.width, img.height);
+  if (document.querySelector('input[name="picture"]:checked').value === 'input') {
+    // The tensor the model received, its normalisation undone: pixel for pixel.
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(inputPicture(result.input, info.preprocess), 0, 0, img.width, img.height);
+    ctx.imageSmoothingEnabled = true;
+  } else {
+    // Show exactly what the model saw: its crop of the image, scaled to the canvas.
+    ctx.drawImage(bitmap, x0, y0, x1 - x0, y1 - y0, 0, 0, img.width, img.height);
+  }
+
+  const { map, what } = chosenMap(state);
+  const mask = $('threshold').checked ? thresholdMask(map, Number($('mass').value)) : null;
+  drawMap($('overlay'), map, result.grid, { ...style(), mask });
+  $('overlay').style.opacity = $('opacity').value;
+  drawPatchCursor($('cursor'), patch, result.grid);
+  $('caption').textContent = what + (mask ? ` Only the patches holding ${Math.round($('mass').value * 100)}% of it are left uncovered.` : '');
+  renderHeads(state);
+
+  const order = Array.from(result.probabilities.keys()).sort((a, b) => result.probabilities[b] - result.probabilities[a]);
+  $('top').replaceChildren(...order.slice(0, 5).map((i) => {
+    const li = document.createElement('li');
+    const p = result.probabilities[i];
+    const label = document.createElement('span');
+    label.textContent = `${info.labels[i]} — ${(p * 100).toFixed(1)}%`; // labels are text, never HTML
+    const bar = document.createElement('span');
+    bar.className = 'bar';
+    bar.style.width = `${(p * 100).toFixed(1)}%`;
+    li.append(label, bar);
+    li.dataset.index = i;
+    return li;
+  }));
+  $('truth').textContent = current.truth ? `True label: ${current.truth}` : '';
+  $('knows').textContent = knows(info);
+  const t = result.timings;
+  $('timings').textContent = `${backend === 'webgpu' ? 'WebGPU' : 'CPU'}: preprocess ${t.preprocess.toFixed(1)} ms · `
+    + `forward ${t.forward.toFixed(1)} ms · read-back ${t.readback.toFixed(1)} ms`;
+}
+
+/** Small maps of every head of the chosen layer, plus the mean and the rollout; each selects itself. */
+function renderHeads({ current, rerender }) {
+  const { result } = current;
+  const [gr, gc] = result.grid;
+  const layer = layerNow();
+  const choices = [['mean', 'mean'], ['rollout', 'rollout'], ...Array.from({ length: result.heads }, (_, h) => [String(h), `head ${h}`])];
+  $('heads').replaceChildren(...choices.map(([value, text]) => {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'head';
+    button.setAttribute('aria-pressed', String($('head').value === value));
+    const canvas = document.createElement('canvas');
+    canvas.width = canvas.height = 72;
+    const map = value === 'rollout' ? result.rollout
+      : headMap(result, gr * gc, layer, value === 'mean' ? 'mean' : Number(value));
+    drawMap(canvas, map, result.grid, style());
+    const caption = document.createElement('span');
+    caption.textContent = text;
+    button.append(canvas, caption);
+    button.addEventListener('click', () => { $('head').value = value; rerender(); });
+    return button;
+  }));
+}
