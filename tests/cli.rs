@@ -250,3 +250,63 @@ fn outputs_that_are_not_numbers_are_errors() {
     );
     assert!(v.get("top").is_none(), "{v}");
 }
+
+#[test]
+fn other_input_sizes_and_backbones_on_the_command_line() {
+    let img = fixtures().join("images/chelsea.png");
+    let hf = fixtures().join("models/hf_vit");
+    let (code, out, err) = vitrine(&[
+        "classify",
+        img.to_str().unwrap(),
+        "--model",
+        hf.to_str().unwrap(),
+        "--json",
+        "--image-size",
+        "128",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("position embeddings interpolated from 6×6 to 8×8"),
+        "{err}"
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["attention"]["grid"], serde_json::json!([8, 8]));
+    for bad in ["0", "12x", "100"] {
+        let (code, _, err) = vitrine(&[
+            "classify",
+            img.to_str().unwrap(),
+            "--model",
+            hf.to_str().unwrap(),
+            "--image-size",
+            bad,
+        ]);
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(
+            err.contains("--image-size") || err.contains("not a multiple of patch size"),
+            "{bad}: {err}"
+        );
+    }
+    // A backbone: features, no classes, and a line that says so.
+    let dino = fixtures().join("models/timm_dino");
+    let (code, out, err) = vitrine(&[
+        "classify",
+        img.to_str().unwrap(),
+        "--model",
+        dino.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["features"].as_array().unwrap().len(), 384);
+    assert!(v.get("logits").is_none() && v["top"].as_array().unwrap().is_empty());
+    let (_, out, _) = vitrine(&[
+        "classify",
+        img.to_str().unwrap(),
+        "--model",
+        dino.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("no classifier: this model is a backbone"),
+        "{out}"
+    );
+}

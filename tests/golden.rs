@@ -263,6 +263,69 @@ fn without_config_the_shapes_are_inferred() {
     );
 }
 
+/// At other input sizes (`Checkpoint::at_image_size`, the CLI's
+/// `--image-size`), the position embeddings are interpolated as timm and
+/// transformers do it, and the outputs follow theirs at that size with the
+/// same bounds as at the checkpoint's own size.
+#[test]
+fn other_input_sizes_match_timm_and_transformers() {
+    let g = golden("resized");
+    for (model, size) in [
+        ("timm_tiny", 160),
+        ("timm_tiny", 288),
+        ("hf_vit", 64),
+        ("hf_vit", 128),
+    ] {
+        let ck = Checkpoint::from_path(&fixtures().join("models").join(model))
+            .unwrap()
+            .at_image_size([size, size])
+            .unwrap();
+        assert!(
+            ck.notes.iter().any(|n| n.contains("interpolated")),
+            "{:?}",
+            ck.notes
+        );
+        let classifier = Classifier::new(&ck, Device::flex());
+        let key = format!("{model}.{size}.chelsea");
+        let [logit_tol, cls_tol, _, roll_tol] = tolerances(&g[&format!("{key}.torch_f32_error")].1);
+        let input = &g[&format!("{key}.input")].1;
+        let pred = classifier.classify_input_blocking(input, None).unwrap();
+        let want = &g[&format!("{key}.logits")].1;
+        let d = [
+            max_abs_diff(&pred.logits, want),
+            max_abs_diff(&pred.attention.cls, &g[&format!("{key}.cls_attention")].1),
+            max_abs_diff(&pred.rollout, &g[&format!("{key}.rollout")].1),
+        ];
+        println!(
+            "{key}: |vitrine - float64| logits {:.2e} ({logit_tol:.1e}), cls attention {:.2e} ({cls_tol:.1e}), rollout {:.2e} ({roll_tol:.1e})",
+            d[0], d[1], d[2]
+        );
+        assert!(
+            d[0] <= logit_tol && d[1] <= cls_tol && d[2] <= roll_tol,
+            "{key}: {d:?}"
+        );
+        assert_eq!(top5(&pred.logits), top5(want), "{key}: top-5");
+        // Our own preprocessing at that size agrees with the library's.
+        let img = photo("chelsea");
+        let ours = vitrine::preprocess::preprocess(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            &ck.preprocess,
+        )
+        .unwrap();
+        let mad = mean_abs_diff(&ours, input);
+        assert!(
+            mad <= 0.01,
+            "{key}: preprocessing differs by {mad} on average"
+        );
+    }
+    // A size that is not a multiple of the patch is refused with its reason.
+    let ck = Checkpoint::from_path(&fixtures().join("models/hf_vit")).unwrap();
+    let e = ck.at_image_size([100, 100]).unwrap_err().to_string();
+    assert!(e.contains("not a multiple of patch size 16"), "{e}");
+}
+
 /// The families' options are read from timm's names and `model_args`.
 #[test]
 fn timm_families_read_their_options() {

@@ -13,10 +13,12 @@
 //! - [`names`]: the naming schemes
 //! - [`config`]: the config readers
 //! - [`tensors`]: the model's tensors under timm's names and PyTorch's layouts
+//! - [`pos_embed`]: position embeddings for another input size
 
 mod config;
 mod error;
 mod names;
+pub mod pos_embed;
 mod tensors;
 
 use std::collections::BTreeMap;
@@ -32,7 +34,7 @@ use names::{detect_layout, fuse_qkv, hf_full_name, is_hf_pooler, translate};
 pub use tensors::timm_tensors;
 
 use crate::model::{VisionTransformer, VitConfig};
-use crate::preprocess::PreprocessConfig;
+use crate::preprocess::{PreprocessConfig, Resize};
 use crate::safetensors::SafeTensors;
 
 /// One tensor in PyTorch layout, widened to f32, with the name the file used.
@@ -263,6 +265,69 @@ impl Checkpoint {
             notes,
             weights: tensors,
         })
+    }
+
+    /// The same checkpoint at another input size [height, width]: its
+    /// position embeddings interpolated to the new patch grid as the
+    /// checkpoint's own library does it (timm: bicubic with antialias;
+    /// transformers: bicubic), its preprocessing resizing to that size (a
+    /// transformers resize before a centre crop is scaled with it).
+    pub fn at_image_size(mut self, size: [usize; 2]) -> Result<Self, CheckpointError> {
+        let old = self.config.clone();
+        if size == old.img_size {
+            return Ok(self);
+        }
+        let mut config = old.clone();
+        config.img_size = size;
+        config
+            .validate()
+            .map_err(|reason| CheckpointError::BadConfig {
+                file: "the image size asked for".into(),
+                reason,
+            })?;
+        let (from, to) = (old.grid(), config.grid());
+        let how = match self.layout {
+            Layout::Timm => pos_embed::PosResize::Timm,
+            Layout::HuggingFace => pos_embed::PosResize::Transformers,
+        };
+        let d = config.embed_dim;
+        let entry = self
+            .weights
+            .get_mut("pos_embed")
+            .expect("a checked checkpoint has position embeddings");
+        let prefix = old.pos_embed_len() - old.num_patches();
+        let grid = pos_embed::resize_grid(&entry.values[prefix * d..], from, to, d, how);
+        entry.values.truncate(prefix * d);
+        entry.values.extend(grid);
+        entry.shape = vec![1, config.pos_embed_len(), d];
+
+        let p = &mut self.preprocess;
+        let [c, ih, iw] = p.input_size;
+        let scale = |v: usize, new: usize, old: usize| (v * new + old / 2) / old;
+        p.resize = p.resize.map(|r| match r {
+            Resize::Exact([rh, rw]) => {
+                Resize::Exact([scale(rh, size[0], ih), scale(rw, size[1], iw)])
+            }
+            Resize::ShortestEdge(e) => {
+                Resize::ShortestEdge(scale(e, size[0].min(size[1]), ih.min(iw)))
+            }
+        });
+        p.input_size = [c, size[0], size[1]];
+        self.notes.push(format!(
+            "running at {}×{} px: position embeddings interpolated from {}×{} to {}×{} patches ({})",
+            size[0],
+            size[1],
+            from[0],
+            from[1],
+            to[0],
+            to[1],
+            match how {
+                pos_embed::PosResize::Timm => "bicubic with antialias, as timm does",
+                pos_embed::PosResize::Transformers => "bicubic, as transformers does",
+            }
+        ));
+        self.config = config;
+        Ok(self)
     }
 
     /// Uploads the weights to `device` as a model.

@@ -64,7 +64,14 @@ pub fn classify(raw: &[String]) -> Result<ExitCode, String> {
         raw,
         &["json"],
         &[
-            "model", "top", "overlay", "layer", "head", "colormap", "backend",
+            "model",
+            "top",
+            "overlay",
+            "layer",
+            "head",
+            "colormap",
+            "image-size",
+            "backend",
         ],
     )?;
     if args.positional.is_empty() {

@@ -21,12 +21,14 @@ use walkthrough::walkthrough;
 const USAGE: &str = "\
 usage:
   vitrine classify IMAGE... [--model PATH] [--top K] [--json] [--overlay OUT.png]
-                   [--layer L] [--head H|mean|rollout] [--colormap NAME] [--backend cpu|wgpu]
+                   [--layer L] [--head H|mean|rollout] [--colormap NAME] [--image-size N|HxW]
+                   [--backend cpu|wgpu]
   vitrine bench [--backend cpu|wgpu] [--arch NAME | --model PATH] [--runs N] [--warmup N] [--json]
   vitrine train [--data DIR] [--out DIR] [--epochs N] [--batch N] [--threads N]
                 [--teacher-epochs N] [--weight-decay X] [--label-smoothing X]
                 [--distill-weight X] [--embed-dim N] [--depth N] [--heads N] [--mlp-ratio N]
   vitrine walkthrough IMAGE [--model PATH] [--layer L] [--head H] [--patches I,J,...]
+                      [--image-size N|HxW]
   vitrine export [--run DIR] [--epoch N] [--out DIR]
   vitrine eval [--model PATH] [--data DIR] [--limit N] [--confusion OUT.svg] [--dataset-pixels]
                [--backend cpu|wgpu]
@@ -36,7 +38,8 @@ and optionally preprocessor_config.json (timm or transformers layout); without
 --model, vitrine's own Fashion-MNIST model (built in) is used.
 --layer counts from 0 (default: the last layer); --head picks one head, the mean over
 heads (default) or `rollout` (attention rollout over all layers); --colormap is
-viridis (default), magma, inferno, cividis or gray.
+viridis (default), magma, inferno, cividis or gray. --image-size runs the model at
+another input size, its position embeddings interpolated as timm or transformers do.
 
 exit status:
   0  success (classify: every image classified)
@@ -162,13 +165,27 @@ fn load_image(path: &Path) -> Result<image::RgbaImage, String> {
 
 /// The checkpoint `--model PATH` names, or the embedded default model.
 fn load_model(args: &Args) -> Result<(String, Checkpoint), String> {
-    match args.value("model") {
+    let (name, checkpoint) = match args.value("model") {
         Some(path) => Checkpoint::from_path(Path::new(path))
             .map(|c| (path.to_string(), c))
-            .map_err(|e| format!("cannot load model {path}: {e}")),
-        None => Ok((
+            .map_err(|e| format!("cannot load model {path}: {e}"))?,
+        None => (
             "fashion-vit (built in)".to_string(),
             Checkpoint::default_model(),
-        )),
+        ),
+    };
+    let Some(v) = args.value("image-size") else {
+        return Ok((name, checkpoint));
+    };
+    // N, or HxW.
+    let size = match v.split_once('x') {
+        None => v.parse::<usize>().ok().map(|n| [n, n]),
+        Some((h, w)) => h.parse().ok().zip(w.parse().ok()).map(|(h, w)| [h, w]),
     }
+    .filter(|s| s.iter().all(|&n| n > 0))
+    .ok_or_else(|| format!("--image-size must be N or HxW (pixels), got `{v}`"))?;
+    let checkpoint = checkpoint
+        .at_image_size(size)
+        .map_err(|e| format!("cannot run {name} at {}×{}: {e}", size[0], size[1]))?;
+    Ok((name, checkpoint))
 }

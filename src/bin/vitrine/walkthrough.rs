@@ -8,7 +8,11 @@ use vitrine::{Classifier, preprocess};
 use super::{Args, USAGE, load_image, load_model, pick_backend};
 
 pub fn walkthrough(raw: &[String]) -> Result<ExitCode, String> {
-    let args = Args::parse(raw, &[], &["model", "layer", "head", "patches", "backend"])?;
+    let args = Args::parse(
+        raw,
+        &[],
+        &["model", "layer", "head", "patches", "image-size", "backend"],
+    )?;
     let [image] = args.positional.as_slice() else {
         return Err(format!("walkthrough needs one image\n{USAGE}"));
     };
