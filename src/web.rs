@@ -46,6 +46,8 @@ fn js_error(e: impl std::fmt::Display) -> JsError {
 pub struct Vitrine {
     viewer: Viewer,
     backend: String,
+    /// The checkpoint's own input size [height, width].
+    native_size: [usize; 2],
 }
 
 #[wasm_bindgen]
@@ -54,12 +56,15 @@ impl Vitrine {
     /// of `config.json` and `preprocessor_config.json`, onto `backend`
     /// (`"webgpu"` or `"cpu"`). `max_buffer_bytes` is the WebGPU adapter's
     /// largest storage buffer; a model with a bigger tensor is refused.
+    /// `image_size` runs the model at that square input size instead of its
+    /// own, its position embeddings interpolated.
     pub async fn load(
         backend: String,
         weights: Vec<u8>,
         config: Option<Vec<u8>>,
         preprocessor: Option<Vec<u8>>,
         max_buffer_bytes: Option<f64>,
+        image_size: Option<u32>,
     ) -> Result<Vitrine, JsError> {
         // Weights are widened to f32 in wasm memory (at most 4 GB, shared
         // with the file's own bytes) before they reach any device.
@@ -79,6 +84,13 @@ impl Vitrine {
         )
         .map_err(|e| JsError::new(&e.to_string()))?;
         drop(weights);
+        let native_size = checkpoint.config.img_size;
+        let checkpoint = match image_size {
+            Some(s) => checkpoint
+                .at_image_size([s as usize; 2])
+                .map_err(|e| JsError::new(&format!("cannot run the model at {s}×{s}: {e}")))?,
+            None => checkpoint,
+        };
         let device = match backend.as_str() {
             "webgpu" => webgpu_device().await?,
             "cpu" => Device::flex(),
@@ -91,6 +103,7 @@ impl Vitrine {
         Ok(Vitrine {
             viewer: Viewer::new(Classifier::new(&checkpoint, device)),
             backend,
+            native_size,
         })
     }
 
@@ -116,7 +129,7 @@ impl Vitrine {
     }
 
     /// The model's description as JSON: config, preprocessing, labels,
-    /// loader notes, patch grid, parameter count.
+    /// loader notes, patch grid, parameter count, the checkpoint's own input size.
     pub fn info(&self) -> String {
         let c = &self.viewer.classifier;
         serde_json::json!({
@@ -126,6 +139,7 @@ impl Vitrine {
             "notes": c.notes,
             "grid": c.config.grid(),
             "parameters": c.model().num_params(),
+            "nativeSize": self.native_size,
         })
         .to_string()
     }

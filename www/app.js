@@ -3,7 +3,7 @@ import { setupLearn } from './learn.js';
 import { fetchModelFiles, parseManifest } from './manifest.js';
 import { connect } from './rpc.js';
 import { decode, fitCanvas } from './input.js';
-import { clearResults, describeModel, layerNow, renderView } from './view.js';
+import { clearResults, describeModel, layerNow, renderView, sizeChoices } from './view.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -87,6 +87,12 @@ function setModel(loaded, name) {
   $('head').replaceChildren(new Option('mean of heads', 'mean'), new Option('rollout (all layers)', 'rollout'),
     ...Array.from({ length: c.num_heads }, (_, h) => new Option(`head ${h}`, h)));
   $('model-info').textContent = describeModel(name, info); // names are text, never HTML
+  const [native] = info.nativeSize;
+  $('resolution').replaceChildren(...sizeChoices(native, c.patch_size).map((px) => {
+    const grid = px / c.patch_size;
+    return new Option(`${px} px (${grid}×${grid} patches)${px === native ? ', its own' : ''}`, px, false, px === c.img_size[0]);
+  }));
+  $('resolution').disabled = false;
   document.body.dataset.model = name;
   document.body.dataset.ready = 'true';
   current = null;
@@ -424,6 +430,25 @@ $('mass').addEventListener('input', () => { $('mass-out').textContent = `${Math.
 for (const id of ['head', 'colormap', 'threshold']) $(id).addEventListener('change', render);
 $('opacity').addEventListener('input', render);
 for (const r of document.querySelectorAll('input[name="upsample"], input[name="picture"]')) r.addEventListener('change', render);
+
+// Another input size: the same checkpoint loaded again, its position
+// embeddings interpolated in Rust; the image shown is answered again.
+$('resolution').addEventListener('change', async () => {
+  if (!source || !info) return;
+  const px = Number($('resolution').value);
+  const files = { ...source.files, imageSize: px === info.nativeSize[0] ? undefined : px };
+  $('resolution').disabled = true;
+  $('progress').value = 0.5;
+  try {
+    await loadModel(source.name, files, ++loads);
+  } catch (e) {
+    showMessage(`Could not run the model at ${px} px: ${e.message}`);
+    $('resolution').value = String(info.config.img_size[0]); // the size still in use
+    $('resolution').disabled = false;
+  } finally {
+    $('progress').value = 1;
+  }
+});
 
 const learn = setupLearn({ run, state: () => ({ info, current, name: document.body.dataset.model }) });
 /** The worker's memory (wasm bytes, the device's pools): for tests and the curious. */

@@ -28,6 +28,17 @@ export function knows(info) {
   return `${name} knows ${labels.length} classes (${some}${labels.length > 3 ? ', …' : ''}); anything else gets a guess among them.`;
 }
 
+/**
+ * Input sizes to offer for a checkpoint whose own size is `native` px with
+ * patches of `patch` px: multiples of the patch around it, up to 1024.
+ */
+export function sizeChoices(native, patch) {
+  const sizes = [0.5, 0.75, 1, 1.25, 1.5, 2, 2.5, 3]
+    .map((f) => Math.max(2, Math.round((native * f) / patch)) * patch)
+    .filter((s) => s <= Math.max(native, 1024));
+  return [...new Set([...sizes, native])].sort((a, b) => a - b);
+}
+
 /** Empties the result panes. */
 export function clearResults() {
   for (const id of ['top', 'heads']) $(id).replaceChildren();

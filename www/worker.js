@@ -45,7 +45,8 @@ async function chooseBackend(requested) {
 async function load(files, seq) {
   const bytes = (b) => (b ? new Uint8Array(b) : undefined);
   const limit = adapter ? Math.min(adapter.limits.maxStorageBufferBindingSize, adapter.limits.maxBufferSize) : undefined;
-  const next = await Vitrine.load(backend, bytes(files.weights), bytes(files.config), bytes(files.preprocessor), limit);
+  // files.imageSize: run at another input size than the checkpoint's own.
+  const next = await Vitrine.load(backend, bytes(files.weights), bytes(files.config), bytes(files.preprocessor), limit, files.imageSize);
   const info = JSON.parse(next.info());
   if (seq < modelSeq) {
     next.free();

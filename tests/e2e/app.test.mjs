@@ -50,6 +50,28 @@ test('a DINO backbone (transformers ViTModel, no classifier) shows its maps and 
   await page.close();
 });
 
+test('another input size: position embeddings interpolated in the page as in the CLI, and back', { timeout: 600_000 }, async () => {
+  const { page, errors } = await open(site, '?backend=cpu&model=hf_vit');
+  const image = path.join(fixtures, 'images/chelsea.png');
+  await classify(page, image);
+  const options = await page.$$eval('#resolution option', (o) => o.map((x) => x.value));
+  assert.ok(options.includes('128') && options.includes('96'), options.join(' '));
+  await page.selectOption('#resolution', '128');
+  await page.waitForFunction(() => document.getElementById('model-info').textContent.includes('128×128×3 input → 64 patches'));
+  // The image shown is answered again at the new size.
+  await page.waitForFunction(() => window.vitrineLast?.cls.length === 3 * 4 * 64);
+  const got = await page.evaluate(() => ({
+    logits: Array.from(window.vitrineLast.logits), cls: Array.from(window.vitrineLast.cls), rollout: Array.from(window.vitrineLast.rollout),
+  }));
+  const want = native(path.join(fixtures, 'models/hf_vit'), image, ['--image-size', '128']);
+  // Held to the bounds of the 128 px golden (PyTorch's own float32 error there).
+  assertAgrees(got, want, 'resized', 'hf_vit.128.chelsea', 'cpu at 128 px');
+  await page.selectOption('#resolution', '96');
+  await page.waitForFunction(() => document.getElementById('model-info').textContent.includes('96×96×3 input → 36 patches'));
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test('a dropped checkpoint replaces the model; a broken one is refused and the old one kept', { timeout: 600_000 }, async () => {
   const { page } = await open(site, '?backend=cpu&model=hf_vit');
   const d96 = path.join(fixtures, 'models/timm_d96');

@@ -89,8 +89,8 @@ export function nativeWalk(model, image, { patches, layer, head }) {
   return JSON.parse(execFileSync(bin, args, { maxBuffer: 1 << 28 }).toString());
 }
 
-export function native(model, image) {
-  const json = JSON.parse(execFileSync(bin, ['classify', image, '--model', model, '--json', '--top', '5']).toString());
+export function native(model, image, extra = []) {
+  const json = JSON.parse(execFileSync(bin, ['classify', image, '--model', model, '--json', '--top', '5', ...extra]).toString());
   // A backbone answers with its class token's features, and no classes.
   const logits = json.logits ?? json.features;
   const m = Math.max(...logits);
