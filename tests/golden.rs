@@ -370,6 +370,45 @@ fn timm_families_read_their_options() {
     }
 }
 
+/// transformers 5 names the tensors inside a model otherwise than the files
+/// it saves (`vit.layers.N.attention.q_proj`, `o_proj`, `mlp.fc1`); a file
+/// written from `model.state_dict()` carries those names, and loads the same.
+#[test]
+fn transformers_5_in_model_names_load_the_same() {
+    let dir = fixtures().join("models/hf_vit");
+    let names: std::collections::BTreeMap<String, String> = serde_json::from_slice(
+        &std::fs::read(fixtures().join("golden/hf_vit_v5_names.json")).unwrap(),
+    )
+    .unwrap();
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let file = vitrine::safetensors::SafeTensors::parse(&bytes).unwrap();
+    let renamed: Vec<(String, Vec<usize>, Vec<f32>)> = file
+        .tensors
+        .iter()
+        .map(|(name, view)| (names[name].clone(), view.shape.clone(), view.to_f32()))
+        .collect();
+    assert!(renamed.iter().any(|(n, _, _)| n.contains(".q_proj.")));
+    let config = std::fs::read(dir.join("config.json")).unwrap();
+    let pre = std::fs::read(dir.join("preprocessor_config.json")).unwrap();
+    let v5 = Checkpoint::from_bytes(
+        &vitrine::safetensors::serialize(&renamed, false),
+        Some(&config),
+        Some(&pre),
+    )
+    .expect("transformers 5's names load");
+    let hub = Checkpoint::from_path(&dir).unwrap();
+    let g = golden("hf_vit");
+    let input = &g["chelsea.input"].1;
+    let logits = |ck: &Checkpoint| {
+        Classifier::new(ck, Device::flex())
+            .classify_input_blocking(input, None)
+            .unwrap()
+            .logits
+    };
+    assert_eq!(logits(&v5), logits(&hub));
+    check_against_reference("hf_vit", &Classifier::new(&v5, Device::flex()));
+}
+
 #[test]
 fn hf_labels_come_from_id2label() {
     let ck = Checkpoint::from_path(&fixtures().join("models/hf_vit")).unwrap();

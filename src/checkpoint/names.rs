@@ -55,11 +55,27 @@ pub const HF_TO_TIMM: &[(&str, &str)] = &[
     ("vit.encoder.layer.{i}.output.dense.", "blocks.{i}.mlp.fc2."),
     ("vit.layernorm.", "norm."),
     ("classifier.", "head."),
+    // transformers 5's names inside a model (what `save_file(model.state_dict())`
+    // writes); after the hub's, so that messages name tensors as the hub does.
+    ("vit.layers.{i}.layernorm_before.", "blocks.{i}.norm1."),
+    ("vit.layers.{i}.attention.q_proj.", "blocks.{i}.attn.q."),
+    ("vit.layers.{i}.attention.k_proj.", "blocks.{i}.attn.k."),
+    ("vit.layers.{i}.attention.v_proj.", "blocks.{i}.attn.v."),
+    ("vit.layers.{i}.attention.o_proj.", "blocks.{i}.attn.proj."),
+    ("vit.layers.{i}.layernorm_after.", "blocks.{i}.norm2."),
+    ("vit.layers.{i}.mlp.fc1.", "blocks.{i}.mlp.fc1."),
+    ("vit.layers.{i}.mlp.fc2.", "blocks.{i}.mlp.fc2."),
 ];
 
 /// The names a bare transformers `ViTModel` (DINO, in21k backbones) writes
 /// start where `ViTForImageClassification`'s do after `vit.`.
-const HF_BACKBONE_PREFIXES: &[&str] = &["embeddings.", "encoder.", "layernorm.", "pooler."];
+const HF_BACKBONE_PREFIXES: &[&str] = &[
+    "embeddings.",
+    "encoder.",
+    "layers.",
+    "layernorm.",
+    "pooler.",
+];
 
 /// A transformers name as `ViTForImageClassification` writes it.
 pub(super) fn hf_full_name(name: &str) -> String {
@@ -113,6 +129,7 @@ pub(super) fn detect_layout<'a>(
             || n.starts_with("classifier.")
             || n.starts_with("embeddings.")
             || n.starts_with("encoder.layer.")
+            || n.starts_with("layers.")
     }) {
         Ok(Layout::HuggingFace)
     } else if names
