@@ -203,6 +203,12 @@ fn walkthrough_matches_pytorch_on_every_fixture() {
     }
 }
 
+/// vitrine's own preprocessing of a photo for `ck`.
+fn our_input(img: &image::RgbaImage, ck: &Checkpoint) -> Vec<f32> {
+    vitrine::preprocess::preprocess(img.as_raw(), img.width(), img.height(), &ck.preprocess)
+        .expect("a photo preprocesses")
+}
+
 #[test]
 fn preprocessing_matches_timm_and_transformers_on_real_photos() {
     for model in MODELS {
@@ -211,13 +217,7 @@ fn preprocessing_matches_timm_and_transformers_on_real_photos() {
         let g = golden(model);
         for stem in stems(&g) {
             let img = photo(&stem);
-            let ours = vitrine::preprocess::preprocess(
-                img.as_raw(),
-                img.width(),
-                img.height(),
-                &ck.preprocess,
-            )
-            .unwrap();
+            let ours = our_input(&img, &ck);
             let reference = &g[&format!("{stem}.input")].1;
             let mad = mean_abs_diff(&ours, reference);
             let pred = classifier
@@ -306,15 +306,7 @@ fn other_input_sizes_match_timm_and_transformers() {
         );
         assert_eq!(top5(&pred.logits), top5(want), "{key}: top-5");
         // Our own preprocessing at that size agrees with the library's.
-        let img = photo("chelsea");
-        let ours = vitrine::preprocess::preprocess(
-            img.as_raw(),
-            img.width(),
-            img.height(),
-            &ck.preprocess,
-        )
-        .unwrap();
-        let mad = mean_abs_diff(&ours, input);
+        let mad = mean_abs_diff(&our_input(&photo("chelsea"), &ck), input);
         assert!(
             mad <= 0.01,
             "{key}: preprocessing differs by {mad} on average"
