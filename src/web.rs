@@ -82,7 +82,7 @@ impl Vitrine {
             preprocessor.as_deref(),
             &limits,
         )
-        .map_err(|e| JsError::new(&e.to_string()))?;
+        .map_err(js_error)?;
         drop(weights);
         let native_size = checkpoint.config.img_size;
         let checkpoint = match image_size {

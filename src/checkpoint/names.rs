@@ -127,9 +127,7 @@ pub(super) fn detect_layout<'a>(
     if names.clone().any(|n| {
         n.starts_with("vit.")
             || n.starts_with("classifier.")
-            || n.starts_with("embeddings.")
-            || n.starts_with("encoder.layer.")
-            || n.starts_with("layers.")
+            || HF_BACKBONE_PREFIXES.iter().any(|p| n.starts_with(p))
     }) {
         Ok(Layout::HuggingFace)
     } else if names
