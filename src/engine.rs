@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::backend::now_ms;
 use crate::checkpoint::Checkpoint;
-use crate::explain::{AttentionMaps, AttentionTrace, head_mean};
+use crate::explain::{AttentionMaps, AttentionTrace, MapQueries, head_mean};
 use crate::model::{VisionTransformer, VitConfig};
 use crate::preprocess::{Prepared, PreprocessConfig, PreprocessError, prepare};
 use crate::walkthrough::{Focus, Walkthrough};
@@ -253,7 +253,7 @@ impl Classifier {
             TensorData::new(input.to_vec(), [1, c.in_chans, h, w]),
             &self.device,
         );
-        let mut trace = AttentionTrace::new(keep_layer);
+        let mut trace = AttentionTrace::new(MapQueries::of(&self.model), keep_layer);
         let tokens = self.model.encode(self.model.embed(x), |i, s| {
             trace.record(i, &s.attention.weights)
         });

@@ -32,7 +32,7 @@ pub mod walkthrough;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-pub use checkpoint::{Checkpoint, CheckpointError, Layout, MemoryLimits};
+pub use checkpoint::{Checkpoint, CheckpointError, HfFamily, Layout, MemoryLimits};
 pub use engine::{Classifier, ClassifyError, Prediction, Timings, Viewer};
-pub use model::{VisionTransformer, VitConfig};
+pub use model::{Pool, VisionTransformer, VitConfig};
 pub use preprocess::PreprocessConfig;

@@ -29,13 +29,16 @@ pub struct Walkthrough {
     pub patch_vectors: Vec<f32>,
     /// Their linear projections, [k, D], before the position embedding.
     pub patch_embeddings: Vec<f32>,
-    /// The learned class token, [D].
-    pub cls_token: Vec<f32>,
+    /// The learned tokens before the patches, as the model holds them: the
+    /// class token, the distillation token and the registers (those it
+    /// has), [P, D]; empty for a model with none.
+    pub prefix_tokens: Vec<f32>,
     /// Cosine similarity of every patch's position embedding with every
     /// other's, [N, N] (the paper's Figure 7, centre).
     pub position_similarity: Vec<f32>,
     /// Layer `focus.layer`, head `focus.head`: queries, keys, values [T, d]
-    /// (T = N + 1, d = D / heads) and the attention matrix [T, T].
+    /// (T = P + N, the prefix tokens first; d = D / heads) and the
+    /// attention matrix [T, T].
     pub queries: Vec<f32>,
     pub keys: Vec<f32>,
     pub values: Vec<f32>,
@@ -52,8 +55,10 @@ pub struct Walkthrough {
     /// Mean attention distance of each head of each layer, in pixels, [L, H]
     /// (the paper's Figure 7, right, for this one image).
     pub mean_distance: Vec<f32>,
-    /// The class token after the final LayerNorm, [D].
-    pub cls_final: Vec<f32>,
+    /// What the head sees: the class token after the final LayerNorm, or
+    /// the pooled patches (see [`VisionTransformer::pool`]), [D] (2·D for
+    /// a class token and patch mean side by side).
+    pub pooled: Vec<f32>,
     /// The head's output, [classes] (a backbone: the class token's features, [D]).
     pub logits: Vec<f32>,
 }
@@ -72,7 +77,7 @@ pub async fn walk(
     focus: &Focus,
 ) -> Walkthrough {
     let [h, w] = c.img_size;
-    let (n, t, d) = (c.num_patches(), c.num_patches() + 1, c.embed_dim);
+    let (n, t, d) = (c.num_patches(), c.num_tokens(), c.embed_dim);
     let heads = c.num_heads;
     let hd = d / heads;
     assert_eq!(input.len(), c.in_chans * h * w, "input length");
@@ -108,7 +113,7 @@ pub async fn walk(
     let tokens = model.add_class_and_position(embedded);
 
     // Cosine similarity of the patch position embeddings (the last N rows:
-    // the first is the class token's unless `no_embed_class`).
+    // the prefix tokens' come first unless `no_embed_class`).
     let rows = c.pos_embed_len();
     let p = model
         .pos_embed
@@ -165,18 +170,18 @@ pub async fn walk(
         }
         before = s.output.clone();
     });
-    let cls_final = tokens.clone().slice([0..1, 0..1, 0..d]).reshape([d]);
+    let pooled = model.pool(tokens.clone()).reshape([c.pooled_dim()]);
     let logits = model.forward_head(tokens).reshape([c.outputs()]);
 
     let mut parts = vec![
         patch_vectors,
         patch_embeddings,
-        model.cls_token.val().reshape([d]),
+        prefix_tokens(model, device),
         similarity.reshape([n * n]),
     ];
     parts.extend(focus_parts.expect("focus layer exists"));
     parts.push(Tensor::cat(mean_distances, 0));
-    parts.push(cls_final);
+    parts.push(pooled);
     parts.push(logits);
     let sizes: Vec<usize> = parts.iter().map(|p| p.dims()[0]).collect();
     let flat = Tensor::cat(parts, 0)
@@ -194,7 +199,7 @@ pub async fn walk(
     Walkthrough {
         patch_vectors: next(0),
         patch_embeddings: next(1),
-        cls_token: next(2),
+        prefix_tokens: next(2),
         position_similarity: next(3),
         queries: next(4),
         keys: next(5),
@@ -205,8 +210,22 @@ pub async fn walk(
         mlp_out: next(10),
         token_norms: next(11),
         mean_distance: next(12),
-        cls_final: next(13),
+        pooled: next(13),
         logits: next(14),
+    }
+}
+
+/// The model's learned prefix tokens, [P·D] (class, distillation, registers).
+fn prefix_tokens(model: &VisionTransformer, device: &Device) -> Tensor<1> {
+    let tokens: Vec<Tensor<1>> = [&model.cls_token, &model.dist_token, &model.reg_token]
+        .into_iter()
+        .flatten()
+        .map(|t| t.val().reshape([-1]))
+        .collect();
+    if tokens.is_empty() {
+        Tensor::zeros([0], device)
+    } else {
+        Tensor::cat(tokens, 0)
     }
 }
 
@@ -292,6 +311,6 @@ mod tests {
         // LayerNorm output: each token has mean 0 before its affine part (weight 1, bias 0 here).
         let mean0: f32 = w.normed[..24].iter().sum::<f32>() / 24.0;
         assert!(mean0.abs() < 1e-4, "{mean0}");
-        assert_eq!((w.cls_token.len(), w.cls_final.len()), (24, 24));
+        assert_eq!((w.prefix_tokens.len(), w.pooled.len()), (24, 24));
     }
 }

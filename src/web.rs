@@ -129,7 +129,8 @@ impl Vitrine {
     }
 
     /// The model's description as JSON: config, preprocessing, labels,
-    /// loader notes, patch grid, parameter count, the checkpoint's own input size.
+    /// loader notes, patch grid, parameter count, the checkpoint's own input
+    /// size, the names of the tokens before the patches, and what the maps show.
     pub fn info(&self) -> String {
         let c = &self.viewer.classifier;
         serde_json::json!({
@@ -140,6 +141,8 @@ impl Vitrine {
             "grid": c.config.grid(),
             "parameters": c.model().num_params(),
             "nativeSize": self.native_size,
+            "prefixTokens": crate::explain::prefix_token_names(&c.config),
+            "mapNote": crate::explain::map_note(&c.config),
         })
         .to_string()
     }
@@ -200,9 +203,9 @@ impl Vitrine {
     }
 
     /// The kept image's forward pass step by step, for the teaching view:
-    /// `{input, patchVectors, patchEmbeddings, clsToken, positionSimilarity,
+    /// `{input, patchVectors, patchEmbeddings, prefixTokens, positionSimilarity,
     /// queries, keys, values, attention, normed, normed2, mlpOut, tokenNorms,
-    /// meanDistance, clsFinal, logits, probabilities}` as Float32Arrays (see
+    /// meanDistance, pooled, logits, probabilities}` as Float32Arrays (see
     /// `walkthrough::Walkthrough`), for the focus `patches`, `layer` and `head`.
     pub async fn walkthrough(
         &self,
@@ -226,7 +229,7 @@ impl Vitrine {
             ("input", &image.input),
             ("patchVectors", &w.patch_vectors),
             ("patchEmbeddings", &w.patch_embeddings),
-            ("clsToken", &w.cls_token),
+            ("prefixTokens", &w.prefix_tokens),
             ("positionSimilarity", &w.position_similarity),
             ("queries", &w.queries),
             ("keys", &w.keys),
@@ -237,7 +240,7 @@ impl Vitrine {
             ("mlpOut", &w.mlp_out),
             ("tokenNorms", &w.token_norms),
             ("meanDistance", &w.mean_distance),
-            ("clsFinal", &w.cls_final),
+            ("pooled", &w.pooled),
             ("logits", &w.logits),
             ("probabilities", &probabilities),
         ];

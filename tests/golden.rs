@@ -29,7 +29,7 @@ use vitrine::engine::top_k;
 use vitrine::walkthrough::Focus;
 use vitrine::{Checkpoint, Classifier, backend};
 
-const MODELS: [&str; 9] = [
+const MODELS: [&str; 15] = [
     "timm_tiny",
     "timm_d96",
     "timm_gray",
@@ -39,6 +39,12 @@ const MODELS: [&str; 9] = [
     "timm_deit3",
     "timm_clip",
     "timm_dinov2",
+    "timm_reg4",
+    "timm_gap",
+    "timm_avgmax",
+    "timm_deit_dist",
+    "hf_deit",
+    "hf_dinov2",
 ];
 
 fn top5(v: &[f32]) -> Vec<usize> {
@@ -269,13 +275,18 @@ fn without_config_the_shapes_are_inferred() {
 /// same bounds as at the checkpoint's own size.
 #[test]
 fn other_input_sizes_match_timm_and_transformers() {
-    let g = golden("resized");
-    for (model, size) in [
-        ("timm_tiny", 160),
-        ("timm_tiny", 288),
-        ("hf_vit", 64),
-        ("hf_vit", 128),
+    for (file, model, size) in [
+        ("resized", "timm_tiny", 160),
+        ("resized", "timm_tiny", 288),
+        ("resized", "hf_vit", 64),
+        ("resized", "hf_vit", 128),
+        // Registers (positions for the patches only) and DeiT's two tokens.
+        ("resized_families", "timm_reg4", 168),
+        ("resized_families", "timm_reg4", 280),
+        ("resized_families", "hf_deit", 64),
+        ("resized_families", "hf_deit", 128),
     ] {
+        let g = golden(file);
         let ck = Checkpoint::from_path(&fixtures().join("models").join(model))
             .unwrap()
             .at_image_size([size, size])
@@ -343,62 +354,314 @@ fn timm_families_read_their_options() {
         c.init_values.is_some() && c.qk_norm && c.no_embed_class,
         "{c:?}"
     );
-    // What is not supported yet is named by family and feature.
+    // Extra tokens and pooling, from the presets and `model_args`.
+    use vitrine::Pool;
+    let c = load("timm_reg4").config;
+    assert_eq!(
+        (c.reg_tokens, c.no_embed_class, c.num_prefix_tokens()),
+        (4, true, 5)
+    );
+    let c = load("timm_gap").config;
+    assert!(!c.class_token && !c.fc_norm && !c.qkv_bias, "{c:?}");
+    assert_eq!((c.global_pool, c.num_tokens()), (Pool::Avg, 256));
+    let c = load("timm_avgmax").config;
+    assert_eq!(
+        (c.global_pool, c.fc_norm, c.reg_tokens),
+        (Pool::AvgMax, true, 2)
+    );
+    let c = load("timm_deit_dist").config;
+    assert_eq!(
+        (c.distilled, c.global_pool, c.num_tokens()),
+        (true, Pool::TokenAndDistillation, 198)
+    );
+    // Without a config the same options are read off the tensors.
+    for model in ["timm_reg4", "timm_gap", "timm_avgmax", "timm_deit_dist"] {
+        let dir = fixtures().join("models").join(model);
+        let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
+        let inferred = Checkpoint::from_bytes(&weights, None, None).unwrap().config;
+        let c = load(model).config;
+        assert_eq!(
+            (
+                inferred.class_token,
+                inferred.distilled,
+                inferred.reg_tokens,
+                inferred.fc_norm,
+                inferred.no_embed_class
+            ),
+            (
+                c.class_token,
+                c.distilled,
+                c.reg_tokens,
+                c.fc_norm,
+                c.no_embed_class
+            ),
+            "{model}"
+        );
+        // avgmax and avg cannot be told apart by their tensors.
+        if model != "timm_avgmax" {
+            assert_eq!(inferred.global_pool, c.global_pool, "{model}");
+        }
+    }
+    // What is not supported is named by family and feature, one line each.
     let dir = fixtures().join("models/timm_tiny");
     let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
     for (edit, want) in [
         (
-            serde_json::json!({"architecture": "vit_small_patch14_reg4_dinov2.lvd142m"}),
-            "timm `vit_small_patch14_reg4_dinov2`: register tokens (`reg_tokens`) is not supported",
+            serde_json::json!({"architecture": "vit_so400m_patch14_siglip_224"}),
+            "timm `vit_so400m_patch14_siglip_224`: the attention-pool head (`attn_pool`) is not supported",
         ),
         (
-            serde_json::json!({"architecture": "vit_tiny_patch16_224", "model_args": {"reg_tokens": 4}}),
-            "timm `vit_tiny_patch16_224`: register tokens (model_args.reg_tokens = 4) is not supported",
+            serde_json::json!({"architecture": "vit_tiny_patch16_224", "model_args": {"global_pool": "map"}}),
+            "timm `vit_tiny_patch16_224`: the attention-pool head (`attn_pool`, model_args.global_pool = \"map\") is not supported",
+        ),
+        (
+            serde_json::json!({"architecture": "vit_tiny_patch16_224", "model_args": {"global_pool": ""}}),
+            "timm `vit_tiny_patch16_224`: pooling other than token, avg, max or avgmax (model_args.global_pool = \"\") is not supported",
+        ),
+        (
+            serde_json::json!({"architecture": "vit_tiny_patch16_224", "model_args": {"class_token": false, "global_pool": "token"}}),
+            "global_pool `token` needs a class token",
+        ),
+        (
+            serde_json::json!({"architecture": "vit_giant_patch14_dinov2"}),
+            "timm `vit_giant_patch14_dinov2`: the SwiGLU MLP of ViT-g is not supported",
+        ),
+        (
+            serde_json::json!({"architecture": "vit_tiny_patch16_224", "model_args": {"dynamic_img_pad": true}}),
+            "padding inputs to a multiple of the patch (`dynamic_img_pad`)",
         ),
     ] {
         let e =
             Checkpoint::from_bytes(&weights, Some(edit.to_string().as_bytes()), None).unwrap_err();
         assert!(e.to_string().contains(want), "{e}");
+        assert!(!e.to_string().contains('\n'), "one line: {e}");
     }
+    // `dynamic_img_size` is accepted: vitrine resizes the positions when it loads.
+    let dynamic = serde_json::json!({"architecture": "vit_tiny_patch16_224",
+        "model_args": {"depth": 4, "dynamic_img_size": true}});
+    Checkpoint::from_bytes(&weights, Some(dynamic.to_string().as_bytes()), None).unwrap();
+}
+
+/// transformers' DeiT and DINOv2 families: their names, configs and heads.
+#[test]
+fn transformers_families_read_their_configs() {
+    use vitrine::{HfFamily, Layout, Pool};
+    let load = |m: &str| Checkpoint::from_path(&fixtures().join("models").join(m)).unwrap();
+    let ck = load("hf_deit");
+    assert_eq!(ck.layout, Layout::HuggingFace(HfFamily::Deit));
+    assert_eq!(
+        (ck.config.distilled, ck.config.global_pool),
+        (true, Pool::TokenAndDistillation)
+    );
+    assert_eq!(ck.labels[0], "t-shirt");
+    let ck = load("hf_dinov2");
+    assert_eq!(ck.layout, Layout::HuggingFace(HfFamily::Dinov2));
+    let c = &ck.config;
+    assert_eq!(
+        (c.global_pool, c.init_values, c.norm_eps, c.img_size),
+        (Pool::TokenAndAvg, Some(1e-5), 1e-6, [98, 98])
+    );
+    let notes = ck.notes.join("\n");
+    assert!(
+        notes.contains("from 9×9 to 7×7 patches") && notes.contains("mask token"),
+        "{notes}"
+    );
+
+    let dir = fixtures().join("models/hf_deit");
+    let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let refused = |edit: &dyn Fn(&mut serde_json::Value), want: &str| {
+        let mut c = config.clone();
+        edit(&mut c);
+        let e = Checkpoint::from_bytes(&weights, Some(c.to_string().as_bytes()), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{e}");
+    };
+    refused(
+        &|c| {
+            c["model_type"] = "swin".into();
+            c["architectures"] = serde_json::json!(["SwinForImageClassification"]);
+        },
+        "transformers `SwinForImageClassification` (model_type `swin`) is not supported: \
+         vitrine reads ViT, DeiT and DINOv2",
+    );
+    refused(
+        &|c| c["model_type"] = "vit".into(),
+        "model_type `vit` does not match the tensors, which are named as transformers' `deit`",
+    );
+    refused(
+        &|c| {
+            c["model_type"] = "dinov2_with_registers".into();
+            c["architectures"] = serde_json::json!(["Dinov2WithRegistersModel"]);
+        },
+        "transformers `Dinov2WithRegistersModel`: register tokens in transformers' layout",
+    );
+    refused(
+        &|c| c["architectures"] = serde_json::json!(["DeiTForMaskedImageModeling"]),
+        "transformers `DeiTForMaskedImageModeling` is not supported: for model_type `deit`, \
+         vitrine reads DeiTModel, DeiTForImageClassification, DeiTForImageClassificationWithTeacher",
+    );
 }
 
 /// transformers 5 names the tensors inside a model otherwise than the files
-/// it saves (`vit.layers.N.attention.q_proj`, `o_proj`, `mlp.fc1`); a file
-/// written from `model.state_dict()` carries those names, and loads the same.
+/// it saves (`vit.layers.N.attention.q_proj`, `o_proj`, `mlp.fc1`; DINOv2's
+/// `encoder.layer.N.attention.q_proj`); a file written from
+/// `model.state_dict()` carries those names, and loads the same, in each
+/// family (the names recorded by transformers itself in the fixtures).
 #[test]
 fn transformers_5_in_model_names_load_the_same() {
-    let dir = fixtures().join("models/hf_vit");
-    let names: std::collections::BTreeMap<String, String> = serde_json::from_slice(
-        &std::fs::read(fixtures().join("golden/hf_vit_v5_names.json")).unwrap(),
-    )
-    .unwrap();
+    for (model, stem) in [
+        ("hf_vit", "chelsea"),
+        ("hf_deit", "coffee"),
+        ("hf_dinov2", "chelsea"),
+    ] {
+        let names: std::collections::BTreeMap<String, String> = serde_json::from_slice(
+            &std::fs::read(fixtures().join(format!("golden/{model}_v5_names.json"))).unwrap(),
+        )
+        .unwrap();
+        assert!(names.values().any(|n| n.contains("_proj.")), "{model}");
+        let v5 = rewritten(model, |n| Some(names[n].clone()), |_| {});
+        let hub = Checkpoint::from_path(&fixtures().join("models").join(model)).unwrap();
+        let g = golden(model);
+        let input = &g[&format!("{stem}.input")].1;
+        let logits = |ck: &Checkpoint| {
+            Classifier::new(ck, Device::flex())
+                .classify_input_blocking(input, None)
+                .unwrap()
+                .logits
+        };
+        assert_eq!(logits(&v5), logits(&hub), "{model}");
+        check_against_reference(model, &Classifier::new(&v5, Device::flex()));
+    }
+}
+
+/// `dir`'s tensors renamed by `rename` (dropped where it gives `None`), with
+/// its config edited by `edit`: the checkpoint that gives.
+fn rewritten(
+    dir: &str,
+    rename: impl Fn(&str) -> Option<String>,
+    edit: impl Fn(&mut serde_json::Value),
+) -> Checkpoint {
+    let dir = fixtures().join("models").join(dir);
     let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
     let file = vitrine::safetensors::SafeTensors::parse(&bytes).unwrap();
-    let renamed: Vec<(String, Vec<usize>, Vec<f32>)> = file
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = file
         .tensors
         .iter()
-        .map(|(name, view)| (names[name].clone(), view.shape.clone(), view.to_f32()))
+        .filter_map(|(name, view)| Some((rename(name)?, view.shape.clone(), view.to_f32())))
         .collect();
-    assert!(renamed.iter().any(|(n, _, _)| n.contains(".q_proj.")));
-    let config = std::fs::read(dir.join("config.json")).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    edit(&mut config);
     let pre = std::fs::read(dir.join("preprocessor_config.json")).unwrap();
-    let v5 = Checkpoint::from_bytes(
-        &vitrine::safetensors::serialize(&renamed, false),
-        Some(&config),
+    Checkpoint::from_bytes(
+        &vitrine::safetensors::serialize(&tensors, false),
+        Some(config.to_string().as_bytes()),
         Some(&pre),
     )
-    .expect("transformers 5's names load");
-    let hub = Checkpoint::from_path(&dir).unwrap();
-    let g = golden("hf_vit");
-    let input = &g["chelsea.input"].1;
-    let logits = |ck: &Checkpoint| {
+    .unwrap()
+}
+
+/// The other task models and backbones of the DeiT and DINOv2 families,
+/// made from the fixtures' tensors as transformers names them: a DeiT
+/// classifier on either token alone (whose mean is the teacher model's
+/// answer), `DeiTModel` and `Dinov2Model` (whose features are the class
+/// token that `Dinov2ForImageClassification`'s head reads).
+#[test]
+fn transformers_task_models_and_backbones_of_each_family() {
+    use vitrine::Pool;
+    let g = golden("hf_deit");
+    let input = &g["coffee.input"].1;
+    let run = |ck: &Checkpoint| {
         Classifier::new(ck, Device::flex())
             .classify_input_blocking(input, None)
             .unwrap()
             .logits
     };
-    assert_eq!(logits(&v5), logits(&hub));
-    check_against_reference("hf_vit", &Classifier::new(&v5, Device::flex()));
+    // DeiTForImageClassification: the class token's head alone.
+    let cls = rewritten(
+        "hf_deit",
+        |n| match n.split_once('.') {
+            Some(("cls_classifier", rest)) => Some(format!("classifier.{rest}")),
+            Some(("distillation_classifier", _)) => None,
+            _ => Some(n.to_string()),
+        },
+        |c| c["architectures"] = serde_json::json!(["DeiTForImageClassification"]),
+    );
+    assert_eq!(cls.config.global_pool, Pool::Token);
+    assert!(cls.config.distilled);
+    let teacher_ck = Checkpoint::from_path(&fixtures().join("models/hf_deit")).unwrap();
+    let teacher = run(&teacher_ck);
+    let on_cls = run(&cls);
+    // DeiTModel: the class token's features.
+    let backbone = rewritten(
+        "hf_deit",
+        |n| n.strip_prefix("deit.").map(String::from),
+        |c| c["architectures"] = serde_json::json!(["DeiTModel"]),
+    );
+    assert_eq!(
+        (backbone.config.num_classes, backbone.config.outputs()),
+        (0, 128)
+    );
+    let cls_features = run(&backbone);
+    // The teacher model's pooled features are the two tokens' mean, so the
+    // distillation token is twice that less the class token; its head,
+    // applied by hand, and the class token's head average to the answer.
+    let focus = Focus {
+        patches: vec![0],
+        layer: 0,
+        head: 0,
+    };
+    let mean = Classifier::new(&teacher_ck, Device::flex())
+        .walkthrough_blocking(input, &focus)
+        .pooled;
+    let dist: Vec<f32> = mean
+        .iter()
+        .zip(&cls_features)
+        .map(|(m, c)| 2.0 * m - c)
+        .collect();
+    let bytes = std::fs::read(fixtures().join("models/hf_deit/model.safetensors")).unwrap();
+    let file = vitrine::safetensors::SafeTensors::parse(&bytes).unwrap();
+    let w = file.tensors["distillation_classifier.weight"].to_f32(); // [10, 128]
+    let b = file.tensors["distillation_classifier.bias"].to_f32();
+    let by_hand: Vec<f32> = (0..10)
+        .map(|k| {
+            let on_dist = b[k] + (0..128).map(|i| w[k * 128 + i] * dist[i]).sum::<f32>();
+            (on_cls[k] + on_dist) / 2.0
+        })
+        .collect();
+    assert!(
+        max_abs_diff(&by_hand, &teacher) < 1e-4,
+        "{by_hand:?} vs {teacher:?}"
+    );
+    assert!(max_abs_diff(&on_cls, &teacher) > 0.1, "the heads differ");
+
+    let g = golden("hf_dinov2");
+    let input = &g["chelsea.input"].1;
+    let full = Classifier::new(
+        &Checkpoint::from_path(&fixtures().join("models/hf_dinov2")).unwrap(),
+        Device::flex(),
+    );
+    let focus = Focus {
+        patches: vec![0],
+        layer: 0,
+        head: 0,
+    };
+    let pooled = full.walkthrough_blocking(input, &focus).pooled;
+    assert_eq!(pooled.len(), 192, "the class token and the patches' mean");
+    let backbone = rewritten(
+        "hf_dinov2",
+        |n| n.strip_prefix("dinov2.").map(String::from),
+        |c| c["architectures"] = serde_json::json!(["Dinov2Model"]),
+    );
+    assert!(backbone.notes.iter().any(|n| n.contains("no classifier")));
+    let features = Classifier::new(&backbone, Device::flex())
+        .classify_input_blocking(input, None)
+        .unwrap()
+        .logits;
+    assert!(max_abs_diff(&features, &pooled[..96]) < 1e-6);
 }
 
 #[test]
@@ -408,7 +671,10 @@ fn hf_labels_come_from_id2label() {
         ck.labels,
         ["cat", "dog", "<b>bold</b> & co", "rocket", "coffee"]
     );
-    assert_eq!(ck.layout, vitrine::Layout::HuggingFace);
+    assert_eq!(
+        ck.layout,
+        vitrine::Layout::HuggingFace(vitrine::HfFamily::Vit)
+    );
     assert_eq!(ck.config.norm_eps, 1e-12);
     let ck = Checkpoint::from_path(&fixtures().join("models/timm_d96")).unwrap();
     assert_eq!(ck.labels[1], "trouser");
@@ -455,7 +721,17 @@ fn wgpu_matches_pytorch() {
     }
     let device = backend::device(backend::BackendKind::Wgpu)
         .expect("a wgpu adapter (install mesa-vulkan-drivers, or set VITRINE_SKIP_WGPU=1)");
-    for model in ["timm_tiny", "hf_vit", "hf_dino", "timm_deit3", "timm_clip"] {
+    for model in [
+        "timm_tiny",
+        "hf_vit",
+        "hf_dino",
+        "timm_deit3",
+        "timm_clip",
+        "timm_reg4",
+        "timm_gap",
+        "hf_deit",
+        "hf_dinov2",
+    ] {
         let ck = Checkpoint::from_path(&fixtures().join("models").join(model)).unwrap();
         let classifier = Classifier::new(&ck, device.clone());
         check_against_reference(model, &classifier);

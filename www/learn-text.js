@@ -27,7 +27,11 @@ export const TEXT = {
       },
       {
         title: '4. Prepend the class token',
-        body: (s) => `A learned vector of ${s.d} numbers, the class token, is put in front of the patches, so the sequence is (${s.n}+1)×${s.d} = ${s.t}×${s.d}. The idea comes from BERT's [CLS] token: it belongs to no patch, so it is free to gather, through attention, whatever the whole image says about the class. At the end only this token is used to classify.`,
+        body: (s) => (s.cls
+          ? `A learned vector of ${s.d} numbers, the class token, is put in front of the patches${s.prefix > 1 ? ` with ${s.prefix - 1} more learned token${s.prefix > 2 ? 's' : ''} after it` : ''}, so the sequence is (${s.n}+${s.prefix})×${s.d} = ${s.t}×${s.d}. The idea comes from BERT's [CLS] token: it belongs to no patch, so it is free to gather, through attention, whatever the whole image says about the class.${s.pool === 'token' ? ' At the end only this token is used to classify.' : ''}`
+          : `Many ViTs put a learned class token in front of the patches; this one has none${s.regs ? `, only ${s.regs} register tokens` : ''}, so the sequence is ${s.t}×${s.d}. At the end it pools the patch tokens themselves (step 8), so its attention maps show the attention each patch receives, averaged over all the patches.`)
+          + (s.dist ? ' The second token is the distillation token (DeiT, Touvron et al. 2021): in training it learned to reproduce a teacher network\'s prediction, while the class token learned the true labels; the final answer averages the two heads.' : '')
+          + (s.regs ? ` The last ${s.regs} are register tokens: learned vectors that belong to no patch and are dropped at the end. Large ViTs trained without them take over a few background patches as scratch space, which shows up as bright spots in the attention maps; registers give that work a place of its own (Darcet et al. 2024, “Vision Transformers Need Registers”). The attention matrix in step 6 shows how much attention they draw.` : ''),
       },
       {
         title: '5. Add position embeddings',
@@ -35,7 +39,7 @@ export const TEXT = {
       },
       {
         title: '6. The encoder layers',
-        body: (s) => `Then ${s.layers} identical layers follow. In each: LayerNorm, then multi-head self-attention: every token makes a query, a key and a value (${s.heads} heads, each of width d = ${s.d}/${s.heads} = ${s.hd}; the paper's models use 64). Token i attends to token j with weight softmax(q_i·k_j/√${s.hd}); its output is the weighted sum of the values, the heads are concatenated and projected back to ${s.d}, and added to the input (a residual connection). Then LayerNorm, an MLP (${s.d} → ${s.mlp} → ${s.d} with GELU), and another residual. Shown for the chosen layer and head: the tokens after LayerNorm (${s.t}×${s.d}), Q, K and V (${s.t}×${s.hd} each), the ${s.t}×${s.t} attention matrix (row = the token looking, first row and column = the class token), the class token's row as a map over the image (this is how it gathers the class information: a weighted sum of what the patches offer), the tokens after the second LayerNorm and the MLP's output, and how long the token vectors are before and after each residual.`,
+        body: (s) => `Then ${s.layers} identical layers follow. In each: LayerNorm, then multi-head self-attention: every token makes a query, a key and a value (${s.heads} heads, each of width d = ${s.d}/${s.heads} = ${s.hd}; the paper's models use 64). Token i attends to token j with weight softmax(q_i·k_j/√${s.hd}); its output is the weighted sum of the values, the heads are concatenated and projected back to ${s.d}, and added to the input (a residual connection). Then LayerNorm, an MLP (${s.d} → ${s.mlp} → ${s.d} with GELU), and another residual. Shown for the chosen layer and head: the tokens after LayerNorm (${s.t}×${s.d}), Q, K and V (${s.t}×${s.hd} each), the ${s.t}×${s.t} attention matrix (row = the token looking, first row and column = the class token), the class token's row as a map over the image (this is how it gathers the class information: a weighted sum of what the patches offer), the tokens after the second LayerNorm and the MLP's output, and how long the token vectors are before and after each residual.${s.prefix !== 1 || !s.cls ? ` In this model the first ${s.prefix} rows and columns are ${s.prefix ? s.names.join(', ') : 'none: there are only patches'}; the table says how much of ${s.cls ? 'the class token\'s' : 'the patches\' average'} attention each token takes.` : ''}`,
       },
       {
         title: '7. How far does each head look?',
@@ -43,7 +47,19 @@ export const TEXT = {
       },
       {
         title: '8. Classify from the class token',
-        body: (s) => `After the last layer, a final LayerNorm; then only the class token's ${s.d} numbers go through a linear head (${s.d} → ${s.classes}) to give one score per class, and a softmax turns the scores into probabilities.`,
+        body: (s) => {
+          const head = s.classes ? `a linear head (${s.pooled} → ${s.classes}) gives one score per class, and a softmax turns the scores into probabilities` : 'this backbone has no head: those numbers are its output, the image\'s features';
+          switch (s.pool) {
+            case 'token_and_distillation':
+              return `After the last layer, a final LayerNorm; then the class token and the distillation token each go through a linear head of their own (${s.d} → ${s.classes}), and the two scores are averaged, as DeiT does at inference; a softmax turns them into probabilities.`;
+            case 'token_and_avg':
+              return `After the last layer, a final LayerNorm; then the class token's ${s.d} numbers and the mean of the patch tokens are put side by side (${s.pooled} numbers), and ${head}.`;
+            case 'avg': case 'max': case 'avgmax':
+              return `After the last layer, the ${s.n} patch tokens are pooled into one vector of ${s.d}: ${s.pool === 'avg' ? 'their mean (global average pooling)' : s.pool === 'max' ? 'the largest value of each channel' : 'half their mean plus half their maximum'}${s.fcNorm ? ', then a LayerNorm' : ''}; ${head}.`;
+            default:
+              return `After the last layer, a final LayerNorm; then only the class token's ${s.d} numbers go on: ${head}.`;
+          }
+        },
       },
     ],
     labels: {
@@ -63,7 +79,11 @@ export const TEXT = {
       mlpOut: 'MLP output (added by the residual)',
       clsRow: 'class token → patches',
       top: 'top classes',
-      noHead: 'no classifier: this backbone’s output is the class token above, its features',
+      noHead: 'no classifier: this backbone’s output is the vector above, its features',
+      pooled: 'what the head sees',
+      prefix: 'learned tokens before the patches',
+      share: (name) => `attention to ${name}`,
+      patchesShare: 'attention to the patches',
     },
   },
   ko: {
@@ -89,7 +109,11 @@ export const TEXT = {
       },
       {
         title: '4. 클래스 토큰 붙이기',
-        body: (s) => `학습된 ${s.d}개 숫자의 벡터인 클래스 토큰을 패치들 앞에 붙여, 시퀀스는 (${s.n}+1)×${s.d} = ${s.t}×${s.d}가 됩니다. 이 아이디어는 BERT의 [CLS] 토큰에서 왔습니다. 어느 패치에도 속하지 않기 때문에 어텐션을 통해 이미지 전체가 클래스에 대해 말해 주는 정보를 모을 수 있습니다. 마지막에는 이 토큰만으로 분류합니다.`,
+        body: (s) => (s.cls
+          ? `학습된 ${s.d}개 숫자의 벡터인 클래스 토큰을 패치들 앞에 붙여${s.prefix > 1 ? `(그 뒤에 학습된 토큰 ${s.prefix - 1}개가 더 붙습니다)` : ''}, 시퀀스는 (${s.n}+${s.prefix})×${s.d} = ${s.t}×${s.d}가 됩니다. 이 아이디어는 BERT의 [CLS] 토큰에서 왔습니다. 어느 패치에도 속하지 않기 때문에 어텐션을 통해 이미지 전체가 클래스에 대해 말해 주는 정보를 모을 수 있습니다.${s.pool === 'token' ? ' 마지막에는 이 토큰만으로 분류합니다.' : ''}`
+          : `많은 ViT는 패치들 앞에 학습된 클래스 토큰을 붙이지만, 이 모델에는 그것이 없습니다${s.regs ? `(레지스터 토큰 ${s.regs}개만 있습니다)` : ''}. 그래서 시퀀스는 ${s.t}×${s.d}입니다. 마지막에 패치 토큰들 자체를 풀링하므로(8단계), 어텐션 지도는 각 패치가 받는 어텐션을 모든 패치에 대해 평균한 것입니다.`)
+          + (s.dist ? ' 두 번째 토큰은 증류 토큰입니다(DeiT, Touvron 외 2021). 학습할 때 클래스 토큰은 정답 레이블을, 증류 토큰은 교사 네트워크의 예측을 따라 하도록 배웠고, 최종 답은 두 헤드의 평균입니다.' : '')
+          + (s.regs ? ` 마지막 ${s.regs}개는 레지스터 토큰입니다. 어느 패치에도 속하지 않는 학습된 벡터로, 끝에서 버려집니다. 레지스터 없이 학습된 큰 ViT는 배경 패치 몇 개를 계산용 메모장처럼 차지해 버리고, 그것이 어텐션 지도에 밝은 점으로 나타납니다. 레지스터는 그 일을 위한 자리를 따로 마련해 줍니다(Darcet 외 2024, 「Vision Transformers Need Registers」). 6단계의 어텐션 행렬에서 레지스터가 어텐션을 얼마나 가져가는지 볼 수 있습니다.` : ''),
       },
       {
         title: '5. 위치 임베딩 더하기',
@@ -97,7 +121,7 @@ export const TEXT = {
       },
       {
         title: '6. 인코더 층',
-        body: (s) => `이어서 똑같은 구조의 층 ${s.layers}개가 나옵니다. 각 층에서: 레이어 정규화(LayerNorm) 뒤 멀티헤드 셀프 어텐션. 모든 토큰이 쿼리(Q), 키(K), 값(V)을 만듭니다(헤드 ${s.heads}개, 헤드 폭 d = ${s.d}/${s.heads} = ${s.hd}; 논문의 모델은 64를 씁니다). 토큰 i는 토큰 j에 softmax(q_i·k_j/√${s.hd})의 가중치로 주목하고, 출력은 값들의 가중합입니다. 헤드들을 이어 붙여 다시 ${s.d}차원으로 사영한 뒤 입력에 더합니다(잔차 연결). 그다음 레이어 정규화, MLP(${s.d} → ${s.mlp} → ${s.d}, GELU), 그리고 또 한 번의 잔차 연결. 고른 층과 헤드에 대해 레이어 정규화 뒤의 토큰(${s.t}×${s.d}), Q, K, V(각 ${s.t}×${s.hd}), ${s.t}×${s.t} 어텐션 행렬(행 = 바라보는 토큰, 첫 행과 첫 열 = 클래스 토큰), 이미지 위에 그린 클래스 토큰의 행(클래스 토큰은 이렇게, 패치들이 내놓는 값의 가중합으로 클래스 정보를 모읍니다), 두 번째 레이어 정규화 뒤의 토큰과 MLP 출력, 그리고 각 잔차 연결 전후의 토큰 벡터 길이를 보여 줍니다.`,
+        body: (s) => `이어서 똑같은 구조의 층 ${s.layers}개가 나옵니다. 각 층에서: 레이어 정규화(LayerNorm) 뒤 멀티헤드 셀프 어텐션. 모든 토큰이 쿼리(Q), 키(K), 값(V)을 만듭니다(헤드 ${s.heads}개, 헤드 폭 d = ${s.d}/${s.heads} = ${s.hd}; 논문의 모델은 64를 씁니다). 토큰 i는 토큰 j에 softmax(q_i·k_j/√${s.hd})의 가중치로 주목하고, 출력은 값들의 가중합입니다. 헤드들을 이어 붙여 다시 ${s.d}차원으로 사영한 뒤 입력에 더합니다(잔차 연결). 그다음 레이어 정규화, MLP(${s.d} → ${s.mlp} → ${s.d}, GELU), 그리고 또 한 번의 잔차 연결. 고른 층과 헤드에 대해 레이어 정규화 뒤의 토큰(${s.t}×${s.d}), Q, K, V(각 ${s.t}×${s.hd}), ${s.t}×${s.t} 어텐션 행렬(행 = 바라보는 토큰, 첫 행과 첫 열 = 클래스 토큰), 이미지 위에 그린 클래스 토큰의 행(클래스 토큰은 이렇게, 패치들이 내놓는 값의 가중합으로 클래스 정보를 모읍니다), 두 번째 레이어 정규화 뒤의 토큰과 MLP 출력, 그리고 각 잔차 연결 전후의 토큰 벡터 길이를 보여 줍니다.${s.prefix !== 1 || !s.cls ? ` 이 모델에서 처음 ${s.prefix}개의 행과 열은 ${s.prefix ? s.names.join(', ') : '없습니다(패치만 있습니다)'}이며, 표는 ${s.cls ? '클래스 토큰의' : '패치들의 평균'} 어텐션을 각 토큰이 얼마나 가져가는지 보여 줍니다.` : ''}`,
       },
       {
         title: '7. 각 헤드는 얼마나 멀리 보는가?',
@@ -105,7 +129,19 @@ export const TEXT = {
       },
       {
         title: '8. 클래스 토큰으로 분류하기',
-        body: (s) => `마지막 층 뒤에 마지막 레이어 정규화를 거치고, 클래스 토큰의 ${s.d}개 숫자만 선형 헤드(${s.d} → ${s.classes})를 지나 클래스마다 점수 하나가 됩니다. 소프트맥스가 점수를 확률로 바꿉니다.`,
+        body: (s) => {
+          const head = s.classes ? `선형 헤드(${s.pooled} → ${s.classes})를 지나 클래스마다 점수 하나가 되고, 소프트맥스가 점수를 확률로 바꿉니다` : '이 백본에는 헤드가 없어서 그 숫자들이 곧 출력, 이미지의 특징 벡터입니다';
+          switch (s.pool) {
+            case 'token_and_distillation':
+              return `마지막 층 뒤에 마지막 레이어 정규화를 거치고, 클래스 토큰과 증류 토큰이 각자의 선형 헤드(${s.d} → ${s.classes})를 지나며, DeiT가 추론할 때처럼 두 점수를 평균합니다. 소프트맥스가 이를 확률로 바꿉니다.`;
+            case 'token_and_avg':
+              return `마지막 층 뒤에 마지막 레이어 정규화를 거치고, 클래스 토큰의 ${s.d}개 숫자와 패치 토큰들의 평균을 나란히 이어 붙여(${s.pooled}개) ${head}.`;
+            case 'avg': case 'max': case 'avgmax':
+              return `마지막 층 뒤에 ${s.n}개의 패치 토큰을 ${s.d}개 숫자의 벡터 하나로 풀링합니다: ${s.pool === 'avg' ? '평균(전역 평균 풀링)' : s.pool === 'max' ? '채널마다 가장 큰 값' : '평균의 절반과 최댓값의 절반의 합'}${s.fcNorm ? ', 그다음 레이어 정규화' : ''}. 그리고 ${head}.`;
+            default:
+              return `마지막 층 뒤에 마지막 레이어 정규화를 거치고, 클래스 토큰의 ${s.d}개 숫자만 다음으로 갑니다: ${head}.`;
+          }
+        },
       },
     ],
     labels: {
@@ -125,7 +161,11 @@ export const TEXT = {
       mlpOut: 'MLP 출력 (잔차로 더해지는 값)',
       clsRow: '클래스 토큰 → 패치',
       top: '상위 클래스',
-      noHead: '분류기 없음: 이 백본의 출력은 위의 클래스 토큰, 곧 특징 벡터입니다',
+      noHead: '분류기 없음: 이 백본의 출력은 위의 벡터, 곧 특징 벡터입니다',
+      pooled: '헤드가 보는 값',
+      prefix: '패치 앞의 학습된 토큰',
+      share: (name) => `${name} 토큰이 받는 어텐션`,
+      patchesShare: '패치들이 받는 어텐션',
     },
   },
 };

@@ -119,8 +119,11 @@ export function setupLearn({ run, state }) {
     const [h, w] = c.img_size;
     const [rows, cols] = info.grid;
     const n = rows * cols;
+    const names = info.prefixTokens;
     return {
-      name, h, w, c: c.in_chans, p: c.patch_size, rows, cols, n, t: n + 1, d: c.embed_dim,
+      name, h, w, c: c.in_chans, p: c.patch_size, rows, cols, n, t: n + names.length, d: c.embed_dim,
+      prefix: names.length, names, cls: c.class_token, dist: c.distilled, regs: c.reg_tokens,
+      pool: c.global_pool, fcNorm: c.fc_norm, pooled: c.global_pool === 'token_and_avg' ? 2 * c.embed_dim : c.embed_dim,
       patchLen: c.patch_size * c.patch_size * c.in_chans, layers: c.depth, heads: c.num_heads,
       hd: c.embed_dim / c.num_heads, mlp: c.mlp_hidden, classes: c.num_classes,
       photo: info.preprocess.photo?.invert_light_background || info.preprocess.photo?.fit_object,
@@ -182,8 +185,9 @@ export function setupLearn({ run, state }) {
       heatmap(walk.patchVectors.subarray(k * s.patchLen, (k + 1) * s.patchLen), 1, s.patchLen, { scale: Math.max(1, 480 / s.patchLen), label: names[k] }))));
     steps.push(walk.patches.map((p, k) => figure(`${names[k]} → ${s.d}`,
       heatmap(walk.patchEmbeddings.subarray(k * s.d, (k + 1) * s.d), 1, s.d, { scale: Math.max(1, 480 / s.d), label: names[k] }))));
-    // 4. class token
-    steps.push([figure(`${L.cls}: ${s.d}`, heatmap(walk.clsToken, 1, s.d, { scale: Math.max(1, 480 / s.d), label: L.cls }))]);
+    // 4. the learned tokens before the patches: class, distillation, registers
+    steps.push(s.names.map((name, k) => figure(`${name}: ${s.d}`,
+      heatmap(walk.prefixTokens.subarray(k * s.d, (k + 1) * s.d), 1, s.d, { scale: Math.max(1, 480 / s.d), label: `${name} token` }))));
     // 5. position similarity: one small map per position
     const grid = el('div', { className: 'pos-grid' });
     grid.style.gridTemplateColumns = `repeat(${s.cols}, auto)`;
@@ -201,10 +205,19 @@ export function setupLearn({ run, state }) {
     layerPick.querySelector('select').addEventListener('change', (e) => { focus.layer = Number(e.target.value); refresh(); });
     headPick.querySelector('select').addEventListener('change', (e) => { focus.head = Number(e.target.value); refresh(); });
     const qkvScale = Math.max(1, Math.min(4, 160 / s.t));
-    // The class token's row of the attention matrix, over the model's input.
+    // The class token's row of the attention matrix (without one, the
+    // patches' mean row), over the model's input; and each token's share of it.
+    const row = new Float32Array(s.t);
+    const looking = s.cls ? [0] : Array.from({ length: s.n }, (_, j) => s.prefix + j);
+    for (const i of looking) for (let j = 0; j < s.t; j++) row[j] += walk.attention[i * s.t + j] / looking.length;
     const clsMap = inputWithGrid(walk.input, info.preprocess, [s.rows, s.cols], 160);
     const over = el('canvas', { width: 160, height: 160 });
-    drawMap(over, walk.attention.subarray(1, s.t), [s.rows, s.cols], { smooth: false });
+    drawMap(over, row.subarray(s.prefix), [s.rows, s.cols], { smooth: false });
+    const patchShare = row.subarray(s.prefix).reduce((a, b) => a + b, 0);
+    const shares = el('table', { className: 'norms shares' },
+      el('caption', { textContent: `${t.head} ${focus.head}` }),
+      ...s.names.map((name, k) => el('tr', {}, el('th', { scope: 'row', textContent: L.share(name) }), el('td', { textContent: `${(row[k] * 100).toFixed(1)}%` }))),
+      el('tr', {}, el('th', { scope: 'row', textContent: L.patchesShare }), el('td', { textContent: `${(patchShare * 100).toFixed(1)}%` })));
     const cctx = clsMap.getContext('2d');
     cctx.globalAlpha = 0.65;
     cctx.drawImage(over, 0, 0);
@@ -223,7 +236,8 @@ export function setupLearn({ run, state }) {
         figure(`${L.attention} ${s.t}×${s.t}`, heatmap(walk.attention, s.t, s.t, { scale: Math.max(1, 200 / s.t), label: L.attention })),
         figure(`${L.normed2} ${s.t}×${s.d}`, heatmap(walk.normed2, s.t, s.d, { scale: Math.min(2, 192 / s.d), label: L.normed2 })),
         figure(`${L.mlpOut} ${s.t}×${s.d}`, heatmap(walk.mlpOut, s.t, s.d, { scale: Math.min(2, 192 / s.d), label: L.mlpOut })),
-        figure(L.clsRow, clsMap),
+        figure(s.cls ? L.clsRow : L.patchesShare, clsMap),
+        ...(s.prefix !== 1 || !s.cls ? [shares] : []),
         norms),
     ]);
     // 7. mean attention distance
@@ -232,7 +246,7 @@ export function setupLearn({ run, state }) {
     // 8. head and softmax
     const order = Array.from(walk.probabilities.keys()).sort((a, b) => walk.probabilities[b] - walk.probabilities[a]).slice(0, 5);
     steps.push([
-      figure(`${L.cls} (LayerNorm): ${s.d}`, heatmap(walk.clsFinal, 1, s.d, { scale: Math.max(1, 480 / s.d), label: L.cls })),
+      figure(`${L.pooled}: ${s.pooled}`, heatmap(walk.pooled, 1, s.pooled, { scale: Math.max(1, 480 / s.pooled), label: L.pooled })),
       order.length
         ? figure(L.top, el('ol', {}, ...order.map((i) => el('li', { textContent: `${info.labels[i]}: logit ${walk.logits[i].toFixed(2)} → ${(walk.probabilities[i] * 100).toFixed(1)}%` }))))
         : el('p', { textContent: L.noHead }),

@@ -27,13 +27,13 @@ export function headMap({ cls, clsMean, heads }, n, layer, head) {
 }
 
 /**
- * What one patch attends to: row `1 + patch` of a layer's [H, T, T]
- * attention (T = N + 1) or of its [T, T] mean over heads, without the
- * class-token column.
+ * What one patch attends to: row `prefix + patch` of a layer's [H, T, T]
+ * attention (T = prefix + N: the class, distillation and register tokens
+ * first) or of its [T, T] mean over heads, without the prefix tokens' columns.
  */
-export function patchRow({ layerAttention, layerMean }, n, patch, head) {
-  const t = n + 1;
-  const off = head === 'mean' ? (1 + patch) * t + 1 : (head * t + 1 + patch) * t + 1;
+export function patchRow({ layerAttention, layerMean }, n, patch, head, prefix = 1) {
+  const t = n + prefix;
+  const off = head === 'mean' ? (prefix + patch) * t + prefix : (head * t + prefix + patch) * t + prefix;
   return (head === 'mean' ? layerMean : layerAttention).subarray(off, off + n);
 }
 

@@ -42,7 +42,7 @@ export function sizeChoices(native, patch) {
 /** Empties the result panes. */
 export function clearResults() {
   for (const id of ['top', 'heads']) $(id).replaceChildren();
-  for (const id of ['timings', 'truth', 'caption', 'knows']) $(id).textContent = '';
+  for (const id of ['timings', 'truth', 'caption', 'knows', 'map-note']) $(id).textContent = '';
   for (const id of ['image', 'overlay', 'cursor']) $(id).getContext('2d').clearRect(0, 0, 448, 448);
 }
 
@@ -54,8 +54,8 @@ const style = () => ({
   smooth: document.querySelector('input[name="upsample"]:checked').value === 'smooth',
 });
 
-/** The map now chosen: a CLS row, the rollout, or the pointed patch's row. */
-function chosenMap({ current, patch }) {
+/** The map now chosen: a CLS row (or the patches' mean row), the rollout, or the pointed patch's row. */
+function chosenMap({ current, patch, info }) {
   const { result, rows } = current;
   const [gr, gc] = result.grid;
   const n = gr * gc;
@@ -63,12 +63,18 @@ function chosenMap({ current, patch }) {
   const head = headNow();
   if (patch >= 0 && rows[layer]) {
     const h = head === 'rollout' ? 'mean' : head;
-    return { map: patchRow(rows[layer], n, patch, h), what: patchCaption({ current, patch }, layer, h) };
+    return { map: patchRow(rows[layer], n, patch, h, info.prefixTokens.length), what: patchCaption({ current, patch }, layer, h) };
   }
-  if (head === 'rollout') return { map: result.rollout, what: 'Attention rollout over all layers: what the class token draws on, through every layer.' };
+  const cls = info.config.class_token;
+  if (head === 'rollout') {
+    return {
+      map: result.rollout,
+      what: `Attention rollout over all layers: what ${cls ? 'the class token draws' : 'the patches, on average, draw'} on, through every layer.`,
+    };
+  }
   return {
     map: headMap(result, n, layer, head),
-    what: `Layer ${layer}, ${head === 'mean' ? 'mean of the heads' : `head ${head}`}: where the class token looks.`,
+    what: `Layer ${layer}, ${head === 'mean' ? 'mean of the heads' : `head ${head}`}: ${cls ? 'where the class token looks' : 'the attention each patch receives, averaged over all patches'}.`,
   };
 }
 
@@ -120,6 +126,7 @@ export function renderView(state) {
   }));
   $('truth').textContent = current.truth ? `True label: ${current.truth}` : '';
   $('knows').textContent = knows(info);
+  $('map-note').textContent = info.prefixTokens.length === 1 && info.config.class_token ? '' : info.mapNote;
   const t = result.timings;
   $('timings').textContent = `${backend === 'webgpu' ? 'WebGPU' : 'CPU'}: preprocess ${t.preprocess.toFixed(1)} ms · `
     + `forward ${t.forward.toFixed(1)} ms · read-back ${t.readback.toFixed(1)} ms`;

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::names::HfFamily;
 use super::names::{blocks_named, display_name};
 use super::{CheckpointError, Entry, Layout};
-use crate::model::VitConfig;
+use crate::model::{Pool, VitConfig};
 use crate::preprocess::{CropMode, CropRounding, Interpolation, PreprocessConfig, Resize};
 use crate::safetensors::SafetensorsError;
 
@@ -51,6 +52,36 @@ pub fn timm_config_json(
         },
         "label_names": labels,
     });
+    // The options where they differ from timm's defaults.
+    let args = &mut json["model_args"];
+    let c = config;
+    if let Some(v) = c.init_values {
+        args["init_values"] = v.into();
+    }
+    for (key, on) in [
+        ("qk_norm", c.qk_norm),
+        ("pre_norm", c.pre_norm),
+        ("no_embed_class", c.no_embed_class),
+    ] {
+        if on {
+            args[key] = true.into();
+        }
+    }
+    if c.fc_norm || c.global_pool != Pool::Token {
+        args["fc_norm"] = c.fc_norm.into();
+    }
+    if !c.class_token {
+        args["class_token"] = false.into();
+    }
+    if c.reg_tokens > 0 {
+        args["reg_tokens"] = c.reg_tokens.into();
+    }
+    if c.global_pool != Pool::Token {
+        args["global_pool"] = c.global_pool.timm_name().into();
+    }
+    if c.quick_gelu {
+        args["act_layer"] = "quick_gelu".into();
+    }
     if p.photo.active() {
         json["vitrine_preprocess"] = serde_json::to_value(&p.photo).expect("serialisable");
     }
@@ -109,11 +140,18 @@ pub(super) fn infer_config(
         let side = (n as f64).sqrt().round() as usize;
         (n > 0 && side * side == n).then_some(side)
     };
-    // N + 1 rows (the class token's first), or N (`no_embed_class`).
-    let (n, no_embed_class) = match (square(tokens.saturating_sub(1)), square(tokens)) {
-        (Some(_), _) => (tokens - 1, false),
+    let class_token = tensors.contains_key("cls_token");
+    let distilled = tensors.contains_key("dist_token");
+    let reg_tokens = match tensors.contains_key("reg_token") {
+        true => get("reg_token", 3)?.shape[1],
+        false => 0,
+    };
+    let prefix = usize::from(class_token) + usize::from(distilled) + reg_tokens;
+    // N + prefix rows (the prefix tokens' first), or N (`no_embed_class`).
+    let (n, no_embed_class) = match (square(tokens.saturating_sub(prefix)), square(tokens)) {
+        (Some(_), _) => (tokens - prefix, false),
         (None, Some(_)) => (tokens, true),
-        (None, None) => (tokens.saturating_sub(1), false),
+        (None, None) => (tokens.saturating_sub(prefix), false),
     };
     let side = (n as f64).sqrt().round() as usize;
     if side * side != n || n == 0 {
@@ -142,12 +180,23 @@ pub(super) fn infer_config(
         )
     };
     let norm_eps = match layout {
-        Layout::Timm => 1e-6,
-        Layout::HuggingFace => 1e-12,
+        Layout::Timm | Layout::HuggingFace(HfFamily::Dinov2) => 1e-6,
+        Layout::HuggingFace(_) => 1e-12,
     };
     let layer_scale = tensors.contains_key("blocks.0.ls1.gamma");
     let qk_norm = tensors.contains_key("blocks.0.attn.q_norm.weight");
     let pre_norm = tensors.contains_key("norm_pre.weight");
+    let fc_norm = tensors.contains_key("fc_norm.weight");
+    let head_in = tensors.get("head.weight").map(|h| h.shape[1]);
+    let global_pool = if tensors.contains_key("head_dist.weight") {
+        Pool::TokenAndDistillation
+    } else if head_in == Some(2 * d) {
+        Pool::TokenAndAvg
+    } else if !class_token || fc_norm {
+        Pool::Avg
+    } else {
+        Pool::Token
+    };
     let config = VitConfig::new([side * p, side * p], p, d, depth, num_heads, mlp_hidden)
         .with_in_chans(in_chans)
         .with_qkv_bias(qkv_bias)
@@ -156,8 +205,20 @@ pub(super) fn infer_config(
         .with_init_values(layer_scale.then_some(1e-5))
         .with_qk_norm(qk_norm)
         .with_pre_norm(pre_norm)
-        .with_no_embed_class(no_embed_class);
+        .with_no_embed_class(no_embed_class)
+        .with_class_token(class_token)
+        .with_distilled(distilled)
+        .with_reg_tokens(reg_tokens)
+        .with_global_pool(global_pool)
+        .with_fc_norm(fc_norm);
+    let registers = format!("{reg_tokens} register tokens");
+    let pooling = format!("{} pooling", global_pool.timm_name());
     let options: Vec<&str> = [
+        (!class_token, "no class token"),
+        (distilled, "a distillation token"),
+        (reg_tokens > 0, registers.as_str()),
+        (global_pool != Pool::Token, pooling.as_str()),
+        (fc_norm, "a norm after pooling"),
         (layer_scale, "layer scale"),
         (qk_norm, "QK norm"),
         (pre_norm, "a norm before the blocks"),
@@ -270,17 +331,13 @@ impl Fields<'_> {
 /// timm model arguments vitrine knows but does not build yet: the feature each names.
 fn unsupported_arg(key: &str) -> Option<&'static str> {
     Some(match key {
-        "reg_tokens" => "register tokens",
-        "class_token" => "a model without a class token",
-        "global_pool" => "pooling other than the class token",
-        "fc_norm" => "the norm after pooling (`fc_norm`)",
-        "dynamic_img_size" => "dynamic image sizes",
+        "global_pool" => "pooling other than token, avg, max or avgmax",
+        "dynamic_img_pad" => "padding inputs to a multiple of the patch (`dynamic_img_pad`)",
         "attn_pool" | "attn_pool_num_heads" => "the attention-pool head (`attn_pool`)",
         "mlp_layer" | "ffn_layer" => "an MLP other than Linear, GELU, Linear",
         "pos_embed" => "position embeddings other than learned ones",
         "act_layer" => "an activation other than GELU or QuickGELU",
         "norm_layer" => "a norm other than LayerNorm",
-        "distilled" => "the distillation token and second head (`dist_token`, `head_dist`)",
         _ => return None,
     })
 }
@@ -320,6 +377,10 @@ pub(super) fn timm_config(
         }))
     })?;
     let mut mlp_ratio = 4.0;
+    // timm's `fc_norm=None`: a norm after pooling exactly when pooling the
+    // patches; the `*_gap_*` presets say `fc_norm=False`.
+    let base = arch.split('.').next().unwrap_or(arch);
+    let mut fc_norm = base.contains("_gap_").then_some(false);
     if let Some(args) = json.get("model_args") {
         let a = Fields {
             json: args,
@@ -345,10 +406,27 @@ pub(super) fn timm_config(
                 "no_embed_class" => c.no_embed_class = a.bool(key)?.unwrap_or(c.no_embed_class),
                 "act_layer" if value == "quick_gelu" => c.quick_gelu = true,
                 "act_layer" if value == "gelu" => c.quick_gelu = false,
-                "global_pool" if value == "token" => {}
-                "class_token" if value == true => {}
-                "reg_tokens" if value == 0 => {}
-                "fc_norm" if value == false || value.is_null() => {}
+                "class_token" => c.class_token = a.bool(key)?.unwrap_or(c.class_token),
+                "reg_tokens" => c.reg_tokens = a.usize(key)?.unwrap_or(c.reg_tokens),
+                "fc_norm" => fc_norm = a.bool(key)?,
+                // The position embeddings are resized when the model loads
+                // at another size (`--image-size`), as timm does per input.
+                "dynamic_img_size" => {
+                    a.bool(key)?;
+                }
+                "dynamic_img_pad" if value == false => {}
+                "global_pool" if value == "token" && c.distilled => {
+                    c.global_pool = Pool::TokenAndDistillation
+                }
+                "global_pool" if value == "token" => c.global_pool = Pool::Token,
+                "global_pool" if value == "avg" => c.global_pool = Pool::Avg,
+                "global_pool" if value == "max" => c.global_pool = Pool::Max,
+                "global_pool" if value == "avgmax" => c.global_pool = Pool::AvgMax,
+                "global_pool" if value == "map" => {
+                    return Err(top.err(format!(
+                        "timm `{arch}`: the attention-pool head (`attn_pool`, model_args.global_pool = \"map\") is not supported"
+                    )));
+                }
                 k if HARMLESS_MODEL_ARGS.contains(&k) => {}
                 k if unsupported_arg(k).is_some() => {
                     return Err(top.err(format!(
@@ -364,6 +442,10 @@ pub(super) fn timm_config(
             }
         }
     }
+    c.fc_norm = fc_norm.unwrap_or(matches!(
+        c.global_pool,
+        Pool::Avg | Pool::Max | Pool::AvgMax
+    ));
     c.mlp_hidden = (c.embed_dim as f64 * mlp_ratio).round() as usize;
     if let Some(n) = top.usize("num_classes")? {
         c.num_classes = n;
@@ -442,13 +524,44 @@ pub(super) fn timm_config(
     Ok((c, preprocess, labels))
 }
 
-/// transformers' `ViTConfig`, with its defaults for absent fields; the
-/// labels are `None` without `id2label` (see [`default_labels`]).
-/// transformers' `ViTForImageClassification` or `ViTModel` (a backbone:
-/// named so in `architectures`, or, without that list, a file with no
-/// classifier). `has_head`: whether the file holds `classifier.weight`.
+/// The transformers architectures vitrine reads, by family: the name, and
+/// what its head does (`None`: a backbone).
+const HF_ARCHITECTURES: &[(HfFamily, &str, Option<Pool>)] = &[
+    (HfFamily::Vit, "ViTModel", None),
+    (
+        HfFamily::Vit,
+        "ViTForImageClassification",
+        Some(Pool::Token),
+    ),
+    (HfFamily::Deit, "DeiTModel", None),
+    (
+        HfFamily::Deit,
+        "DeiTForImageClassification",
+        Some(Pool::Token),
+    ),
+    (
+        HfFamily::Deit,
+        "DeiTForImageClassificationWithTeacher",
+        Some(Pool::TokenAndDistillation),
+    ),
+    (HfFamily::Dinov2, "Dinov2Model", None),
+    (
+        HfFamily::Dinov2,
+        "Dinov2ForImageClassification",
+        Some(Pool::TokenAndAvg),
+    ),
+];
+
+/// transformers' `ViTConfig`, `DeiTConfig` or `Dinov2Config`, with the
+/// family's defaults for absent fields; the labels are `None` without
+/// `id2label` (see [`default_labels`]). `family` is what the tensor names
+/// say; `model_type` and `architectures` are read first, so that a file of
+/// another kind is named for what it is. Without `architectures`, a file
+/// with no classifier is a backbone. `has_head`: whether the file holds
+/// the classifier (`head.weight` once translated).
 pub(super) fn hf_config(
     json: &Value,
+    family: HfFamily,
     has_head: bool,
 ) -> Result<(VitConfig, Option<Vec<String>>), CheckpointError> {
     let f = Fields {
@@ -466,36 +579,68 @@ pub(super) fn hf_config(
             )));
         }
     };
-    let backbone = if architectures.is_empty() {
-        !has_head
-    } else if architectures.contains(&"ViTModel") {
-        true
-    } else if architectures.contains(&"ViTForImageClassification") {
-        false
-    } else {
-        return Err(f.err(format!(
-            "`architectures` {architectures:?} is not supported (ViTModel or ViTForImageClassification)"
-        )));
-    };
-    if let Some(t) = f.str("model_type")?
-        && t != "vit"
-    {
-        let named = json
-            .get("architectures")
-            .and_then(|a| a.get(0))
-            .and_then(Value::as_str)
-            .map_or(String::new(), |a| format!(" `{a}`"));
-        return Err(f.err(format!(
-            "transformers{named} (model_type `{t}`) is not supported yet: vitrine reads \
-             ViTModel and ViTForImageClassification (model_type `vit`)"
-        )));
+    let named = architectures
+        .first()
+        .map_or(String::new(), |a| format!(" `{a}`"));
+    let supported = "vitrine reads ViT, DeiT and DINOv2 (model_type `vit`, `deit`, `dinov2`)";
+    if let Some(t) = f.str("model_type")? {
+        if t == "dinov2_with_registers" {
+            return Err(f.err(format!(
+                "transformers{named}: register tokens in transformers' layout are not supported \
+                 yet; timm's `vit_*_reg4_dinov2` checkpoints of the same models are"
+            )));
+        }
+        if !["vit", "deit", "dinov2"].contains(&t) {
+            return Err(f.err(format!(
+                "transformers{named} (model_type `{t}`) is not supported: {supported}"
+            )));
+        }
+        if t != family.model_type() {
+            return Err(f.err(format!(
+                "model_type `{t}` does not match the tensors, which are named as transformers' \
+                 `{}` models name them",
+                family.model_type()
+            )));
+        }
     }
+    let head = if architectures.is_empty() {
+        match family {
+            _ if !has_head => None,
+            HfFamily::Dinov2 => Some(Pool::TokenAndAvg),
+            _ => Some(Pool::Token),
+        }
+    } else {
+        let known = HF_ARCHITECTURES
+            .iter()
+            .find(|(fam, name, _)| *fam == family && architectures.contains(name));
+        match known {
+            Some(&(_, _, head)) => head,
+            None => {
+                let ours: Vec<&str> = HF_ARCHITECTURES
+                    .iter()
+                    .filter(|(fam, ..)| *fam == family)
+                    .map(|(_, name, _)| *name)
+                    .collect();
+                return Err(f.err(format!(
+                    "transformers{named} is not supported: for model_type `{}`, vitrine reads {}",
+                    family.model_type(),
+                    ours.join(", ")
+                )));
+            }
+        }
+    };
     if let Some(act) = f.str("hidden_act")?
         && act != "gelu"
     {
         return Err(f.err(format!(
             "hidden_act `{act}` is not supported (only the exact `gelu`)"
         )));
+    }
+    if family == HfFamily::Dinov2 && f.bool("use_swiglu_ffn")? == Some(true) {
+        return Err(f.err(
+            "transformers DINOv2 with `use_swiglu_ffn` (ViT-g's SwiGLU MLP) is not supported"
+                .into(),
+        ));
     }
     let d = f.usize("hidden_size")?.unwrap_or(768);
     let (num_classes, labels) = match json.get("id2label") {
@@ -527,23 +672,35 @@ pub(super) fn hf_config(
         Some(_) => return Err(f.err("`id2label` must be an object".into())),
     };
     // A backbone's config still carries transformers' default two labels.
-    let (num_classes, labels) = if backbone {
-        (0, None)
-    } else {
-        (num_classes, labels)
+    let (num_classes, labels, pool) = match head {
+        None => (0, None, Pool::Token),
+        Some(pool) => (num_classes, labels, pool),
     };
-    let c = VitConfig::new(
+    let (patch, eps, mlp_hidden) = match family {
+        // DINOv2 sizes its MLP by `mlp_ratio` (`intermediate_size` is unused).
+        HfFamily::Dinov2 => {
+            let ratio = f.f64("mlp_ratio")?.unwrap_or(4.0);
+            (14, 1e-6, (d as f64 * ratio) as usize)
+        }
+        _ => (16, 1e-12, f.usize("intermediate_size")?.unwrap_or(3072)),
+    };
+    let mut c = VitConfig::new(
         f.size2("image_size")?.unwrap_or([224, 224]),
-        f.usize("patch_size")?.unwrap_or(16),
+        f.usize("patch_size")?.unwrap_or(patch),
         d,
         f.usize("num_hidden_layers")?.unwrap_or(12),
         f.usize("num_attention_heads")?.unwrap_or(12),
-        f.usize("intermediate_size")?.unwrap_or(3072),
+        mlp_hidden,
     )
     .with_in_chans(f.usize("num_channels")?.unwrap_or(3))
     .with_qkv_bias(f.bool("qkv_bias")?.unwrap_or(true))
-    .with_norm_eps(f.f64("layer_norm_eps")?.unwrap_or(1e-12))
-    .with_num_classes(num_classes);
+    .with_norm_eps(f.f64("layer_norm_eps")?.unwrap_or(eps))
+    .with_num_classes(num_classes)
+    .with_global_pool(pool)
+    .with_distilled(family == HfFamily::Deit);
+    if family == HfFamily::Dinov2 {
+        c.init_values = Some(f.f64("layerscale_value")?.unwrap_or(1.0));
+    }
     c.validate().map_err(|r| f.err(r))?;
     Ok((c, labels))
 }

@@ -29,11 +29,12 @@ use burn::tensor::Device;
 pub use config::timm_config_json;
 use config::{default_labels, hf_config, hf_preprocess, infer_config, parse_json, timm_config};
 pub use error::{CheckpointError, MemoryLimits};
+pub use names::HfFamily;
 pub use names::{HF_TO_TIMM, Layout};
-use names::{detect_layout, fuse_qkv, hf_full_name, is_hf_pooler, translate};
+use names::{detect_layout, fuse_qkv, hf_to_timm, hf_unused};
 pub use tensors::timm_tensors;
 
-use crate::model::{VisionTransformer, VitConfig};
+use crate::model::{Pool, VisionTransformer, VitConfig};
 use crate::preprocess::{PreprocessConfig, Resize};
 use crate::safetensors::SafeTensors;
 
@@ -146,17 +147,16 @@ impl Checkpoint {
         let mut notes = Vec::new();
 
         let mut tensors = BTreeMap::new();
-        let mut pooler = false;
+        let mut unused = std::collections::BTreeSet::new();
         for (name, view) in &file.tensors {
-            if layout == Layout::HuggingFace && is_hf_pooler(name) {
-                pooler = true;
-                continue;
-            }
             let timm = match layout {
                 Layout::Timm => name.clone(),
-                Layout::HuggingFace => {
-                    let full = hf_full_name(name);
-                    translate(&full, true).unwrap_or(full)
+                Layout::HuggingFace(family) => {
+                    if let Some(why) = hf_unused(name, family) {
+                        unused.insert(why);
+                        continue;
+                    }
+                    hf_to_timm(name, family).unwrap_or_else(|| name.clone())
                 }
             };
             let values = view.to_f32();
@@ -175,16 +175,10 @@ impl Checkpoint {
             };
             tensors.insert(timm, entry);
         }
-        if layout == Layout::HuggingFace {
-            fuse_qkv(&mut tensors)?;
+        if let Layout::HuggingFace(family) = layout {
+            fuse_qkv(&mut tensors, family)?;
         }
-        if pooler {
-            notes.push(
-                "the pooler (`pooler.dense`) is left out: the features are the class token \
-                 after the final LayerNorm, as DINO uses them"
-                    .into(),
-            );
-        }
+        notes.extend(unused.into_iter().map(String::from));
         let has_head = tensors.contains_key("head.weight");
 
         let config_json = config.map(|b| parse_json(b, "config.json")).transpose()?;
@@ -198,11 +192,19 @@ impl Checkpoint {
                 (c, p, l, "config.json".to_string())
             }
             Some(json) => {
-                let (c, l) = hf_config(json, has_head)?;
+                let Layout::HuggingFace(family) = layout else {
+                    return Err(CheckpointError::BadConfig {
+                        file: "config.json".into(),
+                        reason: "a transformers config (no `architecture`) beside tensors \
+                                 named as timm names them"
+                            .into(),
+                    });
+                };
+                let (c, l) = hf_config(json, family, has_head)?;
                 let p = hf_preprocess(
                     pre_json.as_ref(),
                     c.in_chans,
-                    "ViTImageProcessor",
+                    default_processor(family),
                     c.img_size,
                 )?;
                 (c, p, l, "config.json".to_string())
@@ -212,10 +214,10 @@ impl Checkpoint {
                 notes.push(format!("no config.json: {how}"));
                 let p = match layout {
                     Layout::Timm => PreprocessConfig::timm_default(c.in_chans, c.img_size),
-                    Layout::HuggingFace => hf_preprocess(
+                    Layout::HuggingFace(family) => hf_preprocess(
                         pre_json.as_ref(),
                         c.in_chans,
-                        "ViTImageProcessor",
+                        default_processor(family),
                         c.img_size,
                     )?,
                 };
@@ -231,9 +233,17 @@ impl Checkpoint {
                 file: "config.json".into(),
                 reason,
             })?;
-        if preprocess.input_size != [config.in_chans, config.img_size[0], config.img_size[1]] {
+        let [_, input_h, input_w] = preprocess.input_size;
+        // transformers' DINOv2 interpolates its position embeddings to any
+        // input (its configs say 518 px, its processors crop 224): so does vitrine.
+        let dinov2_elsewhere = layout == Layout::HuggingFace(HfFamily::Dinov2)
+            && preprocess.input_size[0] == config.in_chans
+            && [input_h, input_w] != config.img_size;
+        if !dinov2_elsewhere
+            && preprocess.input_size != [config.in_chans, config.img_size[0], config.img_size[1]]
+        {
             let [c, h, w] = preprocess.input_size;
-            let from = if pre_json.is_some() && layout == Layout::HuggingFace {
+            let from = if pre_json.is_some() && layout.is_hf() {
                 "preprocessor_config.json"
             } else {
                 "config.json"
@@ -249,22 +259,32 @@ impl Checkpoint {
 
         tensors::check(&tensors, &config, layout, &implied_by)?;
         if !config.has_head() {
+            let features = match config.global_pool {
+                Pool::Token => "the class token's",
+                Pool::TokenAndDistillation => "the class and distillation tokens' mean",
+                Pool::TokenAndAvg => "the class token's and the patches' mean",
+                Pool::Avg | Pool::Max | Pool::AvgMax => "the pooled patches'",
+            };
             notes.push(format!(
-                "no classifier: a backbone, whose output is the class token's {} features; \
+                "no classifier: a backbone, whose output is {features} {} features; \
                  the attention maps show where it looks",
-                config.embed_dim
+                config.pooled_dim()
             ));
         }
         // Made only now that the head's tensors bear the class count out.
         let labels = labels.unwrap_or_else(|| default_labels(config.num_classes));
-        Ok(Self {
+        let checkpoint = Self {
             config,
             preprocess,
             labels,
             layout,
             notes,
             weights: tensors,
-        })
+        };
+        if dinov2_elsewhere {
+            return checkpoint.with_positions_for([input_h, input_w]);
+        }
+        Ok(checkpoint)
     }
 
     /// The same checkpoint at another input size [height, width]: its
@@ -272,11 +292,31 @@ impl Checkpoint {
     /// checkpoint's own library does it (timm: bicubic with antialias;
     /// transformers: bicubic), its preprocessing resizing to that size (a
     /// transformers resize before a centre crop is scaled with it).
-    pub fn at_image_size(mut self, size: [usize; 2]) -> Result<Self, CheckpointError> {
-        let old = self.config.clone();
-        if size == old.img_size {
+    pub fn at_image_size(self, size: [usize; 2]) -> Result<Self, CheckpointError> {
+        let [_, ih, iw] = self.preprocess.input_size;
+        if size == self.config.img_size {
             return Ok(self);
         }
+        let mut resized = self.with_positions_for(size)?;
+        let p = &mut resized.preprocess;
+        let c = p.input_size[0];
+        let scale = |v: usize, new: usize, old: usize| (v * new + old / 2) / old;
+        p.resize = p.resize.map(|r| match r {
+            Resize::Exact([rh, rw]) => {
+                Resize::Exact([scale(rh, size[0], ih), scale(rw, size[1], iw)])
+            }
+            Resize::ShortestEdge(e) => {
+                Resize::ShortestEdge(scale(e, size[0].min(size[1]), ih.min(iw)))
+            }
+        });
+        p.input_size = [c, size[0], size[1]];
+        Ok(resized)
+    }
+
+    /// The model at input size `size`, its position embeddings interpolated
+    /// as the checkpoint's library does it; the preprocessing unchanged.
+    fn with_positions_for(mut self, size: [usize; 2]) -> Result<Self, CheckpointError> {
+        let old = self.config.clone();
         let mut config = old.clone();
         config.img_size = size;
         config
@@ -288,7 +328,7 @@ impl Checkpoint {
         let (from, to) = (old.grid(), config.grid());
         let how = match self.layout {
             Layout::Timm => pos_embed::PosResize::Timm,
-            Layout::HuggingFace => pos_embed::PosResize::Transformers,
+            Layout::HuggingFace(_) => pos_embed::PosResize::Transformers,
         };
         let d = config.embed_dim;
         let entry = self
@@ -300,19 +340,6 @@ impl Checkpoint {
         entry.values.truncate(prefix * d);
         entry.values.extend(grid);
         entry.shape = vec![1, config.pos_embed_len(), d];
-
-        let p = &mut self.preprocess;
-        let [c, ih, iw] = p.input_size;
-        let scale = |v: usize, new: usize, old: usize| (v * new + old / 2) / old;
-        p.resize = p.resize.map(|r| match r {
-            Resize::Exact([rh, rw]) => {
-                Resize::Exact([scale(rh, size[0], ih), scale(rw, size[1], iw)])
-            }
-            Resize::ShortestEdge(e) => {
-                Resize::ShortestEdge(scale(e, size[0].min(size[1]), ih.min(iw)))
-            }
-        });
-        p.input_size = [c, size[0], size[1]];
         self.notes.push(format!(
             "running at {}×{} px: position embeddings interpolated from {}×{} to {}×{} patches ({})",
             size[0],
@@ -333,6 +360,16 @@ impl Checkpoint {
     /// Uploads the weights to `device` as a model.
     pub fn build(&self, device: &Device) -> VisionTransformer {
         tensors::load(&self.weights, &self.config, device)
+    }
+}
+
+/// The image processor a transformers family's checkpoints use when their
+/// `preprocessor_config.json` names none.
+fn default_processor(family: HfFamily) -> &'static str {
+    match family {
+        HfFamily::Vit => "ViTImageProcessor",
+        HfFamily::Deit => "DeiTImageProcessor",
+        HfFamily::Dinov2 => "BitImageProcessor",
     }
 }
 

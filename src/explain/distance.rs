@@ -31,13 +31,15 @@ pub fn distance_matrix(grid: [usize; 2], patch_size: usize, device: &Device) -> 
 /// Each head's mean attention distance of one image's layer: the
 /// patch-to-patch attention renormalised over the patches, times the
 /// distance, summed per query and averaged over queries. Weights [1, heads,
-/// T, T] (token 0 the class token) and distances [N, N] → [heads].
+/// T, T] (the patches last, after the prefix tokens) and distances [N, N]
+/// → [heads].
 pub fn mean_distance(weights: &Tensor<4>, distances: &Tensor<2>) -> Tensor<1> {
     let [_, heads, t, _] = weights.dims();
-    let n = t - 1;
+    let n = distances.dims()[0];
+    let p = t - n;
     let a = weights
         .clone()
-        .slice([0..1, 0..heads, 1..t, 1..t])
+        .slice([0..1, 0..heads, p..t, p..t])
         .reshape([heads, n, n]);
     let a = a.clone() / a.sum_dim(2).clamp_min(1e-12);
     (a * distances.clone().reshape([1, n, n]))

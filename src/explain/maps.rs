@@ -1,6 +1,49 @@
 //! Attention maps on the host, after the read-back: one head's map, the
 //! mean over a layer's heads, and the choice between them.
 
+use crate::model::VitConfig;
+
+/// The names of the tokens before the patches, in order: `class`,
+/// `distillation`, `register 1`, ….
+pub fn prefix_token_names(c: &VitConfig) -> Vec<String> {
+    let mut names = Vec::new();
+    if c.class_token {
+        names.push("class".to_string());
+    }
+    if c.distilled {
+        names.push("distillation".to_string());
+    }
+    names.extend((1..=c.reg_tokens).map(|i| format!("register {i}")));
+    names
+}
+
+/// What the attention maps of a model show, in one or two sentences for
+/// the page and the CLI (see [`crate::explain::trace`] for the choice).
+pub fn map_note(c: &VitConfig) -> String {
+    if !c.class_token {
+        return "This model has no class token: its head averages the patches, so each map \
+                shows the attention every patch receives, averaged over all the patches."
+            .into();
+    }
+    let mut note = String::from("The maps show the class token's attention to the patches.");
+    if c.distilled {
+        note.push_str(
+            " The distillation token (DeiT), whose own head is averaged with the class \
+             token's, is left out of the image; the walk-through shows it.",
+        );
+    }
+    if c.reg_tokens > 0 {
+        note.push_str(&format!(
+            " The {} register tokens take part in attention too and are left out of the image: \
+             they soak up attention that would otherwise land on a few background patches \
+             (Darcet et al. 2024, “Vision Transformers Need Registers”); the walk-through \
+             shows them.",
+            c.reg_tokens
+        ));
+    }
+    note
+}
+
 /// The CLS-row attention of every head of every layer, read back from the device.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttentionMaps {
@@ -83,6 +126,28 @@ pub fn head_mean(values: &[f32], heads: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_note_names_the_tokens_left_out() {
+        let plain = VitConfig::new([32, 32], 8, 24, 1, 3, 48);
+        assert_eq!(prefix_token_names(&plain), ["class"]);
+        let reg = plain.clone().with_reg_tokens(2);
+        assert_eq!(
+            prefix_token_names(&reg),
+            ["class", "register 1", "register 2"]
+        );
+        let dist = plain.clone().with_distilled(true);
+        let gap = plain.clone().with_class_token(false);
+        assert!(prefix_token_names(&gap).is_empty());
+        for (c, want) in [
+            (&reg, "The 2 register tokens take part in attention too"),
+            (&dist, "The distillation token (DeiT)"),
+            (&gap, "averaged over all the patches"),
+        ] {
+            let note = map_note(c);
+            assert!(note.contains(want) && !note.contains("  "), "{note}");
+        }
+    }
 
     #[test]
     fn head_mean_averages_heads() {

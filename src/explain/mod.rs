@@ -14,6 +14,6 @@ pub mod overlay;
 pub mod trace;
 
 pub use colormap::{colour, viridis};
-pub use maps::{AttentionMaps, HeadChoice, head_mean};
+pub use maps::{AttentionMaps, HeadChoice, head_mean, map_note, prefix_token_names};
 pub use overlay::{normalize, overlay};
-pub use trace::{AttentionTrace, TracedMaps};
+pub use trace::{AttentionTrace, MapQueries, TracedMaps};

@@ -17,6 +17,41 @@ pub const MAX_ATTENTION_VALUES: u64 = 1 << 30;
 /// 2²⁸ (e.g. 3 × 9459 × 9459).
 pub const MAX_INPUT_VALUES: u64 = 1 << 28;
 
+/// What the head sees of the final tokens [B, T, D] (timm `global_pool`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pool {
+    /// The class token (timm `token`, transformers' ViT and DeiT).
+    Token,
+    /// The mean of the patch tokens (timm `avg`).
+    Avg,
+    /// The largest value of each channel over the patch tokens (timm `max`).
+    Max,
+    /// Half the mean plus half the maximum over the patch tokens (timm `avgmax`).
+    AvgMax,
+    /// Distilled DeiT: the class token through `head` and the distillation
+    /// token through `head_dist`, averaged (timm at inference;
+    /// transformers' `DeiTForImageClassificationWithTeacher`); a backbone
+    /// averages the two tokens.
+    TokenAndDistillation,
+    /// The class token and the mean of the patch tokens side by side, 2·D
+    /// (transformers' `Dinov2ForImageClassification`).
+    TokenAndAvg,
+}
+
+impl Pool {
+    /// timm's name for it, where timm has one.
+    pub fn timm_name(self) -> &'static str {
+        match self {
+            Pool::Token | Pool::TokenAndDistillation => "token",
+            Pool::Avg => "avg",
+            Pool::Max => "max",
+            Pool::AvgMax => "avgmax",
+            Pool::TokenAndAvg => "token+avg",
+        }
+    }
+}
+
 /// Everything that fixes the shapes of a Vision Transformer.
 #[derive(Config, Debug, PartialEq)]
 pub struct VitConfig {
@@ -63,6 +98,26 @@ pub struct VitConfig {
     /// DINOv2 with registers).
     #[config(default = false)]
     pub no_embed_class: bool,
+    /// A learned class token first in the sequence (timm `class_token`;
+    /// without one, `*_gap_*` models pool the patch tokens).
+    #[config(default = true)]
+    pub class_token: bool,
+    /// Learned register tokens after the class token, which take part in
+    /// attention and are then dropped ("Vision Transformers Need
+    /// Registers", Darcet et al. 2024; timm `reg_tokens`).
+    #[config(default = 0)]
+    pub reg_tokens: usize,
+    /// A distillation token after the class token (DeiT, Touvron et al.
+    /// 2021; timm `dist_token`, transformers `distillation_token`).
+    #[config(default = false)]
+    pub distilled: bool,
+    /// What the head sees of the final tokens.
+    #[config(default = "Pool::Token")]
+    pub global_pool: Pool,
+    /// A LayerNorm after pooling (timm `fc_norm`) in place of the final
+    /// norm over every token.
+    #[config(default = false)]
+    pub fc_norm: bool,
     /// Number of output classes of the linear head; 0 for a backbone
     /// without one (timm's `num_classes=0`, transformers' `ViTModel`), whose
     /// output is the class token's features.
@@ -79,10 +134,33 @@ impl VitConfig {
         ]
     }
 
-    /// Rows of the position embedding: N, plus one for the class token
-    /// unless `no_embed_class`.
+    /// Tokens before the patches: the class token, the distillation token
+    /// and the registers, in that order, those the model has.
+    pub fn num_prefix_tokens(&self) -> usize {
+        usize::from(self.class_token) + usize::from(self.distilled) + self.reg_tokens
+    }
+
+    /// Tokens T in the sequence: the prefix tokens and the N patches.
+    pub fn num_tokens(&self) -> usize {
+        self.num_prefix_tokens() + self.num_patches()
+    }
+
+    /// Rows of the position embedding: N, plus the prefix tokens unless
+    /// `no_embed_class` (timm `embed_len`).
     pub fn pos_embed_len(&self) -> usize {
-        self.num_patches() + usize::from(!self.no_embed_class)
+        if self.no_embed_class {
+            self.num_patches()
+        } else {
+            self.num_tokens()
+        }
+    }
+
+    /// Width of the head's input: D, or 2·D for [`Pool::TokenAndAvg`].
+    pub fn pooled_dim(&self) -> usize {
+        match self.global_pool {
+            Pool::TokenAndAvg => 2 * self.embed_dim,
+            _ => self.embed_dim,
+        }
     }
 
     /// Number of patches N.
@@ -102,12 +180,12 @@ impl VitConfig {
     }
 
     /// Length of the model's output per image: the class scores, or a
-    /// backbone's class-token features (D).
+    /// backbone's pooled features.
     pub fn outputs(&self) -> usize {
         if self.has_head() {
             self.num_classes
         } else {
-            self.embed_dim
+            self.pooled_dim()
         }
     }
 
@@ -130,9 +208,13 @@ impl VitConfig {
             ("num_heads", self.num_heads),
             ("mlp_hidden", self.mlp_hidden),
             ("num_classes", self.num_classes),
+            ("reg_tokens", self.reg_tokens),
         ];
-        // A backbone has no head: 0 classes is the one zero allowed.
-        if let Some((name, _)) = all.iter().find(|(n, v)| *v == 0 && *n != "num_classes") {
+        // A backbone has no head and most models no registers: the zeros allowed.
+        if let Some((name, _)) = all
+            .iter()
+            .find(|(n, v)| *v == 0 && !["num_classes", "reg_tokens"].contains(n))
+        {
             return Err(format!("{name} must be positive"));
         }
         if let Some((name, v)) = all.iter().find(|(_, v)| *v > MAX_SIZE) {
@@ -158,6 +240,22 @@ impl VitConfig {
                 self.embed_dim, self.num_heads
             ));
         }
+        let pool = self.global_pool;
+        if !self.class_token && matches!(pool, Pool::Token | Pool::TokenAndAvg) {
+            return Err(format!(
+                "global_pool `{}` needs a class token, and class_token is false",
+                pool.timm_name()
+            ));
+        }
+        if self.distilled && !self.class_token {
+            return Err("a distillation token needs a class token before it".into());
+        }
+        if pool == Pool::TokenAndDistillation && !self.distilled {
+            return Err("averaging with the distillation token needs one (distilled)".into());
+        }
+        if pool == Pool::TokenAndDistillation && self.fc_norm {
+            return Err("distilled DeiT has no norm after pooling (fc_norm)".into());
+        }
         // Every field is at most 2^20 here, so these products fit in u64.
         let pixels = self.img_size[0] as u64 * self.img_size[1] as u64;
         if pixels * self.in_chans as u64 > MAX_INPUT_VALUES {
@@ -166,7 +264,8 @@ impl VitConfig {
                 self.in_chans, self.img_size[0], self.img_size[1]
             ));
         }
-        let tokens = pixels / (self.patch_size as u64 * self.patch_size as u64) + 1;
+        let tokens = pixels / (self.patch_size as u64 * self.patch_size as u64)
+            + self.num_prefix_tokens() as u64;
         let attention = self.num_heads as u64 * tokens * tokens;
         if attention > MAX_ATTENTION_VALUES {
             return Err(format!(
@@ -200,7 +299,12 @@ impl VitConfig {
             "huge" => (1280, 32, 16),
             _ => return None,
         };
-        let patch_size: usize = parts.next()?.strip_prefix("patch")?.parse().ok()?;
+        let mut patch = parts.next()?;
+        let distilled = patch == "distilled" && family == "deit";
+        if distilled {
+            patch = parts.next()?;
+        }
+        let patch_size: usize = patch.strip_prefix("patch")?.parse().ok()?;
         let tail: Vec<&str> = parts.collect();
         let mut c = Self::new(
             [224, 224],
@@ -213,12 +317,38 @@ impl VitConfig {
         let size = |s: &str| {
             s.parse::<usize>()
                 .ok()
-                .filter(|s| [224, 256, 384, 448, 518].contains(s))
+                .filter(|s| [224, 240, 256, 384, 448, 518].contains(s))
         };
+        if distilled {
+            c.distilled = true;
+            c.global_pool = Pool::TokenAndDistillation;
+        }
         let img = match (family, tail.as_slice()) {
             ("vit", ["dinov2"]) => {
                 c.init_values = Some(1e-5);
                 518
+            }
+            ("vit", [reg, "dinov2"]) => {
+                c.reg_tokens = reg.strip_prefix("reg")?.parse().ok()?;
+                c.init_values = Some(1e-5);
+                c.no_embed_class = true;
+                518
+            }
+            ("vit", ["gap", s]) => {
+                // timm's `*_gap_*`: no class token, the mean of the patches,
+                // no norm after pooling; the medium ones also with layer
+                // scale and no QKV bias.
+                c.class_token = false;
+                c.global_pool = Pool::Avg;
+                match embed_dim {
+                    512 => {
+                        c.qkv_bias = false;
+                        c.init_values = Some(1e-6);
+                    }
+                    768 => c.num_heads = 16,
+                    _ => {}
+                }
+                size(s)?
             }
             ("vit" | "deit", [s]) => size(s)?,
             ("deit3", [s]) => {
@@ -246,15 +376,6 @@ impl VitConfig {
     pub fn unsupported_preset(name: &str) -> Option<String> {
         let base = name.split('.').next().unwrap_or(name);
         let features = [
-            ("_reg", "register tokens (`reg_tokens`)"),
-            (
-                "distilled",
-                "the distillation token and second head (`dist_token`, `head_dist`)",
-            ),
-            (
-                "_gap_",
-                "global average pooling without a class token (`class_token: false`)",
-            ),
             ("siglip", "the attention-pool head (`attn_pool`)"),
             ("giant", "the SwiGLU MLP of ViT-g"),
             ("_rope", "rotary position embeddings"),
@@ -310,14 +431,24 @@ mod tests {
                 .unwrap()
                 .quick_gelu
         );
+        let reg = VitConfig::preset("vit_small_patch14_reg4_dinov2.lvd142m").unwrap();
+        assert_eq!((reg.reg_tokens, reg.no_embed_class), (4, true));
+        assert_eq!((reg.num_prefix_tokens(), reg.pos_embed_len()), (5, 37 * 37));
+        let dist = VitConfig::preset("deit_tiny_distilled_patch16_224").unwrap();
+        assert!(dist.distilled && dist.global_pool == Pool::TokenAndDistillation);
+        assert_eq!(
+            (dist.embed_dim, dist.num_tokens(), dist.pos_embed_len()),
+            (192, 198, 198)
+        );
+        let gap = VitConfig::preset("vit_medium_patch16_gap_256").unwrap();
+        assert!(!gap.class_token && gap.global_pool == Pool::Avg && !gap.qkv_bias);
+        assert_eq!((gap.num_tokens(), gap.img_size), (256, [256, 256]));
         for (name, feature) in [
-            ("vit_small_patch14_reg4_dinov2.lvd142m", "register tokens"),
-            ("deit_tiny_distilled_patch16_224", "distillation token"),
-            ("vit_medium_patch16_gap_256", "without a class token"),
             (
                 "vit_so400m_patch14_siglip_224",
                 "attention-pool head (`attn_pool`)",
             ),
+            ("vit_giant_patch14_dinov2.lvd142m", "SwiGLU MLP"),
         ] {
             assert!(VitConfig::preset(name).is_none(), "{name}");
             let why = VitConfig::unsupported_preset(name).unwrap();

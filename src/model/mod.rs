@@ -10,7 +10,7 @@ pub mod vit;
 
 pub use attention::{Attention, AttentionOutput};
 pub use block::{Block, BlockSteps};
-pub use config::VitConfig;
+pub use config::{Pool, VitConfig};
 pub use mlp::Mlp;
 pub use patch_embed::{PatchEmbed, patchify, unpatchify};
 pub use vit::VisionTransformer;

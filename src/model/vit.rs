@@ -7,25 +7,38 @@ use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
 use super::block::{Block, BlockSteps};
-use super::config::VitConfig;
+use super::config::{Pool, VitConfig};
 use super::patch_embed::{PatchEmbed, patchify};
 
 /// A ViT with timm's field names, so checkpoints map onto it one to one.
 #[derive(Module, Debug)]
 pub struct VisionTransformer {
     pub patch_embed: PatchEmbed,
-    /// Learned class token, [1, 1, D] (from BERT's `[CLS]`).
-    pub cls_token: Param<Tensor<3>>,
-    /// Learned position embeddings, [1, N+1, D]; row 0 belongs to the class
-    /// token ([1, N, D], the patches' only, with `no_embed_class`).
+    /// Learned class token, [1, 1, D] (from BERT's `[CLS]`); `None` for a
+    /// model that pools the patches instead.
+    pub cls_token: Option<Param<Tensor<3>>>,
+    /// DeiT's distillation token, [1, 1, D], after the class token.
+    pub dist_token: Option<Param<Tensor<3>>>,
+    /// Register tokens, [1, R, D], after the class token.
+    pub reg_token: Option<Param<Tensor<3>>>,
+    /// Learned position embeddings, [1, T, D] over every token ([1, N, D],
+    /// the patches' only, with `no_embed_class`).
     pub pos_embed: Param<Tensor<3>>,
     /// A LayerNorm before the blocks (timm `pre_norm`; CLIP).
     pub norm_pre: Option<LayerNorm>,
     pub blocks: Vec<Block>,
-    /// Final LayerNorm, applied to every token before the head.
-    pub norm: LayerNorm,
-    /// D → classes, applied to the class token; `None` for a backbone.
+    /// Final LayerNorm, applied to every token before pooling; `None` when
+    /// `fc_norm` normalises the pooled features instead.
+    pub norm: Option<LayerNorm>,
+    /// A LayerNorm after pooling (timm `fc_norm`).
+    pub fc_norm: Option<LayerNorm>,
+    /// Pooled features → classes; `None` for a backbone.
     pub head: Option<Linear>,
+    /// Distilled DeiT's second head, on the distillation token.
+    pub head_dist: Option<Linear>,
+    /// What the head sees of the final tokens.
+    #[module(skip)]
+    pub global_pool: Pool,
     /// Patch grid rows.
     pub grid_rows: usize,
     /// Patch grid columns.
@@ -41,6 +54,20 @@ impl VitConfig {
             mean: 0.0,
             std: 0.02,
         };
+        let small = Initializer::Normal {
+            mean: 0.0,
+            std: 1e-6,
+        };
+        let norm = || {
+            LayerNormConfig::new(d)
+                .with_epsilon(self.norm_eps)
+                .init(device)
+        };
+        let head = |inputs| {
+            LinearConfig::new(inputs, self.num_classes)
+                .with_initializer(normal.clone())
+                .init(device)
+        };
         let blocks = (0..self.depth).map(|_| Block::init(self, device)).collect();
         VisionTransformer {
             patch_embed: PatchEmbed::init(
@@ -50,26 +77,18 @@ impl VitConfig {
                 !self.pre_norm,
                 device,
             ),
-            cls_token: Initializer::Normal {
-                mean: 0.0,
-                std: 1e-6,
-            }
-            .init([1, 1, d], device),
+            cls_token: self.class_token.then(|| small.init([1, 1, d], device)),
+            dist_token: self.distilled.then(|| normal.init([1, 1, d], device)),
+            reg_token: (self.reg_tokens > 0).then(|| small.init([1, self.reg_tokens, d], device)),
             pos_embed: normal.init([1, self.pos_embed_len(), d], device),
-            norm_pre: self.pre_norm.then(|| {
-                LayerNormConfig::new(d)
-                    .with_epsilon(self.norm_eps)
-                    .init(device)
-            }),
+            norm_pre: self.pre_norm.then(norm),
             blocks,
-            norm: LayerNormConfig::new(d)
-                .with_epsilon(self.norm_eps)
-                .init(device),
-            head: self.has_head().then(|| {
-                LinearConfig::new(d, self.num_classes)
-                    .with_initializer(normal)
-                    .init(device)
-            }),
+            norm: (!self.fc_norm).then(norm),
+            fc_norm: self.fc_norm.then(norm),
+            head: self.has_head().then(|| head(self.pooled_dim())),
+            head_dist: (self.has_head() && self.global_pool == Pool::TokenAndDistillation)
+                .then(|| head(d)),
+            global_pool: self.global_pool,
             grid_rows,
             grid_cols,
         }
@@ -77,24 +96,34 @@ impl VitConfig {
 }
 
 impl VisionTransformer {
-    /// Patch embedding, class token and position embedding:
-    /// [B, C, H, W] → tokens [B, N+1, D].
+    /// Patch embedding, prefix tokens and position embedding:
+    /// [B, C, H, W] → tokens [B, T, D].
     pub fn embed(&self, images: Tensor<4>) -> Tensor<3> {
         let patches = patchify(images, self.patch_embed.patch_size); // [B, N, P·P·C]
         self.add_class_and_position(self.patch_embed.forward(patches))
     }
 
-    /// The class token prepended to the embedded patches [B, N, D], and the
-    /// position embeddings added: [B, N+1, D].
+    /// The prefix tokens (class, distillation, registers: those the model
+    /// has) prepended to the embedded patches [B, N, D], and the position
+    /// embeddings added: [B, T, D].
     pub fn add_class_and_position(&self, patches: Tensor<3>) -> Tensor<3> {
         let [b, n, d] = patches.dims();
-        let cls = self.cls_token.val().expand([b, 1, d]); // [B, 1, D]
+        let mut tokens: Vec<Tensor<3>> = [&self.cls_token, &self.dist_token, &self.reg_token]
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                let k = t.dims()[1];
+                t.val().expand([b, k, d])
+            })
+            .collect();
         let pos = self.pos_embed.val();
         let tokens = if pos.dims()[1] == n {
-            // no_embed_class: positions for the patches, then the class token.
-            Tensor::cat(vec![cls, patches + pos], 1)
+            // no_embed_class: positions for the patches, then the prefix tokens.
+            tokens.push(patches + pos);
+            Tensor::cat(tokens, 1)
         } else {
-            Tensor::cat(vec![cls, patches], 1) + pos
+            tokens.push(patches);
+            Tensor::cat(tokens, 1) + pos
         };
         match &self.norm_pre {
             Some(norm) => norm.forward(tokens),
@@ -102,7 +131,7 @@ impl VisionTransformer {
         }
     }
 
-    /// The L blocks and the final norm: tokens [B, N+1, D] → [B, N+1, D].
+    /// The L blocks and the final norm: tokens [B, T, D] → [B, T, D].
     /// `look(i, steps)` sees block i's values as it passes (the attention
     /// maps and the walk-through read them there); it may keep clones.
     pub fn encode(&self, tokens: Tensor<3>, mut look: impl FnMut(usize, &BlockSteps)) -> Tensor<3> {
@@ -112,23 +141,70 @@ impl VisionTransformer {
             look(i, &steps);
             x = steps.output;
         }
-        self.norm.forward(x)
+        match &self.norm {
+            Some(norm) => norm.forward(x),
+            None => x,
+        }
     }
 
-    /// The head on the class token: tokens [B, N+1, D] → logits [B, classes];
-    /// a backbone gives the class token itself, [B, D].
+    /// What the head sees of the final tokens [B, T, D] (timm `pool` and
+    /// `fc_norm`): [B, D], or [B, 2·D] for [`Pool::TokenAndAvg`]. For
+    /// distilled DeiT, the mean of the class and distillation tokens.
+    pub fn pool(&self, tokens: Tensor<3>) -> Tensor<2> {
+        let [b, t, d] = tokens.dims();
+        let p = t - self.num_patches();
+        let token = |i: usize| tokens.clone().slice([0..b, i..i + 1, 0..d]).reshape([b, d]);
+        let patches = || tokens.clone().slice([0..b, p..t, 0..d]);
+        let mean = || patches().mean_dim(1).reshape([b, d]);
+        let max = || patches().max_dim(1).reshape([b, d]);
+        let pooled = match self.global_pool {
+            Pool::Token => token(0),
+            Pool::Avg => mean(),
+            Pool::Max => max(),
+            Pool::AvgMax => (mean() + max()).mul_scalar(0.5),
+            Pool::TokenAndAvg => Tensor::cat(vec![token(0), mean()], 1),
+            Pool::TokenAndDistillation => (token(0) + token(1)).mul_scalar(0.5),
+        };
+        match &self.fc_norm {
+            Some(norm) => norm.forward(pooled),
+            None => pooled,
+        }
+    }
+
+    /// The head on the pooled tokens: tokens [B, T, D] → logits [B,
+    /// classes]; a backbone gives the pooled features themselves.
     pub fn forward_head(&self, tokens: Tensor<3>) -> Tensor<2> {
-        let [b, _, d] = tokens.dims();
-        let cls = tokens.slice([0..b, 0..1, 0..d]).reshape([b, d]);
+        if let (Some(head), Some(dist)) = (&self.head, &self.head_dist) {
+            // timm's distilled DeiT at inference: the two heads' mean.
+            let [b, _, d] = tokens.dims();
+            let token = |i: usize| tokens.clone().slice([0..b, i..i + 1, 0..d]).reshape([b, d]);
+            let logits = crate::ops::linear(head, token(0)) + crate::ops::linear(dist, token(1));
+            return logits.mul_scalar(0.5);
+        }
+        let pooled = self.pool(tokens);
         match &self.head {
-            Some(head) => crate::ops::linear(head, cls),
-            None => cls,
+            Some(head) => crate::ops::linear(head, pooled),
+            None => pooled,
         }
     }
 
     /// Logits, [B, C, H, W] → [B, classes].
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         self.forward_head(self.encode(self.embed(images), |_, _| {}))
+    }
+
+    /// Number of patches N.
+    pub fn num_patches(&self) -> usize {
+        self.grid_rows * self.grid_cols
+    }
+
+    /// Tokens before the patches (class, distillation, registers).
+    pub fn num_prefix_tokens(&self) -> usize {
+        [&self.cls_token, &self.dist_token, &self.reg_token]
+            .into_iter()
+            .flatten()
+            .map(|t| t.dims()[1])
+            .sum()
     }
 
     /// Number of encoder blocks L.

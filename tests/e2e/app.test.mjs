@@ -50,6 +50,34 @@ test('a DINO backbone (transformers ViTModel, no classifier) shows its maps and 
   await page.close();
 });
 
+test('DINOv2 with registers and distilled DeiT: maps over the patches as the CLI gives them, the extra tokens named and in the walk-through', { timeout: 600_000 }, async () => {
+  for (const [model, stem, prefix, note, token] of [
+    ['timm_reg4', 'astronaut', 5, /4 register tokens take part in attention too .*\(Darcet et al\. 2024/, /register tokens/],
+    ['timm_deit_dist', 'chelsea', 2, /The distillation token \(DeiT\)/, /distillation token/],
+  ]) {
+    const { page, errors } = await open(site, `?backend=cpu&model=${model}`);
+    const image = path.join(fixtures, `images/${stem}.png`);
+    const got = await classify(page, image);
+    const want = native(path.join(fixtures, 'models', model), image);
+    assertAgrees(got, want, model, stem, 'cpu');
+    if (want.probabilities.length) assert.deepEqual(top5(got.probabilities), want.top, `${model}: top-5`);
+    assert.match(await page.textContent('#map-note'), note);
+    await page.click('#learn-open');
+    await page.waitForFunction(() => window.vitrineWalk?.prefixTokens, null, { timeout: 300_000 });
+    const walk = await page.evaluate(() => ({ prefix: window.vitrineWalk.prefixTokens.length, attention: window.vitrineWalk.attention.length }));
+    const d = 192;
+    const t = prefix + 256 - (model === 'timm_deit_dist' ? 60 : 0); // 16×16 patches (reg4, patch 14 at 224) or 14×14 (DeiT, patch 16)
+    assert.deepEqual(walk, { prefix: prefix * d, attention: t * t }, `${model}: the prefix tokens and the full ${t}×${t} matrix`);
+    const steps = await page.evaluate(() => [...document.querySelectorAll('#learn-steps .step p')].map((p) => p.textContent));
+    assert.match(steps[3], token);
+    assert.match(steps[5], new RegExp(`the first ${prefix} rows and columns are class, `));
+    assert.ok(await page.locator('.shares tr').count() === prefix + 1, 'each token\'s share of the class token\'s attention');
+    await shot(page, `${model}-walkthrough`);
+    assert.deepEqual(errors, []);
+    await page.close();
+  }
+});
+
 test('another input size: position embeddings interpolated in the page as in the CLI, and back', { timeout: 600_000 }, async () => {
   const { page, errors } = await open(site, '?backend=cpu&model=hf_vit');
   const image = path.join(fixtures, 'images/chelsea.png');

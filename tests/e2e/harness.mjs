@@ -15,7 +15,7 @@ export const defaultModel = JSON.parse(fs.readFileSync(path.join(root, 'www/mode
 const bin = process.env.VITRINE_BIN ?? path.join(os.homedir(), '.cache/vitrine/target/release/vitrine');
 
 /**
- * Serves a copy of dist/ with two test checkpoints added to its manifest
+ * Serves a copy of dist/ with the test checkpoints added to its manifest
  * (the site's own default model stays the default), and starts Chromium.
  */
 export async function startSite(name) {
@@ -24,7 +24,7 @@ export async function startSite(name) {
   fs.cpSync(path.join(root, 'dist'), site, { recursive: true });
   const manifestPath = path.join(site, 'models/manifest.json');
   const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
-  for (const m of ['hf_vit', 'timm_d96', 'timm_tiny', 'hf_dino']) {
+  for (const m of ['hf_vit', 'timm_d96', 'timm_tiny', 'hf_dino', 'timm_reg4', 'timm_deit_dist']) {
     fs.cpSync(path.join(fixtures, 'models', m), path.join(site, 'models', m), { recursive: true });
     manifest.models.push({ name: m, path: `${m}/`, files: fs.readdirSync(path.join(fixtures, 'models', m)) });
   }

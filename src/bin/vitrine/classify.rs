@@ -17,7 +17,8 @@ struct ImageJson<'a> {
     top: Vec<TopJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     logits: Option<&'a [f32]>,
-    /// A backbone's output: the class token's features after the final norm.
+    /// A backbone's output: its pooled features (the class token's after
+    /// the final norm, for most).
     #[serde(skip_serializing_if = "Option::is_none")]
     features: Option<&'a [f32]>,
     attention: AttentionJson<'a>,
@@ -84,6 +85,9 @@ pub fn classify(raw: &[String]) -> Result<ExitCode, String> {
     let c = &classifier.config;
     for note in &classifier.notes {
         eprintln!("note: {note}");
+    }
+    if c.num_prefix_tokens() != 1 || !c.class_token {
+        eprintln!("note: {}", vitrine::explain::map_note(c));
     }
     let layer = match args.value("layer") {
         None => c.depth - 1,
@@ -167,7 +171,7 @@ pub fn classify(raw: &[String]) -> Result<ExitCode, String> {
                 println!(
                     "  (no classifier: this model is a backbone; --json gives its {} features, \
                      --overlay where it looks)",
-                    c.embed_dim
+                    c.outputs()
                 );
             }
             for (rank, &(i, p)) in best.iter().enumerate() {
