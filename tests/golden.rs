@@ -498,6 +498,23 @@ fn transformers_families_read_their_configs() {
         },
         "transformers `Dinov2WithRegistersModel`: register tokens in transformers' layout",
     );
+    let dir2 = fixtures().join("models/hf_dinov2");
+    let mut swiglu: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir2.join("config.json")).unwrap()).unwrap();
+    swiglu["use_swiglu_ffn"] = true.into();
+    let e = Checkpoint::from_bytes(
+        &std::fs::read(dir2.join("model.safetensors")).unwrap(),
+        Some(swiglu.to_string().as_bytes()),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(
+            "transformers DINOv2 with `use_swiglu_ffn` (ViT-g's SwiGLU MLP) is not supported"
+        ),
+        "{e}"
+    );
     refused(
         &|c| c["architectures"] = serde_json::json!(["DeiTForMaskedImageModeling"]),
         "transformers `DeiTForMaskedImageModeling` is not supported: for model_type `deit`, \
@@ -729,6 +746,8 @@ fn wgpu_matches_pytorch() {
         "timm_clip",
         "timm_reg4",
         "timm_gap",
+        "timm_avgmax",
+        "timm_deit_dist",
         "hf_deit",
         "hf_dinov2",
     ] {
