@@ -6,7 +6,8 @@
 //!   embedding, pre-norm blocks whose attention returns its weights, head —
 //!   on the CPU kernels of [`ops`].
 //! - [`checkpoint`]: timm and transformers safetensors → model, typed errors;
-//!   [`safetensors`] is the file format itself.
+//!   [`safetensors`] is the file format itself, and [`pytorch`] reads what
+//!   `torch.save` writes without running its pickle.
 //! - `decode` (native): image files → upright RGBA pixels.
 //! - [`preprocess`]: RGBA pixels → input tensor, per the checkpoint's config.
 //! - [`engine`]: a loaded model that classifies and reads back small results.
@@ -25,6 +26,7 @@ pub mod explain;
 pub mod model;
 pub mod ops;
 pub mod preprocess;
+pub mod pytorch;
 pub mod safetensors;
 #[cfg(all(feature = "train", not(target_arch = "wasm32")))]
 pub mod train;

@@ -107,7 +107,18 @@ pub struct TensorView<'a> {
     bytes: &'a [u8],
 }
 
-impl TensorView<'_> {
+impl<'a> TensorView<'a> {
+    /// A view of `bytes`, which hold exactly `shape`'s elements of `dtype`
+    /// (the caller checks; the PyTorch reader does).
+    pub(crate) fn new(dtype: Dtype, shape: Vec<usize>, bytes: &'a [u8]) -> Self {
+        debug_assert_eq!(bytes.len(), shape.iter().product::<usize>() * dtype.size());
+        Self {
+            dtype,
+            shape,
+            bytes,
+        }
+    }
+
     /// Number of elements.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()

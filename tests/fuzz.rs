@@ -1,5 +1,6 @@
 //! A mutation fuzzer for every parser that reads a user's bytes, on stable
-//! Rust: safetensors headers and data, `config.json` (timm and transformers),
+//! Rust: safetensors headers and data, PyTorch zip archives and their
+//! pickles, `config.json` (timm and transformers),
 //! `preprocessor_config.json`, image files and the photo steps.
 //!
 //! Each case takes valid files (the test fixtures, the default model, the
@@ -168,7 +169,19 @@ fn corpus() -> Corpus {
         .map(|m| fixtures().join("models").join(m))
         .collect();
     dirs.push(root.join("www/models/fashion-vit"));
-    let checkpoints: Vec<Case> = dirs.iter().map(|d| Case::read(d)).collect();
+    let mut checkpoints: Vec<Case> = dirs.iter().map(|d| Case::read(d)).collect();
+    // PyTorch files (timm_d96's weights, as a zip archive and in the format
+    // before 1.6), for their reader.
+    let Case::Checkpoint { config, .. } = Case::read(&dirs[1]) else {
+        unreachable!()
+    };
+    for file in ["torch/timm_d96.pth", "torch/timm_d96_legacy.pth"] {
+        checkpoints.push(Case::Checkpoint {
+            weights: std::fs::read(fixtures().join(file)).unwrap(),
+            config: config.clone(),
+            preprocessor: None,
+        });
+    }
     let preprocess = dirs
         .iter()
         .map(|d| Checkpoint::from_path(d).expect("fixture loads").preprocess)
@@ -472,6 +485,61 @@ fn mutate_safetensors(bytes: &[u8], rng: &mut Rng, other: &[u8]) -> Vec<u8> {
     }
 }
 
+/// Where a PyTorch archive keeps its pickle: the data of the entry whose
+/// name ends in `data.pkl`, found through the central directory (torch
+/// writes zero sizes in the local headers).
+fn pickle_span(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
+    let u16_at =
+        |i: usize| Some(u16::from_le_bytes(bytes.get(i..i + 2)?.try_into().ok()?) as usize);
+    let u32_at =
+        |i: usize| Some(u32::from_le_bytes(bytes.get(i..i + 4)?.try_into().ok()?) as usize);
+    let mut i = 0;
+    while let Some(at) = bytes[i..].windows(4).position(|w| w == b"PK\x01\x02") {
+        let e = i + at;
+        let (size, name_len) = (u32_at(e + 20)?, u16_at(e + 28)?);
+        let name = bytes.get(e + 46..e + 46 + name_len)?;
+        if name.ends_with(b"data.pkl") {
+            let local = u32_at(e + 42)?;
+            let start = local + 30 + u16_at(local + 26)? + u16_at(local + 28)?;
+            return (start + size <= bytes.len()).then_some(start..start + size);
+        }
+        i = e + 4;
+    }
+    None
+}
+
+/// Pickle-aware mutations of a PyTorch archive, in place so the archive
+/// stays whole and the pickle machine sees them: opcodes that build,
+/// reference or call, bytes flipped, a run of the pickle repeated.
+fn mutate_pickle(bytes: &[u8], rng: &mut Rng, other: &[u8]) -> Vec<u8> {
+    let Some(span) = pickle_span(bytes).filter(|s| s.len() > 16) else {
+        return mutate_bytes(bytes, rng, other);
+    };
+    let mut out = bytes.to_vec();
+    let pkl = &mut out[span];
+    // MARK, STOP, POP, DUP, GLOBAL, REDUCE, BUILD, EMPTY_DICT, SETITEMS,
+    // TUPLE, BINPUT, BINGET, LONG_BINGET, BININT, BINUNICODE, NEWOBJ,
+    // STACK_GLOBAL, MEMOIZE, FRAME, and bytes that are no opcode.
+    const OPS: &[u8] = &[
+        b'(', b'.', b'0', b'2', b'c', b'R', b'b', b'}', b'u', b't', b'q', b'h', b'j', b'J', b'X',
+        0x81, 0x93, 0x94, 0x95, 0xff, 0x00,
+    ];
+    for _ in 0..1 + rng.below(6) {
+        let len = pkl.len();
+        match rng.below(3) {
+            0 => pkl[rng.below(len)] = *rng.pick(OPS),
+            1 => pkl[rng.below(len)] ^= 1 << rng.below(8),
+            _ => {
+                let n = 1 + rng.below(32.min(len / 2));
+                let from = rng.below(len - n);
+                let to = rng.below(len - n);
+                pkl.copy_within(from..from + n, to);
+            }
+        }
+    }
+    out
+}
+
 /// A mutation of one of the corpus inputs.
 fn mutate(corpus: &Corpus, rng: &mut Rng) -> Case {
     if rng.chance(3) {
@@ -498,7 +566,11 @@ fn mutate(corpus: &Corpus, rng: &mut Rng) -> Case {
     let mut touched = false;
     while !touched {
         if rng.chance(2) {
-            weights = mutate_safetensors(&weights, rng, &other);
+            weights = if weights.starts_with(b"PK") && rng.chance(2) {
+                mutate_pickle(&weights, rng, &other)
+            } else {
+                mutate_safetensors(&weights, rng, &other)
+            };
             touched = true;
         }
         if rng.chance(2) {

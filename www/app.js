@@ -122,10 +122,13 @@ async function loadModel(name, files, seq) {
   return loaded;
 }
 
-/** Loads a checkpoint the user dropped or picked: model.safetensors with config.json (and preprocessor_config.json). */
+/** A weights file's name: safetensors, or what torch.save writes (read without running its pickle). */
+const isWeights = (name) => /\.(safetensors|pth|pt|bin)$/i.test(name);
+
+/** Loads a checkpoint the user dropped or picked: its weights (model.safetensors, a .pth, pytorch_model.bin) with config.json (and preprocessor_config.json). */
 async function loadDroppedModel(list) {
   const find = (pred) => list.find((f) => pred(f.name.toLowerCase()));
-  const weights = find((n) => n.endsWith('.safetensors'));
+  const weights = find(isWeights);
   const config = find((n) => n.endsWith('config.json') && !n.startsWith('preprocessor'));
   const preprocessor = find((n) => n === 'preprocessor_config.json');
   const seq = ++loads;
@@ -255,9 +258,9 @@ async function classifyJob({ id, name, truth, note, canvas, size, scale, w, h, m
 /** Files from a drop or the picker: a checkpoint switches the model, anything else is classified. */
 function handleFiles(list) {
   const files = [...list];
-  if (files.some((f) => f.name.toLowerCase().endsWith('.safetensors'))) loadDroppedModel(files);
+  if (files.some((f) => isWeights(f.name))) loadDroppedModel(files);
   else if (files.some((f) => f.name.toLowerCase().endsWith('.json'))) {
-    showMessage('A config.json alone is not a model: drop it together with its model.safetensors.');
+    showMessage('A config.json alone is not a model: drop it together with its weights (model.safetensors, a .pth or pytorch_model.bin).');
   } else if (files.length) {
     const note = files.length > 1 ? `${files.length} images were given; vitrine shows one at a time: the first, “${files[0].name}”.` : '';
     classifyBlob(files[0], null, note);

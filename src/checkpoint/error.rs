@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::pytorch::TorchError;
 use crate::safetensors::SafetensorsError;
 
 /// Why a checkpoint could not be loaded. Every variant names what was wrong.
@@ -12,6 +13,9 @@ pub enum CheckpointError {
     Io { path: String, message: String },
     /// The weights file is damaged or not a safetensors file.
     File(SafetensorsError),
+    /// A PyTorch file (`.pth`, `.pt`, `pytorch_model.bin`) is damaged,
+    /// hostile or holds no state dict.
+    Torch(TorchError),
     /// The tensor names are neither timm's nor transformers' ViT names.
     UnknownLayout { sample: Vec<String> },
     /// A tensor the model needs is absent.
@@ -103,6 +107,7 @@ impl fmt::Display for CheckpointError {
                 }
             }
             File(e) => e.fmt(f),
+            Torch(e) => e.fmt(f),
             UnknownLayout { sample } => write!(
                 f,
                 "the tensor names are not a timm or transformers ViT (first names: {})",
@@ -138,6 +143,12 @@ impl fmt::Display for CheckpointError {
 }
 
 impl std::error::Error for CheckpointError {}
+
+impl From<TorchError> for CheckpointError {
+    fn from(e: TorchError) -> Self {
+        CheckpointError::Torch(e)
+    }
+}
 
 impl From<SafetensorsError> for CheckpointError {
     fn from(e: SafetensorsError) -> Self {

@@ -1,5 +1,6 @@
 //! Checkpoints → model: the two layouts people download (timm's hub layout
-//! and transformers' `ViTForImageClassification`), from paths or bytes.
+//! and transformers' families), as safetensors or PyTorch files, from paths
+//! or bytes.
 //!
 //! Loading is two steps. [`Checkpoint::from_bytes`] parses and checks
 //! everything on the host (names, shapes, dtypes, configs) and fails with a
@@ -64,10 +65,18 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Loads a `.safetensors` file or a directory holding `model.safetensors`
-    /// with `config.json` and, optionally, `preprocessor_config.json`. A file
-    /// path picks up `config.json` and `preprocessor_config.json` beside it.
+    /// Loads a weights file or a directory holding one (`model.safetensors`,
+    /// else `pytorch_model.bin`, `model.pth`, `model.pt` or a single other
+    /// `.pth`/`.pt`/`.bin`) with `config.json` and, optionally,
+    /// `preprocessor_config.json`. A file path picks up `config.json` and
+    /// `preprocessor_config.json` beside it.
     pub fn from_path(path: &Path) -> Result<Self, CheckpointError> {
+        Self::from_path_with_key(path, None)
+    }
+
+    /// [`Checkpoint::from_path`], reading a PyTorch checkpoint's weights
+    /// from under `key` (e.g. DINO's `student`) when given.
+    pub fn from_path_with_key(path: &Path, key: Option<&str>) -> Result<Self, CheckpointError> {
         let read = |p: &Path| {
             std::fs::read(p).map_err(|e| CheckpointError::Io {
                 path: p.display().to_string(),
@@ -75,7 +84,7 @@ impl Checkpoint {
             })
         };
         let (weights_path, dir) = if path.is_dir() {
-            (path.join("model.safetensors"), path)
+            (weights_in(path), path)
         } else {
             (path.to_path_buf(), path.parent().unwrap_or(Path::new(".")))
         };
@@ -90,7 +99,17 @@ impl Checkpoint {
         let weights = read(&weights_path)?;
         let config = optional("config.json")?;
         let preprocessor = optional("preprocessor_config.json")?;
-        Self::from_bytes(&weights, config.as_deref(), preprocessor.as_deref())
+        let name = weights_path.file_name().map_or_else(
+            || "the weights".into(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        Self::from_file_bytes(
+            &weights,
+            config.as_deref(),
+            preprocessor.as_deref(),
+            &MemoryLimits::unlimited(),
+            &WeightsFile { name: &name, key },
+        )
     }
 
     /// vitrine's own default model (trained on Fashion-MNIST, shipped in
@@ -121,7 +140,31 @@ impl Checkpoint {
         preprocessor: Option<&[u8]>,
         limits: &MemoryLimits,
     ) -> Result<Self, CheckpointError> {
-        let file = SafeTensors::parse(weights)?;
+        let file = WeightsFile {
+            name: "the weights file",
+            key: None,
+        };
+        Self::from_file_bytes(weights, config, preprocessor, limits, &file)
+    }
+
+    /// [`Checkpoint::from_bytes_within`] for weights that may be a
+    /// safetensors file or what `torch.save` writes (told by their first
+    /// bytes), named and keyed as `file` says.
+    pub fn from_file_bytes(
+        weights: &[u8],
+        config: Option<&[u8]>,
+        preprocessor: Option<&[u8]>,
+        limits: &MemoryLimits,
+        file: &WeightsFile,
+    ) -> Result<Self, CheckpointError> {
+        let mut notes = Vec::new();
+        let file = if crate::pytorch::is_zip(weights) || crate::pytorch::is_pickle(weights) {
+            let torch = crate::pytorch::parse(weights, file.name, file.key)?;
+            notes.extend(torch.notes);
+            torch.tensors
+        } else {
+            SafeTensors::parse(weights)?
+        };
         let mut total = 0u64;
         for (name, view) in &file.tensors {
             let bytes = view.numel() as u64 * 4;
@@ -144,7 +187,6 @@ impl Checkpoint {
             });
         }
         let layout = detect_layout(file.tensors.keys())?;
-        let mut notes = Vec::new();
 
         let mut tensors = BTreeMap::new();
         let mut unused = std::collections::BTreeSet::new();
@@ -360,6 +402,48 @@ impl Checkpoint {
     /// Uploads the weights to `device` as a model.
     pub fn build(&self, device: &Device) -> VisionTransformer {
         tensors::load(&self.weights, &self.config, device)
+    }
+}
+
+/// What the loader knows of a weights file besides its bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct WeightsFile<'a> {
+    /// Its name, for messages (`model.pth`).
+    pub name: &'a str,
+    /// For a PyTorch checkpoint, the key its weights sit under (default:
+    /// the first of [`crate::pytorch::STATE_DICT_KEYS`] it has).
+    pub key: Option<&'a str>,
+}
+
+/// The weights file of a model folder: `model.safetensors`, else the
+/// PyTorch files a hub repository or a training run leaves.
+fn weights_in(dir: &Path) -> std::path::PathBuf {
+    for name in [
+        "model.safetensors",
+        "pytorch_model.bin",
+        "model.pth",
+        "model.pt",
+    ] {
+        if dir.join(name).is_file() {
+            return dir.join(name);
+        }
+    }
+    let others: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.extension().is_some_and(|e| {
+                    ["safetensors", "pth", "pt", "bin"].contains(&&*e.to_string_lossy())
+                })
+        })
+        .collect();
+    match others.as_slice() {
+        [one] => one.clone(),
+        // None or several: the message names the file vitrine looked for.
+        _ => dir.join("model.safetensors"),
     }
 }
 

@@ -36,13 +36,14 @@ impl HfFamily {
         }
     }
 
-    /// The family's names → timm's, first match wins: the tables below,
-    /// written with the `vit.` prefix, which each family's own replaces.
+    /// The family's names → timm's, first match wins (both ways): the
+    /// tables below, written with the `vit.` prefix, which each family's
+    /// own replaces.
     fn tables(self) -> &'static [&'static [(&'static str, &'static str)]] {
         match self {
             HfFamily::Vit => &[HF_TO_TIMM],
             HfFamily::Deit => &[DEIT_TO_TIMM, HF_TO_TIMM],
-            HfFamily::Dinov2 => &[DINOV2_TO_TIMM],
+            HfFamily::Dinov2 => &[DINOV2_TO_TIMM, HF_TO_TIMM, DINOV2_V5_TO_TIMM],
         }
     }
 }
@@ -114,32 +115,10 @@ const DEIT_TO_TIMM: &[(&str, &str)] = &[
     ("distillation_classifier.", "head_dist."),
 ];
 
-/// transformers' DINOv2 names → timm's: ViT's embeddings and attention,
-/// its own norms, MLP and layer scale.
+/// transformers' DINOv2 names → timm's where they are not ViT's: its
+/// norms, MLP and layer scale (its embeddings and attention are ViT's).
 const DINOV2_TO_TIMM: &[(&str, &str)] = &[
-    ("vit.embeddings.cls_token", "cls_token"),
-    ("vit.embeddings.position_embeddings", "pos_embed"),
-    (
-        "vit.embeddings.patch_embeddings.projection.",
-        "patch_embed.proj.",
-    ),
     ("vit.encoder.layer.{i}.norm1.", "blocks.{i}.norm1."),
-    (
-        "vit.encoder.layer.{i}.attention.attention.query.",
-        "blocks.{i}.attn.q.",
-    ),
-    (
-        "vit.encoder.layer.{i}.attention.attention.key.",
-        "blocks.{i}.attn.k.",
-    ),
-    (
-        "vit.encoder.layer.{i}.attention.attention.value.",
-        "blocks.{i}.attn.v.",
-    ),
-    (
-        "vit.encoder.layer.{i}.attention.output.dense.",
-        "blocks.{i}.attn.proj.",
-    ),
     (
         "vit.encoder.layer.{i}.layer_scale1.lambda1",
         "blocks.{i}.ls1.gamma",
@@ -151,9 +130,11 @@ const DINOV2_TO_TIMM: &[(&str, &str)] = &[
         "vit.encoder.layer.{i}.layer_scale2.lambda1",
         "blocks.{i}.ls2.gamma",
     ),
-    ("vit.layernorm.", "norm."),
-    ("classifier.", "head."),
-    // transformers 5's names inside the model, after the hub's.
+];
+
+/// transformers 5's DINOv2 names inside the model (after the hub's, so
+/// that messages name tensors as the hub does).
+const DINOV2_V5_TO_TIMM: &[(&str, &str)] = &[
     (
         "vit.encoder.layer.{i}.attention.q_proj.",
         "blocks.{i}.attn.q.",

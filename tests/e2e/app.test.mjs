@@ -118,6 +118,26 @@ test('a dropped checkpoint replaces the model; a broken one is refused and the o
   await page.close();
 });
 
+test('PyTorch files dropped on the page load as in the CLI; a hostile pickle is refused, nothing runs, the old model stays', { timeout: 600_000 }, async () => {
+  const { page, errors } = await open(site, '?backend=cpu&model=timm_d96');
+  const deit = path.join(fixtures, 'torch/hf_deit');
+  await page.setInputFiles('#file', fs.readdirSync(deit).map((f) => path.join(deit, f)));
+  await page.waitForFunction(() => document.body.dataset.model === 'pytorch_model.bin');
+  const image = path.join(fixtures, 'images/coffee.png');
+  const got = await classify(page, image);
+  const want = native(deit, image);
+  assertAgrees(got, want, 'hf_deit', 'coffee', 'pytorch_model.bin dropped');
+  assert.deepEqual(top5(got.probabilities), want.top);
+
+  await page.setInputFiles('#file', [path.join(fixtures, 'torch/evil.pth')]);
+  await messageIncludes(page, 'Could not load');
+  assert.match(await page.textContent('#message'), /evil\.pth.*asks to call `posix\.system`: refused, vitrine only reads tensors.*previous model is still in use/);
+  assert.equal(fs.existsSync('/tmp/vitrine-evil-pickle-ran'), false, 'the pickle\'s command never ran');
+  assert.equal((await classify(page, image)).probabilities.length, 10, 'the DeiT still answers');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test('checkpoints by ?model= and by drop, in both layouts; hostile labels stay text; a mismatched config is refused', { timeout: 600_000 }, async () => {
   const { page, errors } = await open(site, '?backend=cpu&model=timm_d96');
   assert.equal(await page.evaluate(() => document.body.dataset.model), 'timm_d96');

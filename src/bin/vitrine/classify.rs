@@ -72,6 +72,7 @@ pub fn classify(raw: &[String]) -> Result<ExitCode, String> {
             "head",
             "colormap",
             "image-size",
+            "checkpoint-key",
             "backend",
         ],
     )?;

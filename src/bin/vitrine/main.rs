@@ -22,20 +22,23 @@ const USAGE: &str = "\
 usage:
   vitrine classify IMAGE... [--model PATH] [--top K] [--json] [--overlay OUT.png]
                    [--layer L] [--head H|mean|rollout] [--colormap NAME] [--image-size N|HxW]
-                   [--backend cpu|wgpu]
+                   [--backend cpu|wgpu] [--checkpoint-key KEY]
   vitrine bench [--backend cpu|wgpu] [--arch NAME | --model PATH] [--runs N] [--warmup N] [--json]
   vitrine train [--data DIR] [--out DIR] [--epochs N] [--batch N] [--threads N]
                 [--teacher-epochs N] [--weight-decay X] [--label-smoothing X]
                 [--distill-weight X] [--embed-dim N] [--depth N] [--heads N] [--mlp-ratio N]
   vitrine walkthrough IMAGE [--model PATH] [--layer L] [--head H] [--patches I,J,...]
-                      [--image-size N|HxW]
+                      [--image-size N|HxW] [--checkpoint-key KEY]
   vitrine export [--run DIR] [--epoch N] [--out DIR]
   vitrine eval [--model PATH] [--data DIR] [--limit N] [--confusion OUT.svg] [--dataset-pixels]
                [--backend cpu|wgpu]
 
-PATH is a .safetensors file or a directory with model.safetensors, config.json
-and optionally preprocessor_config.json (timm or transformers layout); without
---model, vitrine's own Fashion-MNIST model (built in) is used.
+PATH is a .safetensors file, a PyTorch file (.pth, .pt, pytorch_model.bin: read
+without running its pickle), or a directory with one of them, config.json and
+optionally preprocessor_config.json (timm or transformers layout); without
+--model, vitrine's own Fashion-MNIST model (built in) is used. --checkpoint-key
+reads a PyTorch checkpoint's weights from under KEY (e.g. DINO's `student`;
+default: state_dict, model, teacher, … whichever it has).
 --layer counts from 0 (default: the last layer); --head picks one head, the mean over
 heads (default) or `rollout` (attention rollout over all layers); --colormap is
 viridis (default), magma, inferno, cividis or gray. --image-size runs the model at
@@ -166,7 +169,7 @@ fn load_image(path: &Path) -> Result<image::RgbaImage, String> {
 /// The checkpoint `--model PATH` names, or the embedded default model.
 fn load_model(args: &Args) -> Result<(String, Checkpoint), String> {
     let (name, checkpoint) = match args.value("model") {
-        Some(path) => Checkpoint::from_path(Path::new(path))
+        Some(path) => Checkpoint::from_path_with_key(Path::new(path), args.value("checkpoint-key"))
             .map(|c| (path.to_string(), c))
             .map_err(|e| format!("cannot load model {path}: {e}"))?,
         None => (

@@ -11,7 +11,15 @@ pub fn walkthrough(raw: &[String]) -> Result<ExitCode, String> {
     let args = Args::parse(
         raw,
         &[],
-        &["model", "layer", "head", "patches", "image-size", "backend"],
+        &[
+            "model",
+            "layer",
+            "head",
+            "patches",
+            "image-size",
+            "backend",
+            "checkpoint-key",
+        ],
     )?;
     let [image] = args.positional.as_slice() else {
         return Err(format!("walkthrough needs one image\n{USAGE}"));
