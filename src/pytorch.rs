@@ -734,6 +734,11 @@ impl Drop for Graph {
 pub struct TorchFile<'a> {
     pub tensors: SafeTensors<'a>,
     pub notes: Vec<String>,
+    /// The key of a training checkpoint the weights were read from (`None`
+    /// for a bare state dict), and every key that holds one (DINO's
+    /// `teacher` and `student`).
+    pub key: Option<String>,
+    pub keys: Vec<String>,
 }
 
 /// The pickle of a `torch.save` zip archive, and its storages by key.
@@ -865,19 +870,28 @@ pub fn parse<'a>(
     };
     let root = graph.root();
     let mut notes = Vec::new();
-    let chosen = match key {
-        Some(k) => get(root, k).ok_or_else(|| {
-            TorchError(format!(
-                "`{file}` has no `{k}`; its keys: {}",
-                dict_keys(root).join(", ")
-            ))
-        })?,
-        None if tensors_of(root).is_some() => root.clone(),
+    // The keys that hold a state dict, in the order they are tried.
+    let mut keys: Vec<String> = STATE_DICT_KEYS
+        .iter()
+        .filter(|k| get(root, k).as_ref().and_then(tensors_of).is_some())
+        .map(|k| k.to_string())
+        .collect();
+    let (chosen, key) = match key {
+        Some(k) => {
+            let chosen = get(root, k).ok_or_else(|| {
+                TorchError(format!(
+                    "`{file}` has no `{k}`; its keys: {}",
+                    dict_keys(root).join(", ")
+                ))
+            })?;
+            if !keys.iter().any(|o| o == k) {
+                keys.insert(0, k.to_string());
+            }
+            (chosen, Some(k.to_string()))
+        }
+        None if tensors_of(root).is_some() => (root.clone(), None),
         None => {
-            let found = STATE_DICT_KEYS
-                .iter()
-                .find(|k| get(root, k).as_ref().and_then(tensors_of).is_some());
-            let Some(k) = found else {
+            let Some(k) = keys.first() else {
                 return err(format!(
                     "`{file}` holds no state dict: neither its top level nor any of {} is a \
                      dict of tensors (its keys: {})",
@@ -885,26 +899,28 @@ pub fn parse<'a>(
                     dict_keys(root).join(", ")
                 ));
             };
-            let others: Vec<&str> = STATE_DICT_KEYS
-                .iter()
-                .filter(|o| *o != k && get(root, o).as_ref().and_then(tensors_of).is_some())
-                .copied()
-                .collect();
-            notes.push(if others.is_empty() {
+            notes.push(if keys.len() == 1 {
                 format!("the weights are `{file}`'s `{k}`")
             } else {
                 format!(
-                    "the weights are `{file}`'s `{k}` (it also holds {}; choose with --checkpoint-key)",
-                    others.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
+                    "the weights are `{file}`'s `{k}` (it also holds {})",
+                    keys[1..]
+                        .iter()
+                        .map(|o| format!("`{o}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             });
-            get(root, k).expect("just found")
+            (get(root, k).expect("just found"), Some(k.clone()))
         }
     };
+    if key.is_none() {
+        keys.clear();
+    }
     let Some(mut named) = tensors_of(&chosen) else {
         return err(format!(
             "`{file}`'s `{}` is not a dict of tensors",
-            key.unwrap_or("")
+            key.as_deref().unwrap_or("")
         ));
     };
     // DDP's `module.` and DINO's `backbone.`, as DINO's own loader strips them.
@@ -982,6 +998,8 @@ pub fn parse<'a>(
     Ok(TorchFile {
         tensors: SafeTensors { tensors },
         notes,
+        key,
+        keys,
     })
 }
 

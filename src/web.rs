@@ -8,7 +8,7 @@ use burn::tensor::Device;
 use js_sys::{Float32Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
-use crate::checkpoint::{Checkpoint, MemoryLimits};
+use crate::checkpoint::{Checkpoint, MemoryLimits, WeightsFile};
 use crate::engine::{Classifier, Prediction, Viewer};
 use crate::walkthrough::Focus;
 
@@ -48,12 +48,18 @@ pub struct Vitrine {
     backend: String,
     /// The checkpoint's own input size [height, width].
     native_size: [usize; 2],
+    /// A PyTorch training checkpoint's key the weights came from, and all
+    /// its keys that hold weights.
+    weights_key: Option<String>,
+    weights_keys: Vec<String>,
 }
 
 #[wasm_bindgen]
 impl Vitrine {
-    /// Loads a checkpoint: `model.safetensors` bytes, and optionally the bytes
-    /// of `config.json` and `preprocessor_config.json`, onto `backend`
+    /// Loads a checkpoint: the weights file's bytes (safetensors, or what
+    /// `torch.save` writes; `name` is the file's, for messages, and `key`
+    /// picks a training checkpoint's state dict, e.g. DINO's `student`), and
+    /// optionally the bytes of `config.json` and `preprocessor_config.json`, onto `backend`
     /// (`"webgpu"` or `"cpu"`). `max_buffer_bytes` is the WebGPU adapter's
     /// largest storage buffer; a model with a bigger tensor is refused.
     /// `image_size` runs the model at that square input size instead of its
@@ -65,6 +71,8 @@ impl Vitrine {
         preprocessor: Option<Vec<u8>>,
         max_buffer_bytes: Option<f64>,
         image_size: Option<u32>,
+        name: Option<String>,
+        key: Option<String>,
     ) -> Result<Vitrine, JsError> {
         // Weights are widened to f32 in wasm memory (at most 4 GB, shared
         // with the file's own bytes) before they reach any device.
@@ -76,11 +84,16 @@ impl Vitrine {
                 _ => "the browser's WebAssembly memory".into(),
             },
         };
-        let checkpoint = Checkpoint::from_bytes_within(
+        let file = WeightsFile {
+            name: name.as_deref().unwrap_or("the weights file"),
+            key: key.as_deref(),
+        };
+        let checkpoint = Checkpoint::from_file_bytes(
             &weights,
             config.as_deref(),
             preprocessor.as_deref(),
             &limits,
+            &file,
         )
         .map_err(js_error)?;
         drop(weights);
@@ -104,6 +117,8 @@ impl Vitrine {
             viewer: Viewer::new(Classifier::new(&checkpoint, device)),
             backend,
             native_size,
+            weights_key: checkpoint.weights_key,
+            weights_keys: checkpoint.weights_keys,
         })
     }
 
@@ -130,7 +145,8 @@ impl Vitrine {
 
     /// The model's description as JSON: config, preprocessing, labels,
     /// loader notes, patch grid, parameter count, the checkpoint's own input
-    /// size, the names of the tokens before the patches, and what the maps show.
+    /// size, the names of the tokens before the patches, what the maps show,
+    /// and a training checkpoint's `weightsKey` among its `weightsKeys`.
     pub fn info(&self) -> String {
         let c = &self.viewer.classifier;
         serde_json::json!({
@@ -143,6 +159,8 @@ impl Vitrine {
             "nativeSize": self.native_size,
             "prefixTokens": crate::explain::prefix_token_names(&c.config),
             "mapNote": crate::explain::map_note(&c.config),
+            "weightsKey": self.weights_key,
+            "weightsKeys": self.weights_keys,
         })
         .to_string()
     }

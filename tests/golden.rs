@@ -133,6 +133,41 @@ fn cpu_matches_pytorch_on_every_fixture() {
     }
 }
 
+/// The golden fixtures as `torch.save` wrote them (`tests/fixtures/torch/`),
+/// each with its model's config, held to the same references and bounds:
+/// a bare state dict in the zip archive and in the format before PyTorch
+/// 1.6, `pytorch_model.bin` in a transformers folder, and DINO's training
+/// checkpoint (the teacher, under `backbone.`, beside the student).
+#[test]
+fn pytorch_files_match_pytorch() {
+    let torch = fixtures().join("torch");
+    let with_config = |file: &str, model: &str| {
+        let config = std::fs::read(fixtures().join("models").join(model).join("config.json"));
+        Checkpoint::from_file_bytes(
+            &std::fs::read(torch.join(file)).unwrap(),
+            Some(&config.unwrap()),
+            None,
+            &vitrine::MemoryLimits::unlimited(),
+            &vitrine::checkpoint::WeightsFile {
+                name: file,
+                key: None,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
+    };
+    for (ck, model) in [
+        (with_config("timm_d96.pth", "timm_d96"), "timm_d96"),
+        (with_config("timm_d96_legacy.pth", "timm_d96"), "timm_d96"),
+        (with_config("dino_checkpoint.pth", "timm_gray"), "timm_gray"),
+        (
+            Checkpoint::from_path(&torch.join("hf_deit")).unwrap(),
+            "hf_deit",
+        ),
+    ] {
+        check_against_reference(model, &Classifier::new(&ck, Device::flex()));
+    }
+}
+
 /// The walk-through's least bounds, by the same reasoning as [`LOGIT_FLOOR`]:
 /// patch embeddings are O(1) values, mean attention distances are in pixels
 /// (up to a few hundred).

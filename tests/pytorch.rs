@@ -46,6 +46,7 @@ fn pytorch_files_answer_as_their_safetensors_do() {
     // A bare state dict in bfloat16.
     let pth = std::fs::read(torch("timm_d96.pth")).unwrap();
     let ck = with_config_of("timm_d96", &pth, None).unwrap();
+    assert_eq!((ck.weights_key.clone(), ck.weights_keys.len()), (None, 0));
     let twin = Checkpoint::from_path(&fixtures().join("models/timm_d96")).unwrap();
     let want = logits(&twin, "timm_d96", "chelsea");
     assert_eq!(logits(&ck, "timm_d96", "chelsea"), want);
@@ -76,11 +77,16 @@ fn dino_checkpoints_give_the_teacher_unless_asked() {
         notes.contains("the `backbone.` prefix is stripped; 2 tensors beside it"),
         "{notes}"
     );
+    // Which state dict was read, among those the file holds (the page offers them).
+    assert_eq!(teacher.weights_key.as_deref(), Some("teacher"));
+    assert_eq!(teacher.weights_keys, ["teacher", "student"]);
     let twin = Checkpoint::from_path(&fixtures().join("models/timm_gray")).unwrap();
     let want = logits(&twin, "timm_gray", "camera");
     assert_eq!(logits(&teacher, "timm_gray", "camera"), want);
     // The student: DDP's `module.` and `backbone.` stripped, other weights.
     let student = with_config_of("timm_gray", &pth, Some("student")).unwrap();
+    assert_eq!(student.weights_key.as_deref(), Some("student"));
+    assert_eq!(student.weights_keys, ["teacher", "student"]);
     assert!(student.notes.iter().any(|n| n.contains("`module.` prefix")));
     assert!(max_abs_diff(&logits(&student, "timm_gray", "camera"), &want) > 1e-3);
     // A key the file does not have is named with the ones it has.

@@ -93,6 +93,11 @@ function setModel(loaded, name) {
     return new Option(`${px} px (${grid}×${grid} patches)${px === native ? ', its own' : ''}`, px, false, px === c.img_size[0]);
   }));
   $('resolution').disabled = false;
+  // A training checkpoint with more than one model (DINO's teacher and student): choose.
+  const keys = info.weightsKeys ?? [];
+  $('weights-key-row').hidden = keys.length < 2;
+  $('weights-key').replaceChildren(...keys.map((k) => new Option(k, k, false, k === info.weightsKey)));
+  $('weights-key').disabled = false;
   document.body.dataset.model = name;
   document.body.dataset.ready = 'true';
   current = null;
@@ -136,6 +141,7 @@ async function loadDroppedModel(list) {
   $('progress').value = 0.3;
   try {
     const files = {
+      name: weights.name,
       weights: await weights.arrayBuffer(),
       config: await config?.arrayBuffer(),
       preprocessor: await preprocessor?.arrayBuffer(),
@@ -448,6 +454,25 @@ $('resolution').addEventListener('change', async () => {
     showMessage(`Could not run the model at ${px} px: ${e.message}`);
     $('resolution').value = String(info.config.img_size[0]); // the size still in use
     $('resolution').disabled = false;
+  } finally {
+    $('progress').value = 1;
+  }
+});
+
+// Another state dict of the same training checkpoint (DINO's student rather
+// than its teacher): loaded again from the bytes the page already has.
+$('weights-key').addEventListener('change', async () => {
+  if (!source || !info) return;
+  const key = $('weights-key').value;
+  $('weights-key').disabled = true;
+  $('progress').value = 0.5;
+  try {
+    await loadModel(source.name, { ...source.files, key }, ++loads);
+    showMessage('');
+  } catch (e) {
+    showMessage(`Could not load “${key}”: ${e.message}. The previous weights are still in use.`);
+    $('weights-key').value = info.weightsKey;
+    $('weights-key').disabled = false;
   } finally {
     $('progress').value = 1;
   }

@@ -45,8 +45,10 @@ async function chooseBackend(requested) {
 async function load(files, seq) {
   const bytes = (b) => (b ? new Uint8Array(b) : undefined);
   const limit = adapter ? Math.min(adapter.limits.maxStorageBufferBindingSize, adapter.limits.maxBufferSize) : undefined;
-  // files.imageSize: run at another input size than the checkpoint's own.
-  const next = await Vitrine.load(backend, bytes(files.weights), bytes(files.config), bytes(files.preprocessor), limit, files.imageSize);
+  // files.imageSize: run at another input size than the checkpoint's own;
+  // files.key: which state dict of a training checkpoint (DINO's teacher or student).
+  const next = await Vitrine.load(backend, bytes(files.weights), bytes(files.config), bytes(files.preprocessor), limit,
+    files.imageSize, files.name, files.key);
   const info = JSON.parse(next.info());
   if (seq < modelSeq) {
     next.free();

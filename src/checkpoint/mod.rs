@@ -60,6 +60,10 @@ pub struct Checkpoint {
     pub layout: Layout,
     /// What was assumed or inferred rather than read from a config, for the user.
     pub notes: Vec<String>,
+    /// For a PyTorch training checkpoint, the key its weights were read
+    /// from (DINO's `teacher`), and every key that holds weights.
+    pub weights_key: Option<String>,
+    pub weights_keys: Vec<String>,
     /// timm name → tensor, PyTorch layout.
     weights: BTreeMap<String, Entry>,
 }
@@ -158,9 +162,11 @@ impl Checkpoint {
         file: &WeightsFile,
     ) -> Result<Self, CheckpointError> {
         let mut notes = Vec::new();
+        let (mut weights_key, mut weights_keys) = (None, Vec::new());
         let file = if crate::pytorch::is_zip(weights) || crate::pytorch::is_pickle(weights) {
             let torch = crate::pytorch::parse(weights, file.name, file.key)?;
             notes.extend(torch.notes);
+            (weights_key, weights_keys) = (torch.key, torch.keys);
             torch.tensors
         } else {
             SafeTensors::parse(weights)?
@@ -321,6 +327,8 @@ impl Checkpoint {
             labels,
             layout,
             notes,
+            weights_key,
+            weights_keys,
             weights: tensors,
         };
         if dinov2_elsewhere {

@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startSite, open, classify, messageIncludes, native, top5, assertAgrees, shot, out, fixtures } from './harness.mjs';
+import { startSite, open, classify, messageIncludes, native, top5, maxDiff, assertAgrees, shot, out, fixtures } from './harness.mjs';
 
 let site;
 before(async () => { site = await startSite('app'); });
@@ -129,11 +129,40 @@ test('PyTorch files dropped on the page load as in the CLI; a hostile pickle is 
   assertAgrees(got, want, 'hf_deit', 'coffee', 'pytorch_model.bin dropped');
   assert.deepEqual(top5(got.probabilities), want.top);
 
+  // The legacy format (before PyTorch 1.6) dropped alone, its shapes inferred.
+  assert.equal(await page.locator('#weights-key-row').isHidden(), true, 'a bare state dict offers no choice');
+  const legacy = path.join(fixtures, 'torch/timm_d96_legacy.pth');
+  await page.setInputFiles('#file', [legacy]);
+  await page.waitForFunction(() => document.body.dataset.model === 'timm_d96_legacy.pth');
+  const d96 = await classify(page, image);
+  assertAgrees(d96, native(legacy, image), 'timm_d96', 'coffee', 'legacy .pth dropped');
+
+  // DINO's training checkpoint: the teacher by default, said so; the student on request.
+  const dino = path.join(fixtures, 'torch/dino_checkpoint.pth');
+  const camera = path.join(fixtures, 'images/camera.png');
+  await page.setInputFiles('#file', [dino]);
+  await page.waitForFunction(() => document.body.dataset.model === 'dino_checkpoint.pth');
+  assert.match(await page.textContent('#message'), /the weights are `dino_checkpoint\.pth`'s `teacher` \(it also holds `student`\)/);
+  assert.equal(await page.locator('#weights-key-row').isVisible(), true);
+  assert.deepEqual(await page.$$eval('#weights-key option', (o) => o.map((x) => [x.value, x.selected])), [['teacher', true], ['student', false]]);
+  const teacher = await classify(page, camera);
+  assertAgrees(teacher, native(dino, camera), 'timm_gray', 'camera', 'DINO teacher');
+  await page.selectOption('#weights-key', 'student');
+  await page.waitForFunction(() => document.getElementById('weights-key').value === 'student' && !document.getElementById('weights-key').disabled);
+  const student = await classify(page, camera);
+  // The student's weights (the teacher's + 0.25) have no reference of their
+  // own to bound the float error: what is checked is that it was the student
+  // that loaded, its answer the CLI's and far from the teacher's.
+  const wantStudent = native(dino, camera, ['--checkpoint-key', 'student']);
+  assert.deepEqual(top5(student.probabilities), wantStudent.top);
+  assert.notDeepEqual(wantStudent.top, top5(teacher.probabilities));
+  assert.ok(maxDiff(student.logits, wantStudent.logits) * 100 < maxDiff(student.logits, teacher.logits), 'the student, not the teacher');
+
   await page.setInputFiles('#file', [path.join(fixtures, 'torch/evil.pth')]);
   await messageIncludes(page, 'Could not load');
   assert.match(await page.textContent('#message'), /evil\.pth.*asks to call `posix\.system`: refused, vitrine only reads tensors.*previous model is still in use/);
   assert.equal(fs.existsSync('/tmp/vitrine-evil-pickle-ran'), false, 'the pickle\'s command never ran');
-  assert.equal((await classify(page, image)).probabilities.length, 10, 'the DeiT still answers');
+  assert.ok(maxDiff((await classify(page, camera)).logits, student.logits) === 0, 'the student still answers');
   assert.deepEqual(errors, []);
   await page.close();
 });

@@ -126,6 +126,7 @@ test('bursts of 30 images: only the newest is shown, nothing is lost, memory sta
   assert.ok(maxDiff(shown.probabilities, alone.probabilities) < 1e-6, 'the newest image is the one shown');
   assert.equal(await page.textContent('#message'), '');
   // The page still works in every part: a patch's row, another image.
+  await page.locator('#stage').scrollIntoViewIfNeeded();
   const box = await page.locator('#stage').boundingBox();
   await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.5);
   await page.waitForFunction(() => document.getElementById('caption').textContent.includes('the patch at row'));

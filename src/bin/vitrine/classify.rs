@@ -87,6 +87,20 @@ pub fn classify(raw: &[String]) -> Result<ExitCode, String> {
     for note in &classifier.notes {
         eprintln!("note: {note}");
     }
+    if let Some(key) = &checkpoint.weights_key
+        && checkpoint.weights_keys.len() > 1
+    {
+        let others: Vec<&str> = checkpoint
+            .weights_keys
+            .iter()
+            .filter(|k| *k != key)
+            .map(String::as_str)
+            .collect();
+        eprintln!(
+            "note: read `{key}`; --checkpoint-key {} reads another",
+            others.join("|")
+        );
+    }
     if c.num_prefix_tokens() != 1 || !c.class_token {
         eprintln!("note: {}", vitrine::explain::map_note(c));
     }
