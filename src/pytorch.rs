@@ -46,10 +46,19 @@ pub fn is_zip(bytes: &[u8]) -> bool {
     bytes.starts_with(b"PK\x03\x04")
 }
 
-/// Whether `bytes` look like a bare pickle: PyTorch's legacy (pre-1.6)
-/// format, or a pickle saved by other means.
+/// Whether `bytes` look like a pickle (protocol 2 to 5): PyTorch's format
+/// before 1.6, or a pickle saved by other means.
 pub fn is_pickle(bytes: &[u8]) -> bool {
-    bytes.first() == Some(&0x80)
+    matches!(bytes, [0x80, 2..=5, ..])
+}
+
+/// Whether `bytes` are what `torch.save` writes rather than safetensors.
+/// A safetensors file starts with its header's length, whose low byte may
+/// be anything (0x80 too, as a pickle's first byte is), and then the
+/// header's `{`: that tells them apart.
+pub fn is_torch(bytes: &[u8]) -> bool {
+    let safetensors = bytes.get(8) == Some(&b'{');
+    is_zip(bytes) || bytes.starts_with(LEGACY_MAGIC) || (is_pickle(bytes) && !safetensors)
 }
 
 // ---------------------------------------------------------------- zip
@@ -1006,6 +1015,18 @@ pub fn parse<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn safetensors_whose_header_length_looks_like_a_pickle_stay_safetensors() {
+        // A header of 0x0280 bytes: its length's low bytes are PROTO 2.
+        let mut st = vec![0x80, 0x02, 0, 0, 0, 0, 0, 0, b'{'];
+        st.extend(std::iter::repeat_n(b' ', 0x27f));
+        assert!(is_pickle(&st) && !is_torch(&st));
+        assert!(is_torch(b"\x80\x02}q\x00."));
+        assert!(is_torch(LEGACY_MAGIC));
+        assert!(is_torch(b"PK\x03\x04"));
+        assert!(!is_torch(b"\x80\x01"));
+    }
 
     #[test]
     fn integers_of_every_width() {

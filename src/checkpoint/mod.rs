@@ -163,7 +163,7 @@ impl Checkpoint {
     ) -> Result<Self, CheckpointError> {
         let mut notes = Vec::new();
         let (mut weights_key, mut weights_keys) = (None, Vec::new());
-        let file = if crate::pytorch::is_zip(weights) || crate::pytorch::is_pickle(weights) {
+        let file = if crate::pytorch::is_torch(weights) {
             let torch = crate::pytorch::parse(weights, file.name, file.key)?;
             notes.extend(torch.notes);
             (weights_key, weights_keys) = (torch.key, torch.keys);

@@ -1,10 +1,10 @@
 // vitrine's wasm module and onnxruntime-web's wasm backend in Node (the
 // same V8 as Chromium, with no page, worker or browser around them), on the
-// vit_tiny_patch16_224 weights of make_vit_tiny.py, alternating for a few
+// vit_tiny_patch16_224 weights of make_vit.py (or another size: --arch), alternating for a few
 // rounds. For profiling: `node --cpu-prof tests/perf/bench_node.mjs --only vitrine`
 // on a module built with names (wasm-bindgen --keep-debug, no wasm-opt).
 //
-//   python3 tests/perf/make_vit_tiny.py MODEL_DIR
+//   python3 tests/perf/make_vit.py MODEL_DIR [--arch vit_base_patch16_224 --f16]
 //   node tests/perf/bench_node.mjs MODEL_DIR [--pkg dist/pkg] [--wasm vitrine_bg.wasm] [--runs 20] [--rounds 3] [--only vitrine|ort]
 // (--wasm vitrine_relaxed_bg.wasm needs node --experimental-wasm-relaxed-simd in Node 20.)
 import fs from 'node:fs';
@@ -59,7 +59,8 @@ async function ort() {
   };
 }
 
-const engines = { vitrine: await vitrine(), ort: await ort() };
+const engines = {};
+for (const [name, make] of Object.entries({ vitrine, ort })) if (!only || only === name) engines[name] = await make();
 for (let round = 1; round <= rounds; round++) {
   for (const [name, step] of Object.entries(engines)) {
     if (only && only !== name) continue;

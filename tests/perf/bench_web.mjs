@@ -27,7 +27,7 @@ const site = path.join(root, 'test-output', 'bench-site');
 fs.rmSync(site, { recursive: true, force: true });
 fs.cpSync(path.join(root, 'dist'), site, { recursive: true });
 const tiny = path.join(site, 'models', 'vit_tiny');
-execFileSync('python3', [path.join(here, 'make_vit_tiny.py'), tiny], { stdio: ['ignore', 'ignore', 'inherit'] });
+execFileSync('python3', [path.join(here, 'make_vit.py'), tiny], { stdio: ['ignore', 'ignore', 'inherit'] });
 const manifestPath = path.join(site, 'models', 'manifest.json');
 const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
 manifest.models.push({ name: 'vit_tiny', path: 'vit_tiny/' });
