@@ -157,3 +157,38 @@ fn hostile_and_damaged_files_are_refused_and_nothing_runs() {
     );
     assert!(!marker.exists(), "the hostile pickle's command ran");
 }
+
+#[test]
+fn a_folder_finds_its_weights_by_name_or_alone() {
+    let dir = std::env::temp_dir().join(format!("vitrine-torch-folder-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let d96 = fixtures().join("models/timm_d96");
+    std::fs::copy(d96.join("config.json"), dir.join("config.json")).unwrap();
+    let twin = Checkpoint::from_path(&d96).unwrap();
+    let want = logits(&twin, "timm_d96", "chelsea");
+    // A single .pth of any name.
+    std::fs::copy(torch("timm_d96.pth"), dir.join("finetuned-epoch9.pth")).unwrap();
+    let ck = Checkpoint::from_path(&dir).unwrap();
+    assert_eq!(logits(&ck, "timm_d96", "chelsea"), want);
+    // Two of them: which to load is the user's to say.
+    std::fs::copy(
+        torch("timm_d96_legacy.pth"),
+        dir.join("finetuned-epoch3.pt"),
+    )
+    .unwrap();
+    let e = Checkpoint::from_path(&dir)
+        .err()
+        .expect("ambiguous")
+        .to_string();
+    assert!(
+        e.contains("2 weights files and none named model.safetensors")
+            && e.contains("finetuned-epoch3.pt, finetuned-epoch9.pth"),
+        "{e}"
+    );
+    // model.pt is the one, beside others.
+    std::fs::rename(dir.join("finetuned-epoch3.pt"), dir.join("model.pt")).unwrap();
+    let ck = Checkpoint::from_path(&dir).unwrap();
+    assert_eq!(logits(&ck, "timm_d96", "chelsea"), want);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -88,7 +88,7 @@ impl Checkpoint {
             })
         };
         let (weights_path, dir) = if path.is_dir() {
-            (weights_in(path), path)
+            (weights_in(path)?, path)
         } else {
             (path.to_path_buf(), path.parent().unwrap_or(Path::new(".")))
         };
@@ -425,7 +425,7 @@ pub struct WeightsFile<'a> {
 
 /// The weights file of a model folder: `model.safetensors`, else the
 /// PyTorch files a hub repository or a training run leaves.
-fn weights_in(dir: &Path) -> std::path::PathBuf {
+fn weights_in(dir: &Path) -> Result<std::path::PathBuf, CheckpointError> {
     for name in [
         "model.safetensors",
         "pytorch_model.bin",
@@ -433,10 +433,10 @@ fn weights_in(dir: &Path) -> std::path::PathBuf {
         "model.pt",
     ] {
         if dir.join(name).is_file() {
-            return dir.join(name);
+            return Ok(dir.join(name));
         }
     }
-    let others: Vec<_> = std::fs::read_dir(dir)
+    let mut others: Vec<_> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
@@ -448,10 +448,29 @@ fn weights_in(dir: &Path) -> std::path::PathBuf {
                 })
         })
         .collect();
+    others.sort();
+    let io = |message: String| CheckpointError::Io {
+        path: dir.display().to_string(),
+        message,
+    };
     match others.as_slice() {
-        [one] => one.clone(),
-        // None or several: the message names the file vitrine looked for.
-        _ => dir.join("model.safetensors"),
+        [one] => Ok(one.clone()),
+        [] => Err(io(
+            "no weights here: vitrine looks for model.safetensors, pytorch_model.bin, \
+             model.pth, model.pt or one other .safetensors/.pth/.pt/.bin file"
+                .into(),
+        )),
+        several => Err(io(format!(
+            "{} weights files and none named model.safetensors, pytorch_model.bin, \
+             model.pth or model.pt: name the one to load ({})",
+            several.len(),
+            several
+                .iter()
+                .filter_map(|p| p.file_name())
+                .map(|n| n.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
     }
 }
 

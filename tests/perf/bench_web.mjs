@@ -4,7 +4,9 @@
 // weights, in the same headless Chromium, plus the memory check (200
 // classifications) on the default model. Prints one JSON line per run.
 //
-//   node tests/perf/bench_web.mjs [--runs N] [--quick]
+//   node tests/perf/bench_web.mjs [--runs N] [--quick] [--arch vit_base_patch16_224] [--f16]
+// --arch and --f16 bench another timm size (made by make_vit.py) in place of
+// vit_tiny_patch16_224's f32 weights.
 // --quick leaves out WebGPU (SwiftShader here: minutes per run). The three
 // CPU pages run --rounds times (default 3), alternating, and the summary takes
 // the median over rounds: this machine's speed drifts by tens of percent
@@ -22,15 +24,17 @@ const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1] || 20) || 20;
 const quick = args.includes('--quick');
 const rounds = Number(args[args.indexOf('--rounds') + 1] || 3) || 3;
+const arch = args.includes('--arch') ? args[args.indexOf('--arch') + 1] : 'vit_tiny_patch16_224';
+const f16 = args.includes('--f16');
 const site = path.join(root, 'test-output', 'bench-site');
 
 fs.rmSync(site, { recursive: true, force: true });
 fs.cpSync(path.join(root, 'dist'), site, { recursive: true });
-const tiny = path.join(site, 'models', 'vit_tiny');
-execFileSync('python3', [path.join(here, 'make_vit.py'), tiny], { stdio: ['ignore', 'ignore', 'inherit'] });
+const tiny = path.join(site, 'models', 'bench');
+execFileSync('python3', [path.join(here, 'make_vit.py'), tiny, '--arch', arch, ...(f16 ? ['--f16'] : [])], { stdio: ['ignore', 'ignore', 'inherit'] });
 const manifestPath = path.join(site, 'models', 'manifest.json');
 const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
-manifest.models.push({ name: 'vit_tiny', path: 'vit_tiny/' });
+manifest.models.push({ name: 'bench', path: 'bench/' });
 fs.writeFileSync(manifestPath, JSON.stringify(manifest));
 fs.cpSync(path.join(here, 'node_modules', 'onnxruntime-web', 'dist'), path.join(site, 'ort'), { recursive: true });
 for (const f of ['ort.html', 'ort-bench.js']) fs.copyFileSync(path.join(here, f), path.join(site, f));
@@ -59,15 +63,15 @@ const swRuns = Math.max(5, Math.round(runs / 4)); // SwiftShader WebGPU is slow:
 // vitrine's module with relaxed SIMD (what Chromium gets), its plain SIMD128
 // module (what browsers without relaxed SIMD get), onnxruntime-web's wasm.
 const cpuSet = [
-  `bench.html?model=vit_tiny&backend=cpu&runs=${runs}`,
-  `bench.html?model=vit_tiny&backend=cpu&simd=simd128&runs=${runs}`,
-  `ort.html?ep=wasm&runs=${runs}`,
+  `bench.html?model=bench&backend=cpu&runs=${runs}`,
+  `bench.html?model=bench&backend=cpu&simd=simd128&runs=${runs}`,
+  `ort.html?ep=wasm&model=bench&runs=${runs}`,
 ];
 const latency = [
   ...Array.from({ length: rounds }, () => cpuSet).flat(),
   ...(quick ? [] : [
-    `bench.html?model=vit_tiny&backend=webgpu&runs=${swRuns}&warmup=2`,
-    `ort.html?ep=webgpu&runs=${swRuns}&warmup=2`,
+    `bench.html?model=bench&backend=webgpu&runs=${swRuns}&warmup=2`,
+    `ort.html?ep=webgpu&model=bench&runs=${swRuns}&warmup=2`,
   ]),
 ];
 const memory = [
@@ -80,7 +84,7 @@ await stop();
 fs.writeFileSync(path.join(root, 'test-output', 'bench-web.json'), JSON.stringify(results, null, 1));
 const med = (r) => r.ms?.forward ? r.ms.forward.median + r.ms.readback.median : r.ms?.total.median;
 const median = (xs) => xs.sort((a, b) => a - b)[xs.length >> 1];
-console.log('\nvit_tiny_patch16_224, batch 1, headless Chromium (forward + read-back, median ms):');
+console.log(`\n${arch}${f16 ? ' (f16 weights)' : ''}, batch 1, headless Chromium (forward + read-back, median ms):`);
 for (const url of new Set(latency)) {
   const got = results.slice(0, latency.length).filter((r) => r.url === url);
   const errors = got.filter((r) => r.error).map((r) => r.error);
