@@ -923,9 +923,6 @@ pub fn parse<'a>(
             (get(root, k).expect("just found"), Some(k.clone()))
         }
     };
-    if key.is_none() {
-        keys.clear();
-    }
     let Some(mut named) = tensors_of(&chosen) else {
         return err(format!(
             "`{file}`'s `{}` is not a dict of tensors",

@@ -440,42 +440,46 @@ for (const id of ['head', 'colormap', 'threshold']) $(id).addEventListener('chan
 $('opacity').addEventListener('input', render);
 for (const r of document.querySelectorAll('input[name="upsample"], input[name="picture"]')) r.addEventListener('change', render);
 
-// Another input size: the same checkpoint loaded again, its position
-// embeddings interpolated in Rust; the image shown is answered again.
-$('resolution').addEventListener('change', async () => {
-  if (!source || !info) return;
-  const px = Number($('resolution').value);
-  const files = { ...source.files, imageSize: px === info.nativeSize[0] ? undefined : px };
-  $('resolution').disabled = true;
+/**
+ * The checkpoint in use loaded again from the bytes the page has, with
+ * `change` to its files; `control` is disabled meanwhile. On failure the
+ * message is `fail(error)` and `undo()` puts the control back. True when
+ * it loaded.
+ */
+async function reloadModel(change, control, fail, undo) {
+  if (!source || !info) return false;
+  control.disabled = true;
   $('progress').value = 0.5;
   try {
-    await loadModel(source.name, files, ++loads);
+    await loadModel(source.name, { ...source.files, ...change }, ++loads);
+    return true;
   } catch (e) {
-    showMessage(`Could not run the model at ${px} px: ${e.message}`);
-    $('resolution').value = String(info.config.img_size[0]); // the size still in use
-    $('resolution').disabled = false;
+    showMessage(fail(e));
+    undo();
+    control.disabled = false;
+    return false;
   } finally {
     $('progress').value = 1;
   }
+}
+
+// Another input size: its position embeddings interpolated in Rust; the
+// image shown is answered again.
+$('resolution').addEventListener('change', () => {
+  const px = Number($('resolution').value);
+  reloadModel({ imageSize: px === info?.nativeSize[0] ? undefined : px }, $('resolution'),
+    (e) => `Could not run the model at ${px} px: ${e.message}`,
+    () => { $('resolution').value = String(info.config.img_size[0]); }); // the size still in use
 });
 
 // Another state dict of the same training checkpoint (DINO's student rather
-// than its teacher): loaded again from the bytes the page already has.
+// than its teacher).
 $('weights-key').addEventListener('change', async () => {
-  if (!source || !info) return;
   const key = $('weights-key').value;
-  $('weights-key').disabled = true;
-  $('progress').value = 0.5;
-  try {
-    await loadModel(source.name, { ...source.files, key }, ++loads);
-    showMessage('');
-  } catch (e) {
-    showMessage(`Could not load “${key}”: ${e.message}. The previous weights are still in use.`);
-    $('weights-key').value = info.weightsKey;
-    $('weights-key').disabled = false;
-  } finally {
-    $('progress').value = 1;
-  }
+  const loaded = await reloadModel({ key }, $('weights-key'),
+    (e) => `Could not load “${key}”: ${e.message}. The previous weights are still in use.`,
+    () => { $('weights-key').value = info.weightsKey; });
+  if (loaded) showMessage('');
 });
 
 const learn = setupLearn({ run, state: () => ({ info, current, name: document.body.dataset.model }) });
