@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::backend::now_ms;
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, Progress};
 use crate::explain::{AttentionMaps, AttentionTrace, MapQueries, head_mean};
 use crate::model::{VisionTransformer, VitConfig};
 use crate::preprocess::{Prepared, PreprocessConfig, PreprocessError, prepare};
@@ -161,14 +161,20 @@ impl Classifier {
         }
     }
 
-    /// Uploads a checked checkpoint to `device`.
-    pub fn new(checkpoint: &Checkpoint, device: Device) -> Self {
+    /// Uploads a checked checkpoint to `device`, freeing its host copy of
+    /// each tensor as it goes.
+    pub fn new(checkpoint: Checkpoint, device: Device) -> Self {
+        Self::new_reporting(checkpoint, device, &|_, _, _| ())
+    }
+
+    /// [`Classifier::new`], telling `progress` how far the upload has come.
+    pub fn new_reporting(checkpoint: Checkpoint, device: Device, progress: Progress) -> Self {
         Self {
             config: checkpoint.config.clone(),
             preprocess: checkpoint.preprocess.clone(),
             labels: checkpoint.labels.clone(),
             notes: checkpoint.notes.clone(),
-            model: checkpoint.build(&device),
+            model: checkpoint.build_reporting(&device, progress),
             device,
         }
     }

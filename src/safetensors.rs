@@ -124,6 +124,11 @@ impl<'a> TensorView<'a> {
         self.shape.iter().product()
     }
 
+    /// Size of its values in the file, in bytes.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// The values widened to `f32` (f16 and bf16 exactly; f64 rounded).
     pub fn to_f32(&self) -> Vec<f32> {
         let b = self.bytes;

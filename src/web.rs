@@ -8,7 +8,7 @@ use burn::tensor::Device;
 use js_sys::{Float32Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
-use crate::checkpoint::{Checkpoint, MemoryLimits, WeightsFile};
+use crate::checkpoint::{Checkpoint, LoadStage, MemoryLimits, WeightsFile};
 use crate::engine::{Classifier, Prediction, Viewer};
 use crate::walkthrough::Focus;
 
@@ -63,7 +63,11 @@ impl Vitrine {
     /// (`"webgpu"` or `"cpu"`). `max_buffer_bytes` is the WebGPU adapter's
     /// largest storage buffer; a model with a bigger tensor is refused.
     /// `image_size` runs the model at that square input size instead of its
-    /// own, its position embeddings interpolated.
+    /// own, its position embeddings interpolated. `progress(stage, done,
+    /// total)` hears how far the load has come: `"converting"` (the file's
+    /// tensor bytes widened to f32 and checked), then `"building"` (weights
+    /// laid out and put on the device: uploaded, on WebGPU).
+    #[allow(clippy::too_many_arguments)]
     pub async fn load(
         backend: String,
         weights: Vec<u8>,
@@ -73,7 +77,19 @@ impl Vitrine {
         image_size: Option<u32>,
         name: Option<String>,
         key: Option<String>,
+        progress: Option<js_sys::Function>,
     ) -> Result<Vitrine, JsError> {
+        let report = |stage: LoadStage, done: u64, total: u64| {
+            if let Some(f) = &progress {
+                // A throwing callback must not stop the load: its error is dropped.
+                let _ = f.call3(
+                    &JsValue::NULL,
+                    &JsValue::from_str(stage.name()),
+                    &JsValue::from_f64(done as f64),
+                    &JsValue::from_f64(total as f64),
+                );
+            }
+        };
         // Weights are widened to f32 in wasm memory (at most 4 GB, shared
         // with the file's own bytes) before they reach any device.
         let limits = MemoryLimits {
@@ -85,8 +101,9 @@ impl Vitrine {
             },
         };
         let file = WeightsFile {
-            name: name.as_deref().unwrap_or("the weights file"),
             key: key.as_deref(),
+            progress: Some(&report),
+            ..WeightsFile::named(name.as_deref().unwrap_or("the weights file"))
         };
         let checkpoint = Checkpoint::from_file_bytes(
             &weights,
@@ -113,12 +130,16 @@ impl Vitrine {
                 )));
             }
         };
+        let (weights_key, weights_keys) = (
+            checkpoint.weights_key.clone(),
+            checkpoint.weights_keys.clone(),
+        );
         Ok(Vitrine {
-            viewer: Viewer::new(Classifier::new(&checkpoint, device)),
+            viewer: Viewer::new(Classifier::new_reporting(checkpoint, device, &report)),
             backend,
             native_size,
-            weights_key: checkpoint.weights_key,
-            weights_keys: checkpoint.weights_keys,
+            weights_key,
+            weights_keys,
         })
     }
 

@@ -201,7 +201,7 @@ fn f32_f16_and_bf16_load_to_the_same_model() {
     let device = burn::tensor::Device::flex();
     let input = vec![0.3f32; 3 * 64 * 64];
     let run = |ck: &Checkpoint| {
-        vitrine::Classifier::new(ck, device.clone())
+        vitrine::Classifier::new(ck.clone(), device.clone())
             .classify_input_blocking(&input, None)
             .unwrap()
             .logits
@@ -515,7 +515,7 @@ fn weights_that_are_not_numbers() {
     head.iter_mut().for_each(|v| *v = 3e38);
     let ck = Checkpoint::from_bytes(&serialize(&t, false), Some(&config), None)
         .expect("finite weights load");
-    let classifier = vitrine::Classifier::new(&ck, burn::tensor::Device::flex());
+    let classifier = vitrine::Classifier::new(ck, burn::tensor::Device::flex());
     let e = classifier
         .classify_input_blocking(&vec![0.5; 28 * 28], None)
         .expect_err("the forward pass overflows");

@@ -38,7 +38,7 @@ fn shipped_model_reaches_91_percent_on_a_fixed_subset() {
     // Every tenth test image: 1,000 images, 100 per class give or take, fed
     // as training saw them (the photo steps are for photos; `vitrine eval`
     // reports both ways).
-    let mut classifier = Classifier::new(&Checkpoint::default_model(), Device::flex());
+    let mut classifier = Classifier::new(Checkpoint::default_model(), Device::flex());
     classifier.preprocess.photo = Default::default();
     let confusion = eval::confusion(&classifier, &test, (0..test.len()).step_by(10)).unwrap();
     let n: usize = confusion.iter().flatten().sum();

@@ -690,7 +690,7 @@ fn run_inner(case: &Case, corpus: &Corpus, seed: u64, tally: &mut Tally) -> Resu
                 }
             };
             tally.loaded += 1;
-            let classifier = Classifier::new(&ck, Device::flex());
+            let classifier = Classifier::new(ck.clone(), Device::flex());
             let img = rng.pick(&corpus.decoded);
             match classifier.classify_blocking(
                 img.as_raw(),

@@ -128,7 +128,7 @@ fn cpu_matches_pytorch_on_every_fixture() {
     for model in MODELS {
         let ck =
             Checkpoint::from_path(&fixtures().join("models").join(model)).expect("fixture loads");
-        let classifier = Classifier::new(&ck, Device::flex());
+        let classifier = Classifier::new(ck, Device::flex());
         check_against_reference(model, &classifier);
     }
 }
@@ -148,10 +148,7 @@ fn pytorch_files_match_pytorch() {
             Some(&config.unwrap()),
             None,
             &vitrine::MemoryLimits::unlimited(),
-            &vitrine::checkpoint::WeightsFile {
-                name: file,
-                key: None,
-            },
+            &vitrine::checkpoint::WeightsFile::named(file),
         )
         .unwrap_or_else(|e| panic!("{file}: {e}"))
     };
@@ -164,7 +161,7 @@ fn pytorch_files_match_pytorch() {
             "hf_deit",
         ),
     ] {
-        check_against_reference(model, &Classifier::new(&ck, Device::flex()));
+        check_against_reference(model, &Classifier::new(ck, Device::flex()));
     }
 }
 
@@ -240,7 +237,7 @@ fn walkthrough_matches_pytorch_on_every_fixture() {
     for model in MODELS {
         let ck =
             Checkpoint::from_path(&fixtures().join("models").join(model)).expect("fixture loads");
-        check_walkthrough(model, &Classifier::new(&ck, Device::flex()));
+        check_walkthrough(model, &Classifier::new(ck, Device::flex()));
     }
 }
 
@@ -254,7 +251,7 @@ fn our_input(img: &image::RgbaImage, ck: &Checkpoint) -> Vec<f32> {
 fn preprocessing_matches_timm_and_transformers_on_real_photos() {
     for model in MODELS {
         let ck = Checkpoint::from_path(&fixtures().join("models").join(model)).unwrap();
-        let classifier = Classifier::new(&ck, Device::flex());
+        let classifier = Classifier::new(ck.clone(), Device::flex());
         let g = golden(model);
         for stem in stems(&g) {
             let img = photo(&stem);
@@ -291,7 +288,7 @@ fn without_config_the_shapes_are_inferred() {
     let notes = ck.notes.join("\n");
     assert!(notes.contains("heads = D/64 = 3"), "{notes}");
     assert!(notes.contains("preprocessing assumed"), "{notes}");
-    check_against_reference("timm_tiny", &Classifier::new(&ck, Device::flex()));
+    check_against_reference("timm_tiny", &Classifier::new(ck, Device::flex()));
 
     // A width that is not a multiple of 64 gets one head, and says so.
     let weights = std::fs::read(fixtures().join("models/timm_d96/model.safetensors")).unwrap();
@@ -331,7 +328,7 @@ fn other_input_sizes_match_timm_and_transformers() {
             "{:?}",
             ck.notes
         );
-        let classifier = Classifier::new(&ck, Device::flex());
+        let classifier = Classifier::new(ck.clone(), Device::flex());
         let key = format!("{model}.{size}.chelsea");
         let [logit_tol, cls_tol, _, roll_tol] = tolerances(&g[&format!("{key}.torch_f32_error")].1);
         let input = &g[&format!("{key}.input")].1;
@@ -579,13 +576,13 @@ fn transformers_5_in_model_names_load_the_same() {
         let g = golden(model);
         let input = &g[&format!("{stem}.input")].1;
         let logits = |ck: &Checkpoint| {
-            Classifier::new(ck, Device::flex())
+            Classifier::new(ck.clone(), Device::flex())
                 .classify_input_blocking(input, None)
                 .unwrap()
                 .logits
         };
         assert_eq!(logits(&v5), logits(&hub), "{model}");
-        check_against_reference(model, &Classifier::new(&v5, Device::flex()));
+        check_against_reference(model, &Classifier::new(v5, Device::flex()));
     }
 }
 
@@ -627,7 +624,7 @@ fn transformers_task_models_and_backbones_of_each_family() {
     let g = golden("hf_deit");
     let input = &g["coffee.input"].1;
     let run = |ck: &Checkpoint| {
-        Classifier::new(ck, Device::flex())
+        Classifier::new(ck.clone(), Device::flex())
             .classify_input_blocking(input, None)
             .unwrap()
             .logits
@@ -666,7 +663,7 @@ fn transformers_task_models_and_backbones_of_each_family() {
         layer: 0,
         head: 0,
     };
-    let mean = Classifier::new(&teacher_ck, Device::flex())
+    let mean = Classifier::new(teacher_ck.clone(), Device::flex())
         .walkthrough_blocking(input, &focus)
         .pooled;
     let dist: Vec<f32> = mean
@@ -693,7 +690,7 @@ fn transformers_task_models_and_backbones_of_each_family() {
     let g = golden("hf_dinov2");
     let input = &g["chelsea.input"].1;
     let full = Classifier::new(
-        &Checkpoint::from_path(&fixtures().join("models/hf_dinov2")).unwrap(),
+        Checkpoint::from_path(&fixtures().join("models/hf_dinov2")).unwrap(),
         Device::flex(),
     );
     let focus = Focus {
@@ -709,7 +706,7 @@ fn transformers_task_models_and_backbones_of_each_family() {
         |c| c["architectures"] = serde_json::json!(["Dinov2Model"]),
     );
     assert!(backbone.notes.iter().any(|n| n.contains("no classifier")));
-    let features = Classifier::new(&backbone, Device::flex())
+    let features = Classifier::new(backbone, Device::flex())
         .classify_input_blocking(input, None)
         .unwrap()
         .logits;
@@ -745,7 +742,7 @@ fn backbones_load_without_a_classifier() {
         let notes = ck.notes.join("\n");
         assert!(notes.contains("no classifier"), "{model}: {notes}");
         assert_eq!(notes.contains("pooler"), pooler, "{model}: {notes}");
-        let classifier = Classifier::new(&ck, Device::flex());
+        let classifier = Classifier::new(ck.clone(), Device::flex());
         let img = photo("chelsea");
         let p = classifier
             .classify_blocking(img.as_raw(), img.width(), img.height(), None)
@@ -787,7 +784,7 @@ fn wgpu_matches_pytorch() {
         "hf_dinov2",
     ] {
         let ck = Checkpoint::from_path(&fixtures().join("models").join(model)).unwrap();
-        let classifier = Classifier::new(&ck, device.clone());
+        let classifier = Classifier::new(ck, device.clone());
         check_against_reference(model, &classifier);
         check_walkthrough(model, &classifier);
     }

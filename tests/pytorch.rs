@@ -26,8 +26,8 @@ fn with_config_of(model: &str, weights: &[u8], key: Option<&str>) -> Result<Chec
         None,
         &MemoryLimits::unlimited(),
         &WeightsFile {
-            name: "model.pth",
             key,
+            ..WeightsFile::named("model.pth")
         },
     )
     .map_err(|e| e.to_string())
@@ -35,7 +35,7 @@ fn with_config_of(model: &str, weights: &[u8], key: Option<&str>) -> Result<Chec
 
 fn logits(ck: &Checkpoint, model: &str, stem: &str) -> Vec<f32> {
     let g = golden(model);
-    Classifier::new(ck, Device::flex())
+    Classifier::new(ck.clone(), Device::flex())
         .classify_input_blocking(&g[&format!("{stem}.input")].1, None)
         .unwrap()
         .logits
@@ -101,10 +101,7 @@ fn dino_checkpoints_give_the_teacher_unless_asked() {
         None,
         None,
         &MemoryLimits::unlimited(),
-        &WeightsFile {
-            name: "checkpoint.pth",
-            key: None,
-        },
+        &WeightsFile::named("checkpoint.pth"),
     )
     .unwrap();
     assert_eq!((bare.config.embed_dim, bare.config.patch_size), (64, 4));

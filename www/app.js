@@ -3,6 +3,7 @@ import { setupLearn } from './learn.js';
 import { fetchModelFiles, parseManifest } from './manifest.js';
 import { connect } from './rpc.js';
 import { decode, fitCanvas } from './input.js';
+import { describeProgress, readBlob, SHOW_AFTER_MS } from './progress.js';
 import { clearResults, describeModel, layerNow, renderView, sizeChoices } from './view.js';
 
 const $ = (id) => document.getElementById(id);
@@ -44,21 +45,21 @@ async function startWorker(requested) {
   document.body.dataset.simd = data.simd;
 }
 
-const request = (message) => worker.request(message);
+const request = (message, onProgress) => worker.request(message, onProgress);
 
 /**
  * Runs a worker request; when the backend itself failed (a lost GPU, a shader
  * that did not compile, a crash), restarts on the CPU backend, reloads the
  * model and tries once more.
  */
-async function run(message) {
+async function run(message, onProgress) {
   try {
-    return await request(message);
+    return await request(message, onProgress);
   } catch (e) {
     if (!e.fatal) throw e;
     const note = `the ${backend === 'webgpu' ? 'WebGPU' : 'CPU'} backend failed (${e.message}), so vitrine restarted on the CPU backend`;
     await startWorker('cpu');
-    if (source) await request({ type: 'load', files: source.files, seq: source.seq });
+    if (source) await request({ type: 'load', files: source.files, seq: source.seq }, onProgress);
     if (message.type !== 'classify') throw new Error(note);
     showMessage(`Note: ${note}.`);
     return request(message);
@@ -112,14 +113,43 @@ function setModel(loaded, name) {
 // ---- models ---------------------------------------------------------------------
 
 /**
+ * The progress of one load, on the bar and, once it has taken longer than
+ * half a second, in words (reading, converting, uploading, warming up).
+ * `report(stage, done, total)` takes every report; `end()` clears it. Only
+ * the newest load is shown.
+ */
+let shownLoad = 0;
+function loadProgress(name, seq) {
+  const start = performance.now();
+  shownLoad = seq;
+  const stages = [];
+  document.body.dataset.loadStages = '';
+  const report = (stage, done, total) => {
+    if (seq !== shownLoad) return;
+    const { value, text } = describeProgress(stage, done, total, { name, gpu: backend === 'webgpu' });
+    $('progress').value = Math.min(value, 0.999); // 1 hides the bar: that is end()'s
+    if (performance.now() - start >= SHOW_AFTER_MS) $('load-status').textContent = text;
+    if (!stages.includes(stage)) stages.push(stage);
+    document.body.dataset.loadStages = stages.join(' '); // for tests and the curious
+  };
+  const end = () => {
+    if (seq !== shownLoad) return;
+    $('progress').value = 1;
+    $('load-status').textContent = '';
+  };
+  return { report, end };
+}
+
+/**
  * Loads `files` as model `name`, load number `seq` (from `++loads`, taken
  * when the load was asked for). The newest load asked for wins whatever
  * order they finish in: the user's checkpoint, dropped while the site's
  * default model is still downloading, is not replaced by it. Returns the
  * model's info, or null when a newer load has already taken its place.
  */
-async function loadModel(name, files, seq) {
-  const { info: loaded, superseded } = await run({ type: 'load', files, seq });
+async function loadModel(name, files, seq, progress) {
+  const onProgress = ({ stage, done, total }) => progress?.report(stage, done, total);
+  const { info: loaded, superseded } = await run({ type: 'load', files, seq }, onProgress);
   if (superseded || seq < applied) return null;
   applied = seq;
   source = { name, files, seq };
@@ -138,27 +168,27 @@ async function loadDroppedModel(list) {
   const preprocessor = find((n) => n === 'preprocessor_config.json');
   const seq = ++loads;
   showMessage('');
-  $('progress').value = 0.3;
+  const progress = loadProgress(weights.name, seq);
   try {
     const files = {
       name: weights.name,
-      weights: await weights.arrayBuffer(),
+      weights: await readBlob(weights, (done, total) => progress.report('reading', done, total)),
       config: await config?.arrayBuffer(),
       preprocessor: await preprocessor?.arrayBuffer(),
     };
-    const loaded = await loadModel(weights.name, files, seq);
+    const loaded = await loadModel(weights.name, files, seq, progress);
     if (loaded?.notes.length) showMessage(`Model loaded. Note: ${loaded.notes.join(' ')}`);
   } catch (e) {
     showMessage(`Could not load “${weights.name}”: ${e.message}. The previous model is still in use.`);
   } finally {
-    $('progress').value = 1;
+    progress.end();
   }
 }
 
 /** Loads the site's model (`?model=` or the manifest's default) as load number `seq`. */
 async function loadSiteModel(seq) {
+  const progress = loadProgress('the model', seq);
   try {
-    $('progress').value = 0.2;
     const listing = await fetch('models/manifest.json');
     if (!listing.ok) throw new Error(`models/manifest.json: HTTP ${listing.status}`);
     const manifest = parseManifest(await listing.text());
@@ -171,14 +201,13 @@ async function loadSiteModel(seq) {
     if (!entry) {
       throw new Error(`there is no model named “${name}” in models/manifest.json (it lists ${manifest.models.map((m) => m.name).join(', ') || 'none'})`);
     }
-    const files = await fetchModelFiles(entry);
-    $('progress').value = 0.6;
+    const files = await fetchModelFiles(entry, fetch, (done, total) => progress.report('reading', done, total));
     if (seq < loads) return; // the user's own checkpoint came first: it wins
-    await loadModel(name, files, seq);
+    await loadModel(name, files, seq, progress);
   } catch (e) {
     if (seq === loads) showMessage(`Could not load the model: ${e.message}`);
   } finally {
-    $('progress').value = 1;
+    progress.end();
   }
 }
 
@@ -449,9 +478,10 @@ for (const r of document.querySelectorAll('input[name="upsample"], input[name="p
 async function reloadModel(change, control, fail, undo) {
   if (!source || !info) return false;
   control.disabled = true;
-  $('progress').value = 0.5;
+  const seq = ++loads;
+  const progress = loadProgress(source.name, seq);
   try {
-    await loadModel(source.name, { ...source.files, ...change }, ++loads);
+    await loadModel(source.name, { ...source.files, ...change }, seq, progress);
     return true;
   } catch (e) {
     showMessage(fail(e));
@@ -459,7 +489,7 @@ async function reloadModel(change, control, fail, undo) {
     control.disabled = false;
     return false;
   } finally {
-    $('progress').value = 1;
+    progress.end();
   }
 }
 

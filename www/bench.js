@@ -27,8 +27,13 @@ async function main() {
   const name = params.get('model') ?? manifest.default;
   const entry = manifest.models.find((m) => m.name === name);
   if (!entry) throw new Error(`no model named “${name}” in models/manifest.json`);
+  const t0 = performance.now();
   const files = await fetchModelFiles(entry);
+  const fetchedMs = performance.now() - t0;
   const { info } = await request({ type: 'load', files });
+  // Drop-to-ready: the file's bytes in hand to a model warmed up, as a dropped checkpoint goes.
+  const loadMs = performance.now() - t0 - fetchedMs;
+  const loaded = await request({ type: 'memory' });
 
   const bitmap = await createImageBitmap(await (await fetch(imageUrl)).blob());
   const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
@@ -36,7 +41,9 @@ async function main() {
   const rgba = canvas.getContext('2d').getImageData(0, 0, bitmap.width, bitmap.height).data.buffer;
   const classify = () => request({ type: 'classify', rgba, width: bitmap.width, height: bitmap.height });
 
+  const t1 = performance.now();
   const first = await classify();
+  const firstClassifyMs = performance.now() - t1;
   const firstResultMs = performance.now(); // from navigation start: load, shader warm-up and one image
   for (let i = 1; i < warmup; i++) await classify();
   $('status').textContent = `Backend ${backend}: ${runs} runs…`;
@@ -49,7 +56,8 @@ async function main() {
   }
   const report = {
     model: name, backend, reason, simd, runs, warmup, image: imageUrl,
-    input: info.preprocess.input_size, firstResultMs,
+    input: info.preprocess.input_size, parameters: info.parameters, firstResultMs, fetchedMs, loadMs, firstClassifyMs,
+    wasmBytesLoaded: loaded.wasmBytes,
     top1: first.result.probabilities.indexOf(Math.max(...first.result.probabilities)),
     ms: Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, stats(v)])),
   };

@@ -1,6 +1,7 @@
 // The site's model list, models/manifest.json, read strictly: a host's
 // mistake there gets a message that names the field, not a TypeError.
 // Pure, so tests/e2e/manifest.test.mjs runs (and fuzzes) it in Node.
+import { readStream } from './progress.js';
 
 const FILE = 'models/manifest.json';
 const OPTIONAL = ['config.json', 'preprocessor_config.json'];
@@ -51,11 +52,15 @@ export function parseManifest(text) {
  * Fetches a manifest entry's checkpoint files from models/: the weights,
  * and config.json and preprocessor_config.json where the entry lists them
  * (or, for an entry without `files`, where the server has them).
+ * `onProgress(done, total)` hears the weights' bytes as they arrive.
  */
-export async function fetchModelFiles(entry, fetchFn = fetch) {
+export async function fetchModelFiles(entry, fetchFn = fetch, onProgress = null) {
   const get = async (file, optional) => {
     if (optional && entry.files && !entry.files.includes(file)) return undefined;
     const r = await fetchFn(`models/${entry.path}${file}`);
+    if (r.ok && onProgress && !optional && r.body) {
+      return readStream(r.body, Number(r.headers.get('content-length')) || 0, onProgress);
+    }
     if (r.ok) return r.arrayBuffer();
     if (optional) return undefined;
     throw new Error(`models/${entry.path}${file}: HTTP ${r.status}`);

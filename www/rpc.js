@@ -22,6 +22,8 @@ export function connect(backend, simd) {
       if (data.during === 'init') return reject(new Error(data.message));
       const p = pending.get(data.id);
       if (!p) return;
+      if (data.type === 'progress') return p.onProgress?.(data); // more is to come
+
       pending.delete(data.id);
       if (data.type === 'error') p.reject(Object.assign(new Error(data.message), { fatal: data.fatal }));
       else p.resolve(data);
@@ -34,11 +36,11 @@ export function connect(backend, simd) {
   worker.postMessage({ type: 'init', backend, simd });
   return {
     ready,
-    /** Sends `message` and resolves with the worker's answer to it. */
-    request(message) {
+    /** Sends `message` and resolves with the worker's answer to it; `onProgress` hears its progress reports. */
+    request(message, onProgress) {
       const id = ++n;
       return new Promise((resolve, reject) => {
-        pending.set(id, { resolve, reject });
+        pending.set(id, { resolve, reject, onProgress });
         worker.postMessage({ ...message, id });
       });
     },

@@ -42,19 +42,33 @@ async function chooseBackend(requested) {
  * later-numbered one (the site's default model, fetched slowly, after the
  * user's own checkpoint) is freed at once and reported as superseded.
  */
-async function load(files, seq) {
+async function load(files, seq, id) {
   const bytes = (b) => (b ? new Uint8Array(b) : undefined);
   const limit = adapter ? Math.min(adapter.limits.maxStorageBufferBindingSize, adapter.limits.maxBufferSize) : undefined;
+  // Progress goes to the page while the wasm call runs: at each change of
+  // stage, at the end of one, and at most every 50 ms in between.
+  let last = { stage: null, at: 0 };
+  const report = (stage, done, total) => {
+    const now = performance.now();
+    if (stage === last.stage && done < total && now - last.at < 50) return;
+    last = { stage, at: now };
+    self.postMessage({ type: 'progress', id, stage, done, total });
+  };
   // files.imageSize: run at another input size than the checkpoint's own;
   // files.key: which state dict of a training checkpoint (DINO's teacher or student).
-  const next = await Vitrine.load(backend, bytes(files.weights), bytes(files.config), bytes(files.preprocessor), limit,
-    files.imageSize, files.name, files.key);
+  const loading = Vitrine.load(backend, bytes(files.weights), bytes(files.config), bytes(files.preprocessor), limit,
+    files.imageSize, files.name, files.key, report);
+  // The call copied the file into wasm memory as it started: this worker's
+  // own copy is let go of now, not after the load.
+  files.weights = undefined;
+  const next = await loading;
   const info = JSON.parse(next.info());
   if (seq < modelSeq) {
     next.free();
     return { info, superseded: true };
   }
   // Warm up: the shaders compile now, while the page still shows loading progress.
+  report('warm-up', 0, 1);
   try {
     await next.warmUp();
   } catch (e) {
@@ -88,7 +102,7 @@ async function handle({ data }) {
       self.postMessage({ type: 'ready', ...(await ready) });
     } else if (data.type === 'load') {
       await ready;
-      self.postMessage({ type: 'loaded', id: data.id, ...(await load(data.files, data.seq ?? 0)) });
+      self.postMessage({ type: 'loaded', id: data.id, ...(await load(data.files, data.seq ?? 0, data.id)) });
     } else if (data.type === 'classify') {
       await ready;
       if (!model) throw new Error('no model is loaded yet');

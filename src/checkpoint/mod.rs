@@ -112,7 +112,10 @@ impl Checkpoint {
             config.as_deref(),
             preprocessor.as_deref(),
             &MemoryLimits::unlimited(),
-            &WeightsFile { name: &name, key },
+            &WeightsFile {
+                key,
+                ..WeightsFile::named(&name)
+            },
         )
     }
 
@@ -144,10 +147,7 @@ impl Checkpoint {
         preprocessor: Option<&[u8]>,
         limits: &MemoryLimits,
     ) -> Result<Self, CheckpointError> {
-        let file = WeightsFile {
-            name: "the weights file",
-            key: None,
-        };
+        let file = WeightsFile::named("the weights file");
         Self::from_file_bytes(weights, config, preprocessor, limits, &file)
     }
 
@@ -161,6 +161,7 @@ impl Checkpoint {
         limits: &MemoryLimits,
         file: &WeightsFile,
     ) -> Result<Self, CheckpointError> {
+        let file_progress = file.progress;
         let mut notes = Vec::new();
         let (mut weights_key, mut weights_keys) = (None, Vec::new());
         let file = if crate::pytorch::is_torch(weights) {
@@ -196,7 +197,10 @@ impl Checkpoint {
 
         let mut tensors = BTreeMap::new();
         let mut unused = std::collections::BTreeSet::new();
+        let file_bytes: u64 = file.tensors.values().map(|v| v.byte_len() as u64).sum();
+        let mut converted = 0u64;
         for (name, view) in &file.tensors {
+            converted += view.byte_len() as u64;
             let timm = match layout {
                 Layout::Timm => name.clone(),
                 Layout::HuggingFace(family) => {
@@ -208,6 +212,9 @@ impl Checkpoint {
                 }
             };
             let values = view.to_f32();
+            if let Some(report) = file_progress {
+                report(LoadStage::Converting, converted, file_bytes);
+            }
             if let Some(first) = values.iter().position(|v| !v.is_finite()) {
                 return Err(CheckpointError::NotFinite {
                     tensor: name.clone(),
@@ -407,20 +414,64 @@ impl Checkpoint {
         Ok(self)
     }
 
-    /// Uploads the weights to `device` as a model.
-    pub fn build(&self, device: &Device) -> VisionTransformer {
-        tensors::load(&self.weights, &self.config, device)
+    /// Uploads the weights to `device` as a model. Each tensor's host copy
+    /// is freed as soon as it is on the device, so loading never holds the
+    /// weights twice.
+    pub fn build(self, device: &Device) -> VisionTransformer {
+        self.build_reporting(device, &|_, _, _| ())
+    }
+
+    /// [`Checkpoint::build`], telling `progress` how many weights are on
+    /// the device so far ([`LoadStage::Building`]).
+    pub fn build_reporting(self, device: &Device, progress: Progress) -> VisionTransformer {
+        tensors::load(self.weights, &self.config, device, progress)
     }
 }
 
+/// A step of loading a checkpoint, for progress bars.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadStage {
+    /// The file's tensors widened to f32 and checked; counted in the file's tensor bytes.
+    Converting,
+    /// The weights laid out for the model and put on its device (uploaded,
+    /// on a GPU); counted in weights.
+    Building,
+}
+
+impl LoadStage {
+    /// The stage's name, as the page's worker reports it.
+    pub fn name(self) -> &'static str {
+        match self {
+            LoadStage::Converting => "converting",
+            LoadStage::Building => "building",
+        }
+    }
+}
+
+/// Told how far a load has come: `(stage, done, total)`.
+pub type Progress<'a> = &'a dyn Fn(LoadStage, u64, u64);
+
 /// What the loader knows of a weights file besides its bytes.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct WeightsFile<'a> {
     /// Its name, for messages (`model.pth`).
     pub name: &'a str,
     /// For a PyTorch checkpoint, the key its weights sit under (default:
     /// the first of [`crate::pytorch::STATE_DICT_KEYS`] it has).
     pub key: Option<&'a str>,
+    /// Told how much of the file is converted ([`LoadStage::Converting`]).
+    pub progress: Option<Progress<'a>>,
+}
+
+impl<'a> WeightsFile<'a> {
+    /// A file of this name, its default key, no progress reports.
+    pub fn named(name: &'a str) -> Self {
+        Self {
+            name,
+            key: None,
+            progress: None,
+        }
+    }
 }
 
 /// The weights file of a model folder: `model.safetensors`, else the
@@ -512,5 +563,57 @@ mod tests {
             .try_to_vec()
             .unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_load_reports_each_stage_to_its_end() {
+        let device = Device::flex();
+        let cfg = VitConfig::new([16, 24], 8, 32, 2, 2, 48)
+            .with_in_chans(1)
+            .with_num_classes(3);
+        let model = cfg.init(&device);
+        let pre = PreprocessConfig::timm_default(1, cfg.img_size);
+        let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        // f16 in the file: two bytes a weight to convert.
+        let bytes = crate::safetensors::serialize(&timm_tensors(&model), true);
+        let json = serde_json::to_vec(&timm_config_json(&cfg, &pre, &labels)).unwrap();
+        let seen = std::cell::RefCell::new(Vec::new());
+        let report = |stage, done, total| seen.borrow_mut().push((stage, done, total));
+        let file = WeightsFile {
+            progress: Some(&report),
+            ..WeightsFile::named("model.safetensors")
+        };
+        let ck = Checkpoint::from_file_bytes(
+            &bytes,
+            Some(&json),
+            None,
+            &MemoryLimits::unlimited(),
+            &file,
+        )
+        .unwrap();
+        ck.build_reporting(&device, &report);
+        let seen = seen.into_inner();
+        let weights = burn::module::Module::num_params(&model) as u64;
+        for (stage, total) in [
+            (LoadStage::Converting, 2 * weights),
+            (LoadStage::Building, weights),
+        ] {
+            let steps: Vec<_> = seen.iter().filter(|s| s.0 == stage).collect();
+            assert!(steps.len() > 1, "{stage:?}: {steps:?}");
+            assert!(steps.iter().all(|s| s.2 == total), "{stage:?}: {steps:?}");
+            assert!(steps.windows(2).all(|w| w[0].1 <= w[1].1), "{stage:?}");
+            assert_eq!(
+                steps.last().unwrap().1,
+                total,
+                "{stage:?} ends at its total"
+            );
+        }
+        // Converting comes first, then building.
+        let first_building = seen.iter().position(|s| s.0 == LoadStage::Building);
+        assert!(
+            seen[first_building.unwrap()..]
+                .iter()
+                .all(|s| s.0 == LoadStage::Building)
+        );
     }
 }

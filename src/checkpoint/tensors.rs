@@ -13,7 +13,7 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::names::{blocks_named, display_name, torch_shape_as_stored};
-use super::{CheckpointError, Entry, Layout};
+use super::{CheckpointError, Entry, Layout, LoadStage, Progress};
 use crate::model::{VisionTransformer, VitConfig};
 
 /// How a tensor's PyTorch layout differs from Burn's.
@@ -40,10 +40,10 @@ impl Kind {
     }
 
     /// `values` (in PyTorch's layout, shape `torch`) in Burn's.
-    fn to_burn(self, torch: &[usize], values: &[f32]) -> Vec<f32> {
+    fn to_burn(self, torch: &[usize], values: Vec<f32>) -> Vec<f32> {
         match (self, torch) {
-            (Kind::Same, _) => values.to_vec(),
-            (Kind::Transposed, &[out, inp]) => transpose(values, out, inp),
+            (Kind::Same, _) => values,
+            (Kind::Transposed, &[out, inp]) => transpose(&values, out, inp),
             (Kind::PatchKernel { .. }, &[d, c, p, _]) => {
                 let mut t = vec![0.0; values.len()];
                 for_each_patch_index(d, c, p, |torch, burn| t[burn] = values[torch]);
@@ -229,16 +229,22 @@ pub(super) fn check(
 }
 
 /// The model `config` describes with `tensors` (checked by [`check`]) as its
-/// weights, on `device`. No parameter is initialised at random first.
+/// weights, on `device`. No parameter is initialised at random first, and
+/// each host tensor is dropped once its device copy exists: loading holds
+/// the weights once, plus the tensor in hand. `progress` hears of each.
 pub(super) fn load(
-    tensors: &BTreeMap<String, Entry>,
+    tensors: BTreeMap<String, Entry>,
     config: &VitConfig,
     device: &Device,
+    progress: Progress,
 ) -> VisionTransformer {
     struct Loader<'a> {
         path: Path,
-        tensors: &'a BTreeMap<String, Entry>,
+        tensors: BTreeMap<String, Entry>,
         device: &'a Device,
+        progress: Progress<'a>,
+        done: u64,
+        total: u64,
     }
     impl ModuleMapper for Loader<'_> {
         fn enter_module(&mut self, name: &str, container: &str) {
@@ -250,17 +256,26 @@ pub(super) fn load(
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
             let burn_shape = param.lazy_shape();
             let t = self.path.tensor(&burn_shape);
-            let entry = &self.tensors[&t.name];
-            let values = t.kind.to_burn(&entry.shape, &entry.values);
+            let entry = self
+                .tensors
+                .remove(&t.name)
+                .expect("a checked checkpoint has every tensor of its model");
+            let values = t.kind.to_burn(&entry.shape, entry.values);
+            self.done += values.len() as u64;
             let tensor = Tensor::from_data(TensorData::new(values, burn_shape), self.device);
+            (self.progress)(LoadStage::Building, self.done, self.total);
             Param::from_tensor(tensor)
         }
     }
     let model = config.init(device);
+    let total = tensors.values().map(|e| e.values.len() as u64).sum();
     let mut loader = Loader {
         path: Path::new(&model),
         tensors,
         device,
+        progress,
+        done: 0,
+        total,
     };
     model.map(&mut loader)
 }

@@ -3,16 +3,17 @@
 //! In WebAssembly Burn's flex backend multiplies matrices with the `gemm`
 //! crate, whose SIMD128 micro-kernel keeps a 12×4 tile: twelve accumulators
 //! plus its operands are more 128-bit registers than V8 gives a function on
-//! x86-64 (fifteen), so it likely spills, and it packs both operands on every call.
-//! Measured in Node on the ViT-Tiny shapes it ran at 13–19 GFLOP/s where the
-//! kernel below, a 3×12 tile (nine accumulators, three vectors of the right
-//! operand, one broadcast value), reached 16–25 (in Chromium 156: 11.9–17.0
-//! against 14.6–19.3). Matrix products are most of a forward pass there
-//! (~75% with this kernel). At ViT-B's sizes (k = 768 and 3072) reading the
-//! right operand in place, a stride of n apart, left each panel in L2 or
-//! memory; blocked over k (256) with each block of a panel packed
-//! contiguous, ViT-B's forward pass in Node went from 2.8–3.7 s to 1.7–2.3 s
-//! (relaxed SIMD, 2-core EPYC), vit_tiny's unchanged.
+//! x86-64 (fifteen), so it spills, and it packs both operands on every call.
+//! The kernel below keeps a 4×8 output tile (eight accumulators, two vectors
+//! of the right operand, one value of the left loaded into all four lanes:
+//! eleven registers, twelve where a multiply-add needs a temporary), which
+//! is also XNNPACK's choice for wasm SIMD on x86. Matrix products are most of
+//! a forward pass there (84% of ViT-B's in a Node profile). At ViT-B's sizes
+//! (k = 768 and 3072) the right operand is blocked over k (256) with each
+//! block of a panel packed contiguous, so that it stays in L1 across the
+//! rows. Measured in Node on ViT-B/16 (2-core EPYC, alternating): the
+//! earlier 3×12 tile took 1.56–1.62 s (SIMD128) and 1.09 s (relaxed SIMD) a
+//! forward pass, this one 1.23–1.40 s and 1.05 s; onnxruntime-web 1.68 s.
 //!
 //! Built with the `relaxed-simd` feature (the second browser module), the
 //! tile's multiply-adds are relaxed SIMD's `f32x4.relaxed_madd`, one fused
@@ -29,10 +30,10 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use super::kernels::f32_values;
 use super::lanes::F4;
 
-/// Rows of the output tile.
-const MR: usize = 3;
-/// Four-lane vectors across the output tile (`tile` is written for three).
-const NV: usize = 3;
+/// Rows of the output tile (`tile` is written for four).
+const MR: usize = 4;
+/// Four-lane vectors across the output tile (`tile` is written for two).
+const NV: usize = 2;
 /// Columns of the output tile.
 const NR: usize = 4 * NV;
 /// The block of k that one pass over the rows covers.
@@ -227,6 +228,7 @@ unsafe fn panel(
             i += MR;
         }
         match m - i {
+            3 => rows!(3),
             2 => rows!(2),
             1 => rows!(1),
             _ => {}
@@ -234,9 +236,12 @@ unsafe fn panel(
     }
 }
 
-/// One R×NR output tile (R ≤ 3) over kc: for every k, the three vectors
-/// of b's packed row and one broadcast value of each of a's R rows, added
-/// to what c holds.
+/// One R×NR output tile (R ≤ 4) over kc: for every k, the two vectors of
+/// b's packed row, then for each of a's R rows one value loaded into all
+/// four lanes (`v128.load32_splat`) and its two multiply-adds. Eight
+/// accumulators, two vectors of b and one of a: eleven of the fifteen
+/// 128-bit registers V8 allocates on x86-64, so nothing spills even where a
+/// multiply-add needs a temporary (SIMD128 without relaxed SIMD).
 ///
 /// Written out by hand, with no closures or loops over the tile: the wasm
 /// build is optimised for size, which unrolls nothing, and an accumulator
@@ -264,15 +269,23 @@ unsafe fn tile<const R: usize>(
         } else {
             s0
         };
+        let mut s3 = if R > 3 {
+            load_row(c.add(3 * ldc), cols)
+        } else {
+            s0
+        };
         let (mut ap, mut bp) = (a, b);
         for _ in 0..kc {
-            let row = [F4::load(bp), F4::load(bp.add(4)), F4::load(bp.add(8))];
+            let row = [F4::load(bp), F4::load(bp.add(4))];
             accumulate(&mut s0, F4::splat(*ap), &row);
             if R > 1 {
                 accumulate(&mut s1, F4::splat(*ap.add(lda)), &row);
             }
             if R > 2 {
                 accumulate(&mut s2, F4::splat(*ap.add(2 * lda)), &row);
+            }
+            if R > 3 {
+                accumulate(&mut s3, F4::splat(*ap.add(3 * lda)), &row);
             }
             ap = ap.add(1);
             bp = bp.add(NR);
@@ -284,6 +297,9 @@ unsafe fn tile<const R: usize>(
         if R > 2 {
             store_row(&s2, c.add(2 * ldc), cols);
         }
+        if R > 3 {
+            store_row(&s3, c.add(3 * ldc), cols);
+        }
     }
 }
 
@@ -293,15 +309,11 @@ unsafe fn tile<const R: usize>(
 unsafe fn load_row(row: *const f32, cols: usize) -> [F4; NV] {
     unsafe {
         if cols == NR {
-            [F4::load(row), F4::load(row.add(4)), F4::load(row.add(8))]
+            [F4::load(row), F4::load(row.add(4))]
         } else {
             let mut t = [0.0f32; NR];
             std::ptr::copy_nonoverlapping(row, t.as_mut_ptr(), cols);
-            [
-                F4::load(t.as_ptr()),
-                F4::load(t.as_ptr().add(4)),
-                F4::load(t.as_ptr().add(8)),
-            ]
+            [F4::load(t.as_ptr()), F4::load(t.as_ptr().add(4))]
         }
     }
 }
@@ -310,7 +322,6 @@ unsafe fn load_row(row: *const f32, cols: usize) -> [F4; NV] {
 fn accumulate(sums: &mut [F4; NV], a: F4, row: &[F4; NV]) {
     sums[0] = sums[0].mul_add(a, row[0]);
     sums[1] = sums[1].mul_add(a, row[1]);
-    sums[2] = sums[2].mul_add(a, row[2]);
 }
 
 /// # Safety
@@ -321,12 +332,10 @@ unsafe fn store_row(sums: &[F4; NV], out: *mut f32, cols: usize) {
         if cols == NR {
             sums[0].store(out);
             sums[1].store(out.add(4));
-            sums[2].store(out.add(8));
         } else {
             let mut t = [0.0f32; NR];
             sums[0].store(t.as_mut_ptr());
             sums[1].store(t.as_mut_ptr().add(4));
-            sums[2].store(t.as_mut_ptr().add(8));
             std::ptr::copy_nonoverlapping(t.as_ptr(), out, cols);
         }
     }
@@ -388,8 +397,13 @@ mod tests {
 
     #[test]
     fn gemm_matches_a_naive_product_on_every_edge() {
-        // Rows around the tile's 3, columns around its 12, and the ViT's shapes.
+        // Rows around the tile's 4, columns around its 8, and the ViT's shapes.
         for (m, k, n) in [
+            (3, 2, 7),
+            (4, 5, 8),
+            (5, 3, 9),
+            (6, 4, 16),
+            (9, 11, 17),
             (1, 1, 1),
             (2, 3, 5),
             (3, 7, 12),

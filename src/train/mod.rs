@@ -623,10 +623,21 @@ pub fn write_timm_model(
     cfg: &TrainConfig,
     dest: &Path,
 ) -> Result<(), String> {
-    std::fs::create_dir_all(dest).map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
     let labels: Vec<String> = data::LABELS.iter().map(|s| s.to_string()).collect();
+    write_timm_dir(model, &cfg.vit(), &cfg.preprocess(), &labels, dest)
+}
+
+/// `model` as a timm-layout folder (f16 `model.safetensors` and `config.json`).
+pub fn write_timm_dir(
+    model: &VisionTransformer,
+    config: &crate::VitConfig,
+    preprocess: &crate::preprocess::PreprocessConfig,
+    labels: &[String],
+    dest: &Path,
+) -> Result<(), String> {
+    std::fs::create_dir_all(dest).map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
     let tensors = crate::checkpoint::timm_tensors(model);
-    let json = crate::checkpoint::timm_config_json(&cfg.vit(), &cfg.preprocess(), &labels);
+    let json = crate::checkpoint::timm_config_json(config, preprocess, labels);
     std::fs::write(
         dest.join("model.safetensors"),
         crate::safetensors::serialize(&tensors, true),

@@ -12,7 +12,7 @@ export const out = path.join(root, 'test-output');
 export const fixtures = path.join(root, 'tests/fixtures');
 /** The shipped default model's shape (depth, heads, …), so the tests follow the model that ships. */
 export const defaultModel = JSON.parse(fs.readFileSync(path.join(root, 'www/models/fashion-vit/config.json'))).model_args;
-const bin = process.env.VITRINE_BIN ?? path.join(os.homedir(), '.cache/vitrine/target/release/vitrine');
+export const bin = process.env.VITRINE_BIN ?? path.join(os.homedir(), '.cache/vitrine/target/release/vitrine');
 
 /**
  * Serves a copy of dist/ with the test checkpoints added to its manifest
@@ -130,6 +130,9 @@ export function goldenTensor(model, key) {
  */
 const bound = (err, floor) => 2 * Math.max(floor, 2 * err);
 
+/** The bounds for a model with no PyTorch reference recorded: the floors alone. */
+export const floorAgreement = () => ({ logits: bound(0, 1e-4), cls: bound(0, 1e-5), last: bound(0, 1e-5), rollout: bound(0, 1e-5) });
+
 export function agreement(model, stem) {
   const [logits, cls, last, rollout] = goldenTensor(model, `${stem}.torch_f32_error`);
   return { logits: bound(logits, 1e-4), cls: bound(cls, 1e-5), last: bound(last, 1e-5), rollout: bound(rollout, 1e-5) };
@@ -147,11 +150,15 @@ export function walkAgreement(model, stem) {
 
 /** Asserts that two of vitrine's answers (the page's and the native CLI's, or two backends') agree within `agreement`. */
 export function assertAgrees(got, want, model, stem, what = '') {
-  const tol = agreement(model, stem);
+  assertWithin(got, want, agreement(model, stem), `${what} ${model}/${stem}`);
+}
+
+/** `got` (the page's answer) within `tol` of `want` (the native CLI's): logits, CLS attention, rollout. */
+export function assertWithin(got, want, tol, label) {
   const d = { logits: maxDiff(got.logits, want.logits), cls: maxDiff(got.cls, want.cls), rollout: maxDiff(got.rollout, want.rollout) };
-  console.log(`${what} ${model}/${stem}: |Δ| logits ${d.logits.toExponential(2)} (allowed ${tol.logits.toExponential(1)}), `
+  console.log(`${label}: |Δ| logits ${d.logits.toExponential(2)} (allowed ${tol.logits.toExponential(1)}), `
     + `cls ${d.cls.toExponential(2)} (${tol.cls.toExponential(1)}), rollout ${d.rollout.toExponential(2)} (${tol.rollout.toExponential(1)})`);
   for (const k of ['logits', 'cls', 'rollout']) {
-    if (!(d[k] <= tol[k])) throw new Error(`${what} ${model}/${stem}: ${k} differ by ${d[k]}, more than ${tol[k]}`);
+    if (!(d[k] <= tol[k])) throw new Error(`${label}: ${k} differ by ${d[k]}, more than ${tol[k]}`);
   }
 }

@@ -14,27 +14,28 @@ pub fn bench(raw: &[String]) -> Result<ExitCode, String> {
     let args = Args::parse(
         raw,
         &["json"],
-        &["backend", "arch", "model", "runs", "warmup"],
+        &["backend", "arch", "model", "runs", "warmup", "batch"],
     )?;
     let runs = args.number("runs", 30)?.max(1);
     let warmup = args.number("warmup", 5)?;
+    let batch = args.number("batch", 1)?.max(1);
     let (kind, device) = pick_backend(&args)?;
-    let (name, model, config) = match args.value("model") {
+    let (name, config, model) = match args.value("model") {
         Some(path) => {
             let ck = Checkpoint::from_path(Path::new(path))
                 .map_err(|e| format!("cannot load model {path}: {e}"))?;
-            (path.to_string(), ck.build(&device), ck.config)
+            (path.to_string(), ck.config.clone(), ck.build(&device))
         }
         None => {
             let arch = args.value("arch").unwrap_or("vit_tiny_patch16_224");
             let config =
                 VitConfig::preset(arch).ok_or_else(|| format!("unknown architecture `{arch}`"))?;
-            (arch.to_string(), config.init(&device), config)
+            (arch.to_string(), config.clone(), config.init(&device))
         }
     };
     let [h, w] = config.img_size;
     let input = Tensor::<4>::random(
-        [1, config.in_chans, h, w],
+        [batch, config.in_chans, h, w],
         Distribution::Normal(0.0, 1.0),
         &device,
     );
@@ -58,12 +59,12 @@ pub fn bench(raw: &[String]) -> Result<ExitCode, String> {
     if args.flag("json") {
         println!(
             "{}",
-            json!({"model": name, "backend": kind.name(), "runs": runs, "median_ms": median, "p90_ms": p90,
+            json!({"model": name, "backend": kind.name(), "batch": batch, "runs": runs, "median_ms": median, "p90_ms": p90,
                    "min_ms": times[0], "threads": threads})
         );
     } else {
         println!(
-            "{name} on {} (batch 1, {runs} runs after {warmup} warm-up, {threads} threads): median {median:.2} ms, p90 {p90:.2} ms, min {:.2} ms",
+            "{name} on {} (batch {batch}, {runs} runs after {warmup} warm-up, {threads} threads): median {median:.2} ms, p90 {p90:.2} ms, min {:.2} ms",
             kind.name(),
             times[0]
         );

@@ -82,16 +82,19 @@ pub fn classify(raw: &[String]) -> Result<ExitCode, String> {
     let top = args.number("top", 5)?;
     let (_, device) = pick_backend(&args)?;
     let (_, checkpoint) = load_model(&args)?;
-    let classifier = Classifier::new(&checkpoint, device);
+    let (weights_key, weights_keys) = (
+        checkpoint.weights_key.clone(),
+        checkpoint.weights_keys.clone(),
+    );
+    let classifier = Classifier::new(checkpoint, device);
     let c = &classifier.config;
     for note in &classifier.notes {
         eprintln!("note: {note}");
     }
-    if let Some(key) = &checkpoint.weights_key
-        && checkpoint.weights_keys.len() > 1
+    if let Some(key) = &weights_key
+        && weights_keys.len() > 1
     {
-        let others: Vec<&str> = checkpoint
-            .weights_keys
+        let others: Vec<&str> = weights_keys
             .iter()
             .filter(|k| *k != key)
             .map(String::as_str)

@@ -23,13 +23,14 @@ usage:
   vitrine classify IMAGE... [--model PATH] [--top K] [--json] [--overlay OUT.png]
                    [--layer L] [--head H|mean|rollout] [--colormap NAME] [--image-size N|HxW]
                    [--backend cpu|wgpu] [--checkpoint-key KEY]
-  vitrine bench [--backend cpu|wgpu] [--arch NAME | --model PATH] [--runs N] [--warmup N] [--json]
+  vitrine bench [--backend cpu|wgpu] [--arch NAME | --model PATH] [--batch N] [--runs N] [--warmup N] [--json]
   vitrine train [--data DIR] [--out DIR] [--epochs N] [--batch N] [--threads N]
                 [--teacher-epochs N] [--weight-decay X] [--label-smoothing X]
                 [--distill-weight X] [--embed-dim N] [--depth N] [--heads N] [--mlp-ratio N]
   vitrine walkthrough IMAGE [--model PATH] [--layer L] [--head H] [--patches I,J,...]
                       [--image-size N|HxW] [--checkpoint-key KEY]
   vitrine export [--run DIR] [--epoch N] [--out DIR]
+  vitrine export --arch NAME [--out DIR]
   vitrine eval [--model PATH] [--data DIR] [--limit N] [--confusion OUT.svg] [--dataset-pixels]
                [--backend cpu|wgpu]
 
@@ -43,6 +44,8 @@ default: state_dict, model, teacher, … whichever it has).
 heads (default) or `rollout` (attention rollout over all layers); --colormap is
 viridis (default), magma, inferno, cividis or gray. --image-size runs the model at
 another input size, its position embeddings interpolated as timm or transformers do.
+export --arch writes a timm architecture (vit_small_patch16_224, …) with random
+weights, a stand-in of a real checkpoint's size for trying big models offline.
 
 exit status:
   0  success (classify: every image classified)

@@ -93,7 +93,10 @@ pub fn train(raw: &[String]) -> Result<ExitCode, String> {
 }
 
 pub fn export(raw: &[String]) -> Result<ExitCode, String> {
-    let args = Args::parse(raw, &[], &["run", "epoch", "out"])?;
+    let args = Args::parse(raw, &[], &["run", "epoch", "out", "arch"])?;
+    if let Some(arch) = args.value("arch") {
+        return export_random(arch, args.value("out"));
+    }
     let run = args
         .value("run")
         .map(PathBuf::from)
@@ -116,6 +119,28 @@ pub fn export(raw: &[String]) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A timm architecture with random weights (timm's initialisation scale),
+/// written as a timm-layout folder: a stand-in of a real checkpoint's size
+/// for benchmarks and tests, with no download.
+fn export_random(arch: &str, out: Option<&str>) -> Result<ExitCode, String> {
+    let config =
+        vitrine::VitConfig::preset(arch).ok_or_else(|| format!("unknown architecture `{arch}`"))?;
+    let dest = PathBuf::from(out.unwrap_or(arch));
+    let model = config.init(&burn::tensor::Device::flex());
+    let preprocess =
+        vitrine::preprocess::PreprocessConfig::timm_default(config.in_chans, config.img_size);
+    let labels: Vec<String> = (0..config.num_classes)
+        .map(|i| format!("class {i}"))
+        .collect();
+    vitrine::train::write_timm_dir(&model, &config, &preprocess, &labels, &dest)?;
+    eprintln!(
+        "{arch} with random weights ({:.1} M parameters, f16) written to {}",
+        burn::module::Module::num_params(&model) as f64 / 1e6,
+        dest.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn eval(raw: &[String]) -> Result<ExitCode, String> {
     let args = Args::parse(
         raw,
@@ -124,7 +149,7 @@ pub fn eval(raw: &[String]) -> Result<ExitCode, String> {
     )?;
     let (_, device) = pick_backend(&args)?;
     let (name, ck) = load_model(&args)?;
-    let mut classifier = Classifier::new(&ck, device);
+    let mut classifier = Classifier::new(ck, device);
     if args.flag("dataset-pixels") {
         // Feed the images as training saw them: no photo steps (invert, fit).
         classifier.preprocess.photo = Default::default();

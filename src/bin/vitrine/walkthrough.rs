@@ -26,7 +26,7 @@ pub fn walkthrough(raw: &[String]) -> Result<ExitCode, String> {
     };
     let (_, device) = pick_backend(&args)?;
     let (_, checkpoint) = load_model(&args)?;
-    let classifier = Classifier::new(&checkpoint, device);
+    let classifier = Classifier::new(checkpoint, device);
     let c = &classifier.config;
     let layer = args.number("layer", c.depth - 1)?;
     let head = args.number("head", 0)?;
