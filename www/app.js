@@ -123,19 +123,29 @@ function loadProgress(name, seq) {
   const start = performance.now();
   shownLoad = seq;
   const stages = [];
+  let text = '';
+  const mine = () => seq === shownLoad;
+  // A stage can last seconds with no new report (a big model's warm-up):
+  // the words appear half a second in, whenever the last report came.
+  const show = () => { if (mine() && performance.now() - start >= SHOW_AFTER_MS) $('load-status').textContent = text; };
+  const timer = setTimeout(show, SHOW_AFTER_MS);
   document.body.dataset.loadStages = '';
+  delete document.body.dataset.loadMs;
   const report = (stage, done, total) => {
-    if (seq !== shownLoad) return;
-    const { value, text } = describeProgress(stage, done, total, { name, gpu: backend === 'webgpu' });
-    $('progress').value = Math.min(value, 0.999); // 1 hides the bar: that is end()'s
-    if (performance.now() - start >= SHOW_AFTER_MS) $('load-status').textContent = text;
+    if (!mine()) return;
+    const now = describeProgress(stage, done, total, { name, gpu: backend === 'webgpu' });
+    $('progress').value = Math.min(now.value, 0.999); // 1 hides the bar: that is end()'s
+    text = now.text;
+    show();
     if (!stages.includes(stage)) stages.push(stage);
     document.body.dataset.loadStages = stages.join(' '); // for tests and the curious
   };
   const end = () => {
-    if (seq !== shownLoad) return;
+    clearTimeout(timer);
+    if (!mine()) return;
     $('progress').value = 1;
     $('load-status').textContent = '';
+    document.body.dataset.loadMs = String(Math.round(performance.now() - start));
   };
   return { report, end };
 }

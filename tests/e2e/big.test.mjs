@@ -28,15 +28,16 @@ test('ViT-S/16 dropped on the page: the load says each stage, the answer agrees 
     new MutationObserver(() => window.statusSeen.push(document.getElementById('load-status').textContent))
       .observe(document.getElementById('load-status'), { childList: true, characterData: true, subtree: true });
   });
-  const t0 = Date.now();
   await page.setInputFiles('#file', ['model.safetensors', 'config.json'].map((f) => path.join(model, f)));
   await page.waitForFunction(() => document.body.dataset.model === 'model.safetensors', null, { timeout: 300_000 });
-  const loadMs = Date.now() - t0;
+  await page.waitForFunction(() => document.body.dataset.loadMs !== undefined);
+  const loadMs = Number(await page.evaluate(() => document.body.dataset.loadMs)); // as the page timed it
   const stages = await page.evaluate(() => document.body.dataset.loadStages);
   assert.equal(stages, 'reading converting building warm-up', 'every stage reported, in order');
   const seen = (await page.evaluate(() => window.statusSeen)).filter(Boolean);
   console.log(`ViT-S/16 loaded in ${loadMs} ms; the status said: ${[...new Set(seen.map((t) => t.split(':')[0]))].join(' | ')}`);
-  if (loadMs > 3 * SHOW_AFTER_MS) {
+  // Past half a second the status line says what is happening (a margin for the timer).
+  if (loadMs > SHOW_AFTER_MS + 250) {
     assert.ok(seen.some((t) => /^(Reading model\.safetensors|Converting the weights to float32): [\d.]+ \/ 44 MB$|^Laying out the weights: [\d.]+ \/ 22 M weights$|^Warming up/.test(t)),
       `a ${loadMs} ms load said what it was doing: ${JSON.stringify(seen)}`);
   }
