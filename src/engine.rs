@@ -150,9 +150,7 @@ impl Classifier {
         device: &Device,
     ) -> Self {
         Self {
-            labels: (0..config.num_classes)
-                .map(|i| format!("class {i}"))
-                .collect(),
+            labels: crate::checkpoint::default_labels(config.num_classes),
             config,
             preprocess,
             notes: Vec::new(),

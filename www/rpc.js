@@ -23,7 +23,6 @@ export function connect(backend, simd) {
       const p = pending.get(data.id);
       if (!p) return;
       if (data.type === 'progress') return p.onProgress?.(data); // more is to come
-
       pending.delete(data.id);
       if (data.type === 'error') p.reject(Object.assign(new Error(data.message), { fatal: data.fatal }));
       else p.resolve(data);

@@ -241,7 +241,7 @@ pub(super) fn infer_config(
 }
 
 /// `class 0`, `class 1`, …: the labels of a checkpoint that names none.
-pub(super) fn default_labels(n: usize) -> Vec<String> {
+pub fn default_labels(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("class {i}")).collect()
 }
 

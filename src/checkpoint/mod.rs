@@ -27,8 +27,8 @@ use std::path::Path;
 
 use burn::tensor::Device;
 
-pub use config::timm_config_json;
-use config::{default_labels, hf_config, hf_preprocess, infer_config, parse_json, timm_config};
+pub use config::{default_labels, timm_config_json};
+use config::{hf_config, hf_preprocess, infer_config, parse_json, timm_config};
 pub use error::{CheckpointError, MemoryLimits};
 pub use names::HfFamily;
 pub use names::{HF_TO_TIMM, Layout};
@@ -540,17 +540,46 @@ mod tests {
     use super::*;
     use burn::tensor::Tensor;
 
-    #[test]
-    fn export_round_trips_through_the_loader() {
-        let device = Device::flex();
+    /// A small random model and its timm files: weights (f16 or f32) and config.json.
+    struct Exported {
+        cfg: VitConfig,
+        model: VisionTransformer,
+        pre: PreprocessConfig,
+        labels: Vec<String>,
+        bytes: Vec<u8>,
+        json: Vec<u8>,
+    }
+
+    fn exported(device: &Device, f16: bool) -> Exported {
         let cfg = VitConfig::new([16, 24], 8, 32, 2, 2, 48)
             .with_in_chans(1)
             .with_num_classes(3);
-        let model = cfg.init(&device);
+        let model = cfg.init(device);
         let pre = PreprocessConfig::timm_default(1, cfg.img_size);
         let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
-        let bytes = crate::safetensors::serialize(&timm_tensors(&model), false);
+        let bytes = crate::safetensors::serialize(&timm_tensors(&model), f16);
         let json = serde_json::to_vec(&timm_config_json(&cfg, &pre, &labels)).unwrap();
+        Exported {
+            cfg,
+            model,
+            pre,
+            labels,
+            bytes,
+            json,
+        }
+    }
+
+    #[test]
+    fn export_round_trips_through_the_loader() {
+        let device = Device::flex();
+        let Exported {
+            cfg,
+            model,
+            pre,
+            labels,
+            bytes,
+            json,
+        } = exported(&device, false);
         let ck = Checkpoint::from_bytes(&bytes, Some(&json), None).unwrap();
         assert_eq!(ck.config, cfg);
         assert_eq!((ck.preprocess.clone(), ck.labels.clone()), (pre, labels));
@@ -568,15 +597,10 @@ mod tests {
     #[test]
     fn a_load_reports_each_stage_to_its_end() {
         let device = Device::flex();
-        let cfg = VitConfig::new([16, 24], 8, 32, 2, 2, 48)
-            .with_in_chans(1)
-            .with_num_classes(3);
-        let model = cfg.init(&device);
-        let pre = PreprocessConfig::timm_default(1, cfg.img_size);
-        let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
         // f16 in the file: two bytes a weight to convert.
-        let bytes = crate::safetensors::serialize(&timm_tensors(&model), true);
-        let json = serde_json::to_vec(&timm_config_json(&cfg, &pre, &labels)).unwrap();
+        let Exported {
+            model, bytes, json, ..
+        } = exported(&device, true);
         let seen = std::cell::RefCell::new(Vec::new());
         let report = |stage, done, total| seen.borrow_mut().push((stage, done, total));
         let file = WeightsFile {

@@ -129,9 +129,7 @@ fn export_random(arch: &str, out: Option<&str>) -> Result<ExitCode, String> {
     let model = config.init(&burn::tensor::Device::flex());
     let preprocess =
         vitrine::preprocess::PreprocessConfig::timm_default(config.in_chans, config.img_size);
-    let labels: Vec<String> = (0..config.num_classes)
-        .map(|i| format!("class {i}"))
-        .collect();
+    let labels = vitrine::checkpoint::default_labels(config.num_classes);
     vitrine::train::write_timm_dir(&model, &config, &preprocess, &labels, &dest)?;
     eprintln!(
         "{arch} with random weights ({:.1} M parameters, f16) written to {}",
