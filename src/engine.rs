@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::backend::now_ms;
 use crate::checkpoint::{Checkpoint, Progress};
+use crate::explain::relevance::{self, RelevanceMaps};
 use crate::explain::{AttentionMaps, AttentionTrace, MapQueries, head_mean};
 use crate::model::{VisionTransformer, VitConfig};
 use crate::preprocess::{Prepared, PreprocessConfig, PreprocessError, prepare};
@@ -40,6 +41,12 @@ pub enum ClassifyError {
         infinite: usize,
         len: usize,
     },
+    /// Relevance to a class was asked of a model without a classifier.
+    NoClassifier,
+    /// Relevance to a class the model does not have.
+    NoSuchClass { class: usize, classes: usize },
+    /// A discard ratio outside [0, 1).
+    DiscardRatio(f64),
 }
 
 impl std::fmt::Display for ClassifyError {
@@ -57,6 +64,20 @@ impl std::fmt::Display for ClassifyError {
                  {nan} are NaN and {infinite} infinite (the checkpoint's weights overflow \
                  float32 somewhere in the forward pass; it is damaged or not meant for this \
                  architecture)"
+            ),
+            Self::NoClassifier => f.write_str(
+                "this model has no classifier (it is a backbone), so there is no class score to \
+                 explain; its attention maps still show where it looks",
+            ),
+            Self::NoSuchClass { class, classes } => write!(
+                f,
+                "there is no class {class}: this model has {classes} classes, 0 to {}",
+                classes.saturating_sub(1)
+            ),
+            Self::DiscardRatio(r) => write!(
+                f,
+                "the discard ratio must be at least 0 and below 1 (the share of each layer's \
+                 weighted attention set to zero), got {r}"
             ),
         }
     }
@@ -115,6 +136,18 @@ pub struct Prediction {
     /// The rectangle [x0, y0, x1, y1] of the image that the input shows, in
     /// image pixels (the whole model input when classifying a ready input).
     pub view_box: [f64; 4],
+    pub timings: Timings,
+}
+
+/// One image's relevance maps for one class, with the logits they came with.
+#[derive(Clone, Debug)]
+pub struct Relevance {
+    pub maps: RelevanceMaps,
+    /// [classes]
+    pub logits: Vec<f32>,
+    pub probabilities: Vec<f32>,
+    /// `forward` covers the forward and backward passes; `readback` the
+    /// read-back and the host's part of the maps.
     pub timings: Timings,
 }
 
@@ -325,6 +358,100 @@ impl Classifier {
                 readback: t2 - t1,
             },
         })
+    }
+
+    /// Class-specific relevance maps of a preprocessed input ([C, H, W]):
+    /// gradient-weighted rollout, Chefer et al.'s relevance and each head's
+    /// gradient-weighted attention, for `class` (the most probable one when
+    /// `None`); see [`crate::explain::relevance`]. The forward pass is run
+    /// again, with autodiff, and backpropagated once; only the maps and,
+    /// per layer, one [T, T] matrix are read back.
+    ///
+    /// Panics if `input` has the wrong length (as [`Classifier::classify_input`]).
+    pub async fn relevance_input(
+        &self,
+        input: &[f32],
+        class: Option<usize>,
+        discard_ratio: f64,
+    ) -> Result<Relevance, ClassifyError> {
+        let c = &self.config;
+        if !c.has_head() {
+            return Err(ClassifyError::NoClassifier);
+        }
+        if let Some(class) = class.filter(|&k| k >= c.num_classes) {
+            return Err(ClassifyError::NoSuchClass {
+                class,
+                classes: c.num_classes,
+            });
+        }
+        if !(0.0..1.0).contains(&discard_ratio) {
+            return Err(ClassifyError::DiscardRatio(discard_ratio));
+        }
+        let [h, w] = c.img_size;
+        assert_eq!(input.len(), c.in_chans * h * w, "input length");
+        let t0 = now_ms();
+        let x = Tensor::<4>::from_data(
+            TensorData::new(input.to_vec(), [1, c.in_chans, h, w]),
+            &self.device,
+        );
+        let probed = relevance::probe(&self.model, x);
+        let logits_now = probed.logits.clone().inner().reshape([-1]);
+        let read = |t: Tensor<1>| async move {
+            t.into_data_async()
+                .await
+                .expect("read-back of relevance maps")
+                .try_into_vec::<f32>()
+                .expect("f32 outputs")
+        };
+        let (class, logits) = match class {
+            Some(k) => (k, None),
+            None => {
+                let logits = read(logits_now.clone()).await;
+                finite("logits", &logits)?;
+                (top_k(&logits, 1)[0].0, Some(logits))
+            }
+        };
+        let tensors = probed.backward(class);
+        let flat = match logits {
+            Some(_) => tensors.flat.clone(),
+            None => Tensor::cat(vec![logits_now, tensors.flat.clone()], 0),
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        let _ = self.device.sync();
+        let t1 = now_ms();
+        let data = read(flat).await;
+        let (logits, data) = match logits {
+            Some(logits) => (logits, &data[..]),
+            None => {
+                let (logits, rest) = data.split_at(c.num_classes);
+                (logits.to_vec(), rest)
+            }
+        };
+        finite("logits", &logits)?;
+        finite("relevance", data)?;
+        let maps = tensors.finish(data, class, c.grid(), discard_ratio);
+        let t2 = now_ms();
+        Ok(Relevance {
+            probabilities: softmax(&logits),
+            logits,
+            maps,
+            timings: Timings {
+                preprocess: 0.0,
+                forward: t1 - t0,
+                readback: t2 - t1,
+            },
+        })
+    }
+
+    /// Native convenience: [`Classifier::relevance_input`] run to completion.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn relevance_input_blocking(
+        &self,
+        input: &[f32],
+        class: Option<usize>,
+        discard_ratio: f64,
+    ) -> Result<Relevance, ClassifyError> {
+        pollster::block_on(self.relevance_input(input, class, discard_ratio))
     }
 
     /// Logits of many preprocessed inputs ([C, H, W] each, concatenated), in

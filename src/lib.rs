@@ -35,6 +35,6 @@ pub mod walkthrough;
 pub mod web;
 
 pub use checkpoint::{Checkpoint, CheckpointError, HfFamily, Layout, MemoryLimits};
-pub use engine::{Classifier, ClassifyError, Prediction, Timings, Viewer};
+pub use engine::{Classifier, ClassifyError, Prediction, Relevance, Timings, Viewer};
 pub use model::{Pool, VisionTransformer, VitConfig};
 pub use preprocess::PreprocessConfig;

@@ -65,6 +65,15 @@ impl Attention {
 
     /// [B, T, D] → context [B, T, D] and weights [B, heads, T, T].
     pub fn forward(&self, x: Tensor<3>) -> AttentionOutput {
+        self.forward_probed(x, None)
+    }
+
+    /// [`Attention::forward`] with `probe` ([B, heads, T, T], zeros that
+    /// require a gradient) added to the weights before they mix the values:
+    /// the value is unchanged, and the probe's gradient is the gradient
+    /// with respect to the attention weights (what relevance maps need;
+    /// see [`crate::explain::relevance`]).
+    pub fn forward_probed(&self, x: Tensor<3>, probe: Option<Tensor<4>>) -> AttentionOutput {
         let [b, t, d] = x.dims();
         let h = self.num_heads;
         let hd = d / h;
@@ -85,7 +94,11 @@ impl Attention {
         let scale = (hd as f64).powf(-0.5);
         let scores = crate::ops::matmul(q.mul_scalar(scale), k.swap_dims(2, 3)); // [B, H, T, T]
         let weights = crate::ops::softmax_last(scores);
-        let context = crate::ops::matmul(weights.clone(), v) // [B, H, T, hd]
+        let mixing = match probe {
+            Some(probe) => weights.clone() + probe,
+            None => weights.clone(),
+        };
+        let context = crate::ops::matmul(mixing, v) // [B, H, T, hd]
             .swap_dims(1, 2) // [B, T, H, hd]
             .reshape([b, t, d]);
         AttentionOutput {

@@ -69,12 +69,18 @@ impl Block {
 
     /// [B, T, D] → [B, T, D], with every value on the way.
     pub fn forward(&self, x: Tensor<3>) -> BlockSteps {
+        self.forward_probed(x, None)
+    }
+
+    /// [`Block::forward`] with a probe on the attention weights (see
+    /// [`Attention::forward_probed`]).
+    pub fn forward_probed(&self, x: Tensor<3>, probe: Option<Tensor<4>>) -> BlockSteps {
         let scaled = |ls: &Option<LayerScale>, x: Tensor<3>| match ls {
             Some(ls) => ls.forward(x),
             None => x,
         };
         let normed = self.norm1.forward(x.clone());
-        let attention = self.attn.forward(normed.clone());
+        let attention = self.attn.forward_probed(normed.clone(), probe);
         let after_attention = x + scaled(&self.ls1, attention.context.clone());
         let normed2 = self.norm2.forward(after_attention.clone());
         let mlp = scaled(&self.ls2, self.mlp.forward(normed2.clone()));

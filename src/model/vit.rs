@@ -134,10 +134,21 @@ impl VisionTransformer {
     /// The L blocks and the final norm: tokens [B, T, D] → [B, T, D].
     /// `look(i, steps)` sees block i's values as it passes (the attention
     /// maps and the walk-through read them there); it may keep clones.
-    pub fn encode(&self, tokens: Tensor<3>, mut look: impl FnMut(usize, &BlockSteps)) -> Tensor<3> {
+    pub fn encode(&self, tokens: Tensor<3>, look: impl FnMut(usize, &BlockSteps)) -> Tensor<3> {
+        self.encode_probed(tokens, |_| None, look)
+    }
+
+    /// [`VisionTransformer::encode`] with `probe(i)` added to block i's
+    /// attention weights (see [`super::attention::Attention::forward_probed`]).
+    pub fn encode_probed(
+        &self,
+        tokens: Tensor<3>,
+        mut probe: impl FnMut(usize) -> Option<Tensor<4>>,
+        mut look: impl FnMut(usize, &BlockSteps),
+    ) -> Tensor<3> {
         let mut x = tokens;
         for (i, block) in self.blocks.iter().enumerate() {
-            let steps = block.forward(x);
+            let steps = block.forward_probed(x, probe(i));
             look(i, &steps);
             x = steps.output;
         }

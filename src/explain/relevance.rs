@@ -1,0 +1,399 @@
+//! Why this class: maps over the patches that follow the gradient of one
+//! class's score, where attention maps only say where the heads look.
+//!
+//! Both methods weigh each layer's attention A ([heads, T, T]) by its
+//! gradient ∇A = ∂ logit_k / ∂A:
+//!
+//! - **Gradient-weighted rollout** as jacobgil/vit-explain's `grad_rollout`
+//!   computes it: per layer, the mean over heads of ∇A ⊙ A, its negative
+//!   values set to 0, the lowest `discard_ratio` of its T² entries set to 0,
+//!   then (· + I) / 2 with rows renormalised, multiplied over the layers.
+//!   (vit-explain divides by `a.sum(dim=-1)` without `keepdim`, which
+//!   broadcasts row j's sum over column j; vitrine renormalises the rows,
+//!   as the method describes and as its attention rollout does.)
+//! - **Chefer, Gur & Wolf 2021**, "Generic Attention-model Explainability":
+//!   R = I; per block, Ā = mean over heads of (∇A ⊙ A)⁺ (the positive part
+//!   first, then the mean), R ← R + Ā·R.
+//!
+//! The map of either is the row of the class token over the patches (for a
+//! model without one, the mean of the patches' rows, as the attention maps
+//! do; [`MapQueries`]). Per head, (∇A ⊙ A)⁺'s map row shows what each head
+//! contributed to the class.
+//!
+//! The gradient comes from Burn's autodiff without touching the weights: a
+//! zero tensor that requires a gradient is added to each layer's attention
+//! weights ([`crate::model::Attention::forward_probed`]), so its gradient
+//! is ∇A, and everything before the first probe, and every weight, stays a
+//! constant (no weight gradients are computed). Both maps are carried as one
+//! row from the last layer down (R's row k is e_k·(I + Ā_L)⋯(I + Ā_1)), so
+//! the device does the products and only vectors and, for the discard step
+//! of grad-rollout, each layer's [T, T] head mean come back.
+
+use burn::tensor::{Tensor, TensorData};
+
+use super::trace::MapQueries;
+use crate::model::VisionTransformer;
+
+/// vit-explain's default share of each layer's fused attention that
+/// gradient-weighted rollout discards.
+pub const DISCARD_RATIO: f64 = 0.9;
+
+/// The two class-specific maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Explanation {
+    /// Gradient-weighted attention rollout (vit-explain).
+    GradRollout,
+    /// Chefer, Gur & Wolf 2021.
+    Chefer,
+}
+
+impl Explanation {
+    /// `grad-rollout` or `chefer`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "grad-rollout" => Some(Self::GradRollout),
+            "chefer" => Some(Self::Chefer),
+            _ => None,
+        }
+    }
+
+    /// The name the CLI and the page use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::GradRollout => "grad-rollout",
+            Self::Chefer => "chefer",
+        }
+    }
+}
+
+/// One class's relevance maps, on the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RelevanceMaps {
+    /// The class they explain.
+    pub class: usize,
+    pub layers: usize,
+    pub heads: usize,
+    /// Patch grid [rows, cols].
+    pub grid: [usize; 2],
+    /// Gradient-weighted rollout over the patches, [N].
+    pub grad_rollout: Vec<f32>,
+    /// Chefer et al.'s relevance over the patches, [N].
+    pub chefer: Vec<f32>,
+    /// (∇A ⊙ A)⁺'s map row of every head of every layer, [L, H, N].
+    pub heads_map: Vec<f32>,
+}
+
+impl RelevanceMaps {
+    /// The map of `which`, [N].
+    pub fn map(&self, which: Explanation) -> &[f32] {
+        match which {
+            Explanation::GradRollout => &self.grad_rollout,
+            Explanation::Chefer => &self.chefer,
+        }
+    }
+
+    /// One head's (∇A ⊙ A)⁺ map, [N].
+    pub fn head(&self, layer: usize, head: usize) -> &[f32] {
+        let n = self.grid[0] * self.grid[1];
+        let start = (layer * self.heads + head) * n;
+        &self.heads_map[start..start + n]
+    }
+}
+
+/// The forward pass with a probe on every layer's attention: the logits
+/// (still in the autodiff graph), and each layer's probe and weights.
+pub struct Probed {
+    /// [1, classes], tracked.
+    pub logits: Tensor<2>,
+    probes: Vec<Tensor<4>>,
+    /// The attention weights' values, [1, heads, T, T] each.
+    weights: Vec<Tensor<4>>,
+    queries: MapQueries,
+}
+
+/// Runs `model` on `images` ([1, C, H, W], on the model's device, no
+/// autodiff) with probes that record the attention's gradient.
+pub fn probe(model: &VisionTransformer, images: Tensor<4>) -> Probed {
+    let device = images.device();
+    let autodiff = device.clone().autodiff();
+    let tokens = model.embed(images);
+    let [b, t, _] = tokens.dims();
+    assert_eq!(b, 1, "relevance maps are computed one image at a time");
+    let h = model.num_heads();
+    let probes: Vec<Tensor<4>> = (0..model.depth())
+        .map(|_| Tensor::<4>::zeros([1, h, t, t], &autodiff).require_grad())
+        .collect();
+    let mut weights = Vec::with_capacity(probes.len());
+    let tokens = model.encode_probed(
+        tokens,
+        |i| Some(probes[i].clone()),
+        |_, steps| weights.push(steps.attention.weights.clone().inner()),
+    );
+    Probed {
+        logits: model.forward_head(tokens),
+        probes,
+        weights,
+        queries: MapQueries::of(model),
+    }
+}
+
+/// What [`Probed::backward`] leaves on the device, flattened for one
+/// read-back: the heads' maps [L·H·N], Chefer's map [N], then each layer's
+/// head mean of ∇A ⊙ A with its negative part set to 0 [L·T·T].
+pub struct RelevanceTensors {
+    pub flat: Tensor<1>,
+    layers: usize,
+    heads: usize,
+    tokens: usize,
+    queries: MapQueries,
+}
+
+impl Probed {
+    /// Backpropagates logit `class` to every layer's attention and forms
+    /// the maps' device parts (the probes' graph is consumed).
+    pub fn backward(self, class: usize) -> RelevanceTensors {
+        let [_, classes] = self.logits.dims();
+        assert!(class < classes, "class out of range");
+        let score = self.logits.slice([0..1, class..class + 1]).sum();
+        let mut grads = score.backward();
+        let [_, h, t, _] = self.weights[0].dims();
+        let layers = self.weights.len();
+        let q = self.queries;
+        let n = t - q.prefix;
+        let mut head_rows = Vec::with_capacity(layers);
+        let mut chefer_means = Vec::with_capacity(layers);
+        let mut fused = Vec::with_capacity(layers);
+        for (probe, weights) in self.probes.iter().zip(self.weights) {
+            // A probe the class's logit does not reach has no gradient: zero.
+            let gradient = probe
+                .grad_remove(&mut grads)
+                .unwrap_or_else(|| Tensor::zeros([1, h, t, t], &weights.device()));
+            let weighted = gradient * weights; // ∇A ⊙ A, [1, H, T, T]
+            let positive = weighted.clone().clamp_min(0.0);
+            head_rows.push(q.rows(positive.clone()).reshape([h * n]));
+            chefer_means.push(positive.mean_dim(1).reshape([1, t, t]));
+            fused.push(weighted.mean_dim(1).clamp_min(0.0).reshape([t * t]));
+        }
+        let chefer = carry_row(chefer_means, q, |r, a| r.clone() + crate::ops::matmul(r, a));
+        let mut parts = head_rows;
+        parts.push(chefer.reshape([n]));
+        parts.extend(fused);
+        RelevanceTensors {
+            flat: Tensor::cat(parts, 0),
+            layers,
+            heads: h,
+            tokens: t,
+            queries: q,
+        }
+    }
+}
+
+/// The map row of the product M_L ⋯ M_1 over the patches, [1, N], where
+/// `step(r, m_i)` is r·M_i for per-layer matrices `ms` [1, T, T], carried
+/// as one row from the last layer down.
+fn carry_row(
+    ms: Vec<Tensor<3>>,
+    q: MapQueries,
+    step: impl Fn(Tensor<3>, Tensor<3>) -> Tensor<3>,
+) -> Tensor<2> {
+    let [_, t, _] = ms[0].dims();
+    let device = ms[0].device();
+    let start = TensorData::new(start_row(t, q), [1, 1, t]);
+    let mut r = Tensor::<3>::from_data(start, &device);
+    for m in ms.into_iter().rev() {
+        r = step(r, m);
+    }
+    r.slice([0..1, 0..1, q.prefix..t])
+        .reshape([1, t - q.prefix])
+}
+
+/// e₀ (the class token's row), or the mean of the patches' rows.
+fn start_row(t: usize, q: MapQueries) -> Vec<f32> {
+    (0..t)
+        .map(|j| match (q.class_token, j) {
+            (true, 0) => 1.0,
+            (false, j) if j >= q.prefix => 1.0 / (t - q.prefix) as f32,
+            _ => 0.0,
+        })
+        .collect()
+}
+
+impl RelevanceTensors {
+    /// The host's half, from the read-back of [`RelevanceTensors::flat`]:
+    /// the heads' maps, Chefer's map, and gradient-weighted rollout with
+    /// its discard step (a per-layer selection, done here in float64).
+    pub fn finish(
+        &self,
+        data: &[f32],
+        class: usize,
+        grid: [usize; 2],
+        discard_ratio: f64,
+    ) -> RelevanceMaps {
+        let (l, h, t) = (self.layers, self.heads, self.tokens);
+        let n = t - self.queries.prefix;
+        assert_eq!(data.len(), l * h * n + n + l * t * t, "read-back length");
+        let (heads_map, rest) = data.split_at(l * h * n);
+        let (chefer, fused) = rest.split_at(n);
+        RelevanceMaps {
+            class,
+            layers: l,
+            heads: h,
+            grid,
+            grad_rollout: grad_rollout(fused, t, self.queries, discard_ratio),
+            chefer: chefer.to_vec(),
+            heads_map: heads_map.to_vec(),
+        }
+    }
+}
+
+/// Gradient-weighted rollout from each layer's fused attention
+/// (`fused`: [L, T, T], the head mean of ∇A ⊙ A with negatives set to 0),
+/// over the patches: [N].
+pub fn grad_rollout(fused: &[f32], t: usize, q: MapQueries, discard_ratio: f64) -> Vec<f32> {
+    assert!(
+        (0.0..1.0).contains(&discard_ratio),
+        "discard ratio in [0, 1)"
+    );
+    let tt = t * t;
+    // vit-explain: int(T² · ratio) entries, the smallest, set to 0.
+    let discard = (tt as f64 * discard_ratio) as usize;
+    let mut r: Vec<f64> = start_row(t, q).into_iter().map(f64::from).collect();
+    let mut order: Vec<usize> = (0..tt).collect();
+    for layer in fused.chunks_exact(tt).rev() {
+        let mut a: Vec<f64> = layer.iter().map(|&v| f64::from(v)).collect();
+        if discard > 0 {
+            order.iter_mut().enumerate().for_each(|(i, slot)| *slot = i);
+            order.select_nth_unstable_by(discard - 1, |&i, &j| {
+                a[i].total_cmp(&a[j]).then(i.cmp(&j))
+            });
+            for &i in &order[..discard] {
+                a[i] = 0.0;
+            }
+        }
+        // (A + I) / 2, rows renormalised; then r ← r · that.
+        let mut next = vec![0.0f64; t];
+        for (i, row) in a.chunks_exact_mut(t).enumerate() {
+            row[i] += 1.0;
+            let sum: f64 = row.iter().sum();
+            let ri = r[i] / sum;
+            if ri != 0.0 {
+                for (acc, &v) in next.iter_mut().zip(row.iter()) {
+                    *acc += ri * v;
+                }
+            }
+        }
+        r = next;
+    }
+    r[q.prefix..].iter().map(|&v| v as f32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLS: MapQueries = MapQueries {
+        prefix: 1,
+        class_token: true,
+    };
+
+    /// The direct definition: the full product of the per-layer matrices,
+    /// from the first layer up, then the class token's row.
+    fn grad_rollout_by_matrices(fused: &[f32], t: usize, ratio: f64) -> Vec<f32> {
+        let mut result: Vec<f64> = (0..t * t)
+            .map(|i| if i / t == i % t { 1.0 } else { 0.0 })
+            .collect();
+        for layer in fused.chunks_exact(t * t) {
+            let mut a: Vec<f64> = layer.iter().map(|&v| f64::from(v)).collect();
+            let mut sorted: Vec<(f64, usize)> = a.iter().copied().zip(0..).collect();
+            sorted.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+            let discard = ((t * t) as f64 * ratio) as usize;
+            for &(_, i) in &sorted[..discard] {
+                a[i] = 0.0;
+            }
+            for i in 0..t {
+                a[i * t + i] += 1.0;
+                let s: f64 = a[i * t..(i + 1) * t].iter().sum();
+                a[i * t..(i + 1) * t].iter_mut().for_each(|v| *v /= s);
+            }
+            let mut next = vec![0.0; t * t];
+            for i in 0..t {
+                for k in 0..t {
+                    for j in 0..t {
+                        next[i * t + j] += a[i * t + k] * result[k * t + j];
+                    }
+                }
+            }
+            result = next;
+        }
+        result[1..t].iter().map(|&v| v as f32).collect()
+    }
+
+    #[test]
+    fn grad_rollout_carried_as_a_row_is_the_matrix_product() {
+        let t = 7;
+        let fused: Vec<f32> = (0..3 * t * t)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0 - 0.6).max(0.0))
+            .collect();
+        for ratio in [0.0, 0.5, 0.9] {
+            let got = grad_rollout(&fused, t, CLS, ratio);
+            let want = grad_rollout_by_matrices(&fused, t, ratio);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-6, "ratio {ratio}: {got:?} vs {want:?}");
+            }
+        }
+    }
+
+    /// The probes' gradient is the gradient with respect to the attention
+    /// weights: against central differences of the logit, nudging one
+    /// weight of one head of one layer through the same probe.
+    #[test]
+    fn the_probe_gradient_is_the_attention_gradient() {
+        use crate::model::VitConfig;
+        use burn::tensor::{Device, Distribution};
+        let device = Device::flex();
+        let cfg = VitConfig::new([16, 16], 8, 16, 2, 2, 32).with_num_classes(3);
+        let model = cfg.init(&device);
+        let image = Tensor::<4>::random([1, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+        let class = 1;
+        let probed = probe(&model, image.clone());
+        let [_, h, t, _] = probed.weights[0].dims();
+        let mut grads = probed
+            .logits
+            .clone()
+            .slice([0..1, class..class + 1])
+            .sum()
+            .backward();
+        let gradients: Vec<Vec<f32>> = probed
+            .probes
+            .iter()
+            .map(|p| {
+                p.grad_remove(&mut grads)
+                    .unwrap()
+                    .into_data()
+                    .try_to_vec()
+                    .unwrap()
+            })
+            .collect();
+        let logit = |layer: usize, at: usize, by: f32| -> f64 {
+            let mut bump = vec![0.0f32; h * t * t];
+            bump[at] = by;
+            let bump = Tensor::<4>::from_data(TensorData::new(bump, [1, h, t, t]), &device);
+            let tokens = model.encode_probed(
+                model.embed(image.clone()),
+                |i| (i == layer).then(|| bump.clone()),
+                |_, _| {},
+            );
+            let logits: Vec<f32> = model.forward_head(tokens).into_data().try_to_vec().unwrap();
+            f64::from(logits[class])
+        };
+        let eps = 1e-2;
+        for (layer, at) in [(0, 0), (0, t * t + 3), (1, 5), (1, h * t * t - 1)] {
+            let numeric = (logit(layer, at, eps) - logit(layer, at, -eps)) / (2.0 * f64::from(eps));
+            let analytic = f64::from(gradients[layer][at]);
+            assert!(
+                (numeric - analytic).abs() <= 1e-3 * (1.0 + analytic.abs()),
+                "layer {layer} entry {at}: finite differences {numeric}, autodiff {analytic}"
+            );
+        }
+    }
+}
