@@ -310,3 +310,86 @@ fn other_input_sizes_and_backbones_on_the_command_line() {
         "{out}"
     );
 }
+
+#[test]
+fn explain_gives_both_maps_for_the_class_and_draws_one() {
+    let model = fixtures().join("models/timm_d96");
+    let img = fixtures().join("images/chelsea.png");
+    let (img, model) = (img.to_str().unwrap(), model.to_str().unwrap());
+    let dir = std::env::temp_dir().join(format!("vitrine-explain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["classify", img, "--model", model, "--json"];
+        args.extend(extra);
+        let (code, out, err) = vitrine(&args);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(out.trim()).unwrap()
+    };
+    let top = json(&["--explain", "chefer"]);
+    let r = &top["relevance"];
+    assert_eq!(r["method"], "chefer");
+    assert_eq!(r["class"], 2, "the top class by default");
+    assert_eq!(r["label"], "pullover");
+    assert_eq!(r["discard_ratio"], 0.9);
+    assert_eq!(r["chefer"].as_array().unwrap().len(), 64);
+    assert_eq!(r["grad_rollout"].as_array().unwrap().len(), 64);
+    assert_eq!(r["heads"].as_array().unwrap().len(), 3);
+    assert_eq!(r["heads"][0].as_array().unwrap().len(), 4);
+    assert!(json(&[])["relevance"].is_null(), "no maps unless asked");
+    let other = json(&["--explain", "chefer", "--class", "5"]);
+    assert_eq!(other["relevance"]["class"], 5);
+    assert_ne!(other["relevance"]["chefer"], r["chefer"]);
+
+    // The overlay draws the chosen map, not the attention.
+    let draw = |name: &str, extra: &[&str]| -> Vec<u8> {
+        let out = dir.join(name);
+        let mut args = vec!["classify", img, "--model", model, "--overlay"];
+        args.push(out.to_str().unwrap());
+        args.extend(extra);
+        let (code, _, err) = vitrine(&args);
+        assert_eq!(code, 0, "{err}");
+        image::open(&out).unwrap().to_rgb8().into_raw()
+    };
+    let attention = draw("attention.png", &[]);
+    let chefer = draw("chefer.png", &["--explain", "chefer"]);
+    let rollout = draw(
+        "grad.png",
+        &["--explain", "grad-rollout", "--discard-ratio", "0.5"],
+    );
+    assert_ne!(attention, chefer);
+    assert_ne!(chefer, rollout);
+
+    for (args, says) in [
+        (
+            vec!["--explain", "lime"],
+            "--explain must be `grad-rollout` or `chefer`",
+        ),
+        (vec!["--class", "1"], "--class goes with --explain"),
+        (
+            vec!["--explain", "chefer", "--class", "7"],
+            "--class must be 0..6",
+        ),
+        (
+            vec!["--explain", "chefer", "--discard-ratio", "1"],
+            "--discard-ratio must be",
+        ),
+    ] {
+        let mut all = vec!["classify", img, "--model", model];
+        all.extend(&args);
+        let (code, _, err) = vitrine(&all);
+        assert_eq!(code, 2, "{args:?}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let backbone = fixtures().join("models/timm_dino");
+    let (code, _, err) = vitrine(&[
+        "classify",
+        img,
+        "--model",
+        backbone.to_str().unwrap(),
+        "--explain",
+        "chefer",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("needs a classifier"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -22,6 +22,24 @@ struct ImageJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     features: Option<&'a [f32]>,
     attention: AttentionJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    relevance: Option<RelevanceJson<'a>>,
+    timings_ms: vitrine::Timings,
+}
+
+/// `classify --explain`: both class-specific maps (the overlay draws `method`'s).
+#[derive(serde::Serialize)]
+struct RelevanceJson<'a> {
+    method: &'static str,
+    class: usize,
+    label: &'a str,
+    discard_ratio: f64,
+    /// [N]
+    grad_rollout: &'a [f32],
+    /// [N]
+    chefer: &'a [f32],
+    /// (∇A ⊙ A)⁺ of each head, the class token's row: [L][H][N]
+    heads: Vec<Vec<Vec<f32>>>,
     timings_ms: vitrine::Timings,
 }
 
@@ -74,12 +92,39 @@ pub fn classify(raw: &[String]) -> Result<ExitCode, String> {
             "image-size",
             "checkpoint-key",
             "backend",
+            "explain",
+            "class",
+            "discard-ratio",
         ],
     )?;
     if args.positional.is_empty() {
         return Err(format!("classify needs at least one image\n{USAGE}"));
     }
     let top = args.number("top", 5)?;
+    let explanation =
+        match args.value("explain") {
+            None => None,
+            Some(v) => Some(explain::Explanation::parse(v).ok_or_else(|| {
+                format!("--explain must be `grad-rollout` or `chefer`, got `{v}`")
+            })?),
+        };
+    if explanation.is_none() {
+        for option in ["class", "discard-ratio"] {
+            if args.value(option).is_some() {
+                return Err(format!(
+                    "--{option} goes with --explain grad-rollout|chefer\n{USAGE}"
+                ));
+            }
+        }
+    }
+    let discard_ratio = match args.value("discard-ratio") {
+        None => explain::DISCARD_RATIO,
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|r| (0.0..1.0).contains(r))
+            .ok_or_else(|| format!("--discard-ratio must be a number in [0, 1), got `{v}`"))?,
+    };
     let (_, device) = pick_backend(&args)?;
     let (_, checkpoint) = load_model(&args)?;
     let (weights_key, weights_keys) = (
@@ -127,6 +172,20 @@ pub fn classify(raw: &[String]) -> Result<ExitCode, String> {
                 })?,
         ),
     };
+    if explanation.is_some() && !c.has_head() {
+        return Err(
+            "--explain needs a classifier: this model is a backbone, with no class scores".into(),
+        );
+    }
+    let class = match args.value("class") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<usize>()
+                .ok()
+                .filter(|&k| k < c.num_classes)
+                .ok_or_else(|| format!("--class must be 0..{}, got `{v}`", c.num_classes - 1))?,
+        ),
+    };
     let colormap = args.value("colormap").unwrap_or("viridis");
     if !explain::colormap::colormaps().contains_key(colormap) {
         let names: Vec<&str> = explain::colormap::colormaps()
@@ -146,9 +205,17 @@ pub fn classify(raw: &[String]) -> Result<ExitCode, String> {
             let pred = classifier
                 .classify_blocking(img.as_raw(), img.width(), img.height(), None)
                 .map_err(|e| e.to_string())?;
-            Ok((img, pred))
+            let relevance = match explanation {
+                None => None,
+                Some(_) => Some(
+                    classifier
+                        .relevance_input_blocking(&pred.input, class, discard_ratio)
+                        .map_err(|e| e.to_string())?,
+                ),
+            };
+            Ok((img, pred, relevance))
         });
-        let (img, pred) = match outcome {
+        let (img, pred, relevance) = match outcome {
             Ok(r) => r,
             Err(e) => {
                 failed = true;
@@ -180,6 +247,25 @@ pub fn classify(raw: &[String]) -> Result<ExitCode, String> {
                     cls: a.nested(),
                     rollout: &pred.rollout,
                 },
+                relevance: relevance
+                    .as_ref()
+                    .zip(explanation)
+                    .map(|(r, method)| RelevanceJson {
+                        method: method.name(),
+                        class: r.maps.class,
+                        label: &classifier.labels[r.maps.class],
+                        discard_ratio,
+                        grad_rollout: &r.maps.grad_rollout,
+                        chefer: &r.maps.chefer,
+                        heads: (0..r.maps.layers)
+                            .map(|l| {
+                                (0..r.maps.heads)
+                                    .map(|h| r.maps.head(l, h).to_vec())
+                                    .collect()
+                            })
+                            .collect(),
+                        timings_ms: r.timings,
+                    }),
                 timings_ms: pred.timings,
             };
             println!("{}", serde_json::to_string(&obj).expect("serialisable"));
@@ -200,9 +286,24 @@ pub fn classify(raw: &[String]) -> Result<ExitCode, String> {
                     p * 100.0
                 );
             }
+            if let (Some(r), Some(method)) = (&relevance, explanation) {
+                println!(
+                    "  why `{}` ({}): {}",
+                    classifier.labels[r.maps.class],
+                    method.name(),
+                    if args.value("overlay").is_some() {
+                        "the overlay shows the patches that raised its score"
+                    } else {
+                        "--overlay OUT.png draws it, --json gives the maps"
+                    }
+                );
+            }
         }
         if let Some(out) = args.value("overlay") {
-            let map = pred.attention.map(layer, head, &pred.rollout);
+            let map = match (&relevance, explanation) {
+                (Some(r), Some(method)) => r.maps.map(method).to_vec(),
+                _ => pred.attention.map(layer, head, &pred.rollout),
+            };
             let picture = explain::overlay(
                 &img,
                 &map,
@@ -216,10 +317,18 @@ pub fn classify(raw: &[String]) -> Result<ExitCode, String> {
                 .save(&dest)
                 .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
             if !args.flag("json") {
-                eprintln!(
-                    "overlay (layer {layer}, {head:?}) written to {}",
-                    dest.display()
-                );
+                match (&relevance, explanation) {
+                    (Some(r), Some(method)) => eprintln!(
+                        "overlay ({} for class {}) written to {}",
+                        method.name(),
+                        r.maps.class,
+                        dest.display()
+                    ),
+                    _ => eprintln!(
+                        "overlay (layer {layer}, {head:?}) written to {}",
+                        dest.display()
+                    ),
+                }
             }
         }
     }

@@ -23,6 +23,7 @@ usage:
   vitrine classify IMAGE... [--model PATH] [--top K] [--json] [--overlay OUT.png]
                    [--layer L] [--head H|mean|rollout] [--colormap NAME] [--image-size N|HxW]
                    [--backend cpu|wgpu] [--checkpoint-key KEY]
+                   [--explain grad-rollout|chefer [--class K] [--discard-ratio R]]
   vitrine bench [--backend cpu|wgpu] [--arch NAME | --model PATH] [--batch N] [--runs N] [--warmup N] [--json]
   vitrine train [--data DIR] [--out DIR] [--epochs N] [--batch N] [--threads N]
                 [--teacher-epochs N] [--weight-decay X] [--label-smoothing X]
@@ -44,6 +45,10 @@ default: state_dict, model, teacher, … whichever it has).
 heads (default) or `rollout` (attention rollout over all layers); --colormap is
 viridis (default), magma, inferno, cividis or gray. --image-size runs the model at
 another input size, its position embeddings interpolated as timm or transformers do.
+--explain draws (with --overlay) and reports (with --json) why the model chose a
+class: gradient-weighted attention rollout (jacobgil/vit-explain) or Chefer et al.'s
+relevance (ICCV 2021), for class K (an index; default: the top class); --discard-ratio
+is the share of each layer's weighted attention grad-rollout drops (default 0.9).
 export --arch writes a timm architecture (vit_small_patch16_224, …) with random
 weights, a stand-in of a real checkpoint's size for trying big models offline.
 
