@@ -609,6 +609,20 @@ impl Viewer {
         ))
     }
 
+    /// The kept image's relevance maps for `class` (the top one when
+    /// `None`); see [`Classifier::relevance_input`].
+    pub async fn relevance(
+        &self,
+        class: Option<usize>,
+        discard_ratio: f64,
+    ) -> Result<Relevance, ViewerError> {
+        let image = self.kept()?;
+        Ok(self
+            .classifier
+            .relevance_input(&image.input, class, discard_ratio)
+            .await?)
+    }
+
     /// The kept image's forward pass step by step, and the input it saw.
     pub async fn walkthrough(
         &self,

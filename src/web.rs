@@ -241,6 +241,46 @@ impl Vitrine {
         Ok(out.into())
     }
 
+    /// Why the model chose `class` (the top class when absent) for the kept
+    /// image: `{class, gradRollout, chefer, heads, layers, timings}`, the
+    /// gradient-weighted rollout and Chefer et al.'s relevance over the
+    /// patches [N], and each head's gradient-weighted attention [L, H, N]
+    /// (see `explain::relevance`). `discardRatio` is grad-rollout's share
+    /// of each layer dropped (vit-explain's 0.9 when absent).
+    pub async fn relevance(
+        &self,
+        class: Option<u32>,
+        discard_ratio: Option<f64>,
+    ) -> Result<JsValue, JsError> {
+        let r = self
+            .viewer
+            .relevance(
+                class.map(|k| k as usize),
+                discard_ratio.unwrap_or(crate::explain::DISCARD_RATIO),
+            )
+            .await
+            .map_err(js_error)?;
+        let out = Object::new();
+        set(&out, "class", r.maps.class as u32);
+        set(&out, "layers", r.maps.layers as u32);
+        set(
+            &out,
+            "gradRollout",
+            Float32Array::from(r.maps.grad_rollout.as_slice()),
+        );
+        set(&out, "chefer", Float32Array::from(r.maps.chefer.as_slice()));
+        set(
+            &out,
+            "heads",
+            Float32Array::from(r.maps.heads_map.as_slice()),
+        );
+        let t = Object::new();
+        set(&t, "forward", r.timings.forward);
+        set(&t, "readback", r.timings.readback);
+        set(&out, "timings", t);
+        Ok(out.into())
+    }
+
     /// The kept image's forward pass step by step, for the teaching view:
     /// `{input, patchVectors, patchEmbeddings, prefixTokens, positionSimilarity,
     /// queries, keys, values, attention, normed, normed2, mlpOut, tokenNorms,

@@ -4,7 +4,7 @@ import { fetchModelFiles, parseManifest } from './manifest.js';
 import { connect } from './rpc.js';
 import { decode, fitCanvas } from './input.js';
 import { describeProgress, readBlob, SHOW_AFTER_MS } from './progress.js';
-import { clearResults, describeModel, layerNow, renderView, sizeChoices } from './view.js';
+import { clearResults, describeModel, layerNow, mapChoices, renderView, showNow, sizeChoices } from './view.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -22,7 +22,7 @@ let loads = 0; // number of the newest model load asked for
 let applied = 0; // number of the load whose model is in use: a load that finishes later but was asked for earlier is dropped
 let inflight = false; // a classification is running in the worker
 let queued = null; // the newest classification waiting for it; older waiting ones are dropped
-let current = null; // { result, bitmap, viewBox, rows: { [layer]: { layerAttention, layerMean } }, truth }
+let current = null; // { result, bitmap, viewBox, rows: { [layer]: { layerAttention, layerMean } }, truth, id, why, relevance: { [class]: maps }, failed: { [class]: message } }
 let patch = -1; // the patch pointed at, or -1 for the class token
 
 // ---- the worker ---------------------------------------------------------------
@@ -85,8 +85,13 @@ function setModel(loaded, name) {
   $('layer').max = c.depth - 1;
   $('layer').value = c.depth - 1;
   $('layer-out').textContent = c.depth - 1;
-  $('head').replaceChildren(new Option('mean of heads', 'mean'), new Option('rollout (all layers)', 'rollout'),
-    ...Array.from({ length: c.num_heads }, (_, h) => new Option(`head ${h}`, h)));
+  // "Why this class" needs class scores: a backbone has none.
+  const why = document.querySelector('input[name="show"][value="relevance"]');
+  why.disabled = !c.num_classes;
+  why.parentElement.title = c.num_classes ? '' : 'This model has no classifier (a backbone): there is no class to explain.';
+  if (!c.num_classes) document.querySelector('input[name="show"][value="attention"]').checked = true;
+  $('head').replaceChildren();
+  mapChoices(showNow(), c.num_heads);
   $('model-info').textContent = describeModel(name, info); // names are text, never HTML
   const [native] = info.nativeSize;
   $('resolution').replaceChildren(...sizeChoices(native, c.patch_size).map((px) => {
@@ -276,10 +281,11 @@ function submit(job) {
 async function classifyJob({ id, name, truth, note, canvas, size, scale, w, h, model }) {
   const rgba = canvas.getContext('2d').getImageData(0, 0, w, h).data.buffer;
   try {
-    const { result } = await run({ type: 'classify', rgba, width: w, height: h });
+    const { result } = await run({ type: 'classify', rgba, width: w, height: h, image: id });
     // Show only the newest image, and only as the model in use answered it.
     if (id !== latest || model !== applied) return;
-    current = { result, bitmap: canvas, viewBox: Array.from(result.viewBox), rows: {}, truth, id };
+    const why = result.probabilities.length ? topClass(result.probabilities) : -1;
+    current = { result, bitmap: canvas, viewBox: Array.from(result.viewBox), rows: {}, truth, id, why, relevance: {}, failed: {} };
     patch = -1;
     window.vitrineLast = result; // for tests and the curious: the raw outputs
     document.body.dataset.imageSize = size.join('x');
@@ -292,6 +298,7 @@ async function classifyJob({ id, name, truth, note, canvas, size, scale, w, h, m
     render();
     learn.update();
     document.body.dataset.classified = String(id);
+    ensureRelevance();
   } catch (e) {
     if (id === latest && model === applied) {
       showMessage(`${name} could not be classified: ${e.message}`);
@@ -315,7 +322,52 @@ function handleFiles(list) {
 // ---- drawing (view.js) ------------------------------------------------------------
 
 function render() {
-  renderView({ current, info, patch, backend, rerender: render });
+  renderView({ current, info, patch, backend, rerender: render, explain });
+}
+
+const topClass = (p) => p.reduce((best, v, i) => (v > p[best] ? i : best), 0);
+
+// ---- why this class -----------------------------------------------------------------
+
+/**
+ * Shows why the model scored class `k`: the maps follow its gradient
+ * (computed once per image and class, only when asked).
+ */
+function explain(k) {
+  if (!current || !info?.config.num_classes) return;
+  current.why = k;
+  if (showNow() !== 'relevance') {
+    document.querySelector('input[name="show"][value="relevance"]').checked = true;
+    mapChoices('relevance', info.config.num_heads);
+  }
+  ensureRelevance();
+  render();
+}
+
+/** Asks the worker for the chosen class's relevance maps if they are wanted and missing, then redraws. */
+async function ensureRelevance() {
+  const mine = current;
+  if (!mine || showNow() !== 'relevance' || mine.why < 0) return;
+  const k = mine.why;
+  if (mine.relevance[k] || mine.failed[k] || mine.pending?.has(k)) return;
+  (mine.pending ??= new Set()).add(k);
+  document.body.dataset.explaining = String(k);
+  try {
+    // `image` names the classification these maps are for: the worker
+    // answers `stale` if it has classified a newer image since.
+    const answer = await run({ type: 'relevance', class: k, image: mine.id });
+    if (answer.stale) return;
+    mine.relevance[k] = answer.relevance;
+    window.vitrineWhy = answer.relevance; // for tests and the curious: the raw maps
+  } catch (e) {
+    mine.failed[k] = `Could not work out why “${info.labels[k]}”: ${e.message}`;
+  } finally {
+    mine.pending.delete(k);
+  }
+  if (mine === current) {
+    render();
+    document.body.dataset.explained = `${mine.id}:${k}`; // for tests: these maps are drawn
+  }
 }
 
 // ---- pointing at patches --------------------------------------------------------------
@@ -476,6 +528,13 @@ $('layer').addEventListener('input', () => {
 });
 $('mass').addEventListener('input', () => { $('mass-out').textContent = `${Math.round($('mass').value * 100)}%`; render(); });
 for (const id of ['head', 'colormap', 'threshold']) $(id).addEventListener('change', render);
+for (const r of document.querySelectorAll('input[name="show"]')) {
+  r.addEventListener('change', () => {
+    mapChoices(showNow(), info?.config.num_heads ?? 0);
+    ensureRelevance();
+    render();
+  });
+}
 $('opacity').addEventListener('input', render);
 for (const r of document.querySelectorAll('input[name="upsample"], input[name="picture"]')) r.addEventListener('change', render);
 
@@ -525,6 +584,8 @@ $('weights-key').addEventListener('change', async () => {
 const learn = setupLearn({ run, state: () => ({ info, current, name: document.body.dataset.model }) });
 /** The worker's memory (wasm bytes, the device's pools): for tests and the curious. */
 window.vitrineMemory = () => run({ type: 'memory' });
+/** The relevance maps of class `k` for the image shown, computed afresh: for tests and the curious. */
+window.vitrineRelevance = (k) => run({ type: 'relevance', class: k, image: current?.id });
 loadGallery();
 // The site's model is load number 1, taken now: a checkpoint the user drops
 // while the worker is still starting comes later, and wins.

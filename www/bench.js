@@ -8,6 +8,7 @@ const params = new URLSearchParams(location.search);
 const runs = Number(params.get('runs') ?? 30);
 const warmup = Number(params.get('warmup') ?? 3);
 const memoryRuns = Number(params.get('memory') ?? 0);
+const relevanceRuns = Number(params.get('relevance') ?? 0);
 const imageUrl = params.get('image') ?? 'samples/chelsea.jpg';
 
 const worker = connect(params.get('backend'), params.get('simd'));
@@ -39,7 +40,7 @@ async function main() {
   const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
   canvas.getContext('2d').drawImage(bitmap, 0, 0);
   const rgba = canvas.getContext('2d').getImageData(0, 0, bitmap.width, bitmap.height).data.buffer;
-  const classify = () => request({ type: 'classify', rgba, width: bitmap.width, height: bitmap.height });
+  const classify = () => request({ type: 'classify', rgba, width: bitmap.width, height: bitmap.height, image: 1 });
 
   const t1 = performance.now();
   const first = await classify();
@@ -61,6 +62,20 @@ async function main() {
     top1: first.result.probabilities.indexOf(Math.max(...first.result.probabilities)),
     ms: Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, stats(v)])),
   };
+  if (relevanceRuns > 0) {
+    // Why this class (the top one): the forward pass again under autodiff,
+    // one backward pass and the maps, against a classification's time.
+    $('status').textContent = `Backend ${backend}: ${relevanceRuns} relevance maps…`;
+    const top = report.top1;
+    for (let i = 0; i < warmup; i++) await request({ type: 'relevance', class: top, image: 1 });
+    const total = [];
+    for (let i = 0; i < relevanceRuns; i++) {
+      const t0 = performance.now();
+      await request({ type: 'relevance', class: top, image: 1 });
+      total.push(performance.now() - t0);
+    }
+    report.relevance = { runs: relevanceRuns, ms: stats(total), perClassification: stats(total).median / report.ms.total.median };
+  }
   if (memoryRuns > 0) {
     $('status').textContent = `Backend ${backend}: ${memoryRuns} more runs for the memory check…`;
     const before = await request({ type: 'memory' });

@@ -61,6 +61,12 @@ export const TEXT = {
           }
         },
       },
+      {
+        title: '9. Why this class? Attention against relevance',
+        body: (s) => (s.classes
+          ? `Attention shows where the model looks, and it looks the same way whatever class you ask about: the rollout on the left is one map for every class. To ask why the model chose “${s.top[0]}”${s.top[1] ? ` rather than “${s.top[1]}”` : ''}, follow the gradient: how much would a class's score rise if an attention weight grew? Chefer, Gur & Wolf (2021) weight each layer's attention by that gradient, keep only the part that raised the score, and accumulate it through the layers. The maps on the right are that relevance for the top classes: patches bright in one and dark in the other are the evidence that separates them. The “why this class” switch above shows these maps for any of the top five, with gradient-weighted rollout as a second method.`
+          : 'This model has no classifier, so there is no class score to explain: only attention, where it looks, can be shown.'),
+      },
     ],
     labels: {
       input: 'The model\'s input with its patch grid',
@@ -84,6 +90,8 @@ export const TEXT = {
       prefix: 'learned tokens before the patches',
       share: (name) => `attention to ${name}`,
       patchesShare: 'attention to the patches',
+      rollout: 'attention rollout: the same for every class',
+      why: (label) => `why “${label}”: relevance`,
     },
   },
   ko: {
@@ -143,6 +151,12 @@ export const TEXT = {
           }
         },
       },
+      {
+        title: '9. 왜 이 클래스인가? 어텐션과 관련도',
+        body: (s) => (s.classes
+          ? `어텐션은 모델이 어디를 보는지 보여 줄 뿐, 어떤 클래스를 묻든 똑같습니다. 왼쪽의 롤아웃은 모든 클래스에 대해 같은 지도 하나입니다. 모델이 왜 “${s.top[0]}”${s.top[1] ? `을(를) “${s.top[1]}” 대신` : '을(를)'} 골랐는지 물으려면 기울기(gradient)를 따라가야 합니다. 어텐션 가중치가 커지면 그 클래스의 점수가 얼마나 오를까요? Chefer, Gur, Wolf(2021)는 각 층의 어텐션에 이 기울기를 곱하고, 점수를 올린 부분만 남겨 층을 따라 누적합니다. 오른쪽 지도들은 상위 클래스들에 대한 그 관련도입니다. 한쪽에서는 밝고 다른 쪽에서는 어두운 패치가 두 클래스를 가르는 증거입니다. 위의 “why this class” 스위치는 상위 다섯 클래스 중 어느 것이든 이 지도를 보여 주며, 두 번째 방법으로 기울기 가중 롤아웃도 보여 줍니다.`
+          : '이 모델에는 분류기가 없어서 설명할 클래스 점수가 없습니다. 어텐션, 곧 모델이 어디를 보는지만 보여 줄 수 있습니다.'),
+      },
     ],
     labels: {
       input: '패치 격자를 그린 모델의 입력',
@@ -166,6 +180,8 @@ export const TEXT = {
       prefix: '패치 앞의 학습된 토큰',
       share: (name) => `${name} 토큰이 받는 어텐션`,
       patchesShare: '패치들이 받는 어텐션',
+      rollout: '어텐션 롤아웃: 모든 클래스에 같음',
+      why: (label) => `왜 “${label}”인가: 관련도`,
     },
   },
 };

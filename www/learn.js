@@ -52,6 +52,17 @@ function inputWithGrid(input, pre, [rows, cols], size = 224) {
   return canvas;
 }
 
+/** A map over the patches drawn over the model's input, `size` pixels square. */
+function mapOverInput(input, pre, grid, map, size = 160) {
+  const picture = inputWithGrid(input, pre, grid, size);
+  const over = el('canvas', { width: size, height: size });
+  drawMap(over, map, grid, { smooth: false });
+  const ctx = picture.getContext('2d');
+  ctx.globalAlpha = 0.65;
+  ctx.drawImage(over, 0, 0);
+  return picture;
+}
+
 /** Figure 7 (right): one dot per head, mean attention distance against layer. */
 function distancePlot(distances, layers, heads, maxDistance, t) {
   const W = 320, H = 200, m = { l: 44, r: 10, t: 10, b: 34 };
@@ -96,6 +107,7 @@ export function setupLearn({ run, state }) {
   const focus = { layer: 0, head: 0 };
   let walk = null;
   let shown = null; // the `current` the walk belongs to
+  let why = []; // the top two classes, whose relevance step 9 shows
 
   const langPicker = $('learn-lang');
   langPicker.replaceChildren(...Object.entries(LANGUAGES).map(([k, v]) => new Option(v, k)));
@@ -127,6 +139,7 @@ export function setupLearn({ run, state }) {
       patchLen: c.patch_size * c.patch_size * c.in_chans, layers: c.depth, heads: c.num_heads,
       hd: c.embed_dim / c.num_heads, mlp: c.mlp_hidden, classes: c.num_classes,
       photo: info.preprocess.photo?.invert_light_background || info.preprocess.photo?.fit_object,
+      top: why.map((k) => info.labels[k]),
     };
   }
 
@@ -154,6 +167,15 @@ export function setupLearn({ run, state }) {
     const patches = focusPatches(current, s);
     try {
       const { walk: w } = await run({ type: 'walkthrough', patches, layer: focus.layer, head: focus.head });
+      // Step 9: the relevance of the top two classes, kept with the image
+      // so the page's "why this class" reuses them.
+      const p = current.result.probabilities;
+      why = Array.from(p.keys()).sort((a, b) => p[b] - p[a]).slice(0, 2);
+      for (const k of why) {
+        if (current.relevance[k]) continue;
+        const answer = await run({ type: 'relevance', class: k, image: current.id });
+        if (!answer.stale) current.relevance[k] = answer.relevance;
+      }
       walk = { ...w, patches };
       shown = current;
       window.vitrineWalk = walk; // for tests and the curious
@@ -210,17 +232,12 @@ export function setupLearn({ run, state }) {
     const row = new Float32Array(s.t);
     const looking = s.cls ? [0] : Array.from({ length: s.n }, (_, j) => s.prefix + j);
     for (const i of looking) for (let j = 0; j < s.t; j++) row[j] += walk.attention[i * s.t + j] / looking.length;
-    const clsMap = inputWithGrid(walk.input, info.preprocess, [s.rows, s.cols], 160);
-    const over = el('canvas', { width: 160, height: 160 });
-    drawMap(over, row.subarray(s.prefix), [s.rows, s.cols], { smooth: false });
+    const clsMap = mapOverInput(walk.input, info.preprocess, [s.rows, s.cols], row.subarray(s.prefix));
     const patchShare = row.subarray(s.prefix).reduce((a, b) => a + b, 0);
     const shares = el('table', { className: 'norms shares' },
       el('caption', { textContent: `${t.head} ${focus.head}` }),
       ...s.names.map((name, k) => el('tr', {}, el('th', { scope: 'row', textContent: L.share(name) }), el('td', { textContent: `${(row[k] * 100).toFixed(1)}%` }))),
       el('tr', {}, el('th', { scope: 'row', textContent: L.patchesShare }), el('td', { textContent: `${(patchShare * 100).toFixed(1)}%` })));
-    const cctx = clsMap.getContext('2d');
-    cctx.globalAlpha = 0.65;
-    cctx.drawImage(over, 0, 0);
     const mean = (from) => walk.tokenNorms.subarray(from * s.t, (from + 1) * s.t).reduce((a, b) => a + b, 0) / s.t;
     const norms = el('table', { className: 'norms' },
       el('caption', { textContent: L.meanNorm }),
@@ -251,6 +268,13 @@ export function setupLearn({ run, state }) {
         ? figure(L.top, el('ol', {}, ...order.map((i) => el('li', { textContent: `${info.labels[i]}: logit ${walk.logits[i].toFixed(2)} → ${(walk.probabilities[i] * 100).toFixed(1)}%` }))))
         : el('p', { textContent: L.noHead }),
     ]);
+    // 9. attention (one map for every class) beside the top classes' relevance
+    const over = (map) => mapOverInput(walk.input, info.preprocess, [s.rows, s.cols], map);
+    const { current } = state();
+    steps.push(s.classes ? [
+      figure(L.rollout, over(current.result.rollout)),
+      ...why.filter((k) => current.relevance[k]).map((k) => figure(L.why(info.labels[k]), over(current.relevance[k].chefer))),
+    ] : []);
 
     $('learn-steps').replaceChildren(...t.steps.map((step, i) => el('section', { className: 'step', id: `step-${i + 1}` },
       el('h3', { textContent: step.title }),

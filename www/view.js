@@ -42,13 +42,63 @@ export function sizeChoices(native, patch) {
 /** Empties the result panes. */
 export function clearResults() {
   for (const id of ['top', 'heads']) $(id).replaceChildren();
-  for (const id of ['timings', 'truth', 'caption', 'knows', 'map-note']) $(id).textContent = '';
+  for (const id of ['timings', 'truth', 'caption', 'knows', 'map-note', 'top-hint']) $(id).textContent = '';
   for (const id of ['image', 'overlay', 'cursor']) $(id).getContext('2d').clearRect(0, 0, 448, 448);
 }
 
 
 export const layerNow = () => Number($('layer').value);
-const headNow = () => ($('head').value === 'mean' || $('head').value === 'rollout' ? $('head').value : Number($('head').value));
+/** 'attention' (where it looks) or 'relevance' (why this class). */
+export const showNow = () => document.querySelector('input[name="show"]:checked').value;
+const NAMED = ['mean', 'rollout', 'chefer', 'grad-rollout'];
+const headNow = () => (NAMED.includes($('head').value) ? $('head').value : Number($('head').value));
+
+/** The layer-wide choices of the Map menu in each mode, then one per head. */
+const WHOLE = {
+  attention: [['mean', 'mean of heads'], ['rollout', 'rollout (all layers)']],
+  relevance: [['chefer', 'relevance (Chefer et al.)'], ['grad-rollout', 'gradient rollout']],
+};
+
+/**
+ * Fills the Map menu for `mode` with `heads` heads, keeping the choice
+ * where it has a counterpart (mean ↔ Chefer's relevance, rollout ↔
+ * gradient rollout, a head stays that head).
+ */
+export function mapChoices(mode, heads) {
+  const was = $('head').value;
+  const other = mode === 'attention' ? 'relevance' : 'attention';
+  const at = WHOLE[other].findIndex(([v]) => v === was);
+  const keep = at >= 0 ? WHOLE[mode][at][0] : was;
+  $('head').replaceChildren(...WHOLE[mode].map(([v, t]) => new Option(t, v)),
+    ...Array.from({ length: heads }, (_, h) => new Option(`head ${h}`, h)));
+  $('head').value = [...$('head').options].some((o) => o.value === keep) ? keep : WHOLE[mode][0][0];
+}
+
+/**
+ * The class-specific map now chosen: Chefer et al.'s relevance, gradient
+ * rollout, or one head's gradient-weighted attention of the chosen layer;
+ * `map` is null while it is being computed.
+ */
+function relevanceMap({ current, info }) {
+  const k = current.why;
+  const label = `“${info.labels[k]}”`;
+  const r = current.relevance[k];
+  if (!r) return { map: null, what: current.failed[k] ?? `Working out why ${label}: one backward pass through the model…` };
+  const [gr, gc] = current.result.grid;
+  const n = gr * gc;
+  const head = headNow();
+  const pct = `${(current.result.probabilities[k] * 100).toFixed(1)}%`;
+  const why = `Why ${label} (${pct})`;
+  if (head === 'chefer' || head === 'mean') {
+    return { map: r.chefer, what: `${why}, by Chefer et al.'s relevance: every layer's attention weighted by how much it raised the score of ${label} (its gradient), kept where it helped, accumulated through the layers. Bright patches pushed the model towards ${label}.` };
+  }
+  if (head === 'grad-rollout' || head === 'rollout') {
+    return { map: r.gradRollout, what: `${why}, by gradient-weighted rollout: the attention times its gradient for ${label}, the weakest 90% of each layer dropped, multiplied through the layers.` };
+  }
+  const layer = layerNow();
+  const at = (layer * current.result.heads + head) * n;
+  return { map: r.heads.subarray(at, at + n), what: `${why}: layer ${layer}, head ${head}, its attention times its gradient for ${label}, where positive: what this head contributed to the class.` };
+}
 const style = () => ({
   colormap: $('colormap').value,
   smooth: document.querySelector('input[name="upsample"]:checked').value === 'smooth',
@@ -62,9 +112,10 @@ function chosenMap({ current, patch, info }) {
   const layer = layerNow();
   const head = headNow();
   if (patch >= 0 && rows[layer]) {
-    const h = head === 'rollout' ? 'mean' : head;
+    const h = typeof head === 'number' ? head : 'mean';
     return { map: patchRow(rows[layer], n, patch, h, info.prefixTokens.length), what: patchCaption({ current, patch }, layer, h) };
   }
+  if (showNow() === 'relevance' && patch < 0) return relevanceMap({ current, info });
   const cls = info.config.class_token;
   if (head === 'rollout') {
     return {
@@ -104,40 +155,71 @@ export function renderView(state) {
   }
 
   const { map, what } = chosenMap(state);
-  const mask = $('threshold').checked ? thresholdMask(map, Number($('mass').value)) : null;
-  drawMap($('overlay'), map, result.grid, { ...style(), mask });
+  const mask = map && $('threshold').checked ? thresholdMask(map, Number($('mass').value)) : null;
+  if (map) drawMap($('overlay'), map, result.grid, { ...style(), mask });
+  else $('overlay').getContext('2d').clearRect(0, 0, $('overlay').width, $('overlay').height);
   $('overlay').style.opacity = $('opacity').value;
   drawPatchCursor($('cursor'), patch, result.grid);
   $('caption').textContent = what + (mask ? ` Only the patches holding ${Math.round($('mass').value * 100)}% of it are left uncovered.` : '');
   renderHeads(state);
 
   const order = Array.from(result.probabilities.keys()).sort((a, b) => result.probabilities[b] - result.probabilities[a]);
+  const explaining = showNow() === 'relevance';
   $('top').replaceChildren(...order.slice(0, 5).map((i) => {
     const li = document.createElement('li');
     const p = result.probabilities[i];
+    // Each class is a button: choosing one shows why the model scored it so.
+    const pick = document.createElement('button');
+    pick.type = 'button';
+    pick.className = 'class-pick';
+    pick.setAttribute('aria-pressed', String(explaining && i === current.why));
     const label = document.createElement('span');
     label.textContent = `${info.labels[i]} — ${(p * 100).toFixed(1)}%`; // labels are text, never HTML
     const bar = document.createElement('span');
     bar.className = 'bar';
     bar.style.width = `${(p * 100).toFixed(1)}%`;
-    li.append(label, bar);
+    pick.append(label, bar);
+    pick.addEventListener('click', () => state.explain(i));
+    li.append(pick);
     li.dataset.index = i;
     return li;
   }));
+  $('top-hint').textContent = order.length ? 'Choose a class to see why the model gave it that score.' : '';
   $('truth').textContent = current.truth ? `True label: ${current.truth}` : '';
   $('knows').textContent = knows(info);
   $('map-note').textContent = info.prefixTokens.length === 1 && info.config.class_token ? '' : info.mapNote;
   const t = result.timings;
   $('timings').textContent = `${backend === 'webgpu' ? 'WebGPU' : 'CPU'}: preprocess ${t.preprocess.toFixed(1)} ms · `
-    + `forward ${t.forward.toFixed(1)} ms · read-back ${t.readback.toFixed(1)} ms`;
+    + `forward ${t.forward.toFixed(1)} ms · read-back ${t.readback.toFixed(1)} ms`
+    + (explaining && current.relevance[current.why] ? ` · why: ${whyMs(current.relevance[current.why])} ms` : '');
 }
 
-/** Small maps of every head of the chosen layer, plus the mean and the rollout; each selects itself. */
+const whyMs = ({ timings: t }) => (t.forward + t.readback).toFixed(1);
+
+/**
+ * Small maps of every head of the chosen layer, plus the layer-wide ones
+ * (mean and rollout, or the two relevance maps); each selects itself.
+ */
 function renderHeads({ current, rerender }) {
   const { result } = current;
   const [gr, gc] = result.grid;
+  const n = gr * gc;
   const layer = layerNow();
-  const choices = [['mean', 'mean'], ['rollout', 'rollout'], ...Array.from({ length: result.heads }, (_, h) => [String(h), `head ${h}`])];
+  const heads = Array.from({ length: result.heads }, (_, h) => [String(h), `head ${h}`]);
+  const r = current.relevance[current.why];
+  if (showNow() === 'relevance') {
+    if (!r) { $('heads').replaceChildren(); return; }
+    const at = (h) => r.heads.subarray((layer * result.heads + h) * n, (layer * result.heads + h + 1) * n);
+    const maps = { chefer: r.chefer, 'grad-rollout': r.gradRollout };
+    return drawChoices([['chefer', 'Chefer'], ['grad-rollout', 'grad rollout'], ...heads],
+      (value) => maps[value] ?? at(Number(value)), result.grid, rerender);
+  }
+  const choices = [['mean', 'mean'], ['rollout', 'rollout'], ...heads];
+  drawChoices(choices, (value) => (value === 'rollout' ? result.rollout
+    : headMap(result, n, layer, value === 'mean' ? 'mean' : Number(value))), result.grid, rerender);
+}
+
+function drawChoices(choices, mapOf, grid, rerender) {
   $('heads').replaceChildren(...choices.map(([value, text]) => {
     const button = document.createElement('button');
     button.type = 'button';
@@ -145,9 +227,7 @@ function renderHeads({ current, rerender }) {
     button.setAttribute('aria-pressed', String($('head').value === value));
     const canvas = document.createElement('canvas');
     canvas.width = canvas.height = 72;
-    const map = value === 'rollout' ? result.rollout
-      : headMap(result, gr * gc, layer, value === 'mean' ? 'mean' : Number(value));
-    drawMap(canvas, map, result.grid, style());
+    drawMap(canvas, mapOf(value), grid, style());
     const caption = document.createElement('span');
     caption.textContent = text;
     button.append(canvas, caption);

@@ -7,6 +7,7 @@ let backend = 'cpu';
 let ready = null;
 let adapter = null; // the WebGPU adapter in use, for its limits
 let memory = null; // the wasm module's memory, for the bench page
+let keptImage = null; // the page's id of the image the model keeps (the last classified)
 
 // The smallest module that uses relaxed SIMD's f32x4.relaxed_madd (the
 // instruction of the matrix kernel in vitrine_relaxed_bg.wasm): a browser
@@ -77,6 +78,7 @@ async function load(files, seq, id) {
   }
   model?.free(); // the old model's weights go back to the allocator (or the GPU's pools)
   model = next;
+  keptImage = null; // a new model keeps no image
   modelSeq = seq;
   return { info, superseded: false };
 }
@@ -108,6 +110,7 @@ async function handle({ data }) {
       if (!model) throw new Error('no model is loaded yet');
       // The model keeps the prepared image for the questions below.
       const result = await model.classify(new Uint8Array(data.rgba), data.width, data.height, undefined);
+      keptImage = data.image;
       self.postMessage({ type: 'result', id: data.id, result });
     } else if (data.type === 'walkthrough') {
       // The forward pass step by step on the last image (the teaching view).
@@ -115,6 +118,17 @@ async function handle({ data }) {
       if (!model) throw new Error('no model is loaded yet');
       const walk = await model.walkthrough(Uint32Array.from(data.patches), data.layer, data.head);
       self.postMessage({ type: 'walkthrough', id: data.id, walk });
+    } else if (data.type === 'relevance') {
+      // Why this class: a backward pass, only when asked, on the kept image
+      // if it is still the one the page means.
+      await ready;
+      if (!model) throw new Error('no model is loaded yet');
+      if (data.image !== keptImage) {
+        self.postMessage({ type: 'relevance', id: data.id, stale: true });
+        return;
+      }
+      const relevance = await model.relevance(data.class, data.discardRatio);
+      self.postMessage({ type: 'relevance', id: data.id, relevance });
     } else if (data.type === 'memory') {
       await ready;
       self.postMessage({ type: 'memory', id: data.id, wasmBytes: memory.buffer.byteLength, device: model?.memory() ?? null });

@@ -3,6 +3,7 @@
 // model's shapes; values equal to the native engine's; English and Korean.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import { startSite, open, classify, maxDiff, nativeWalk, agreement, walkAgreement, out, fixtures, root, defaultModel } from './harness.mjs';
 
@@ -22,7 +23,7 @@ test('the walk-through shows every step with the default model\'s shapes, in Eng
   await page.evaluate(() => localStorage.removeItem('vitrine-lang'));
   await classify(page, path.join(root, 'www/samples/fmnist-2.png'));
   const english = await walkThrough(page);
-  assert.equal(english.length, 8, 'eight steps');
+  assert.equal(english.length, 9, 'nine steps');
   assert.match(english[0], /28×28×1 image .* 7×7 = 49 square patches of 4×4 pixels/);
   assert.match(english[1], /4·4·1 = 16 numbers/);
   assert.match(english[2], /49×16 → 49×96/);
@@ -30,7 +31,16 @@ test('the walk-through shows every step with the default model\'s shapes, in Eng
   const { depth, num_heads: heads, embed_dim: width } = defaultModel;
   assert.match(english[5], new RegExp(`${depth} identical layers .*\\(${heads} heads, each of width d = ${width}/${heads} = ${width / heads}`));
   assert.match(english[7], /96 → 10/);
-  for (let i = 1; i <= 8; i++) await page.locator(`#step-${i}`).screenshot({ path: path.join(out, 'screenshots', `learn-step-${i}.png`) });
+  // Step 9: attention is one map for every class; relevance follows the class.
+  const top2 = await page.evaluate(() => {
+    const p = window.vitrineLast.probabilities;
+    return Array.from(p.keys()).sort((a, b) => p[b] - p[a]).slice(0, 2);
+  });
+  const labels = JSON.parse(fs.readFileSync(path.join(root, 'www/models/fashion-vit/config.json'))).label_names;
+  assert.match(english[8], new RegExp(`why the model chose “${labels[top2[0]]}” rather than “${labels[top2[1]]}”.*Chefer, Gur & Wolf \\(2021\\)`));
+  const captions = await page.locator('#step-9 figcaption').allTextContents();
+  assert.deepEqual(captions, ['attention rollout: the same for every class', ...top2.map((k) => `why “${labels[k]}”: relevance`)]);
+  for (let i = 1; i <= 9; i++) await page.locator(`#step-${i}`).screenshot({ path: path.join(out, 'screenshots', `learn-step-${i}.png`) });
 
   await page.selectOption('#learn-lang', 'ko');
   const korean = await page.evaluate(() => [...document.querySelectorAll('#learn-steps .step')].map((s) => s.querySelector('h3').textContent + '\n' + s.querySelector('p').textContent));

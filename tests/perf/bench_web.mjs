@@ -4,10 +4,13 @@
 // memory check (200 classifications) on the default model. Prints one JSON
 // line per run, then a summary per model: drop-to-ready time, the first
 // classification, median and p90 of forward + read-back, wasm memory after
-// loading and after --memory-runs more classifications.
+// loading and after --memory-runs more classifications, and what a
+// relevance map (why this class: --relevance N of them, 0 for none) costs
+// against a classification on vitrine's CPU pages.
 //
 //   node tests/perf/bench_web.mjs [--runs N] [--rounds N] [--quick] [--f16]
 //        [--arch vit_small_patch16_224,vit_base_patch16_224,vit_large_patch16_224] [--memory-runs 50]
+//        [--relevance 20]
 // --arch takes one timm size or several, comma-separated (made by
 // make_vit.py; default vit_tiny_patch16_224); --f16 stores their weights in
 // f16, as the hub's big checkpoints often are.
@@ -32,6 +35,8 @@ const rounds = Number(opt('--rounds', 3)) || 3;
 const archs = opt('--arch', 'vit_tiny_patch16_224').split(',');
 const memoryRuns = Number(opt('--memory-runs', 50)) || 0;
 const f16 = args.includes('--f16');
+const relevanceRuns = Number(opt('--relevance', 20)) || 0;
+const why = relevanceRuns ? `&relevance=${relevanceRuns}` : '';
 const site = path.join(root, 'test-output', 'bench-site');
 
 fs.rmSync(site, { recursive: true, force: true });
@@ -71,8 +76,8 @@ const swRuns = Math.max(5, Math.round(runs / 4)); // SwiftShader WebGPU is slow:
 // vitrine's module with relaxed SIMD (what Chromium gets), its plain SIMD128
 // module (what browsers without relaxed SIMD get), onnxruntime-web's wasm.
 const cpuSet = (arch) => [
-  `bench.html?model=${arch}&backend=cpu&runs=${runs}`,
-  `bench.html?model=${arch}&backend=cpu&simd=simd128&runs=${runs}`,
+  `bench.html?model=${arch}&backend=cpu&runs=${runs}${why}`,
+  `bench.html?model=${arch}&backend=cpu&simd=simd128&runs=${runs}${why}`,
   `ort.html?ep=wasm&model=${arch}&runs=${runs}`,
 ];
 // The last round's relaxed-SIMD page also runs the memory check.
@@ -84,7 +89,7 @@ const latency = archs.flatMap((arch) => [
   ]),
 ]);
 const memory = [
-  'bench.html?backend=cpu&runs=20&memory=200',
+  `bench.html?backend=cpu&runs=20&memory=200${why}`,
   ...(quick ? [] : ['bench.html?backend=webgpu&runs=5&warmup=2&memory=200']),
 ];
 const results = [];
@@ -108,6 +113,11 @@ for (const arch of archs) {
     const first = got.map((r) => r.firstClassifyMs ?? r.firstResultMs - r.readyMs);
     console.log(`  ${url.padEnd(64)} ready ${median(ready).toFixed(0)} ms, first ${median(first).toFixed(0)} ms, `
       + `median ${median(got.map(med)).toFixed(1)} ms, p90 ${median(got.map(p90)).toFixed(1)} ms (rounds: ${got.map((r) => med(r).toFixed(0)).join(', ')})`);
+    const whys = got.filter((r) => r.relevance);
+    if (whys.length) {
+      console.log(`    relevance map: median ${median(whys.map((r) => r.relevance.ms.median)).toFixed(1)} ms, `
+        + `${median(whys.map((r) => r.relevance.perClassification)).toFixed(2)}× a classification (rounds: ${whys.map((r) => r.relevance.perClassification.toFixed(2)).join(', ')})`);
+    }
     for (const r of got.filter((x) => x.memory)) {
       console.log(`    wasm memory: ${mb(r.wasmBytesLoaded)} loaded, ${mb(r.memory.wasmBytes[1])} after ${r.memory.runs} more classifications (${(100 * r.memory.wasmGrowth).toFixed(1)}% over them)`);
     }
@@ -124,4 +134,5 @@ for (const r of results.slice(latency.length)) {
   const m = r.memory;
   if (!m) { console.log(`  memory check ${r.url}: ${r.error}`); continue; }
   console.log(`  memory over ${m.runs} runs (${r.backend}): wasm ${(100 * m.wasmGrowth).toFixed(1)}%, device pools ${m.deviceGrowth == null ? 'n/a' : (100 * m.deviceGrowth).toFixed(1) + '%'}`);
+  if (r.relevance) console.log(`  default model (${r.backend}): relevance map ${r.relevance.ms.median.toFixed(1)} ms, ${r.relevance.perClassification.toFixed(2)}× a classification (${r.ms.total.median.toFixed(1)} ms)`);
 }
