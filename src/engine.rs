@@ -364,8 +364,9 @@ impl Classifier {
     /// gradient-weighted rollout, Chefer et al.'s relevance and each head's
     /// gradient-weighted attention, for `class` (the most probable one when
     /// `None`); see [`crate::explain::relevance`]. The forward pass is run
-    /// again, with autodiff, and backpropagated once; only the maps and,
-    /// per layer, one [T, T] matrix are read back.
+    /// again, keeping each block's values, and its backward pass (written
+    /// out in [`crate::explain::gradient`]) once; only the maps and, per
+    /// layer, one [T, T] matrix are read back.
     ///
     /// Panics if `input` has the wrong length (as [`Classifier::classify_input`]).
     pub async fn relevance_input(
@@ -394,8 +395,8 @@ impl Classifier {
             TensorData::new(input.to_vec(), [1, c.in_chans, h, w]),
             &self.device,
         );
-        let probed = relevance::probe(&self.model, x);
-        let logits_now = probed.logits.clone().inner().reshape([-1]);
+        let forward = crate::explain::gradient::forward(&self.model, x);
+        let logits_now = forward.logits.clone().reshape([-1]);
         let read = |t: Tensor<1>| async move {
             t.into_data_async()
                 .await
@@ -411,7 +412,8 @@ impl Classifier {
                 (top_k(&logits, 1)[0].0, Some(logits))
             }
         };
-        let tensors = probed.backward(class);
+        let tensors = relevance::relevance_tensors(&self.model, &forward, class, c.norm_eps);
+        drop(forward);
         let flat = match logits {
             Some(_) => tensors.flat.clone(),
             None => Tensor::cat(vec![logits_now, tensors.flat.clone()], 0),

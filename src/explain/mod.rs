@@ -11,6 +11,7 @@
 
 pub mod colormap;
 pub mod distance;
+pub mod gradient;
 pub mod maps;
 pub mod overlay;
 pub mod relevance;

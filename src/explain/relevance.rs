@@ -20,14 +20,12 @@
 //! do; [`MapQueries`]). Per head, (∇A ⊙ A)⁺'s map row shows what each head
 //! contributed to the class.
 //!
-//! The gradient comes from Burn's autodiff without touching the weights: a
-//! zero tensor that requires a gradient is added to each layer's attention
-//! weights ([`crate::model::Attention::forward_probed`]), so its gradient
-//! is ∇A, and everything before the first probe, and every weight, stays a
-//! constant (no weight gradients are computed). Both maps are carried as one
-//! row from the last layer down (R's row k is e_k·(I + Ā_L)⋯(I + Ā_1)), so
-//! the device does the products and only vectors and, for the discard step
-//! of grad-rollout, each layer's [T, T] head mean come back.
+//! The gradient comes from the backward pass written out in
+//! [`super::gradient`] (no weight gradients, on the model's own kernels).
+//! Both maps are carried as one row from the last layer down (R's row k is
+//! e_k·(I + Ā_L)⋯(I + Ā_1)), so the device does the products and only
+//! vectors and, for the discard step of grad-rollout, each layer's [T, T]
+//! head mean come back.
 
 use burn::tensor::{Tensor, TensorData};
 
@@ -100,46 +98,9 @@ impl RelevanceMaps {
     }
 }
 
-/// The forward pass with a probe on every layer's attention: the logits
-/// (still in the autodiff graph), and each layer's probe and weights.
-pub struct Probed {
-    /// [1, classes], tracked.
-    pub logits: Tensor<2>,
-    probes: Vec<Tensor<4>>,
-    /// The attention weights' values, [1, heads, T, T] each.
-    weights: Vec<Tensor<4>>,
-    queries: MapQueries,
-}
-
-/// Runs `model` on `images` ([1, C, H, W], on the model's device, no
-/// autodiff) with probes that record the attention's gradient.
-pub fn probe(model: &VisionTransformer, images: Tensor<4>) -> Probed {
-    let device = images.device();
-    let autodiff = device.clone().autodiff();
-    let tokens = model.embed(images);
-    let [b, t, _] = tokens.dims();
-    assert_eq!(b, 1, "relevance maps are computed one image at a time");
-    let h = model.num_heads();
-    let probes: Vec<Tensor<4>> = (0..model.depth())
-        .map(|_| Tensor::<4>::zeros([1, h, t, t], &autodiff).require_grad())
-        .collect();
-    let mut weights = Vec::with_capacity(probes.len());
-    let tokens = model.encode_probed(
-        tokens,
-        |i| Some(probes[i].clone()),
-        |_, steps| weights.push(steps.attention.weights.clone().inner()),
-    );
-    Probed {
-        logits: model.forward_head(tokens),
-        probes,
-        weights,
-        queries: MapQueries::of(model),
-    }
-}
-
-/// What [`Probed::backward`] leaves on the device, flattened for one
-/// read-back: the heads' maps [L·H·N], Chefer's map [N], then each layer's
-/// head mean of ∇A ⊙ A with its negative part set to 0 [L·T·T].
+/// What [`device_maps`] leaves on the device, flattened for one read-back:
+/// the heads' maps [L·H·N], Chefer's map [N], then each layer's head mean
+/// of ∇A ⊙ A with its negative part set to 0 [L·T·T].
 pub struct RelevanceTensors {
     pub flat: Tensor<1>,
     layers: usize,
@@ -148,44 +109,49 @@ pub struct RelevanceTensors {
     queries: MapQueries,
 }
 
-impl Probed {
-    /// Backpropagates logit `class` to every layer's attention and forms
-    /// the maps' device parts (the probes' graph is consumed).
-    pub fn backward(self, class: usize) -> RelevanceTensors {
-        let [_, classes] = self.logits.dims();
-        assert!(class < classes, "class out of range");
-        let score = self.logits.slice([0..1, class..class + 1]).sum();
-        let mut grads = score.backward();
-        let [_, h, t, _] = self.weights[0].dims();
-        let layers = self.weights.len();
-        let q = self.queries;
-        let n = t - q.prefix;
-        let mut head_rows = Vec::with_capacity(layers);
-        let mut chefer_means = Vec::with_capacity(layers);
-        let mut fused = Vec::with_capacity(layers);
-        for (probe, weights) in self.probes.iter().zip(self.weights) {
-            // A probe the class's logit does not reach has no gradient: zero.
-            let gradient = probe
-                .grad_remove(&mut grads)
-                .unwrap_or_else(|| Tensor::zeros([1, h, t, t], &weights.device()));
-            let weighted = gradient * weights; // ∇A ⊙ A, [1, H, T, T]
-            let positive = weighted.clone().clamp_min(0.0);
-            head_rows.push(q.rows(positive.clone()).reshape([h * n]));
-            chefer_means.push(positive.mean_dim(1).reshape([1, t, t]));
-            fused.push(weighted.mean_dim(1).clamp_min(0.0).reshape([t * t]));
-        }
-        let chefer = carry_row(chefer_means, q, |r, a| r.clone() + crate::ops::matmul(r, a));
-        let mut parts = head_rows;
-        parts.push(chefer.reshape([n]));
-        parts.extend(fused);
-        RelevanceTensors {
-            flat: Tensor::cat(parts, 0),
-            layers,
-            heads: h,
-            tokens: t,
-            queries: q,
-        }
+/// The maps' device half from each layer's attention weights and their
+/// gradient ([H, T, T] each, first layer first).
+pub fn device_maps(layers: Vec<(Tensor<3>, Tensor<3>)>, q: MapQueries) -> RelevanceTensors {
+    let count = layers.len();
+    let [h, t, _] = layers[0].0.dims();
+    let n = t - q.prefix;
+    let mut head_rows = Vec::with_capacity(count);
+    let mut chefer_means = Vec::with_capacity(count);
+    let mut fused = Vec::with_capacity(count);
+    for (weights, gradient) in layers {
+        let weighted = (gradient * weights).unsqueeze_dim::<4>(0); // ∇A ⊙ A, [1, H, T, T]
+        let positive = weighted.clone().clamp_min(0.0);
+        head_rows.push(q.rows(positive.clone()).reshape([h * n]));
+        chefer_means.push(positive.mean_dim(1).reshape([1, t, t]));
+        fused.push(weighted.mean_dim(1).clamp_min(0.0).reshape([t * t]));
     }
+    let chefer = carry_row(chefer_means, q, |r, a| r.clone() + crate::ops::matmul(r, a));
+    let mut parts = head_rows;
+    parts.push(chefer.reshape([n]));
+    parts.extend(fused);
+    RelevanceTensors {
+        flat: Tensor::cat(parts, 0),
+        layers: count,
+        heads: h,
+        tokens: t,
+        queries: q,
+    }
+}
+
+/// One image's forward pass and the gradient of logit `class` with respect
+/// to every layer's attention, by hand ([`super::gradient`]), formed into
+/// the maps' device half. `eps` is the model's LayerNorm epsilon.
+pub fn relevance_tensors(
+    model: &VisionTransformer,
+    forward: &super::gradient::Forward,
+    class: usize,
+    eps: f64,
+) -> RelevanceTensors {
+    let gradients = super::gradient::attention_gradients(model, forward, class, eps);
+    device_maps(
+        forward.weights().into_iter().zip(gradients).collect(),
+        MapQueries::of(model),
+    )
 }
 
 /// The map row of the product M_L ⋯ M_1 over the patches, [1, N], where
@@ -343,57 +309,166 @@ mod tests {
         }
     }
 
-    /// The probes' gradient is the gradient with respect to the attention
-    /// weights: against central differences of the logit, nudging one
-    /// weight of one head of one layer through the same probe.
+    /// A small model of each kind vitrine runs: plain, layer scale with QK
+    /// norm, QuickGELU with a norm before the blocks, registers with
+    /// avgmax pooling and fc_norm, no class token with average pooling,
+    /// max pooling, the class token beside the mean, and distilled DeiT.
+    fn variants() -> Vec<(&'static str, crate::model::VitConfig)> {
+        use crate::model::{Pool, VitConfig};
+        let base = || VitConfig::new([16, 16], 4, 16, 2, 2, 32).with_num_classes(3);
+        let mut scaled = base();
+        scaled.init_values = Some(0.5);
+        scaled.qk_norm = true;
+        let mut clip = base();
+        clip.quick_gelu = true;
+        clip.pre_norm = true;
+        let mut avgmax = base();
+        avgmax.reg_tokens = 2;
+        avgmax.global_pool = Pool::AvgMax;
+        avgmax.fc_norm = true;
+        let mut gap = base();
+        gap.class_token = false;
+        gap.global_pool = Pool::Avg;
+        gap.fc_norm = true;
+        let mut max = base();
+        max.global_pool = Pool::Max;
+        let mut both = base();
+        both.global_pool = Pool::TokenAndAvg;
+        let mut deit = base();
+        deit.distilled = true;
+        deit.global_pool = Pool::TokenAndDistillation;
+        vec![
+            ("plain", base()),
+            ("layer scale, QK norm", scaled),
+            ("QuickGELU, pre-norm", clip),
+            ("registers, avgmax, fc_norm", avgmax),
+            ("no class token, avg", gap),
+            ("max", max),
+            ("token and avg", both),
+            ("distilled", deit),
+        ]
+    }
+
+    /// A model of `config` with every weight random (LayerNorms and layer
+    /// scales too, so that a wrong formula cannot hide behind ones and zeros).
+    fn random_model(config: &crate::model::VitConfig) -> crate::model::VisionTransformer {
+        use burn::module::{Module, ModuleMapper, Param};
+        use burn::tensor::{Device, Distribution};
+        struct Jitter;
+        impl ModuleMapper for Jitter {
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                param.map(|t| {
+                    let noise =
+                        Tensor::random(t.shape(), Distribution::Normal(0.0, 0.3), &t.device());
+                    t + noise
+                })
+            }
+        }
+        config.init(&Device::flex()).map(&mut Jitter)
+    }
+
+    /// The hand-written gradient against central differences of the logit,
+    /// nudging single attention weights through the model's probe.
     #[test]
-    fn the_probe_gradient_is_the_attention_gradient() {
-        use crate::model::VitConfig;
+    fn the_attention_gradient_matches_finite_differences() {
         use burn::tensor::{Device, Distribution};
         let device = Device::flex();
-        let cfg = VitConfig::new([16, 16], 8, 16, 2, 2, 32).with_num_classes(3);
-        let model = cfg.init(&device);
-        let image = Tensor::<4>::random([1, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
-        let class = 1;
-        let probed = probe(&model, image.clone());
-        let [_, h, t, _] = probed.weights[0].dims();
-        let mut grads = probed
-            .logits
-            .clone()
-            .slice([0..1, class..class + 1])
-            .sum()
-            .backward();
-        let gradients: Vec<Vec<f32>> = probed
-            .probes
-            .iter()
-            .map(|p| {
-                p.grad_remove(&mut grads)
-                    .unwrap()
-                    .into_data()
-                    .try_to_vec()
-                    .unwrap()
-            })
-            .collect();
-        let logit = |layer: usize, at: usize, by: f32| -> f64 {
-            let mut bump = vec![0.0f32; h * t * t];
-            bump[at] = by;
-            let bump = Tensor::<4>::from_data(TensorData::new(bump, [1, h, t, t]), &device);
-            let tokens = model.encode_probed(
-                model.embed(image.clone()),
-                |i| (i == layer).then(|| bump.clone()),
-                |_, _| {},
-            );
-            let logits: Vec<f32> = model.forward_head(tokens).into_data().try_to_vec().unwrap();
-            f64::from(logits[class])
-        };
-        let eps = 1e-2;
-        for (layer, at) in [(0, 0), (0, t * t + 3), (1, 5), (1, h * t * t - 1)] {
-            let numeric = (logit(layer, at, eps) - logit(layer, at, -eps)) / (2.0 * f64::from(eps));
-            let analytic = f64::from(gradients[layer][at]);
-            assert!(
-                (numeric - analytic).abs() <= 1e-3 * (1.0 + analytic.abs()),
-                "layer {layer} entry {at}: finite differences {numeric}, autodiff {analytic}"
-            );
+        for (name, cfg) in variants() {
+            let model = random_model(&cfg);
+            let image =
+                Tensor::<4>::random([1, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+            let class = 1;
+            let forward = super::super::gradient::forward(&model, image.clone());
+            let gradients: Vec<Vec<f32>> =
+                super::super::gradient::attention_gradients(&model, &forward, class, cfg.norm_eps)
+                    .into_iter()
+                    .map(|g| g.into_data().try_to_vec().unwrap())
+                    .collect();
+            let [h, t, _] = forward.weights()[0].dims();
+            let logit = |layer: usize, at: usize, by: f32| -> f64 {
+                let mut bump = vec![0.0f32; h * t * t];
+                bump[at] = by;
+                let bump = Tensor::<4>::from_data(TensorData::new(bump, [1, h, t, t]), &device);
+                let tokens = model.encode_probed(
+                    model.embed(image.clone()),
+                    |i| (i == layer).then(|| bump.clone()),
+                    |_, _| {},
+                );
+                let logits: Vec<f32> = model.forward_head(tokens).into_data().try_to_vec().unwrap();
+                f64::from(logits[class])
+            };
+            let eps = 1e-2;
+            for (layer, at) in [
+                (0, 0),
+                (0, t * t + 3),
+                (1, 5),
+                (1, t + 1),
+                (1, h * t * t - 1),
+            ] {
+                let numeric =
+                    (logit(layer, at, eps) - logit(layer, at, -eps)) / (2.0 * f64::from(eps));
+                let analytic = f64::from(gradients[layer][at]);
+                assert!(
+                    (numeric - analytic).abs() <= 2e-3 * (1.0 + analytic.abs()),
+                    "{name}: layer {layer} entry {at}: finite differences {numeric}, by hand {analytic}"
+                );
+            }
+        }
+    }
+
+    /// The hand-written gradient is Burn's autodiff's, every entry, on
+    /// every kind of model (autodiff comes with the `train` feature).
+    #[cfg(feature = "train")]
+    #[test]
+    fn the_attention_gradient_is_autodiffs() {
+        use burn::tensor::{Device, Distribution};
+        let device = Device::flex();
+        let autodiff = device.clone().autodiff();
+        for (name, cfg) in variants() {
+            let model = random_model(&cfg);
+            let image =
+                Tensor::<4>::random([1, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+            let forward = super::super::gradient::forward(&model, image.clone());
+            let [h, t, _] = forward.weights()[0].dims();
+            for class in 0..3 {
+                let ours = super::super::gradient::attention_gradients(
+                    &model,
+                    &forward,
+                    class,
+                    cfg.norm_eps,
+                );
+                let probes: Vec<Tensor<4>> = (0..cfg.depth)
+                    .map(|_| Tensor::<4>::zeros([1, h, t, t], &autodiff).require_grad())
+                    .collect();
+                let tokens = model.encode_probed(
+                    model.embed(image.clone()),
+                    |i| Some(probes[i].clone()),
+                    |_, _| {},
+                );
+                let mut grads = model
+                    .forward_head(tokens)
+                    .slice([0..1, class..class + 1])
+                    .sum()
+                    .backward();
+                for (layer, (probe, mine)) in probes.iter().zip(ours).enumerate() {
+                    let want: Vec<f32> = probe
+                        .grad_remove(&mut grads)
+                        .unwrap()
+                        .into_data()
+                        .try_to_vec()
+                        .unwrap();
+                    let got: Vec<f32> = mine.into_data().try_to_vec().unwrap();
+                    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let d = got
+                        .iter()
+                        .zip(&want)
+                        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                    assert!(
+                        d <= 1e-5 * scale.max(1e-3),
+                        "{name}, class {class}, layer {layer}: |by hand - autodiff| {d:e} (largest {scale:e})"
+                    );
+                }
+            }
         }
     }
 }

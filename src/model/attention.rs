@@ -28,6 +28,13 @@ pub struct AttentionOutput {
     pub context: Tensor<3>,
     /// [B, heads, T, T]; each row sums to 1.
     pub weights: Tensor<4>,
+    /// The queries, keys and values the weights came from, [B, heads, T,
+    /// head width] each (queries and keys after `qk_norm`, if any).
+    pub queries: Tensor<4>,
+    pub keys: Tensor<4>,
+    pub values: Tensor<4>,
+    /// With `qk_norm`: the queries and keys before their LayerNorms.
+    pub raw_queries_keys: Option<(Tensor<4>, Tensor<4>)>,
 }
 
 impl Attention {
@@ -70,9 +77,10 @@ impl Attention {
 
     /// [`Attention::forward`] with `probe` ([B, heads, T, T], zeros that
     /// require a gradient) added to the weights before they mix the values:
-    /// the value is unchanged, and the probe's gradient is the gradient
-    /// with respect to the attention weights (what relevance maps need;
-    /// see [`crate::explain::relevance`]).
+    /// the value is unchanged, and under autodiff the probe's gradient is
+    /// the gradient with respect to the attention weights (what the tests
+    /// of the relevance maps' hand-written backward pass compare with;
+    /// a non-zero probe nudges the weights, for finite differences).
     pub fn forward_probed(&self, x: Tensor<3>, probe: Option<Tensor<4>>) -> AttentionOutput {
         let [b, t, d] = x.dims();
         let h = self.num_heads;
@@ -86,24 +94,30 @@ impl Attention {
             qkv.next().unwrap(),
             qkv.next().unwrap(),
         );
+        let mut raw_queries_keys = None;
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            raw_queries_keys = Some((q.clone(), k.clone()));
             q = qn.forward(q);
             k = kn.forward(k);
         }
 
         let scale = (hd as f64).powf(-0.5);
-        let scores = crate::ops::matmul(q.mul_scalar(scale), k.swap_dims(2, 3)); // [B, H, T, T]
+        let scores = crate::ops::matmul(q.clone().mul_scalar(scale), k.clone().swap_dims(2, 3)); // [B, H, T, T]
         let weights = crate::ops::softmax_last(scores);
         let mixing = match probe {
             Some(probe) => weights.clone() + probe,
             None => weights.clone(),
         };
-        let context = crate::ops::matmul(mixing, v) // [B, H, T, hd]
+        let context = crate::ops::matmul(mixing, v.clone()) // [B, H, T, hd]
             .swap_dims(1, 2) // [B, T, H, hd]
             .reshape([b, t, d]);
         AttentionOutput {
             context: crate::ops::linear(&self.proj, context),
             weights,
+            queries: q,
+            keys: k,
+            values: v,
+            raw_queries_keys,
         }
     }
 }

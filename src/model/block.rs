@@ -83,13 +83,15 @@ impl Block {
         let attention = self.attn.forward_probed(normed.clone(), probe);
         let after_attention = x + scaled(&self.ls1, attention.context.clone());
         let normed2 = self.norm2.forward(after_attention.clone());
-        let mlp = scaled(&self.ls2, self.mlp.forward(normed2.clone()));
+        let (mlp, hidden) = self.mlp.forward_hidden(normed2.clone());
+        let mlp = scaled(&self.ls2, mlp);
         let output = after_attention.clone() + mlp.clone();
         BlockSteps {
             normed,
             attention,
             after_attention,
             normed2,
+            hidden,
             mlp,
             output,
         }
@@ -108,6 +110,8 @@ pub struct BlockSteps {
     pub after_attention: Tensor<3>,
     /// What the MLP sees: `norm2(after_attention)`.
     pub normed2: Tensor<3>,
+    /// The MLP's first layer's output, before its activation.
+    pub hidden: Tensor<3>,
     /// What the second residual adds (after layer scale, if any).
     pub mlp: Tensor<3>,
     /// The block's output, `after_attention + mlp(normed2)`.

@@ -36,14 +36,20 @@ impl Mlp {
 
     /// [B, T, D] → [B, T, D].
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.forward_hidden(x).0
+    }
+
+    /// [`Mlp::forward`], and the first layer's output before the activation
+    /// [B, T, hidden] (what the activation's slope needs).
+    pub fn forward_hidden(&self, x: Tensor<3>) -> (Tensor<3>, Tensor<3>) {
         use crate::ops::linear;
         let h = linear(&self.fc1, x);
-        let h = if self.quick_gelu {
+        let a = if self.quick_gelu {
             // timm's QuickGELU: x · sigmoid(1.702 x).
-            h.clone() * burn::tensor::activation::sigmoid(h.mul_scalar(1.702))
+            h.clone() * burn::tensor::activation::sigmoid(h.clone().mul_scalar(1.702))
         } else {
-            crate::ops::gelu(h)
+            crate::ops::gelu(h.clone())
         };
-        linear(&self.fc2, h)
+        (linear(&self.fc2, a), h)
     }
 }

@@ -162,23 +162,28 @@ impl VisionTransformer {
     /// `fc_norm`): [B, D], or [B, 2·D] for [`Pool::TokenAndAvg`]. For
     /// distilled DeiT, the mean of the class and distillation tokens.
     pub fn pool(&self, tokens: Tensor<3>) -> Tensor<2> {
+        let pooled = self.pool_unnormed(tokens);
+        match &self.fc_norm {
+            Some(norm) => norm.forward(pooled),
+            None => pooled,
+        }
+    }
+
+    /// [`VisionTransformer::pool`] before `fc_norm`.
+    pub fn pool_unnormed(&self, tokens: Tensor<3>) -> Tensor<2> {
         let [b, t, d] = tokens.dims();
         let p = t - self.num_patches();
         let token = |i: usize| tokens.clone().slice([0..b, i..i + 1, 0..d]).reshape([b, d]);
         let patches = || tokens.clone().slice([0..b, p..t, 0..d]);
         let mean = || patches().mean_dim(1).reshape([b, d]);
         let max = || patches().max_dim(1).reshape([b, d]);
-        let pooled = match self.global_pool {
+        match self.global_pool {
             Pool::Token => token(0),
             Pool::Avg => mean(),
             Pool::Max => max(),
             Pool::AvgMax => (mean() + max()).mul_scalar(0.5),
             Pool::TokenAndAvg => Tensor::cat(vec![token(0), mean()], 1),
             Pool::TokenAndDistillation => (token(0) + token(1)).mul_scalar(0.5),
-        };
-        match &self.fc_norm {
-            Some(norm) => norm.forward(pooled),
-            None => pooled,
         }
     }
 

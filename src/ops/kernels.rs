@@ -103,15 +103,31 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         let (cdf, slope, frozen) = (constant(cdf), constant(slope), constant(values));
         return x.clone() * cdf + (x - frozen) * slope;
     }
-    if device.is_autodiff() {
-        // Burn's GELU gradient on wgpu is off by up to 8e-4 of its size
-        // (against 2e-7 for this form); x·Φ(x) through erf differentiates
-        // exactly. The relevance maps' backward pass needs it.
-        let cdf =
-            (x.clone().mul_scalar(std::f64::consts::FRAC_1_SQRT_2).erf() + 1.0).mul_scalar(0.5);
-        return x * cdf;
-    }
     activation::gelu(x)
+}
+
+/// GELU's derivative Φ(x) + x·φ(x) at each value of `x` (the exact GELU's
+/// slope, for a backward pass written by hand).
+pub fn gelu_slope<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    if is_plain_cpu(&device) && x.dtype() == DType::F32 {
+        let shape = x.shape();
+        let mut cdf = f32_values(x);
+        let mut slope = cdf.clone();
+        gelu_parts(&mut cdf, &mut slope);
+        cdf.iter_mut().zip(&slope).for_each(|(c, s)| *c += s);
+        return Tensor::from_data(TensorData::new(cdf, shape), &device);
+    }
+    // 1/√(2π)
+    const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+    let cdf = (x.clone().mul_scalar(std::f64::consts::FRAC_1_SQRT_2).erf() + 1.0).mul_scalar(0.5);
+    let pdf = x
+        .clone()
+        .powi_scalar(2)
+        .mul_scalar(-0.5)
+        .exp()
+        .mul_scalar(INV_SQRT_2PI);
+    cdf + x * pdf
 }
 
 pub(super) fn f32_values<const D: usize>(x: Tensor<D>) -> Vec<f32> {

@@ -9,5 +9,5 @@ pub mod kernels;
 mod lanes;
 pub mod matmul;
 
-pub use kernels::{gelu, kernel_path, softmax_last};
+pub use kernels::{gelu, gelu_slope, kernel_path, softmax_last};
 pub use matmul::{linear, matmul};

@@ -115,8 +115,9 @@ for (const arch of archs) {
       + `median ${median(got.map(med)).toFixed(1)} ms, p90 ${median(got.map(p90)).toFixed(1)} ms (rounds: ${got.map((r) => med(r).toFixed(0)).join(', ')})`);
     const whys = got.filter((r) => r.relevance);
     if (whys.length) {
-      console.log(`    relevance map: median ${median(whys.map((r) => r.relevance.ms.median)).toFixed(1)} ms, `
-        + `${median(whys.map((r) => r.relevance.perClassification)).toFixed(2)}× a classification (rounds: ${whys.map((r) => r.relevance.perClassification.toFixed(2)).join(', ')})`);
+      console.log(`    relevance map: median ${median(whys.map((r) => r.relevance.engineMs.median)).toFixed(1)} ms, `
+        + `${median(whys.map((r) => r.relevance.perForward)).toFixed(2)}× a forward pass + read-back (rounds: ${whys.map((r) => r.relevance.perForward.toFixed(2)).join(', ')}); `
+        + `${median(whys.map((r) => r.relevance.ms.median)).toFixed(1)} ms through the worker`);
     }
     for (const r of got.filter((x) => x.memory)) {
       console.log(`    wasm memory: ${mb(r.wasmBytesLoaded)} loaded, ${mb(r.memory.wasmBytes[1])} after ${r.memory.runs} more classifications (${(100 * r.memory.wasmGrowth).toFixed(1)}% over them)`);
@@ -134,5 +135,8 @@ for (const r of results.slice(latency.length)) {
   const m = r.memory;
   if (!m) { console.log(`  memory check ${r.url}: ${r.error}`); continue; }
   console.log(`  memory over ${m.runs} runs (${r.backend}): wasm ${(100 * m.wasmGrowth).toFixed(1)}%, device pools ${m.deviceGrowth == null ? 'n/a' : (100 * m.deviceGrowth).toFixed(1) + '%'}`);
-  if (r.relevance) console.log(`  default model (${r.backend}): relevance map ${r.relevance.ms.median.toFixed(1)} ms, ${r.relevance.perClassification.toFixed(2)}× a classification (${r.ms.total.median.toFixed(1)} ms)`);
+  if (r.relevance) {
+    console.log(`  default model (${r.backend}): relevance map ${r.relevance.engineMs.median.toFixed(1)} ms, ${r.relevance.perForward.toFixed(2)}× a forward pass + read-back `
+      + `(${(r.ms.forward.median + r.ms.readback.median).toFixed(1)} ms); ${r.relevance.ms.median.toFixed(1)} ms through the worker, a whole classification ${r.ms.total.median.toFixed(1)} ms`);
+  }
 }

@@ -1,4 +1,5 @@
-//! `vitrine bench`: the forward pass timed on one model, cpu or wgpu.
+//! `vitrine bench`: the forward pass timed on one model, cpu or wgpu; with
+//! `--explain`, a relevance map (the top class's) beside it.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -13,7 +14,7 @@ use super::{Args, pick_backend};
 pub fn bench(raw: &[String]) -> Result<ExitCode, String> {
     let args = Args::parse(
         raw,
-        &["json"],
+        &["json", "explain"],
         &["backend", "arch", "model", "runs", "warmup", "batch"],
     )?;
     let runs = args.number("runs", 30)?.max(1);
@@ -39,18 +40,41 @@ pub fn bench(raw: &[String]) -> Result<ExitCode, String> {
         Distribution::Normal(0.0, 1.0),
         &device,
     );
-    let mut times = Vec::with_capacity(runs);
-    for i in 0..warmup + runs {
-        let t0 = now_ms();
-        let logits = model.forward(input.clone());
-        let _ = logits.into_data();
-        if i >= warmup {
-            times.push(now_ms() - t0);
-        }
+    let explain = args.flag("explain");
+    if explain && batch != 1 {
+        return Err("--explain times one image: leave out --batch".into());
     }
-    times.sort_by(f64::total_cmp);
+    let timed = |run: &mut dyn FnMut()| -> Vec<f64> {
+        let mut times = Vec::with_capacity(runs);
+        for i in 0..warmup + runs {
+            let t0 = now_ms();
+            run();
+            if i >= warmup {
+                times.push(now_ms() - t0);
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        times
+    };
+    let times = timed(&mut || {
+        let _ = model.forward(input.clone()).into_data();
+    });
     let median = times[times.len() / 2];
     let p90 = times[((times.len() as f64 * 0.9).ceil() as usize).saturating_sub(1)];
+    // A relevance map as the CLI and the page ask for it: the top class,
+    // vit-explain's discard ratio.
+    let relevance = explain.then(|| {
+        let values: Vec<f32> = input.clone().into_data().try_to_vec().expect("f32 input");
+        let preprocess = vitrine::PreprocessConfig::timm_default(config.in_chans, config.img_size);
+        let classifier =
+            vitrine::Classifier::from_model(model.clone(), config.clone(), preprocess, &device);
+        let times = timed(&mut || {
+            classifier
+                .relevance_input_blocking(&values, None, vitrine::explain::DISCARD_RATIO)
+                .expect("relevance");
+        });
+        times[times.len() / 2]
+    });
     // The CPU backend's pool: RAYON_NUM_THREADS when set, else every core.
     let threads = std::env::var("RAYON_NUM_THREADS")
         .ok()
@@ -60,7 +84,7 @@ pub fn bench(raw: &[String]) -> Result<ExitCode, String> {
         println!(
             "{}",
             json!({"model": name, "backend": kind.name(), "batch": batch, "runs": runs, "median_ms": median, "p90_ms": p90,
-                   "min_ms": times[0], "threads": threads})
+                   "min_ms": times[0], "threads": threads, "relevance_median_ms": relevance})
         );
     } else {
         println!(
@@ -68,6 +92,12 @@ pub fn bench(raw: &[String]) -> Result<ExitCode, String> {
             kind.name(),
             times[0]
         );
+        if let Some(r) = relevance {
+            println!(
+                "  relevance map (top class): median {r:.2} ms, {:.2}x the forward pass",
+                r / median
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
