@@ -24,6 +24,8 @@ pub struct Classifier {
     pub notes: Vec<String>,
     model: VisionTransformer,
     device: Device,
+    /// The most working memory a relevance pass may take, in bytes.
+    relevance_budget: u64,
 }
 
 /// Why an image could not be classified.
@@ -47,6 +49,8 @@ pub enum ClassifyError {
     NoSuchClass { class: usize, classes: usize },
     /// A discard ratio outside [0, 1).
     DiscardRatio(f64),
+    /// The relevance pass would need more working memory than allowed.
+    RelevanceTooLarge { needed: u64, budget: u64 },
 }
 
 impl std::fmt::Display for ClassifyError {
@@ -73,6 +77,14 @@ impl std::fmt::Display for ClassifyError {
                 f,
                 "there is no class {class}: this model has {classes} classes, 0 to {}",
                 classes.saturating_sub(1)
+            ),
+            Self::RelevanceTooLarge { needed, budget } => write!(
+                f,
+                "a relevance map of this model at this input size needs about {:.1} GB of working \
+                 memory (every layer's attention is kept for the backward pass), more than the \
+                 {:.1} GB available here; a smaller input size needs less",
+                *needed as f64 / 1e9,
+                *budget as f64 / 1e9
             ),
             Self::DiscardRatio(r) => write!(
                 f,
@@ -189,6 +201,7 @@ impl Classifier {
             notes: Vec::new(),
             model,
             device: device.clone(),
+            relevance_budget: u64::MAX,
         }
     }
 
@@ -207,7 +220,27 @@ impl Classifier {
             notes: checkpoint.notes.clone(),
             model: checkpoint.build_reporting(&device, progress),
             device,
+            relevance_budget: u64::MAX,
         }
+    }
+
+    /// Caps the working memory of a relevance pass (the browser's 4 GB of
+    /// wasm memory); beyond it, [`Classifier::relevance_input`] refuses.
+    pub fn with_relevance_budget(mut self, bytes: u64) -> Self {
+        self.relevance_budget = bytes;
+        self
+    }
+
+    /// About how many bytes a relevance pass holds at once: every layer's
+    /// attention, Q, K, V, MLP pre-activation and inputs kept for the
+    /// backward pass, the fused matrices read back, and one layer's
+    /// gradients in flight.
+    pub fn relevance_bytes(&self) -> u64 {
+        let c = &self.config;
+        let (l, h, t) = (c.depth as u64, c.num_heads as u64, c.num_tokens() as u64);
+        let (d, hidden) = (c.embed_dim as u64, c.mlp_hidden as u64);
+        let per_layer = h * t * t + t * (5 * d + hidden) + 3 * t * t;
+        4 * (l * per_layer + 4 * h * t * t + t * hidden)
     }
 
     /// The model itself (for walk-throughs and benchmarks).
@@ -387,6 +420,13 @@ impl Classifier {
         }
         if !(0.0..1.0).contains(&discard_ratio) {
             return Err(ClassifyError::DiscardRatio(discard_ratio));
+        }
+        let needed = self.relevance_bytes();
+        if needed > self.relevance_budget {
+            return Err(ClassifyError::RelevanceTooLarge {
+                needed,
+                budget: self.relevance_budget,
+            });
         }
         let [h, w] = c.img_size;
         assert_eq!(input.len(), c.in_chans * h * w, "input length");

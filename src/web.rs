@@ -17,6 +17,11 @@ use crate::walkthrough::Focus;
 /// and a half.
 const WASM_WEIGHT_BUDGET: u64 = 2 << 30;
 
+/// wasm32's whole memory, and what a relevance pass leaves to everything
+/// else in it (the page's images, a classification's activations).
+const WASM_MEMORY: u64 = 4 << 30;
+const WASM_HEADROOM: u64 = 512 << 20;
+
 /// The WebGPU device, created once per page (worker) and reused by every model.
 static WEBGPU: std::sync::Mutex<Option<Device>> = std::sync::Mutex::new(None);
 
@@ -134,8 +139,14 @@ impl Vitrine {
             checkpoint.weights_key.clone(),
             checkpoint.weights_keys.clone(),
         );
+        let classifier = Classifier::new_reporting(checkpoint, device, &report);
+        // A relevance pass keeps every layer's attention: it may use what
+        // the weights leave of wasm memory (read-backs land there too).
+        let weights = classifier.model().num_params() as u64 * 4;
+        let classifier =
+            classifier.with_relevance_budget(WASM_MEMORY.saturating_sub(weights + WASM_HEADROOM));
         Ok(Vitrine {
-            viewer: Viewer::new(Classifier::new_reporting(checkpoint, device, &report)),
+            viewer: Viewer::new(classifier),
             backend,
             native_size,
             weights_key,

@@ -155,6 +155,25 @@ fn impossible_questions_get_errors() {
         let e = c.relevance_input_blocking(input, None, bad).unwrap_err();
         assert!(matches!(e, ClassifyError::DiscardRatio(_)), "{bad}: {e}");
     }
+    // A pass that needs more memory than allowed is refused, sizes named.
+    let needed = c.relevance_bytes();
+    let capped = classifier("timm_d96", &Device::flex()).with_relevance_budget(needed - 1);
+    let e = capped
+        .relevance_input_blocking(input, None, 0.9)
+        .unwrap_err();
+    assert_eq!(
+        e,
+        ClassifyError::RelevanceTooLarge {
+            needed,
+            budget: needed - 1
+        }
+    );
+    assert!(
+        e.to_string().contains("a smaller input size needs less"),
+        "{e}"
+    );
+    let fits = classifier("timm_d96", &Device::flex()).with_relevance_budget(needed);
+    assert!(fits.relevance_input_blocking(input, None, 0.9).is_ok());
     let backbone = classifier("timm_dino", &Device::flex());
     let input = &golden("timm_dino")["astronaut.input"].1;
     let e = backbone
