@@ -231,15 +231,16 @@ impl Classifier {
         self
     }
 
-    /// About how many bytes a relevance pass holds at once: every layer's
-    /// attention, Q, K, V, MLP pre-activation and inputs kept for the
-    /// backward pass, the fused matrices read back, and one layer's
-    /// gradients in flight.
+    /// About how many bytes a relevance pass holds at once: per layer, the
+    /// attention, its gradient, Q, K, V, the MLP's pre-activation and the
+    /// block's inputs (all kept until the maps are formed), the head-mean
+    /// matrices and their read-back; and one layer's backward pass in
+    /// flight.
     pub fn relevance_bytes(&self) -> u64 {
         let c = &self.config;
         let (l, h, t) = (c.depth as u64, c.num_heads as u64, c.num_tokens() as u64);
         let (d, hidden) = (c.embed_dim as u64, c.mlp_hidden as u64);
-        let per_layer = h * t * t + t * (5 * d + hidden) + 3 * t * t;
+        let per_layer = 2 * h * t * t + t * (5 * d + hidden) + 3 * t * t;
         4 * (l * per_layer + 4 * h * t * t + t * hidden)
     }
 

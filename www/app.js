@@ -356,9 +356,14 @@ async function ensureRelevance() {
     // `image` names the classification these maps are for: the worker
     // answers `stale` if it has classified a newer image since.
     const answer = await run({ type: 'relevance', class: k, image: mine.id });
-    if (answer.stale) return;
-    mine.relevance[k] = answer.relevance;
-    window.vitrineWhy = answer.relevance; // for tests and the curious: the raw maps
+    if (answer.stale) {
+      // The worker no longer holds this image (it restarted, or a newer
+      // image came in whose result was dropped): say so rather than wait.
+      mine.failed[k] = `The model no longer holds this image, so it cannot say why “${info.labels[k]}”: give the image again.`;
+    } else {
+      mine.relevance[k] = answer.relevance;
+      window.vitrineWhy = answer.relevance; // for tests and the curious: the raw maps
+    }
   } catch (e) {
     mine.failed[k] = `Could not work out why “${info.labels[k]}”: ${e.message}`;
   } finally {

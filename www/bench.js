@@ -63,8 +63,9 @@ async function main() {
     ms: Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, stats(v)])),
   };
   if (relevanceRuns > 0) {
-    // Why this class (the top one): the forward pass again under autodiff,
-    // one backward pass and the maps, against a classification's time.
+    // Why this class (the top one): the forward pass again, keeping each
+    // block's values, the backward pass and the maps, against a
+    // classification's forward pass and read-back.
     $('status').textContent = `Backend ${backend}: ${relevanceRuns} relevance maps…`;
     const top = report.top1;
     for (let i = 0; i < warmup; i++) await request({ type: 'relevance', class: top, image: 1 });

@@ -172,9 +172,14 @@ export function setupLearn({ run, state }) {
       const p = current.result.probabilities;
       why = Array.from(p.keys()).sort((a, b) => p[b] - p[a]).slice(0, 2);
       for (const k of why) {
-        if (current.relevance[k]) continue;
-        const answer = await run({ type: 'relevance', class: k, image: current.id });
-        if (!answer.stale) current.relevance[k] = answer.relevance;
+        if (current.relevance[k] || current.failed[k]) continue;
+        try {
+          const answer = await run({ type: 'relevance', class: k, image: current.id });
+          if (!answer.stale) current.relevance[k] = answer.relevance;
+        } catch (e) {
+          // Step 9 goes without this map; the other steps stand.
+          current.failed[k] = `Could not work out why “${state().info.labels[k]}”: ${e.message}`;
+        }
       }
       walk = { ...w, patches };
       shown = current;
@@ -270,8 +275,8 @@ export function setupLearn({ run, state }) {
     ]);
     // 9. attention (one map for every class) beside the top classes' relevance
     const over = (map) => mapOverInput(walk.input, info.preprocess, [s.rows, s.cols], map);
-    const { current } = state();
-    steps.push(s.classes ? [
+    const current = shown; // the image the walk belongs to
+    steps.push(s.classes && current ? [
       figure(L.rollout, over(current.result.rollout)),
       ...why.filter((k) => current.relevance[k]).map((k) => figure(L.why(info.labels[k]), over(current.relevance[k].chefer))),
     ] : []);

@@ -115,7 +115,8 @@ function chosenMap({ current, patch, info }) {
     const h = typeof head === 'number' ? head : 'mean';
     return { map: patchRow(rows[layer], n, patch, h, info.prefixTokens.length), what: patchCaption({ current, patch }, layer, h) };
   }
-  if (showNow() === 'relevance' && patch < 0) return relevanceMap({ current, info });
+  // A pointed patch shows its attention once that layer's rows are here.
+  if (showNow() === 'relevance' && (patch < 0 || !rows[layer])) return relevanceMap({ current, info });
   const cls = info.config.class_token;
   if (head === 'rollout') {
     return {

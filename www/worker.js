@@ -109,6 +109,9 @@ async function handle({ data }) {
       await ready;
       if (!model) throw new Error('no model is loaded yet');
       // The model keeps the prepared image for the questions below.
+      // Until this classification succeeds, the image the model keeps is
+      // not known for sure (a failure after preprocessing keeps the new one).
+      keptImage = null;
       const result = await model.classify(new Uint8Array(data.rgba), data.width, data.height, undefined);
       keptImage = data.image;
       self.postMessage({ type: 'result', id: data.id, result });

@@ -71,6 +71,13 @@ for (const [backend, query] of [['cpu', ''], ['cpu-simd128', '&simd=simd128'], [
     assert.equal(await page.locator('#top .class-pick[aria-pressed="true"]').count(), 1);
     assert.equal(await page.locator('#heads button').count(), 2 + 4, 'the two maps and one per head');
     await shot(page, `why-${backend}`);
+    // The patch pointer works as in attention mode: the pointed patch's
+    // attention, then back to the class's map.
+    const box = await page.locator('#stage').boundingBox();
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await page.waitForFunction(() => /where the patch at row \d+, column \d+ looks/.test(document.getElementById('caption').textContent));
+    await page.mouse.move(box.x + box.width + 40, box.y - 40);
+    await page.waitForFunction(() => document.getElementById('caption').textContent.startsWith('Why “pullover”'));
 
     // Another class: other maps, the CLI's for that class.
     await page.locator('#top .class-pick').nth(1).click();

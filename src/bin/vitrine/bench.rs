@@ -44,6 +44,11 @@ pub fn bench(raw: &[String]) -> Result<ExitCode, String> {
     if explain && batch != 1 {
         return Err("--explain times one image: leave out --batch".into());
     }
+    if explain && !config.has_head() {
+        return Err(
+            "--explain needs a classifier: this model is a backbone, with no class scores".into(),
+        );
+    }
     let timed = |run: &mut dyn FnMut()| -> Vec<f64> {
         let mut times = Vec::with_capacity(runs);
         for i in 0..warmup + runs {
