@@ -162,6 +162,9 @@ export function renderView(state) {
   $('overlay').style.opacity = $('opacity').value;
   drawPatchCursor($('cursor'), patch, result.grid);
   $('caption').textContent = what + (mask ? ` Only the patches holding ${Math.round($('mass').value * 100)}% of it are left uncovered.` : '');
+  const share = showNow() === 'relevance' && patch < 0 ? 'relevance' : 'attention';
+  $('mass-what').textContent = `of the ${share}`;
+  $('mass').setAttribute('aria-label', `Share of the ${share} kept`);
   renderHeads(state);
 
   const order = Array.from(result.probabilities.keys()).sort((a, b) => result.probabilities[b] - result.probabilities[a]);

@@ -70,6 +70,11 @@ for (const [backend, query] of [['cpu', ''], ['cpu-simd128', '&simd=simd128'], [
     assert.match(await page.textContent('#caption'), /^Why “pullover” \(\d+\.\d%\), by Chefer et al\.'s relevance/);
     assert.equal(await page.locator('#top .class-pick[aria-pressed="true"]').count(), 1);
     assert.equal(await page.locator('#heads button').count(), 2 + 4, 'the two maps and one per head');
+    // The threshold view keeps the patches holding a share of the relevance.
+    await page.check('#threshold');
+    assert.match(await page.textContent('#caption'), /Only the patches holding 60% of it are left uncovered\.$/);
+    assert.equal(await page.textContent('#mass-what'), 'of the relevance');
+    await page.uncheck('#threshold');
     await shot(page, `why-${backend}`);
     // The patch pointer works as in attention mode: the pointed patch's
     // attention, then back to the class's map.
@@ -98,6 +103,7 @@ for (const [backend, query] of [['cpu', ''], ['cpu-simd128', '&simd=simd128'], [
     await page.check('input[name="show"][value="attention"]');
     assert.equal(await page.inputValue('#head'), 'mean');
     assert.match(await page.textContent('#caption'), /where the class token looks/);
+    assert.equal(await page.textContent('#mass-what'), 'of the attention');
     assert.deepEqual(requests.filter((u) => !u.startsWith(site.origin)), [], 'no request leaves the origin');
     assert.deepEqual(errors, []);
     await page.close();
