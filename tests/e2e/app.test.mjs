@@ -5,7 +5,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startSite, open, classify, messageIncludes, native, top5, maxDiff, assertAgrees, shot, out, fixtures } from './harness.mjs';
+import zlib from 'node:zlib';
+import { startSite, open, classify, messageIncludes, native, top5, maxDiff, assertAgrees, shot, out, fixtures, root } from './harness.mjs';
 
 let site;
 before(async () => { site = await startSite('app'); });
@@ -33,6 +34,14 @@ for (const [backend, query, label] of [
     await page.close();
   });
 }
+
+test('each wasm module the site ships stays within 4 MB gzipped', () => {
+  for (const file of ['vitrine_bg.wasm', 'vitrine_relaxed_bg.wasm']) {
+    const bytes = zlib.gzipSync(fs.readFileSync(path.join(root, 'dist/pkg', file)), { level: 9 }).length;
+    console.log(`${file}: ${bytes} bytes gzip -9`);
+    assert.ok(bytes <= 4e6, `${file} is ${bytes} bytes gzipped, over 4 MB`);
+  }
+});
 
 test('a DINO backbone (transformers ViTModel, no classifier) shows its maps and says it has no classes', { timeout: 600_000 }, async () => {
   const { page, errors } = await open(site, '?backend=cpu&model=hf_dino');
