@@ -449,7 +449,7 @@ impl Classifier {
             Some(k) => (k, None),
             None => {
                 let logits = read(logits_now.clone()).await;
-                finite("logits", &logits)?;
+                finite("logits", &logits)?; // before picking the top class of them
                 (top_k(&logits, 1)[0].0, Some(logits))
             }
         };

@@ -27,7 +27,7 @@ use burn::tensor::Device;
 use common::*;
 use vitrine::engine::top_k;
 use vitrine::walkthrough::Focus;
-use vitrine::{Checkpoint, Classifier, backend};
+use vitrine::{Checkpoint, Classifier};
 
 const MODELS: [&str; 15] = [
     "timm_tiny",
@@ -764,12 +764,7 @@ fn backbones_load_without_a_classifier() {
 /// The wgpu backend (natively on Vulkan, e.g. Mesa's lavapipe) gives the same numbers.
 #[test]
 fn wgpu_matches_pytorch() {
-    if std::env::var("VITRINE_SKIP_WGPU").is_ok() {
-        eprintln!("VITRINE_SKIP_WGPU set: skipping the wgpu comparison");
-        return;
-    }
-    let device = backend::device(backend::BackendKind::Wgpu)
-        .expect("a wgpu adapter (install mesa-vulkan-drivers, or set VITRINE_SKIP_WGPU=1)");
+    let Some(device) = wgpu_device() else { return };
     for model in [
         "timm_tiny",
         "hf_vit",

@@ -15,7 +15,7 @@ mod common;
 
 use burn::tensor::Device;
 use common::*;
-use vitrine::{Checkpoint, Classifier, ClassifyError, backend};
+use vitrine::{Checkpoint, Classifier, ClassifyError};
 
 const MODELS: [&str; 8] = [
     "timm_tiny",
@@ -88,12 +88,7 @@ fn cpu_relevance_matches_pytorch() {
 
 #[test]
 fn wgpu_relevance_matches_pytorch() {
-    if std::env::var("VITRINE_SKIP_WGPU").is_ok() {
-        eprintln!("VITRINE_SKIP_WGPU set: skipping the wgpu comparison");
-        return;
-    }
-    let device = backend::device(backend::BackendKind::Wgpu)
-        .expect("a wgpu adapter (install mesa-vulkan-drivers, or set VITRINE_SKIP_WGPU=1)");
+    let Some(device) = wgpu_device() else { return };
     for model in ["timm_tiny", "timm_deit_dist", "timm_gap"] {
         check(model, &classifier(model, &device), "wgpu");
     }

@@ -22,7 +22,7 @@ let loads = 0; // number of the newest model load asked for
 let applied = 0; // number of the load whose model is in use: a load that finishes later but was asked for earlier is dropped
 let inflight = false; // a classification is running in the worker
 let queued = null; // the newest classification waiting for it; older waiting ones are dropped
-let current = null; // { result, bitmap, viewBox, rows: { [layer]: { layerAttention, layerMean } }, truth, id, why, relevance: { [class]: maps }, failed: { [class]: message } }
+let current = null; // { result, bitmap, viewBox, rows: { [layer]: { layerAttention, layerMean } }, truth, id, why, relevance: { [class]: maps }, failed: { [class]: message }, pending: Map of class → request }
 let patch = -1; // the patch pointed at, or -1 for the class token
 
 // ---- the worker ---------------------------------------------------------------
@@ -285,7 +285,7 @@ async function classifyJob({ id, name, truth, note, canvas, size, scale, w, h, m
     // Show only the newest image, and only as the model in use answered it.
     if (id !== latest || model !== applied) return;
     const why = result.probabilities.length ? topClass(result.probabilities) : -1;
-    current = { result, bitmap: canvas, viewBox: Array.from(result.viewBox), rows: {}, truth, id, why, relevance: {}, failed: {} };
+    current = { result, bitmap: canvas, viewBox: Array.from(result.viewBox), rows: {}, truth, id, why, relevance: {}, failed: {}, pending: new Map() };
     patch = -1;
     window.vitrineLast = result; // for tests and the curious: the raw outputs
     document.body.dataset.imageSize = size.join('x');
@@ -344,31 +344,45 @@ function explain(k) {
   render();
 }
 
-/** Asks the worker for the chosen class's relevance maps if they are wanted and missing, then redraws. */
+/**
+ * The relevance maps of class `k` for `mine` (an image's state), asked of
+ * the worker once however many callers want them; a failure is kept as its
+ * message. The page's "why this class" and the walk-through share them.
+ */
+function fetchRelevance(mine, k) {
+  if (mine.relevance[k] || mine.failed[k]) return Promise.resolve();
+  if (!mine.pending.has(k)) {
+    mine.pending.set(k, (async () => {
+      try {
+        // `image` names the classification these maps are for: the worker
+        // answers `stale` if it has classified a newer image since.
+        const answer = await run({ type: 'relevance', class: k, image: mine.id });
+        if (answer.stale) {
+          // The worker no longer holds this image (it restarted, or a newer
+          // image came in whose result was dropped): say so rather than wait.
+          mine.failed[k] = `The model no longer holds this image, so it cannot say why “${info.labels[k]}”: give the image again.`;
+        } else {
+          mine.relevance[k] = answer.relevance;
+          window.vitrineWhy = answer.relevance; // for tests and the curious: the raw maps
+        }
+      } catch (e) {
+        mine.failed[k] = `Could not work out why “${info.labels[k]}”: ${e.message}`;
+      } finally {
+        mine.pending.delete(k);
+      }
+    })());
+  }
+  return mine.pending.get(k);
+}
+
+/** Fetches the chosen class's relevance maps if they are wanted and missing, then redraws. */
 async function ensureRelevance() {
   const mine = current;
   if (!mine || showNow() !== 'relevance' || mine.why < 0) return;
   const k = mine.why;
-  if (mine.relevance[k] || mine.failed[k] || mine.pending?.has(k)) return;
-  (mine.pending ??= new Set()).add(k);
+  if (mine.relevance[k] || mine.failed[k]) return;
   document.body.dataset.explaining = String(k);
-  try {
-    // `image` names the classification these maps are for: the worker
-    // answers `stale` if it has classified a newer image since.
-    const answer = await run({ type: 'relevance', class: k, image: mine.id });
-    if (answer.stale) {
-      // The worker no longer holds this image (it restarted, or a newer
-      // image came in whose result was dropped): say so rather than wait.
-      mine.failed[k] = `The model no longer holds this image, so it cannot say why “${info.labels[k]}”: give the image again.`;
-    } else {
-      mine.relevance[k] = answer.relevance;
-      window.vitrineWhy = answer.relevance; // for tests and the curious: the raw maps
-    }
-  } catch (e) {
-    mine.failed[k] = `Could not work out why “${info.labels[k]}”: ${e.message}`;
-  } finally {
-    mine.pending.delete(k);
-  }
+  await fetchRelevance(mine, k);
   if (mine === current) {
     render();
     document.body.dataset.explained = `${mine.id}:${k}`; // for tests: these maps are drawn
@@ -586,7 +600,7 @@ $('weights-key').addEventListener('change', async () => {
   if (loaded) showMessage('');
 });
 
-const learn = setupLearn({ run, state: () => ({ info, current, name: document.body.dataset.model }) });
+const learn = setupLearn({ run, state: () => ({ info, current, name: document.body.dataset.model }), relevance: fetchRelevance });
 /** The worker's memory (wasm bytes, the device's pools): for tests and the curious. */
 window.vitrineMemory = () => run({ type: 'memory' });
 /** The relevance maps of class `k` for the image shown, computed afresh: for tests and the curious. */

@@ -100,9 +100,11 @@ function distancePlot(distances, layers, heads, maxDistance, t) {
 
 /**
  * Wires the view. `run(message)` sends a worker request; `state()` returns
- * { info, current, name }; the view follows the current image and model.
+ * { info, current, name }; `relevance(current, k)` fetches class k's
+ * relevance maps into `current` (shared with the page's "why this class");
+ * the view follows the current image and model.
  */
-export function setupLearn({ run, state }) {
+export function setupLearn({ run, state, relevance }) {
   const section = $('learn');
   const focus = { layer: 0, head: 0 };
   let walk = null;
@@ -171,16 +173,8 @@ export function setupLearn({ run, state }) {
       // so the page's "why this class" reuses them.
       const p = current.result.probabilities;
       why = Array.from(p.keys()).sort((a, b) => p[b] - p[a]).slice(0, 2);
-      for (const k of why) {
-        if (current.relevance[k] || current.failed[k]) continue;
-        try {
-          const answer = await run({ type: 'relevance', class: k, image: current.id });
-          if (!answer.stale) current.relevance[k] = answer.relevance;
-        } catch (e) {
-          // Step 9 goes without this map; the other steps stand.
-          current.failed[k] = `Could not work out why “${state().info.labels[k]}”: ${e.message}`;
-        }
-      }
+      // (one that fails leaves step 9 without it; the other steps stand)
+      for (const k of why) await relevance(current, k);
       walk = { ...w, patches };
       shown = current;
       window.vitrineWalk = walk; // for tests and the curious

@@ -67,6 +67,8 @@ pub struct Forward {
     blocks: Vec<Saved>,
     /// The last block's output, [T, D] (the final norm's input).
     last: Tensor<2>,
+    /// What the head reads them from: the final norm's output, [T, D].
+    tokens: Tensor<2>,
 }
 
 impl Forward {
@@ -89,6 +91,7 @@ pub fn forward(model: &VisionTransformer, images: Tensor<4>) -> Forward {
         last = steps.output.clone();
     });
     Forward {
+        tokens: encoded.clone().squeeze_dim(0),
         logits: model.forward_head(encoded),
         blocks,
         last: last.squeeze_dim(0),
@@ -212,10 +215,7 @@ pub fn attention_gradients(
 fn pool_back(model: &VisionTransformer, forward: &Forward, g: Tensor<1>, eps: f64) -> Tensor<2> {
     let [t, d] = forward.last.dims();
     let device = forward.last.device();
-    let tokens = match &model.norm {
-        Some(norm) => norm.forward(forward.last.clone()),
-        None => forward.last.clone(),
-    };
+    let tokens = &forward.tokens;
     let p = t - model.num_patches();
     let n = model.num_patches();
     let mut g = g.reshape([1, -1]);

@@ -42,6 +42,20 @@ pub fn mean_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32
 }
 
+/// The wgpu device the wgpu comparisons run on (natively Vulkan, e.g.
+/// Mesa's lavapipe), or `None` when `VITRINE_SKIP_WGPU` is set; panics
+/// when there is no adapter, so a missing driver cannot pass unseen.
+pub fn wgpu_device() -> Option<burn::tensor::Device> {
+    if std::env::var("VITRINE_SKIP_WGPU").is_ok() {
+        eprintln!("VITRINE_SKIP_WGPU set: skipping the wgpu comparison");
+        return None;
+    }
+    Some(
+        vitrine::backend::device(vitrine::backend::BackendKind::Wgpu)
+            .expect("a wgpu adapter (install mesa-vulkan-drivers, or set VITRINE_SKIP_WGPU=1)"),
+    )
+}
+
 /// Decodes a fixture photo as RGBA.
 pub fn photo(stem: &str) -> image::RgbaImage {
     image::open(fixtures().join(format!("images/{stem}.png")))
