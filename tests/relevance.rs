@@ -35,10 +35,6 @@ fn classifier(model: &str, device: &Device) -> Classifier {
     Classifier::new(ck, device.clone())
 }
 
-fn largest(v: &[f32]) -> f32 {
-    v.iter().fold(0.0f32, |m, x| m.max(x.abs()))
-}
-
 fn check(model: &str, classifier: &Classifier, label: &str) {
     let g = golden(model);
     let r = golden("relevance");
@@ -126,10 +122,15 @@ fn maps_follow_the_class_and_keep_no_state() {
             best[1].0
         );
     }
-    // The logits the maps came with are the classification's, bit for bit
-    // (the same forward pass on the same kernels).
+    // The logits the maps came with are the classification's (natively
+    // the classification takes the fused blocks, the maps Burn's
+    // operations, so within float32 rounding).
     let plain = c.classify_input_blocking(input, None).unwrap();
-    assert_eq!(plain.logits, top.logits);
+    let d = max_abs_diff(&plain.logits, &top.logits);
+    assert!(
+        d <= 1e-5 * largest(&plain.logits).max(1.0),
+        "logits off by {d:e}"
+    );
 }
 
 #[test]

@@ -309,72 +309,14 @@ mod tests {
         }
     }
 
-    /// A small model of each kind vitrine runs: plain, layer scale with QK
-    /// norm, QuickGELU with a norm before the blocks, registers with
-    /// avgmax pooling and fc_norm, no class token with average pooling,
-    /// max pooling, the class token beside the mean, and distilled DeiT.
-    fn variants() -> Vec<(&'static str, crate::model::VitConfig)> {
-        use crate::model::{Pool, VitConfig};
-        let base = || VitConfig::new([16, 16], 4, 16, 2, 2, 32).with_num_classes(3);
-        let mut scaled = base();
-        scaled.init_values = Some(0.5);
-        scaled.qk_norm = true;
-        let mut clip = base();
-        clip.quick_gelu = true;
-        clip.pre_norm = true;
-        let mut avgmax = base();
-        avgmax.reg_tokens = 2;
-        avgmax.global_pool = Pool::AvgMax;
-        avgmax.fc_norm = true;
-        let mut gap = base();
-        gap.class_token = false;
-        gap.global_pool = Pool::Avg;
-        gap.fc_norm = true;
-        let mut max = base();
-        max.global_pool = Pool::Max;
-        let mut both = base();
-        both.global_pool = Pool::TokenAndAvg;
-        let mut deit = base();
-        deit.distilled = true;
-        deit.global_pool = Pool::TokenAndDistillation;
-        vec![
-            ("plain", base()),
-            ("layer scale, QK norm", scaled),
-            ("QuickGELU, pre-norm", clip),
-            ("registers, avgmax, fc_norm", avgmax),
-            ("no class token, avg", gap),
-            ("max", max),
-            ("token and avg", both),
-            ("distilled", deit),
-        ]
-    }
-
-    /// A model of `config` with every weight random (LayerNorms and layer
-    /// scales too, so that a wrong formula cannot hide behind ones and zeros).
-    fn random_model(config: &crate::model::VitConfig) -> crate::model::VisionTransformer {
-        use burn::module::{Module, ModuleMapper, Param};
-        use burn::tensor::{Device, Distribution};
-        struct Jitter;
-        impl ModuleMapper for Jitter {
-            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-                param.map(|t| {
-                    let noise =
-                        Tensor::random(t.shape(), Distribution::Normal(0.0, 0.3), &t.device());
-                    t + noise
-                })
-            }
-        }
-        config.init(&Device::flex()).map(&mut Jitter)
-    }
-
     /// The hand-written gradient against central differences of the logit,
     /// nudging single attention weights through the model's probe.
     #[test]
     fn the_attention_gradient_matches_finite_differences() {
         use burn::tensor::{Device, Distribution};
         let device = Device::flex();
-        for (name, cfg) in variants() {
-            let model = random_model(&cfg);
+        for (name, cfg) in crate::model::testing::variants() {
+            let model = crate::model::testing::random_model(&cfg);
             let image =
                 Tensor::<4>::random([1, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
             let class = 1;
@@ -424,8 +366,8 @@ mod tests {
         use burn::tensor::{Device, Distribution};
         let device = Device::flex();
         let autodiff = device.clone().autodiff();
-        for (name, cfg) in variants() {
-            let model = random_model(&cfg);
+        for (name, cfg) in crate::model::testing::variants() {
+            let model = crate::model::testing::random_model(&cfg);
             let image =
                 Tensor::<4>::random([1, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
             let forward = super::super::gradient::forward(&model, image.clone());

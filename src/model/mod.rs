@@ -4,8 +4,12 @@
 pub mod attention;
 pub mod block;
 pub mod config;
+#[cfg(all(feature = "cpu", not(target_arch = "wasm32")))]
+mod fused;
 pub mod mlp;
 pub mod patch_embed;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod vit;
 
 pub use attention::{Attention, AttentionOutput};

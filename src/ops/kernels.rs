@@ -130,7 +130,7 @@ pub fn gelu_slope<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     cdf + x * pdf
 }
 
-pub(super) fn f32_values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+pub(crate) fn f32_values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
     match x.into_data().try_into_vec::<f32>() {
         Ok(values) => values,
         Err(_) => unreachable!("only f32 tensors come here"),
@@ -154,7 +154,7 @@ pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 
 /// True for Burn's CPU backend without autodiff: the device whose buffers
 /// live in this process's memory and need no gradient graph.
-pub(super) fn is_plain_cpu(device: &Device) -> bool {
+pub(crate) fn is_plain_cpu(device: &Device) -> bool {
     #[cfg(feature = "cpu")]
     {
         // Equality ignores autodiff, which needs asking separately.
