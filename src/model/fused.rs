@@ -26,7 +26,10 @@ use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{DType, Tensor, TensorData};
-use rayon::prelude::*;
+#[cfg(not(target_arch = "wasm32"))]
+use rayon::{current_num_threads, prelude::*};
+#[cfg(target_arch = "wasm32")]
+use serial::*;
 
 use super::block::{Block, LayerScale};
 use super::vit::{LookAttention, VisionTransformer};
@@ -321,7 +324,7 @@ impl Fused {
         let mut scores = Vec::new();
 
         // Chunks of rows: one per thread, smaller (≤ 256 rows) for big batches.
-        let threads = rayon::current_num_threads().max(1);
+        let threads = current_num_threads().max(1);
         let chunks = threads * rows.div_ceil(threads * 256).max(1);
         let chunk = rows.div_ceil(chunks).max(1);
 
@@ -450,6 +453,7 @@ unsafe impl Sync for SendPtr {}
 /// # Safety
 /// Every element addressed by the dimensions and strides must be inside
 /// its buffer, and dst must not overlap a or b.
+#[cfg(not(target_arch = "wasm32"))]
 #[allow(clippy::too_many_arguments)]
 unsafe fn product(
     m: usize,
@@ -487,6 +491,90 @@ unsafe fn product(
             false,
             gemm::Parallelism::None,
         )
+    }
+}
+
+/// [`product`] in the browser: [`crate::ops::matmul::gemm_add`], with a
+/// transposed right operand (Kᵀ) copied out first.
+///
+/// # Safety
+/// As the native one.
+#[cfg(target_arch = "wasm32")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    ldd: usize,
+    accumulate: bool,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    b_rows: usize,
+    b_cols: usize,
+    scale: f32,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the caller's bounds; the browser's build runs one task at a
+    // time, so these slices alias nothing in use.
+    unsafe {
+        let c = std::slice::from_raw_parts_mut(dst, (m - 1) * ldd + n);
+        if !accumulate {
+            c.chunks_mut(ldd).for_each(|r| r[..n].fill(0.0));
+        }
+        if k == 0 {
+            return;
+        }
+        let a = std::slice::from_raw_parts(a, (m - 1) * lda + k);
+        let copied: Vec<f32>;
+        let (b, ldb) = if b_cols == 1 {
+            (std::slice::from_raw_parts(b, (k - 1) * b_rows + n), b_rows)
+        } else {
+            let mut t = vec![0.0; k * n];
+            for j in 0..n {
+                for p in 0..k {
+                    t[p * n + j] = *b.add(p * b_rows + j * b_cols);
+                }
+            }
+            copied = t;
+            (&copied[..], n)
+        };
+        crate::ops::matmul::gemm_add(m, k, n, a, lda, b, ldb, c, ldd);
+        if scale != 1.0 {
+            debug_assert!(!accumulate, "a scale only on a fresh product");
+            c.chunks_mut(ldd)
+                .for_each(|r| r[..n].iter_mut().for_each(|v| *v *= scale));
+        }
+    }
+}
+
+/// rayon's names for the loops above, run one after another: the page's
+/// WebAssembly has one thread.
+#[cfg(target_arch = "wasm32")]
+mod serial {
+    pub trait Chunks<T> {
+        fn par_chunks(&self, size: usize) -> std::slice::Chunks<'_, T>;
+        fn par_chunks_mut(&mut self, size: usize) -> std::slice::ChunksMut<'_, T>;
+    }
+    impl<T> Chunks<T> for [T] {
+        fn par_chunks(&self, size: usize) -> std::slice::Chunks<'_, T> {
+            self.chunks(size)
+        }
+        fn par_chunks_mut(&mut self, size: usize) -> std::slice::ChunksMut<'_, T> {
+            self.chunks_mut(size)
+        }
+    }
+    pub trait IntoParIter: IntoIterator + Sized {
+        fn into_par_iter(self) -> Self::IntoIter {
+            self.into_iter()
+        }
+    }
+    impl<T> IntoParIter for Vec<T> {}
+    pub fn current_num_threads() -> usize {
+        1
     }
 }
 

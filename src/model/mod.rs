@@ -4,7 +4,7 @@
 pub mod attention;
 pub mod block;
 pub mod config;
-#[cfg(all(feature = "cpu", not(target_arch = "wasm32")))]
+#[cfg(feature = "cpu")]
 mod fused;
 pub mod mlp;
 pub mod patch_embed;

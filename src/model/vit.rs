@@ -155,7 +155,7 @@ impl VisionTransformer {
         tokens: Tensor<3>,
         mut look: Option<LookAttention>,
     ) -> Tensor<3> {
-        #[cfg(all(feature = "cpu", not(target_arch = "wasm32")))]
+        #[cfg(feature = "cpu")]
         if let Some(fused) = super::fused::Fused::of(self) {
             return fused.encode(tokens, look);
         }

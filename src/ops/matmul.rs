@@ -161,6 +161,31 @@ pub fn gemm(
             None => row.fill(0.0),
         }
     }
+    gemm_add(m, k, n, a, k, b, n, c, n);
+}
+
+/// `c += a · b` with a [m, k], b [k, n] and c [m, n] row-major, their rows
+/// `lda`, `ldb` and `ldc` apart (so that one head's columns of a wider
+/// matrix can be read or written in place).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_add(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    assert!(lda >= k && ldb >= n && ldc >= n, "gemm_add: strides");
+    assert!(a.len() >= (m - 1) * lda + k, "gemm_add: lhs too short");
+    assert!(b.len() >= (k - 1) * ldb + n, "gemm_add: rhs too short");
+    assert!(c.len() >= (m - 1) * ldc + n, "gemm_add: output too short");
     // Blocked over k, so that the rows of a in use ([m, KC]: 200 KB for
     // ViT-B's 197 tokens) stay in the L2 cache across all the panels, and each
     // panel of b, packed contiguous (KC × NR: 12 KB), in L1 across all the
@@ -171,24 +196,39 @@ pub fn gemm(
         let kc = KC.min(k - k0);
         for col0 in (0..n).step_by(NR) {
             let cols = NR.min(n - col0);
-            for (p, dst) in packed[..kc * NR].chunks_exact_mut(NR).enumerate() {
-                let from = (k0 + p) * n + col0;
-                dst[..cols].copy_from_slice(&b[from..from + cols]);
-                dst[cols..].fill(0.0);
+            if cols == NR {
+                // Two vector loads and stores a row: `copy_from_slice` of
+                // eight values is a call to memcpy in the browser's build.
+                for (p, dst) in packed[..kc * NR].chunks_exact_mut(NR).enumerate() {
+                    let from = &b[(k0 + p) * ldb + col0..][..NR];
+                    // SAFETY: both hold NR = 8 values.
+                    unsafe {
+                        F4::load(from.as_ptr()).store(dst.as_mut_ptr());
+                        F4::load(from.as_ptr().add(4)).store(dst.as_mut_ptr().add(4));
+                    }
+                }
+            } else {
+                for (p, dst) in packed[..kc * NR].chunks_exact_mut(NR).enumerate() {
+                    let from = (k0 + p) * ldb + col0;
+                    dst[..cols].copy_from_slice(&b[from..from + cols]);
+                    dst[cols..].fill(0.0);
+                }
             }
-            // SAFETY: `packed` holds kc rows of NR; a's rows are k long, so
-            // columns k0.. k0 + kc of each are inside; col0 + cols ≤ n.
-            unsafe { panel(m, kc, &a[k0..], k, packed.as_ptr(), c, col0, cols) };
+            // SAFETY: `packed` holds kc rows of NR; a's rows are lda apart
+            // with columns k0.. k0 + kc inside (checked above); c's rows
+            // are ldc apart with columns col0.. col0 + cols ≤ n inside.
+            unsafe { panel(m, kc, &a[k0..], lda, packed.as_ptr(), c, ldc, col0, cols) };
         }
     }
 }
 
 /// Adds a[.., ..kc] · b (packed kc × NR) to output columns `col0..col0 +
-/// cols` of every row of c; a's rows are `lda` apart.
+/// cols` of every row of c; a's rows are `lda` apart, c's `ldc`.
 ///
 /// # Safety
 /// `b` must hold kc rows of NR values; a must hold m rows of `lda`, of
-/// which the first kc are read; `col0 + cols ≤ n`.
+/// which the first kc are read; c must hold m rows of `ldc` with columns
+/// `col0..col0 + cols` inside.
 #[allow(clippy::too_many_arguments)]
 #[cfg_attr(
     all(target_arch = "wasm32", feature = "relaxed-simd"),
@@ -201,10 +241,10 @@ unsafe fn panel(
     lda: usize,
     b: *const f32,
     c: &mut [f32],
+    ldc: usize,
     col0: usize,
     cols: usize,
 ) {
-    let n = c.len() / m;
     let mut i = 0;
     // SAFETY (all tiles): rows i.. i + rows < m of a and c, kc values of each
     // a row, columns col0.. col0 + cols ≤ n of each c row.
@@ -217,8 +257,8 @@ unsafe fn panel(
                     a.as_ptr().add(i * lda),
                     lda,
                     b,
-                    c.as_mut_ptr().add(i * n + col0),
-                    n,
+                    c.as_mut_ptr().add(i * ldc + col0),
+                    ldc,
                     cols,
                 )
             };
@@ -435,6 +475,42 @@ mod tests {
                         (got as f64 - exact).abs() <= g * z,
                         "{m}×{k}×{n} [{e}]: {got} vs exact {exact}, allowed {:e}",
                         g * z
+                    );
+                }
+            }
+        }
+    }
+
+    /// Strided operands and output (one head's columns of wider matrices),
+    /// added onto what the output held; what lies between is untouched.
+    #[test]
+    fn gemm_add_reads_and_writes_in_place() {
+        for (m, k, n) in [(5, 3, 9), (13, 64, 17), (197, 64, 197), (3, 300, 10)] {
+            let (lda, ldb, ldc) = (k + 3, n + 5, n + 7);
+            let a = values(4, m * lda);
+            let b = values(5, k * ldb);
+            let before = values(6, m * ldc);
+            let mut c = before.clone();
+            gemm_add(m, k, n, &a, lda, &b, ldb, &mut c, ldc);
+            let dense = |v: &[f32], rows: usize, cols: usize, ld: usize| -> Vec<f32> {
+                (0..rows)
+                    .flat_map(|r| v[r * ld..r * ld + cols].to_vec())
+                    .collect()
+            };
+            let (want, size) = naive(m, k, n, &dense(&a, m, k, lda), &dense(&b, k, n, ldb), None);
+            let g = gamma(k + 2);
+            for r in 0..m {
+                for j in 0..ldc {
+                    let (got, was) = (c[r * ldc + j], before[r * ldc + j]);
+                    if j >= n {
+                        assert_eq!(got, was, "{m}×{k}×{n}: column {j} written");
+                        continue;
+                    }
+                    let exact = want[r * n + j] + was as f64;
+                    let allowed = g * (size[r * n + j] + was.abs() as f64);
+                    assert!(
+                        (got as f64 - exact).abs() <= allowed,
+                        "{m}×{k}×{n} [{r}, {j}]: {got} vs {exact}"
                     );
                 }
             }

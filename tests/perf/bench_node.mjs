@@ -32,13 +32,16 @@ const rgba = new Uint8Array(size * size * 4).map((_, i) => (i * 37) % 251);
 async function vitrine() {
   const { initSync, Vitrine } = await import(path.join(pkg, 'vitrine.js'));
   initSync({ module: fs.readFileSync(path.join(pkg, wasm)) });
+  const weights = fs.readFileSync(path.join(dir, 'model.safetensors'));
+  const t0 = performance.now();
   const model = await Vitrine.load(
     'cpu',
-    fs.readFileSync(path.join(dir, 'model.safetensors')),
+    weights,
     fs.readFileSync(path.join(dir, 'config.json')),
     undefined,
     undefined,
   );
+  console.log(`vitrine load (bytes in hand to a model) ${(performance.now() - t0).toFixed(0)} ms`);
   return async () => {
     const r = await model.classify(rgba, size, size, undefined);
     return r.timings.forward;
