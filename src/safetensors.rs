@@ -157,10 +157,7 @@ impl<'a> TensorView<'a> {
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect(),
-            Dtype::F16 => b
-                .chunks_exact(2)
-                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
+            Dtype::F16 => crate::ops::lanes::widen_halves(b, f16_to_f32),
             Dtype::BF16 => b
                 .chunks_exact(2)
                 .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
@@ -310,6 +307,19 @@ pub fn serialize(tensors: &[(String, Vec<usize>, Vec<f32>)], f16: bool) -> Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Eight at a time (the browser's SIMD128 lanes, an array here) as
+    /// one at a time, for every half, and a tail shorter than eight.
+    #[test]
+    fn every_half_widens_alike_eight_at_a_time() {
+        let halves: Vec<u16> = (0..=u16::MAX).chain([0x3c00, 0x8001, 0x7e00]).collect();
+        let bytes: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
+        let widened = crate::ops::lanes::widen_halves(&bytes, f16_to_f32);
+        assert_eq!(widened.len(), halves.len());
+        for (h, w) in halves.iter().zip(&widened) {
+            assert_eq!(w.to_bits(), f16_to_f32(*h).to_bits(), "{h:#06x}");
+        }
+    }
 
     #[test]
     fn every_half_widens_as_the_half_crate_does() {

@@ -184,3 +184,169 @@ impl F4 {
         F4(f32x4_relaxed_madd(a.0, b.0, self.0))
     }
 }
+
+/// Eight u32 lanes of bit patterns: two SIMD128 registers in the browser
+/// build, an array elsewhere. Only what widening halves needs.
+#[derive(Clone, Copy)]
+struct U8x32(
+    #[cfg(target_arch = "wasm32")] [v128; 2],
+    #[cfg(not(target_arch = "wasm32"))] [u32; 8],
+);
+
+#[cfg(target_arch = "wasm32")]
+impl U8x32 {
+    /// Eight little-endian u16 at `p`, each widened to u32.
+    #[inline(always)]
+    unsafe fn load_halves(p: *const u8) -> Self {
+        let v = unsafe { v128_load(p.cast()) };
+        U8x32([u32x4_extend_low_u16x8(v), u32x4_extend_high_u16x8(v)])
+    }
+    #[inline(always)]
+    fn splat(x: u32) -> Self {
+        U8x32([u32x4_splat(x); 2])
+    }
+    #[inline(always)]
+    fn zip(self, o: Self, f: impl Fn(v128, v128) -> v128) -> Self {
+        U8x32([f(self.0[0], o.0[0]), f(self.0[1], o.0[1])])
+    }
+    #[inline(always)]
+    fn and(self, o: Self) -> Self {
+        self.zip(o, |a, b| v128_and(a, b))
+    }
+    #[inline(always)]
+    fn or(self, o: Self) -> Self {
+        self.zip(o, |a, b| v128_or(a, b))
+    }
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        self.zip(o, |a, b| i32x4_add(a, b))
+    }
+    #[inline(always)]
+    fn shl(self, n: u32) -> Self {
+        U8x32([i32x4_shl(self.0[0], n), i32x4_shl(self.0[1], n)])
+    }
+    /// All ones where the lanes are equal, else zero.
+    #[inline(always)]
+    fn eq(self, o: Self) -> Self {
+        self.zip(o, |a, b| i32x4_eq(a, b))
+    }
+    /// `a` where `self` (a mask from `eq`) is set, else `b`.
+    #[inline(always)]
+    fn select(self, a: Self, b: Self) -> Self {
+        U8x32([
+            v128_bitselect(a.0[0], b.0[0], self.0[0]),
+            v128_bitselect(a.0[1], b.0[1], self.0[1]),
+        ])
+    }
+    /// The lanes as f32, minus `o`'s as f32, as bits.
+    #[inline(always)]
+    fn float_sub(self, o: Self) -> Self {
+        self.zip(o, |a, b| f32x4_sub(a, b))
+    }
+    #[inline(always)]
+    unsafe fn store(self, out: *mut f32) {
+        unsafe {
+            v128_store(out.cast(), self.0[0]);
+            v128_store(out.add(4).cast(), self.0[1]);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl U8x32 {
+    #[inline(always)]
+    unsafe fn load_halves(p: *const u8) -> Self {
+        let b = unsafe { p.cast::<[u8; 16]>().read_unaligned() };
+        U8x32(std::array::from_fn(|i| {
+            u16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as u32
+        }))
+    }
+    #[inline(always)]
+    fn splat(x: u32) -> Self {
+        U8x32([x; 8])
+    }
+    #[inline(always)]
+    fn zip(self, o: Self, f: impl Fn(u32, u32) -> u32) -> Self {
+        U8x32(std::array::from_fn(|i| f(self.0[i], o.0[i])))
+    }
+    #[inline(always)]
+    fn and(self, o: Self) -> Self {
+        self.zip(o, |a, b| a & b)
+    }
+    #[inline(always)]
+    fn or(self, o: Self) -> Self {
+        self.zip(o, |a, b| a | b)
+    }
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        self.zip(o, u32::wrapping_add)
+    }
+    #[inline(always)]
+    fn shl(self, n: u32) -> Self {
+        U8x32(self.0.map(|a| a << n))
+    }
+    #[inline(always)]
+    fn eq(self, o: Self) -> Self {
+        self.zip(o, |a, b| if a == b { u32::MAX } else { 0 })
+    }
+    #[inline(always)]
+    fn select(self, a: Self, b: Self) -> Self {
+        U8x32(std::array::from_fn(|i| {
+            (a.0[i] & self.0[i]) | (b.0[i] & !self.0[i])
+        }))
+    }
+    #[inline(always)]
+    fn float_sub(self, o: Self) -> Self {
+        self.zip(o, |a, b| (f32::from_bits(a) - f32::from_bits(b)).to_bits())
+    }
+    #[inline(always)]
+    unsafe fn store(self, out: *mut f32) {
+        unsafe {
+            out.cast::<[f32; 8]>()
+                .write_unaligned(self.0.map(f32::from_bits))
+        }
+    }
+}
+
+/// Little-endian IEEE halves widened to f32, exactly (subnormals,
+/// infinities and NaN included), eight at a time: `f16` the scalar
+/// conversion for a tail shorter than eight. No instruction converts halves
+/// in WebAssembly; the bits are moved into place as `f16` does, with both
+/// of its special cases computed and selected by masks.
+pub(crate) fn widen_halves(bytes: &[u8], f16: impl Fn(u16) -> f32) -> Vec<f32> {
+    const SHIFTED_EXP: u32 = 0x7c00 << 13;
+    let n = bytes.len() / 2;
+    let mut out: Vec<f32> = Vec::with_capacity(n);
+    let full = n / 8 * 8;
+    let exp_bits = U8x32::splat(SHIFTED_EXP);
+    let rebias = U8x32::splat((127 - 15) << 23);
+    let zero = U8x32::splat(0);
+    for i in (0..full).step_by(8) {
+        // SAFETY: 16 bytes at 2·i (i + 8 ≤ n); out has room for n values.
+        unsafe {
+            let h = U8x32::load_halves(bytes.as_ptr().add(2 * i));
+            let mut o = h.and(U8x32::splat(0x7fff)).shl(13);
+            let exp = o.and(exp_bits);
+            o = o.add(rebias);
+            // Infinity or NaN: all exponent bits set.
+            o = exp
+                .eq(exp_bits)
+                .select(o.add(U8x32::splat((128 - 16) << 23)), o);
+            // Zero or subnormal: renormalised through an exact subtraction.
+            let renormal = o
+                .add(U8x32::splat(1 << 23))
+                .float_sub(U8x32::splat(113 << 23));
+            o = exp.eq(zero).select(renormal, o);
+            let sign = h.and(U8x32::splat(0x8000)).shl(16);
+            o.or(sign).store(out.as_mut_ptr().add(i));
+        }
+    }
+    // SAFETY: the first `full` values were just written.
+    unsafe { out.set_len(full) };
+    out.extend(
+        bytes[2 * full..2 * n]
+            .chunks_exact(2)
+            .map(|c| f16(u16::from_le_bytes([c[0], c[1]]))),
+    );
+    out
+}

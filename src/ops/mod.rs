@@ -6,7 +6,7 @@
 //! Burn's own operation.
 
 pub mod kernels;
-mod lanes;
+pub(crate) mod lanes;
 pub mod matmul;
 
 pub use kernels::{gelu, gelu_slope, kernel_path, softmax_last};
