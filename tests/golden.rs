@@ -713,7 +713,7 @@ fn transformers_task_models_and_backbones_of_each_family() {
     // The walk-through runs Burn's operations, classification the fused
     // blocks: the same features within float32 rounding.
     let d = max_abs_diff(&features, &pooled[..96]);
-    assert!(d <= 1e-5 * largest(&pooled[..96]), "features off by {d:e}");
+    assert!(d <= 1e-4 * largest(&pooled[..96]), "features off by {d:e}");
 }
 
 #[test]

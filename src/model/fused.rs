@@ -1,7 +1,6 @@
-//! The encoder's blocks on the native CPU device, fused: the same
-//! arithmetic as [`super::Block::forward`], written over the model's own
-//! weight buffers in a few passes per block instead of Burn's ~25
-//! operations.
+//! The encoder's blocks on Burn's CPU device, fused: the same arithmetic
+//! as [`super::Block::forward`], written over the model's own weight
+//! buffers in two passes per block instead of Burn's ~25 operations.
 //!
 //! Burn's flex backend runs each operation of a block on its own, and on
 //! small models that costs more than the arithmetic: every LayerNorm,
@@ -16,11 +15,14 @@
 //!   softmax and the mixing of the values, read from and written to the
 //!   projections' buffers in place (no head is ever copied out).
 //!
-//! The matrix products are the `gemm` crate's (Burn's own CPU kernels, with
-//! AVX-512 or AVX2 chosen at run time), one thread each; softmax and GELU
-//! are [`crate::ops::kernels`]'. It runs only where every weight is an f32
-//! buffer on Burn's plain CPU device (no autodiff); anything else, the
-//! browser's build included, keeps Burn's operations.
+//! Natively the matrix products are the `gemm` crate's (Burn's own CPU
+//! kernels, with AVX-512 or AVX2 chosen at run time), one thread each; in
+//! the browser's single-threaded build they are vitrine's
+//! ([`crate::ops::matmul::gemm_add`]) and the parallel loops run one after
+//! another. Softmax and GELU are [`crate::ops::kernels`]'. It runs only
+//! where every weight is an f32 buffer on Burn's plain CPU device (no
+//! autodiff) and every block has the same sizes; anything else (WebGPU,
+//! training) keeps Burn's operations.
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
@@ -35,8 +37,10 @@ use super::block::{Block, LayerScale};
 use super::vit::{LookAttention, VisionTransformer};
 use crate::ops::kernels::{gelu_in_place, softmax_rows};
 
-/// An f32 tensor's buffer, borrowed from Burn without a copy: the tensor is
-/// kept (its storage is shared and never written while held here).
+/// An f32 tensor's buffer, borrowed from Burn without a copy. The handle
+/// kept here holds a second reference to the storage, and flex writes a
+/// tensor in place only when its storage has one owner (copy on write,
+/// `FlexTensor::is_unique`), so nothing writes these bytes while held.
 struct Values(FlexTensor);
 
 impl Values {
@@ -287,15 +291,15 @@ pub(super) struct Fused {
 }
 
 impl Fused {
-    /// `None` unless `model` lives on the plain CPU device in f32 (and this
-    /// is a native build): then Burn's own operations run it.
+    /// `None` unless `model` lives on the plain CPU device in f32 and its
+    /// blocks all have the same sizes: then Burn's own operations run it.
     pub(super) fn of(model: &VisionTransformer) -> Option<Self> {
         let first = model.blocks.first()?;
         if !crate::ops::kernels::is_plain_cpu(&first.norm1.gamma.val().device()) {
             return None;
         }
         let eps = model.norm_eps;
-        Some(Self {
+        let fused = Self {
             blocks: model
                 .blocks
                 .iter()
@@ -305,7 +309,36 @@ impl Fused {
                 Some(n) => Some(Norm::of(n, eps)?),
                 None => None,
             },
-        })
+        };
+        fused.sizes_agree().then_some(fused)
+    }
+
+    /// Every block as wide as the first, with the same heads and MLP width,
+    /// none of them zero (the buffers of `encode` are sized from the first).
+    fn sizes_agree(&self) -> bool {
+        let first = &self.blocks[0];
+        let d = first.norm1.gamma.get().len();
+        let (heads, hidden) = (first.heads, first.fc1.outputs);
+        let head_norm =
+            |n: &Option<Norm>| n.as_ref().is_none_or(|n| n.gamma.get().len() == d / heads);
+        d > 0
+            && heads > 0
+            && hidden > 0
+            && d.is_multiple_of(heads)
+            && self.norm.as_ref().is_none_or(|n| n.gamma.get().len() == d)
+            && self.blocks.iter().all(|w| {
+                w.norm1.gamma.get().len() == d
+                    && w.norm2.gamma.get().len() == d
+                    && w.heads == heads
+                    && w.qkv.outputs == 3 * d
+                    && w.proj.outputs == d
+                    && w.fc1.outputs == hidden
+                    && w.fc2.outputs == d
+                    && w.ls1.as_ref().is_none_or(|g| g.get().len() == d)
+                    && w.ls2.as_ref().is_none_or(|g| g.get().len() == d)
+                    && head_norm(&w.q_norm)
+                    && head_norm(&w.k_norm)
+            })
     }
 
     /// tokens [B, T, D] → the final norm's output [B, T, D]; `look(i, A)`
@@ -313,10 +346,24 @@ impl Fused {
     pub(super) fn encode(&self, tokens: Tensor<3>, mut look: Option<LookAttention>) -> Tensor<3> {
         let device = tokens.device();
         let [b, t, d] = tokens.dims();
+        let first = &self.blocks[0];
+        assert_eq!(
+            first.norm1.gamma.get().len(),
+            d,
+            "tokens as wide as the model"
+        );
+        let (hidden_width, heads) = (first.fc1.outputs, first.heads);
         let rows = b * t;
+        if rows == 0 {
+            // No tokens: nothing to compute, but each block is still seen.
+            if let Some(look) = look.as_mut() {
+                for i in 0..self.blocks.len() {
+                    look(i, &Tensor::zeros([b, heads, t, t], &device));
+                }
+            }
+            return tokens;
+        }
         let mut x = crate::ops::kernels::f32_values(tokens);
-        let hidden_width = self.blocks.first().map_or(0, |w| w.fc1.outputs);
-        let heads = self.blocks.first().map_or(1, |w| w.heads);
         let mut normed = vec![0.0; rows * d];
         let mut qkv = vec![0.0; rows * 3 * d];
         let mut context = vec![0.0; rows * d];
@@ -328,12 +375,10 @@ impl Fused {
         let chunks = threads * rows.div_ceil(threads * 256).max(1);
         let chunk = rows.div_ceil(chunks).max(1);
 
-        if let Some(first) = self.blocks.first() {
-            x.par_chunks(chunk * d)
-                .zip(normed.par_chunks_mut(chunk * d))
-                .zip(qkv.par_chunks_mut(chunk * 3 * d))
-                .for_each(|((x, normed), qkv)| first.project(x, normed, qkv));
-        }
+        x.par_chunks(chunk * d)
+            .zip(normed.par_chunks_mut(chunk * d))
+            .zip(qkv.par_chunks_mut(chunk * 3 * d))
+            .for_each(|((x, normed), qkv)| first.project(x, normed, qkv));
         for (i, block) in self.blocks.iter().enumerate() {
             let len = b * heads * t * t;
             let mut weights = match look {
@@ -372,12 +417,6 @@ impl Fused {
                         (None, None) => {}
                     }
                 });
-        }
-        if self.blocks.is_empty()
-            && let Some(norm) = &self.norm
-        {
-            norm.rows(&x, &mut normed);
-            std::mem::swap(&mut x, &mut normed);
         }
         Tensor::from_data(TensorData::new(x, [b, t, d]), &device)
     }
@@ -494,8 +533,7 @@ unsafe fn product(
     }
 }
 
-/// [`product`] in the browser: [`crate::ops::matmul::gemm_add`], with a
-/// transposed right operand (Kᵀ) copied out first.
+/// [`product`] in the browser.
 ///
 /// # Safety
 /// As the native one.
@@ -515,11 +553,40 @@ unsafe fn product(
     b_cols: usize,
     scale: f32,
 ) {
+    unsafe {
+        portable_product(
+            m, n, k, dst, ldd, accumulate, a, lda, b, b_rows, b_cols, scale,
+        )
+    }
+}
+
+/// [`product`] through [`crate::ops::matmul::gemm_add`], with a transposed
+/// right operand (Kᵀ) copied out first: the browser's, and natively the
+/// tests' check of it against the gemm crate's.
+///
+/// # Safety
+/// As the native [`product`]; and no other reference to dst's rows is in
+/// use (the browser runs one task at a time).
+#[cfg(any(target_arch = "wasm32", test))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn portable_product(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    ldd: usize,
+    accumulate: bool,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    b_rows: usize,
+    b_cols: usize,
+    scale: f32,
+) {
     if m == 0 || n == 0 {
         return;
     }
-    // SAFETY: the caller's bounds; the browser's build runs one task at a
-    // time, so these slices alias nothing in use.
+    // SAFETY: the caller's bounds, and no other reference to these rows.
     unsafe {
         let c = std::slice::from_raw_parts_mut(dst, (m - 1) * ldd + n);
         if !accumulate {
@@ -645,10 +712,19 @@ mod tests {
     #[test]
     fn fused_blocks_match_burns_operations() {
         let device = Device::flex();
-        for (name, cfg) in variants() {
+        let mut cases = variants();
+        // A large epsilon, so that one taken from the wrong place shows.
+        let mut wide_eps = cases[1].1.clone();
+        wide_eps.norm_eps = 0.5;
+        cases.push(("layer scale, QK norm, eps 0.5", wide_eps));
+        for (name, cfg) in cases {
             let model = random_model(&cfg);
             let fused = Fused::of(&model).expect("an f32 model on the CPU device");
-            for batch in [1, 2, 40] {
+            for (batch, threads) in [(1, 1), (1, 3), (2, 2), (40, 3)] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
                 let images = Tensor::<4>::random(
                     [batch, 3, 16, 16],
                     Distribution::Normal(0.0, 1.0),
@@ -660,11 +736,13 @@ mod tests {
                     want.push(values(s.attention.weights.clone()))
                 });
                 let mut got = Vec::new();
-                let fused_out = fused.encode(
-                    tokens,
-                    Some(&mut |_, a: &Tensor<4>| got.push(values(a.clone()))),
-                );
-                let what = format!("{name}, batch {batch}");
+                let fused_out = pool.install(|| {
+                    fused.encode(
+                        tokens,
+                        Some(&mut |_, a: &Tensor<4>| got.push(values(a.clone()))),
+                    )
+                });
+                let what = format!("{name}, batch {batch}, {threads} threads");
                 assert_eq!(fused_out.dims(), out.dims(), "{what}");
                 assert_close(&format!("{what}: tokens"), &values(fused_out), &values(out));
                 assert_eq!(got.len(), want.len(), "{what}: layers seen");
@@ -688,6 +766,86 @@ mod tests {
         let fused = Fused::of(&model).unwrap();
         let seen = values(fused.encode(tokens.clone(), Some(&mut |_, _: &Tensor<4>| {})));
         assert_eq!(values(fused.encode(tokens, None)), seen);
+    }
+
+    /// No images: nothing computed, every block still seen.
+    #[test]
+    fn an_empty_batch_is_no_work() {
+        let cfg = &variants()[0].1;
+        let model = random_model(cfg);
+        let tokens = Tensor::<3>::zeros([0, 17, cfg.embed_dim], &Device::flex());
+        let mut seen = Vec::new();
+        let out = Fused::of(&model).unwrap().encode(
+            tokens,
+            Some(&mut |i, a: &Tensor<4>| seen.push((i, a.dims()))),
+        );
+        assert_eq!(out.dims(), [0, 17, cfg.embed_dim]);
+        assert_eq!(seen, [(0, [0, 2, 17, 17]), (1, [0, 2, 17, 17])]);
+    }
+
+    /// The browser's products give the gemm crate's on the strided and
+    /// transposed operands attention uses, added to or not, scaled or not.
+    #[test]
+    fn the_browsers_products_match_the_native_ones() {
+        let (m, n, k, ld) = (13, 17, 9, 40);
+        let a: Vec<f32> = (0..m * ld)
+            .map(|i| ((i * 7 % 23) as f32 - 11.0) / 8.0)
+            .collect();
+        let b: Vec<f32> = (0..k * ld.max(n) * 2)
+            .map(|i| ((i * 5 % 19) as f32 - 9.0) / 4.0)
+            .collect();
+        // b read row-major (rows `ld` apart) and transposed (columns `ld` apart).
+        for (b_rows, b_cols) in [(ld, 1), (1, ld)] {
+            for (accumulate, scale) in [(false, 1.0), (false, 0.125), (true, 1.0)] {
+                let start: Vec<f32> = (0..m * ld).map(|i| (i % 5) as f32).collect();
+                let (mut native, mut portable) = (start.clone(), start.clone());
+                // SAFETY: every index below m·ld of a and dst, and the largest
+                // of b, (k − 1)·b_rows + (n − 1)·b_cols, is below b.len().
+                unsafe {
+                    product(
+                        m,
+                        n,
+                        k,
+                        native.as_mut_ptr(),
+                        ld,
+                        accumulate,
+                        a.as_ptr(),
+                        ld,
+                        b.as_ptr(),
+                        b_rows,
+                        b_cols,
+                        scale,
+                    );
+                    portable_product(
+                        m,
+                        n,
+                        k,
+                        portable.as_mut_ptr(),
+                        ld,
+                        accumulate,
+                        a.as_ptr(),
+                        ld,
+                        b.as_ptr(),
+                        b_rows,
+                        b_cols,
+                        scale,
+                    );
+                }
+                let what = format!(
+                    "b strides ({b_rows}, {b_cols}), accumulate {accumulate}, scale {scale}"
+                );
+                for (i, (p, q)) in portable.iter().zip(&native).enumerate() {
+                    if i % ld >= n {
+                        assert_eq!(p, &start[i], "{what}: [{i}] outside the product written");
+                    } else {
+                        assert!(
+                            (p - q).abs() <= 1e-5 * q.abs().max(1.0),
+                            "{what}: [{i}] {p} vs {q}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[cfg(feature = "train")]

@@ -148,8 +148,9 @@ impl VisionTransformer {
 
     /// [`VisionTransformer::encode`] when only the attention weights are
     /// wanted of the blocks (classification): `look(i, A)`, when given,
-    /// sees block i's [B, heads, T, T]. Natively on the CPU device the
-    /// blocks run fused ([`super::fused`]); elsewhere this is `encode`.
+    /// sees block i's [B, heads, T, T]. On the CPU device (natively and in
+    /// the browser) the blocks run fused ([`super::fused`]); elsewhere
+    /// this is `encode`.
     pub fn encode_attention(
         &self,
         tokens: Tensor<3>,

@@ -188,26 +188,26 @@ impl F4 {
 /// Eight u32 lanes of bit patterns: two SIMD128 registers in the browser
 /// build, an array elsewhere. Only what widening halves needs.
 #[derive(Clone, Copy)]
-struct U8x32(
+struct U32x8(
     #[cfg(target_arch = "wasm32")] [v128; 2],
     #[cfg(not(target_arch = "wasm32"))] [u32; 8],
 );
 
 #[cfg(target_arch = "wasm32")]
-impl U8x32 {
+impl U32x8 {
     /// Eight little-endian u16 at `p`, each widened to u32.
     #[inline(always)]
     unsafe fn load_halves(p: *const u8) -> Self {
         let v = unsafe { v128_load(p.cast()) };
-        U8x32([u32x4_extend_low_u16x8(v), u32x4_extend_high_u16x8(v)])
+        U32x8([u32x4_extend_low_u16x8(v), u32x4_extend_high_u16x8(v)])
     }
     #[inline(always)]
     fn splat(x: u32) -> Self {
-        U8x32([u32x4_splat(x); 2])
+        U32x8([u32x4_splat(x); 2])
     }
     #[inline(always)]
     fn zip(self, o: Self, f: impl Fn(v128, v128) -> v128) -> Self {
-        U8x32([f(self.0[0], o.0[0]), f(self.0[1], o.0[1])])
+        U32x8([f(self.0[0], o.0[0]), f(self.0[1], o.0[1])])
     }
     #[inline(always)]
     fn and(self, o: Self) -> Self {
@@ -223,7 +223,7 @@ impl U8x32 {
     }
     #[inline(always)]
     fn shl(self, n: u32) -> Self {
-        U8x32([i32x4_shl(self.0[0], n), i32x4_shl(self.0[1], n)])
+        U32x8([i32x4_shl(self.0[0], n), i32x4_shl(self.0[1], n)])
     }
     /// All ones where the lanes are equal, else zero.
     #[inline(always)]
@@ -233,7 +233,7 @@ impl U8x32 {
     /// `a` where `self` (a mask from `eq`) is set, else `b`.
     #[inline(always)]
     fn select(self, a: Self, b: Self) -> Self {
-        U8x32([
+        U32x8([
             v128_bitselect(a.0[0], b.0[0], self.0[0]),
             v128_bitselect(a.0[1], b.0[1], self.0[1]),
         ])
@@ -253,21 +253,21 @@ impl U8x32 {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-impl U8x32 {
+impl U32x8 {
     #[inline(always)]
     unsafe fn load_halves(p: *const u8) -> Self {
         let b = unsafe { p.cast::<[u8; 16]>().read_unaligned() };
-        U8x32(std::array::from_fn(|i| {
+        U32x8(std::array::from_fn(|i| {
             u16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as u32
         }))
     }
     #[inline(always)]
     fn splat(x: u32) -> Self {
-        U8x32([x; 8])
+        U32x8([x; 8])
     }
     #[inline(always)]
     fn zip(self, o: Self, f: impl Fn(u32, u32) -> u32) -> Self {
-        U8x32(std::array::from_fn(|i| f(self.0[i], o.0[i])))
+        U32x8(std::array::from_fn(|i| f(self.0[i], o.0[i])))
     }
     #[inline(always)]
     fn and(self, o: Self) -> Self {
@@ -283,7 +283,7 @@ impl U8x32 {
     }
     #[inline(always)]
     fn shl(self, n: u32) -> Self {
-        U8x32(self.0.map(|a| a << n))
+        U32x8(self.0.map(|a| a << n))
     }
     #[inline(always)]
     fn eq(self, o: Self) -> Self {
@@ -291,7 +291,7 @@ impl U8x32 {
     }
     #[inline(always)]
     fn select(self, a: Self, b: Self) -> Self {
-        U8x32(std::array::from_fn(|i| {
+        U32x8(std::array::from_fn(|i| {
             (a.0[i] & self.0[i]) | (b.0[i] & !self.0[i])
         }))
     }
@@ -318,26 +318,26 @@ pub(crate) fn widen_halves(bytes: &[u8], f16: impl Fn(u16) -> f32) -> Vec<f32> {
     let n = bytes.len() / 2;
     let mut out: Vec<f32> = Vec::with_capacity(n);
     let full = n / 8 * 8;
-    let exp_bits = U8x32::splat(SHIFTED_EXP);
-    let rebias = U8x32::splat((127 - 15) << 23);
-    let zero = U8x32::splat(0);
+    let exp_bits = U32x8::splat(SHIFTED_EXP);
+    let rebias = U32x8::splat((127 - 15) << 23);
+    let zero = U32x8::splat(0);
     for i in (0..full).step_by(8) {
         // SAFETY: 16 bytes at 2·i (i + 8 ≤ n); out has room for n values.
         unsafe {
-            let h = U8x32::load_halves(bytes.as_ptr().add(2 * i));
-            let mut o = h.and(U8x32::splat(0x7fff)).shl(13);
+            let h = U32x8::load_halves(bytes.as_ptr().add(2 * i));
+            let mut o = h.and(U32x8::splat(0x7fff)).shl(13);
             let exp = o.and(exp_bits);
             o = o.add(rebias);
             // Infinity or NaN: all exponent bits set.
             o = exp
                 .eq(exp_bits)
-                .select(o.add(U8x32::splat((128 - 16) << 23)), o);
+                .select(o.add(U32x8::splat((128 - 16) << 23)), o);
             // Zero or subnormal: renormalised through an exact subtraction.
             let renormal = o
-                .add(U8x32::splat(1 << 23))
-                .float_sub(U8x32::splat(113 << 23));
+                .add(U32x8::splat(1 << 23))
+                .float_sub(U32x8::splat(113 << 23));
             o = exp.eq(zero).select(renormal, o);
-            let sign = h.and(U8x32::splat(0x8000)).shl(16);
+            let sign = h.and(U32x8::splat(0x8000)).shl(16);
             o.or(sign).store(out.as_mut_ptr().add(i));
         }
     }
