@@ -67,10 +67,23 @@ pub fn linear_here<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
     );
     let m = dims[..D - 1].iter().product();
     let a = f32_values(x);
-    let b = f32_values(layer.weight.val());
+    // The weights read in place where Burn's CPU buffer allows (no copy of
+    // the layer per call), else copied out.
+    #[cfg(feature = "cpu")]
+    let borrowed = super::host::Values::of(layer.weight.val());
+    #[cfg(not(feature = "cpu"))]
+    let borrowed: Option<Vec<f32>> = None;
+    let copied;
+    let b: &[f32] = match &borrowed {
+        Some(w) => w.get(),
+        None => {
+            copied = f32_values(layer.weight.val());
+            &copied
+        }
+    };
     let bias = layer.bias.as_ref().map(|b| f32_values(b.val()));
     let mut c = vec![0.0; m * n];
-    gemm(m, k, n, &a, &b, bias.as_deref(), &mut c);
+    gemm(m, k, n, &a, b, bias.as_deref(), &mut c);
     dims[D - 1] = n;
     Tensor::from_data(TensorData::new(c, dims), &device)
 }

@@ -5,6 +5,8 @@
 //! and wasm SIMD paths. On a GPU device each function hands the work to
 //! Burn's own operation.
 
+#[cfg(feature = "cpu")]
+pub mod host;
 pub mod kernels;
 pub(crate) mod lanes;
 pub mod matmul;
