@@ -502,31 +502,8 @@ unsafe fn product(
 }
 
 /// [`product`] in the browser.
-///
-/// # Safety
-/// As the native one.
 #[cfg(target_arch = "wasm32")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn product(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    ldd: usize,
-    accumulate: bool,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    b_rows: usize,
-    b_cols: usize,
-    scale: f32,
-) {
-    unsafe {
-        portable_product(
-            m, n, k, dst, ldd, accumulate, a, lda, b, b_rows, b_cols, scale,
-        )
-    }
-}
+use portable_product as product;
 
 /// [`product`] through [`crate::ops::matmul::gemm_add`], with a transposed
 /// right operand (Kᵀ) copied out first: the browser's, and natively the
