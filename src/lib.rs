@@ -34,7 +34,7 @@ pub mod walkthrough;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-pub use checkpoint::{Checkpoint, CheckpointError, HfFamily, Layout, MemoryLimits};
+pub use checkpoint::{Checkpoint, CheckpointError, F16Matrices, HfFamily, Layout, MemoryLimits};
 pub use engine::{Classifier, ClassifyError, Prediction, Relevance, Timings, Viewer};
 pub use model::{Pool, VisionTransformer, VitConfig};
 pub use preprocess::PreprocessConfig;

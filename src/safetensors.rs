@@ -99,26 +99,6 @@ impl Dtype {
     }
 }
 
-/// An IEEE half as f32, exactly (subnormals, infinities and NaN included),
-/// by moving its bits into place (no instruction converts halves in
-/// WebAssembly). Widening and checking ViT-B's 86 M f16 weights took
-/// 0.57–0.63 s in Node through `half`'s conversion, 0.50–0.52 s this way.
-#[inline]
-fn f16_to_f32(h: u16) -> f32 {
-    const SHIFTED_EXP: u32 = 0x7c00 << 13; // the exponent bits, moved into f32's place
-    let mut o = ((h & 0x7fff) as u32) << 13; // exponent and mantissa
-    let exp = o & SHIFTED_EXP;
-    o += (127 - 15) << 23; // rebias the exponent
-    if exp == SHIFTED_EXP {
-        o += (128 - 16) << 23; // infinity or NaN: all exponent bits set
-    } else if exp == 0 {
-        // Zero or subnormal: renormalise through a float subtraction (exact).
-        o += 1 << 23;
-        o = (f32::from_bits(o) - f32::from_bits(113 << 23)).to_bits();
-    }
-    f32::from_bits(o | ((h & 0x8000) as u32) << 16)
-}
-
 /// One tensor's entry: where its bytes are, in what type and shape.
 #[derive(Clone, Debug)]
 pub struct TensorView<'a> {
@@ -149,6 +129,15 @@ impl<'a> TensorView<'a> {
         self.bytes.len()
     }
 
+    /// An f16 tensor's values as they are.
+    pub fn to_halves(&self) -> Vec<half::f16> {
+        assert_eq!(self.dtype, Dtype::F16, "to_halves: an f16 tensor");
+        self.bytes
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
+            .collect()
+    }
+
     /// The values widened to `f32` (f16 and bf16 exactly; f64 rounded).
     pub fn to_f32(&self) -> Vec<f32> {
         let b = self.bytes;
@@ -157,7 +146,7 @@ impl<'a> TensorView<'a> {
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect(),
-            Dtype::F16 => crate::ops::lanes::widen_halves(b, f16_to_f32),
+            Dtype::F16 => crate::ops::lanes::widen_halves(b),
             Dtype::BF16 => b
                 .chunks_exact(2)
                 .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
@@ -314,17 +303,24 @@ mod tests {
     fn every_half_widens_alike_eight_at_a_time() {
         let halves: Vec<u16> = (0..=u16::MAX).chain([0x3c00, 0x8001, 0x7e00]).collect();
         let bytes: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
-        let widened = crate::ops::lanes::widen_halves(&bytes, f16_to_f32);
+        let widened = crate::ops::lanes::widen_halves(&bytes);
         assert_eq!(widened.len(), halves.len());
         for (h, w) in halves.iter().zip(&widened) {
-            assert_eq!(w.to_bits(), f16_to_f32(*h).to_bits(), "{h:#06x}");
+            assert_eq!(
+                w.to_bits(),
+                crate::ops::lanes::f16_to_f32(*h).to_bits(),
+                "{h:#06x}"
+            );
         }
     }
 
     #[test]
     fn every_half_widens_as_the_half_crate_does() {
         for h in 0..=u16::MAX {
-            let (ours, theirs) = (f16_to_f32(h), half::f16::from_bits(h).to_f32());
+            let (ours, theirs) = (
+                crate::ops::lanes::f16_to_f32(h),
+                half::f16::from_bits(h).to_f32(),
+            );
             assert!(
                 ours.to_bits() == theirs.to_bits() || (ours.is_nan() && theirs.is_nan()),
                 "{h:#06x}: {ours:e} vs {theirs:e}"

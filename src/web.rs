@@ -8,7 +8,7 @@ use burn::tensor::Device;
 use js_sys::{Float32Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
-use crate::checkpoint::{Checkpoint, LoadStage, MemoryLimits, WeightsFile};
+use crate::checkpoint::{Checkpoint, F16Matrices, LoadStage, MemoryLimits, WeightsFile};
 use crate::engine::{Classifier, Prediction, Viewer};
 use crate::walkthrough::Focus;
 
@@ -70,8 +70,13 @@ impl Vitrine {
     /// `image_size` runs the model at that square input size instead of its
     /// own, its position embeddings interpolated. `progress(stage, done,
     /// total)` hears how far the load has come: `"converting"` (the file's
-    /// tensor bytes widened to f32 and checked), then `"building"` (weights
-    /// laid out and put on the device: uploaded, on WebGPU).
+    /// tensor bytes read and checked), then `"building"` (weights laid out
+    /// and put on the device: uploaded, on WebGPU). On the CPU backend the
+    /// weight matrices a file stores in f16 stay in f16 when their f32
+    /// copy would not fit in wasm memory (half the memory, the same
+    /// results: the matrix kernel widens them exactly as it reads them, at
+    /// some cost in time); `keep_f16` `true` or `false` keeps or widens
+    /// them whatever the size. On WebGPU every weight is f32.
     #[allow(clippy::too_many_arguments)]
     pub async fn load(
         backend: String,
@@ -83,6 +88,7 @@ impl Vitrine {
         name: Option<String>,
         key: Option<String>,
         progress: Option<js_sys::Function>,
+        keep_f16: Option<bool>,
     ) -> Result<Vitrine, JsError> {
         let report = |stage: LoadStage, done: u64, total: u64| {
             if let Some(f) = &progress {
@@ -95,8 +101,13 @@ impl Vitrine {
                 );
             }
         };
-        // Weights are widened to f32 in wasm memory (at most 4 GB, shared
-        // with the file's own bytes) before they reach any device.
+        let f16_matrices = match (backend.as_str(), keep_f16) {
+            ("cpu", None) => F16Matrices::KeepIfNeeded,
+            ("cpu", Some(true)) => F16Matrices::Keep,
+            _ => F16Matrices::Widen,
+        };
+        // Weights pass through wasm memory (at most 4 GB, shared with the
+        // file's own bytes) before they reach any device.
         let limits = MemoryLimits {
             max_tensor_bytes: max_buffer_bytes.map_or(u64::MAX, |b| b as u64),
             max_total_bytes: WASM_WEIGHT_BUDGET,
@@ -104,6 +115,7 @@ impl Vitrine {
                 ("webgpu", Some(_)) => "this GPU".into(),
                 _ => "the browser's WebAssembly memory".into(),
             },
+            f16_matrices,
         };
         let file = WeightsFile {
             key: key.as_deref(),
@@ -142,7 +154,7 @@ impl Vitrine {
         let classifier = Classifier::new_reporting(checkpoint, device, &report);
         // A relevance pass keeps every layer's attention: it may use what
         // the weights leave of wasm memory (read-backs land there too).
-        let weights = classifier.model().num_params() as u64 * 4;
+        let weights = classifier.model().weight_bytes();
         let classifier =
             classifier.with_relevance_budget(WASM_MEMORY.saturating_sub(weights + WASM_HEADROOM));
         Ok(Vitrine {
@@ -188,6 +200,7 @@ impl Vitrine {
             "notes": c.notes,
             "grid": c.config.grid(),
             "parameters": c.model().num_params(),
+            "weightBytes": c.model().weight_bytes(),
             "nativeSize": self.native_size,
             "prefixTokens": crate::explain::prefix_token_names(&c.config),
             "mapNote": crate::explain::map_note(&c.config),

@@ -5,7 +5,7 @@ mod common;
 
 use common::fixtures;
 use vitrine::safetensors::{SafeTensors, SafetensorsError, serialize};
-use vitrine::{Checkpoint, CheckpointError, MemoryLimits};
+use vitrine::{Checkpoint, CheckpointError, F16Matrices, MemoryLimits};
 
 type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
 
@@ -306,6 +306,7 @@ fn too_large_for_the_device_is_refused_before_widening() {
         max_tensor_bytes: 100 * 1024,
         max_total_bytes: u64::MAX,
         device: "this GPU".into(),
+        f16_matrices: F16Matrices::Widen,
     };
     let (e, msg) = message(Checkpoint::from_bytes_within(
         &weights,
@@ -330,6 +331,7 @@ fn too_large_for_the_device_is_refused_before_widening() {
         max_tensor_bytes: u64::MAX,
         max_total_bytes: 1 << 20,
         device: "the browser's WebAssembly memory".into(),
+        f16_matrices: F16Matrices::Widen,
     };
     let (e, msg) = message(Checkpoint::from_bytes_within(
         &weights,
@@ -352,8 +354,115 @@ fn too_large_for_the_device_is_refused_before_widening() {
         max_tensor_bytes: 1 << 20,
         max_total_bytes: 64 << 20,
         device: "x".into(),
+        f16_matrices: F16Matrices::Widen,
     };
     assert!(Checkpoint::from_bytes_within(&weights, Some(&config), None, &roomy).is_ok());
+}
+
+/// A model whose weights do not fit as f32 but whose f16 matrices would is
+/// refused with both sizes named and how to fit it; where the device keeps
+/// f16 matrices (the page's CPU module) it loads.
+#[test]
+fn too_large_as_f32_but_not_as_f16_says_so() {
+    // timm_tiny's fixture: 8.2 MB of weights as f32, 4.5 MB with its
+    // matrices (stored in f16) kept in f16.
+    let weights = read("timm_tiny", "model.safetensors");
+    let config = read("timm_tiny", "config.json");
+    let limits = |f16_matrices| MemoryLimits {
+        max_tensor_bytes: u64::MAX,
+        max_total_bytes: 6 << 20,
+        device: "the browser's WebAssembly memory".into(),
+        f16_matrices,
+    };
+    let (e, msg) = message(Checkpoint::from_bytes_within(
+        &weights,
+        Some(&config),
+        None,
+        &limits(F16Matrices::Widen),
+    ));
+    assert!(
+        matches!(
+            &e,
+            CheckpointError::TooLarge {
+                tensor: None,
+                advice: Some(_),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        msg.starts_with("the model is too large for the browser's WebAssembly memory: its weights need 8.2 MB as f32, more than the 6.0 MB available; with its weight matrices kept in f16 it needs 4.5 MB, which fits: the CPU backend keeps an f16 file's matrices in f16"),
+        "{msg}"
+    );
+    // Kept in f16 when asked to, or when needed; widened when it fits.
+    for (policy, max, f16) in [
+        (F16Matrices::Keep, 6 << 20, true),
+        (F16Matrices::KeepIfNeeded, 6 << 20, true),
+        (F16Matrices::KeepIfNeeded, 9 << 20, false),
+        (F16Matrices::Keep, 9 << 20, true),
+    ] {
+        let ck = Checkpoint::from_bytes_within(
+            &weights,
+            Some(&config),
+            None,
+            &MemoryLimits {
+                max_total_bytes: max,
+                ..limits(policy)
+            },
+        )
+        .expect("fits");
+        let noted = ck
+            .notes
+            .iter()
+            .any(|n| n.starts_with("weight matrices kept in f16"));
+        assert_eq!(
+            noted,
+            f16 && policy == F16Matrices::KeepIfNeeded,
+            "{:?}",
+            ck.notes
+        );
+        let model = vitrine::Classifier::new(ck, burn::tensor::Device::flex());
+        let qkv = model.model().blocks[0].attn.qkv.weight.val().dtype();
+        assert_eq!(
+            qkv == burn::tensor::DType::F16,
+            f16,
+            "{policy:?} within {max}"
+        );
+    }
+
+    // An f32 file is told to be saved in f16 first.
+    let weights = read("timm_gray", "model.safetensors");
+    let config = read("timm_gray", "config.json");
+    let (_, msg) = message(Checkpoint::from_bytes_within(
+        &weights,
+        Some(&config),
+        None,
+        &MemoryLimits {
+            max_total_bytes: weights.len() as u64 * 3 / 4,
+            ..limits(F16Matrices::KeepIfNeeded)
+        },
+    ));
+    assert!(
+        msg.contains(
+            "save the checkpoint in f16 (PyTorch: `model.half()`) and load that on the CPU backend"
+        ),
+        "{msg}"
+    );
+    // Where even f16 would not fit, no advice.
+    let (e, _) = message(Checkpoint::from_bytes_within(
+        &weights,
+        Some(&config),
+        None,
+        &MemoryLimits {
+            max_total_bytes: 1 << 10,
+            ..limits(F16Matrices::Keep)
+        },
+    ));
+    assert!(
+        matches!(e, CheckpointError::TooLarge { advice: None, .. }),
+        "{e:?}"
+    );
 }
 
 /// A config that asks for an absurd model is refused from its numbers, at
@@ -473,10 +582,14 @@ fn absurd_configs_are_refused_from_the_numbers() {
 #[test]
 fn weights_that_are_not_numbers() {
     let config = read("timm_gray", "config.json");
-    for (value, shown) in [
-        (f32::NAN, "NaN"),
-        (f32::INFINITY, "inf"),
-        (f32::NEG_INFINITY, "-inf"),
+    // In an f32 file and in an f16 one (whose halves the loader keeps).
+    for (value, shown, f16) in [
+        (f32::NAN, "NaN", false),
+        (f32::INFINITY, "inf", false),
+        (f32::NEG_INFINITY, "-inf", false),
+        (f32::NAN, "NaN", true),
+        (f32::INFINITY, "inf", true),
+        (f32::NEG_INFINITY, "-inf", true),
     ] {
         let mut t = tensors("timm_gray");
         let (name, _, values) = t
@@ -487,7 +600,7 @@ fn weights_that_are_not_numbers() {
         values[9] = value;
         let name = name.clone();
         let (e, m) = message(Checkpoint::from_bytes(
-            &serialize(&t, false),
+            &serialize(&t, f16),
             Some(&config),
             None,
         ));

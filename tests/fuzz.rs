@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use burn::tensor::Device;
 use serde_json::Value;
-use vitrine::{Checkpoint, Classifier, MemoryLimits};
+use vitrine::{Checkpoint, Classifier, F16Matrices, MemoryLimits};
 
 use common::fixtures;
 
@@ -672,6 +672,7 @@ fn run_inner(case: &Case, corpus: &Corpus, seed: u64, tally: &mut Tally) -> Resu
                 max_tensor_bytes: 256 << 20,
                 max_total_bytes: 512 << 20,
                 device: "the fuzzer".into(),
+                f16_matrices: F16Matrices::Keep,
             };
             let ck = match Checkpoint::from_bytes_within(
                 weights,
@@ -690,6 +691,8 @@ fn run_inner(case: &Case, corpus: &Corpus, seed: u64, tally: &mut Tally) -> Resu
                 }
             };
             tally.loaded += 1;
+            // An f16 file's matrices kept in f16, as the page's CPU module
+            // does for a model too large for f32.
             let classifier = Classifier::new(ck.clone(), Device::flex());
             let img = rng.pick(&corpus.decoded);
             match classifier.classify_blocking(

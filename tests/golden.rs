@@ -133,6 +133,28 @@ fn cpu_matches_pytorch_on_every_fixture() {
     }
 }
 
+/// The CPU module in the page keeps an f16 file's weight matrices in f16
+/// and widens them inside the matrix kernel: held to the same references
+/// and bounds, classification and walk-through, on every fixture (those
+/// stored in f32 or bf16 load in f32 as before).
+#[test]
+fn f16_kept_matrices_match_pytorch_on_every_fixture() {
+    let mut kept = 0;
+    for model in MODELS {
+        let ck =
+            Checkpoint::from_path(&fixtures().join("models").join(model)).expect("fixture loads");
+        let classifier = Classifier::new(ck.keeping_f16(), Device::flex());
+        let qkv = classifier.model().blocks[0].attn.qkv.weight.val().dtype();
+        if qkv == burn::tensor::DType::F16 {
+            kept += 1;
+        }
+        check_against_reference(model, &classifier);
+        check_walkthrough(model, &classifier);
+    }
+    // Most fixtures are stored in f16 (as the hub's files often are).
+    assert!(kept >= 10, "only {kept} fixtures kept f16 matrices");
+}
+
 /// The golden fixtures as `torch.save` wrote them (`tests/fixtures/torch/`),
 /// each with its model's config, held to the same references and bounds:
 /// a bare state dict in the zip archive and in the format before PyTorch

@@ -175,8 +175,7 @@ fn a_folder_finds_its_weights_by_name_or_alone() {
     )
     .unwrap();
     let e = Checkpoint::from_path(&dir)
-        .err()
-        .expect("ambiguous")
+        .expect_err("ambiguous")
         .to_string();
     assert!(
         e.contains("2 weights files and none named model.safetensors")

@@ -82,6 +82,17 @@ fn cpu_relevance_matches_pytorch() {
     }
 }
 
+/// With an f16 file's matrices kept in f16 (the page's CPU module), as
+/// without.
+#[test]
+fn cpu_relevance_with_f16_matrices_matches_pytorch() {
+    for model in MODELS {
+        let ck = Checkpoint::from_path(&fixtures().join("models").join(model)).unwrap();
+        let classifier = Classifier::new(ck.keeping_f16(), Device::flex());
+        check(model, &classifier, "CPU, matrices kept in f16");
+    }
+}
+
 #[test]
 fn wgpu_relevance_matches_pytorch() {
     let Some(device) = wgpu_device() else { return };

@@ -6,13 +6,16 @@ import { drawMap, drawPatchCursor, headMap, inputPicture, patchRow, thresholdMas
 const $ = (id) => document.getElementById(id);
 
 /** One line about a model's shape and size (`info` as the worker gives it). */
-export function describeModel(name, { config: c, parameters }) {
+export function describeModel(name, { config: c, parameters, weightBytes }) {
   const [h, w] = c.img_size;
   const n = (h / c.patch_size) * (w / c.patch_size);
   const count = parameters >= 1e6 ? `${(parameters / 1e6).toFixed(1)} M` : `${Math.round(parameters / 1e3)} k`;
   const classes = c.num_classes ? `${c.num_classes} classes` : 'no classifier (a backbone)';
+  // Below four bytes a weight, the matrices were kept in the file's f16.
+  const mb = (weightBytes / 2 ** 20).toFixed(weightBytes < 10 * 2 ** 20 ? 1 : 0);
+  const held = weightBytes && weightBytes < 4 * parameters ? `${mb} MB in memory, matrices in f16` : `${mb} MB in memory`;
   return `Model “${name}”: ${h}×${w}×${c.in_chans} input → ${n} patches of ${c.patch_size}×${c.patch_size}, `
-    + `D = ${c.embed_dim}, ${c.depth} layers × ${c.num_heads} heads, ${classes}, ${count} parameters.`;
+    + `D = ${c.embed_dim}, ${c.depth} layers × ${c.num_heads} heads, ${classes}, ${count} parameters (${held}).`;
 }
 
 /**

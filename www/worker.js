@@ -56,9 +56,11 @@ async function load(files, seq, id) {
     self.postMessage({ type: 'progress', id, stage, done, total });
   };
   // files.imageSize: run at another input size than the checkpoint's own;
-  // files.key: which state dict of a training checkpoint (DINO's teacher or student).
+  // files.key: which state dict of a training checkpoint (DINO's teacher or student);
+  // files.keepF16: keep (true) or widen (false) an f16 file's matrices on the
+  // CPU whatever the size; unset, they stay f16 only when f32 would not fit.
   const loading = Vitrine.load(backend, bytes(files.weights), bytes(files.config), bytes(files.preprocessor), limit,
-    files.imageSize, files.name, files.key, report);
+    files.imageSize, files.name, files.key, report, files.keepF16);
   // The call copied the file into wasm memory as it started: this worker's
   // own copy is let go of now, not after the load.
   files.weights = undefined;

@@ -29,7 +29,7 @@ use burn::tensor::Device;
 
 pub use config::{default_labels, timm_config_json};
 use config::{hf_config, hf_preprocess, infer_config, parse_json, timm_config};
-pub use error::{CheckpointError, MemoryLimits};
+pub use error::{CheckpointError, F16Matrices, MemoryLimits};
 pub use names::HfFamily;
 pub use names::{HF_TO_TIMM, Layout};
 use names::{detect_layout, fuse_qkv, hf_to_timm, hf_unused};
@@ -37,14 +37,86 @@ pub use tensors::timm_tensors;
 
 use crate::model::{Pool, VisionTransformer, VitConfig};
 use crate::preprocess::{PreprocessConfig, Resize};
-use crate::safetensors::SafeTensors;
+use crate::safetensors::{Dtype, SafeTensors};
 
-/// One tensor in PyTorch layout, widened to f32, with the name the file used.
+/// One tensor in PyTorch layout, with the name the file used.
 #[derive(Clone, Debug)]
 struct Entry {
     shape: Vec<usize>,
-    values: Vec<f32>,
+    values: Stored,
     original: String,
+}
+
+/// A tensor's values as the loader holds them: f16 as the file stored it
+/// (widening it is exact, so keeping it loses nothing and holds half the
+/// bytes until the device), every other type widened to f32.
+#[derive(Clone, Debug)]
+enum Stored {
+    // (Halves are read as their little-endian bytes, here and in the matrix kernel.)
+    F32(Vec<f32>),
+    F16(Vec<half::f16>),
+}
+
+const _: () = assert!(
+    cfg!(target_endian = "little"),
+    "f16 weights are read as little-endian bytes"
+);
+
+impl Stored {
+    fn len(&self) -> usize {
+        match self {
+            Stored::F32(v) => v.len(),
+            Stored::F16(v) => v.len(),
+        }
+    }
+
+    fn into_f32(self) -> Vec<f32> {
+        match self {
+            Stored::F32(v) => v,
+            Stored::F16(v) => {
+                // SAFETY: f16 is two plain bytes, little-endian on every
+                // target vitrine builds for (x86-64, aarch64, wasm32).
+                let bytes =
+                    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), 2 * v.len()) };
+                crate::ops::lanes::widen_halves(bytes)
+            }
+        }
+    }
+
+    /// The first value that is infinite or NaN: (index, how many there
+    /// are, the value).
+    fn not_finite(&self) -> Option<(usize, usize, f32)> {
+        fn find<T: Copy>(
+            v: &[T],
+            bad: impl Fn(T) -> bool,
+            f32: impl Fn(T) -> f32,
+        ) -> Option<(usize, usize, f32)> {
+            let first = v.iter().position(|&x| bad(x))?;
+            Some((first, v.iter().filter(|&&x| bad(x)).count(), f32(v[first])))
+        }
+        match self {
+            Stored::F32(v) => find(v, |x| !x.is_finite(), |x| x),
+            // All exponent bits set: an infinity or a NaN.
+            Stored::F16(v) => find(v, |h| h.to_bits() & 0x7c00 == 0x7c00, half::f16::to_f32),
+        }
+    }
+
+    /// The parts one after another: f16 if they all are, else f32.
+    fn concat(parts: Vec<Stored>) -> Stored {
+        if parts.iter().all(|p| matches!(p, Stored::F16(_))) {
+            Stored::F16(
+                parts
+                    .into_iter()
+                    .flat_map(|p| match p {
+                        Stored::F16(v) => v,
+                        Stored::F32(_) => unreachable!("all f16"),
+                    })
+                    .collect(),
+            )
+        } else {
+            Stored::F32(parts.into_iter().flat_map(Stored::into_f32).collect())
+        }
+    }
 }
 
 /// A checked checkpoint, ready to be built on a device.
@@ -66,6 +138,8 @@ pub struct Checkpoint {
     pub weights_keys: Vec<String>,
     /// timm name → tensor, PyTorch layout.
     weights: BTreeMap<String, Entry>,
+    /// Whether [`Checkpoint::build`] keeps f16 weight matrices in f16.
+    keep_f16: bool,
 }
 
 impl Checkpoint {
@@ -172,26 +246,76 @@ impl Checkpoint {
         } else {
             SafeTensors::parse(weights)?
         };
-        let mut total = 0u64;
+        // Bytes the weights take in memory: f32, but two bytes for each
+        // value of a matrix kept in f16 (`f16` says which: the file's f16
+        // ones, or any, were the file saved in f16).
+        let total = |f16: &dyn Fn(&crate::safetensors::TensorView) -> bool| {
+            file.tensors
+                .values()
+                .map(|v| v.numel() as u64 * if v.shape.len() == 2 && f16(v) { 2 } else { 4 })
+                .sum::<u64>()
+        };
         for (name, view) in &file.tensors {
             let bytes = view.numel() as u64 * 4;
-            total += bytes;
             if bytes > limits.max_tensor_bytes {
                 return Err(CheckpointError::TooLarge {
                     tensor: Some(name.clone()),
                     bytes,
                     limit: limits.max_tensor_bytes,
                     device: limits.device.clone(),
+                    held_as: "as f32",
+                    advice: None,
                 });
             }
         }
-        if total > limits.max_total_bytes {
+        let as_f32 = total(&|_| false);
+        let file_f16 = |v: &crate::safetensors::TensorView| v.dtype == Dtype::F16;
+        let keep_f16 = match limits.f16_matrices {
+            F16Matrices::Widen => false,
+            F16Matrices::Keep => true,
+            F16Matrices::KeepIfNeeded => as_f32 > limits.max_total_bytes,
+        } && file
+            .tensors
+            .values()
+            .any(|v| file_f16(v) && v.shape.len() == 2);
+        let needed = if keep_f16 { total(&file_f16) } else { as_f32 };
+        if needed > limits.max_total_bytes {
+            let in_f16 = total(&|_| true);
+            let all_f16 = file.tensors.values().all(file_f16);
+            let advice = (in_f16 <= limits.max_total_bytes).then(|| {
+                format!(
+                    "with its weight matrices kept in f16 it needs {}, which fits: {}",
+                    error::human_bytes(in_f16),
+                    if all_f16 {
+                        "the CPU backend keeps an f16 file's matrices in f16"
+                    } else {
+                        "save the checkpoint in f16 (PyTorch: `model.half()`) \
+                         and load that on the CPU backend"
+                    }
+                )
+            });
             return Err(CheckpointError::TooLarge {
                 tensor: None,
-                bytes: total,
+                bytes: needed,
                 limit: limits.max_total_bytes,
                 device: limits.device.clone(),
+                held_as: if keep_f16 {
+                    "with its f16 matrices kept in f16"
+                } else {
+                    "as f32"
+                },
+                advice,
             });
+        }
+        if keep_f16 && limits.f16_matrices == F16Matrices::KeepIfNeeded {
+            notes.push(format!(
+                "weight matrices kept in f16, as the file stores them ({} in memory): as f32 \
+                 they would need {}, more than the {} {} allows; the results are the same",
+                error::human_bytes(needed),
+                error::human_bytes(as_f32),
+                error::human_bytes(limits.max_total_bytes),
+                limits.device
+            ));
         }
         let layout = detect_layout(file.tensors.keys())?;
 
@@ -211,16 +335,19 @@ impl Checkpoint {
                     hf_to_timm(name, family).unwrap_or_else(|| name.clone())
                 }
             };
-            let values = view.to_f32();
+            let values = match view.dtype {
+                Dtype::F16 => Stored::F16(view.to_halves()),
+                _ => Stored::F32(view.to_f32()),
+            };
             if let Some(report) = file_progress {
                 report(LoadStage::Converting, converted, file_bytes);
             }
-            if let Some(first) = values.iter().position(|v| !v.is_finite()) {
+            if let Some((first, count, value)) = values.not_finite() {
                 return Err(CheckpointError::NotFinite {
                     tensor: name.clone(),
-                    count: values.iter().filter(|v| !v.is_finite()).count(),
+                    count,
                     first,
-                    value: values[first],
+                    value,
                 });
             }
             let entry = Entry {
@@ -337,6 +464,7 @@ impl Checkpoint {
             weights_key,
             weights_keys,
             weights: tensors,
+            keep_f16,
         };
         if dinov2_elsewhere {
             return checkpoint.with_positions_for([input_h, input_w]);
@@ -393,9 +521,11 @@ impl Checkpoint {
             .get_mut("pos_embed")
             .expect("a checked checkpoint has position embeddings");
         let prefix = old.pos_embed_len() - old.num_patches();
-        let grid = pos_embed::resize_grid(&entry.values[prefix * d..], from, to, d, how);
-        entry.values.truncate(prefix * d);
-        entry.values.extend(grid);
+        let mut values = std::mem::replace(&mut entry.values, Stored::F32(Vec::new())).into_f32();
+        let grid = pos_embed::resize_grid(&values[prefix * d..], from, to, d, how);
+        values.truncate(prefix * d);
+        values.extend(grid);
+        entry.values = Stored::F32(values);
         entry.shape = vec![1, config.pos_embed_len(), d];
         self.notes.push(format!(
             "running at {}×{} px: position embeddings interpolated from {}×{} to {}×{} patches ({})",
@@ -414,6 +544,18 @@ impl Checkpoint {
         Ok(self)
     }
 
+    /// This checkpoint built with the weight matrices its file stores in f16
+    /// (every block's query/key/value, projection and MLP weights, and the
+    /// head's) kept in f16 on Burn's plain CPU device: half their memory,
+    /// and the same results bit for bit in the browser, since the matrix
+    /// kernel widens them exactly as it reads them (natively it is
+    /// vitrine's kernel instead of the gemm crate's: equal within float32
+    /// rounding). Other devices, and other tensors, get f32 as before.
+    pub fn keeping_f16(mut self) -> Self {
+        self.keep_f16 = true;
+        self
+    }
+
     /// Uploads the weights to `device` as a model. Each tensor's host copy
     /// is freed as soon as it is on the device, so loading never holds the
     /// weights twice.
@@ -424,7 +566,8 @@ impl Checkpoint {
     /// [`Checkpoint::build`], telling `progress` how many weights are on
     /// the device so far ([`LoadStage::Building`]).
     pub fn build_reporting(self, device: &Device, progress: Progress) -> VisionTransformer {
-        tensors::load(self.weights, &self.config, device, progress)
+        let keep_f16 = self.keep_f16 && crate::ops::kernels::is_plain_cpu(device);
+        tensors::load(self.weights, &self.config, device, keep_f16, progress)
     }
 }
 
@@ -592,6 +735,43 @@ mod tests {
             .try_to_vec()
             .unwrap();
         assert_eq!(a, b);
+    }
+
+    /// `keeping_f16` keeps exactly the weight matrices in f16, with the
+    /// file's values: every tensor read back is the f32 model's, and the
+    /// forward pass agrees within float32 rounding (natively the f16
+    /// matrices go through vitrine's kernel, the f32 ones through gemm's).
+    #[test]
+    fn kept_f16_matrices_hold_the_same_weights_in_half_the_bytes() {
+        use burn::tensor::DType;
+        let device = Device::flex();
+        let Exported { bytes, json, .. } = exported(&device, true);
+        let ck = Checkpoint::from_bytes(&bytes, Some(&json), None).unwrap();
+        let wide = ck.clone().build(&device);
+        let kept = ck.keeping_f16().build(&device);
+        for b in &kept.blocks {
+            for w in [&b.attn.qkv, &b.attn.proj, &b.mlp.fc1, &b.mlp.fc2] {
+                assert_eq!(w.weight.val().dtype(), DType::F16);
+                assert_eq!(w.bias.as_ref().unwrap().val().dtype(), DType::F32);
+            }
+            assert_eq!(b.norm1.gamma.val().dtype(), DType::F32);
+        }
+        assert_eq!(kept.head.as_ref().unwrap().weight.val().dtype(), DType::F16);
+        assert_eq!(kept.patch_embed.proj.weight.val().dtype(), DType::F32);
+        assert_eq!(kept.pos_embed.val().dtype(), DType::F32);
+        assert_eq!(timm_tensors(&kept), timm_tensors(&wide));
+
+        let x = Tensor::<4>::random([2, 1, 16, 24], burn::tensor::Distribution::Default, &device);
+        let a: Vec<f32> = wide.forward(x.clone()).into_data().try_to_vec().unwrap();
+        let b: Vec<f32> = kept.forward(x).into_data().try_to_vec().unwrap();
+        let largest = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (a, b) in a.iter().zip(&b) {
+            assert!((a - b).abs() <= 1e-5 * largest, "{a} vs {b}");
+        }
+        // Elsewhere (autodiff, for training) the matrices stay f32.
+        let ck = Checkpoint::from_bytes(&bytes, Some(&json), None).unwrap();
+        let trained = ck.keeping_f16().build(&device.clone().autodiff());
+        assert_eq!(trained.blocks[0].attn.qkv.weight.val().dtype(), DType::F32);
     }
 
     #[test]

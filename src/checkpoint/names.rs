@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{CheckpointError, Entry};
+use super::{CheckpointError, Entry, Stored};
 
 /// The naming schemes a checkpoint may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -308,7 +308,7 @@ pub(super) fn fuse_qkv(
             let mut shape = parts[0].shape.clone();
             shape[0] *= 3;
             let original = parts[0].original.replace(".query.", ".{query,key,value}.");
-            let values = parts.into_iter().flat_map(|p| p.values).collect();
+            let values = Stored::concat(parts.into_iter().map(|p| p.values).collect());
             tensors.insert(
                 format!("{prefix}.attn.qkv.{kind}"),
                 Entry {

@@ -10,10 +10,10 @@
 use std::collections::{BTreeMap, HashSet};
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use super::names::{blocks_named, display_name, torch_shape_as_stored};
-use super::{CheckpointError, Entry, Layout, LoadStage, Progress};
+use super::{CheckpointError, Entry, Layout, LoadStage, Progress, Stored};
 use crate::model::{VisionTransformer, VitConfig};
 
 /// How a tensor's PyTorch layout differs from Burn's.
@@ -40,12 +40,12 @@ impl Kind {
     }
 
     /// `values` (in PyTorch's layout, shape `torch`) in Burn's.
-    fn to_burn(self, torch: &[usize], values: Vec<f32>) -> Vec<f32> {
+    fn to_burn<T: Copy + Default>(self, torch: &[usize], values: Vec<T>) -> Vec<T> {
         match (self, torch) {
             (Kind::Same, _) => values,
             (Kind::Transposed, &[out, inp]) => transpose(&values, out, inp),
             (Kind::PatchKernel { .. }, &[d, c, p, _]) => {
-                let mut t = vec![0.0; values.len()];
+                let mut t = vec![T::default(); values.len()];
                 for_each_patch_index(d, c, p, |torch, burn| t[burn] = values[torch]);
                 t
             }
@@ -72,9 +72,9 @@ impl Kind {
 /// A row-major [rows, cols] matrix as [cols, rows], in 32×32 blocks: a
 /// column-by-column write strides a whole row of the result per value,
 /// which for ViT-L's 4096-wide layers misses the cache on every one.
-fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+fn transpose<T: Copy + Default>(values: &[T], rows: usize, cols: usize) -> Vec<T> {
     const BLOCK: usize = 32;
-    let mut t = vec![0.0; values.len()];
+    let mut t = vec![T::default(); values.len()];
     for r0 in (0..rows).step_by(BLOCK) {
         for c0 in (0..cols).step_by(BLOCK) {
             for r in r0..(r0 + BLOCK).min(rows) {
@@ -238,17 +238,20 @@ pub(super) fn check(
 /// The model `config` describes with `tensors` (checked by [`check`]) as its
 /// weights, on `device`. No parameter is initialised at random first, and
 /// each host tensor is dropped once its device copy exists: loading holds
-/// the weights once, plus the tensor in hand. `progress` hears of each.
+/// the weights once, plus the tensor in hand. With `keep_f16`, `Linear`
+/// weights stored in f16 stay f16 on the device. `progress` hears of each.
 pub(super) fn load(
     tensors: BTreeMap<String, Entry>,
     config: &VitConfig,
     device: &Device,
+    keep_f16: bool,
     progress: Progress,
 ) -> VisionTransformer {
     struct Loader<'a> {
         path: Path,
         tensors: BTreeMap<String, Entry>,
         device: &'a Device,
+        keep_f16: bool,
         progress: Progress<'a>,
         done: u64,
         total: u64,
@@ -267,9 +270,18 @@ pub(super) fn load(
                 .tensors
                 .remove(&t.name)
                 .expect("a checked checkpoint has every tensor of its model");
-            let values = t.kind.to_burn(&entry.shape, entry.values);
-            self.done += values.len() as u64;
-            let tensor = Tensor::from_data(TensorData::new(values, burn_shape), self.device);
+            self.done += entry.values.len() as u64;
+            let tensor = match entry.values {
+                Stored::F16(halves) if self.keep_f16 && t.kind == Kind::Transposed => {
+                    let halves = t.kind.to_burn(&entry.shape, halves);
+                    let data = TensorData::new(halves, burn_shape);
+                    Tensor::from_data(data, (self.device, DType::F16))
+                }
+                values => {
+                    let values = t.kind.to_burn(&entry.shape, values.into_f32());
+                    Tensor::from_data(TensorData::new(values, burn_shape), self.device)
+                }
+            };
             (self.progress)(LoadStage::Building, self.done, self.total);
             Param::from_tensor(tensor)
         }
@@ -280,6 +292,7 @@ pub(super) fn load(
         path: Path::new(&model),
         tensors,
         device,
+        keep_f16,
         progress,
         done: 0,
         total,

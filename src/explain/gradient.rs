@@ -17,7 +17,7 @@
 //!   ∇x = (ĝ − mean(ĝ) − x̂·mean(ĝ ⊙ x̂)) / σ, ĝ = γ ⊙ g.
 
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor};
 
 use crate::model::{BlockSteps, Pool, VisionTransformer};
 use crate::ops::{gelu_slope, matmul};
@@ -98,9 +98,10 @@ pub fn forward(model: &VisionTransformer, images: Tensor<4>) -> Forward {
     }
 }
 
-/// `g`·Wᵀ: the gradient reaching a linear layer's input from `g` at its output.
+/// `g`·Wᵀ: the gradient reaching a linear layer's input from `g` at its
+/// output (a weight kept in f16 widened for it, exactly).
 fn linear_back(layer: &Linear, g: Tensor<2>) -> Tensor<2> {
-    matmul(g, layer.weight.val().transpose())
+    matmul(g, layer.weight.val().cast(DType::F32).transpose())
 }
 
 /// The gradient reaching a LayerNorm's input `x` ([rows, width]) from `g`
@@ -139,6 +140,7 @@ pub fn attention_gradients(
         head.weight
             .val()
             .slice([0..inputs, class..class + 1])
+            .cast(DType::F32)
             .reshape([inputs])
     };
     // The gradient reaching the final tokens, [T, D].

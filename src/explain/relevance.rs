@@ -339,7 +339,10 @@ mod tests {
                 let logits: Vec<f32> = model.forward_head(tokens).into_data().try_to_vec().unwrap();
                 f64::from(logits[class])
             };
-            let eps = 1e-2;
+            // Small enough that the central difference's error (∝ eps²) is
+            // far below the bound, large enough that f32 rounding of the
+            // logit (divided by 2·eps) is too.
+            let eps = 1e-3;
             for (layer, at) in [
                 (0, 0),
                 (0, t * t + 3),
@@ -347,12 +350,22 @@ mod tests {
                 (1, t + 1),
                 (1, h * t * t - 1),
             ] {
-                let numeric =
-                    (logit(layer, at, eps) - logit(layer, at, -eps)) / (2.0 * f64::from(eps));
+                let (up, mid, down) = (
+                    logit(layer, at, eps),
+                    logit(layer, at, 0.0),
+                    logit(layer, at, -eps),
+                );
+                let numeric = (up - down) / (2.0 * f64::from(eps));
                 let analytic = f64::from(gradients[layer][at]);
+                let near = |n: f64, tol: f64| (n - analytic).abs() <= tol * (1.0 + analytic.abs());
+                // Max pooling has kinks: a nudge that changes which patch is
+                // largest leaves the central difference between the two
+                // one-sided slopes, and the gradient is one of them.
+                let one_sided = [(up - mid) / f64::from(eps), (mid - down) / f64::from(eps)];
                 assert!(
-                    (numeric - analytic).abs() <= 2e-3 * (1.0 + analytic.abs()),
-                    "{name}: layer {layer} entry {at}: finite differences {numeric}, by hand {analytic}"
+                    near(numeric, 2e-3) || one_sided.iter().any(|&n| near(n, 1e-2)),
+                    "{name}: layer {layer} entry {at}: finite differences {numeric} \
+                     (one-sided {one_sided:?}), by hand {analytic}"
                 );
             }
         }

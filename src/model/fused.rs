@@ -19,10 +19,12 @@
 //! kernels, with AVX-512 or AVX2 chosen at run time), one thread each; in
 //! the browser's single-threaded build they are vitrine's
 //! ([`crate::ops::matmul::gemm_add`]) and the parallel loops run one after
-//! another. Softmax and GELU are [`crate::ops::kernels`]'. It runs only
-//! where every weight is an f32 buffer on Burn's plain CPU device (no
-//! autodiff) and every block has the same sizes; anything else (WebGPU,
-//! training) keeps Burn's operations.
+//! another. Softmax and GELU are [`crate::ops::kernels`]'. Weight matrices
+//! kept in f16 go through vitrine's kernel on every target, widened as it
+//! packs them. It runs only where every weight is an f32 (or, for the
+//! matrices, f16) buffer on Burn's plain CPU device (no autodiff) and every
+//! block has the same sizes; anything else (WebGPU, training) keeps Burn's
+//! operations.
 
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Tensor, TensorData};
@@ -33,8 +35,9 @@ use serial::*;
 
 use super::block::{Block, LayerScale};
 use super::vit::{LookAttention, VisionTransformer};
-use crate::ops::host::Values;
+use crate::ops::host::{Values, Weight};
 use crate::ops::kernels::{gelu_in_place, softmax_rows};
+use crate::ops::matmul::gemm_add;
 
 struct Norm {
     gamma: Values,
@@ -84,8 +87,8 @@ impl Norm {
 }
 
 struct Dense {
-    /// [inputs, outputs], Burn's layout.
-    weight: Values,
+    /// [inputs, outputs], Burn's layout: f32, or f16 as the file held it.
+    weight: Weight,
     bias: Option<Values>,
     outputs: usize,
 }
@@ -94,7 +97,7 @@ impl Dense {
     fn of(layer: &Linear) -> Option<Self> {
         let [_, outputs] = layer.weight.val().dims();
         Some(Self {
-            weight: Values::of(layer.weight.val())?,
+            weight: Weight::of(layer.weight.val())?,
             bias: match &layer.bias {
                 Some(b) => Some(Values::of(b.val())?),
                 None => None,
@@ -116,27 +119,31 @@ impl Dense {
 
     /// `out` += `x`·W.
     fn accumulate(&self, x: &[f32], out: &mut [f32]) {
-        let w = self.weight.get();
-        let (n, k) = (self.outputs, w.len() / self.outputs);
+        let (n, k) = (self.outputs, self.weight.len() / self.outputs);
         let m = x.len() / k;
         assert!(x.len() == m * k && out.len() == m * n, "dense: shapes");
-        // SAFETY: x is [m, k], w [k, n] and out [m, n], all row-major, as
-        // just checked.
-        unsafe {
-            product(
-                m,
-                n,
-                k,
-                out.as_mut_ptr(),
-                n,
-                true,
-                x.as_ptr(),
-                k,
-                w.as_ptr(),
-                n,
-                1,
-                1.0,
-            )
+        match &self.weight {
+            // SAFETY: x is [m, k], w [k, n] and out [m, n], all row-major,
+            // as just checked.
+            Weight::F32(w) => unsafe {
+                product(
+                    m,
+                    n,
+                    k,
+                    out.as_mut_ptr(),
+                    n,
+                    true,
+                    x.as_ptr(),
+                    k,
+                    w.get().as_ptr(),
+                    n,
+                    1,
+                    1.0,
+                )
+            },
+            // Halves are widened as vitrine's kernel packs them, on every
+            // target (the gemm crate takes one precision throughout).
+            Weight::F16(_) => gemm_add(m, k, n, x, k, self.weight.rhs(), n, out, n),
         }
     }
 
@@ -259,7 +266,8 @@ pub(super) struct Fused {
 }
 
 impl Fused {
-    /// `None` unless `model` lives on the plain CPU device in f32 and its
+    /// `None` unless `model` lives on the plain CPU device in f32 (or its
+    /// matrices in f16) and its
     /// blocks all have the same sizes: then Burn's own operations run it.
     pub(super) fn of(model: &VisionTransformer) -> Option<Self> {
         let first = model.blocks.first()?;
@@ -554,7 +562,7 @@ unsafe fn portable_product(
             copied = t;
             (&copied[..], n)
         };
-        crate::ops::matmul::gemm_add(m, k, n, a, lda, b, ldb, c, ldd);
+        gemm_add(m, k, n, a, lda, b, ldb, c, ldd);
         if scale != 1.0 {
             debug_assert!(!accumulate, "a scale only on a fresh product");
             c.chunks_mut(ldd)

@@ -253,6 +253,21 @@ impl VisionTransformer {
     }
 
     /// Number of encoder blocks L.
+    /// The bytes its weights take where they live: four a weight, two for
+    /// a matrix kept in f16 ([`crate::Checkpoint::keeping_f16`]).
+    pub fn weight_bytes(&self) -> u64 {
+        struct Bytes(u64);
+        impl burn::module::ModuleVisitor for Bytes {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let t = param.val();
+                self.0 += (t.shape().num_elements() * t.dtype().size()) as u64;
+            }
+        }
+        let mut bytes = Bytes(0);
+        self.visit(&mut bytes);
+        bytes.0
+    }
+
     pub fn depth(&self) -> usize {
         self.blocks.len()
     }

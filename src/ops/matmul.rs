@@ -27,8 +27,10 @@
 use burn::nn::Linear;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
+use half::f16;
+
 use super::kernels::f32_values;
-use super::lanes::F4;
+use super::lanes::{F4, f16_to_f32, widen8};
 
 /// Rows of the output tile (`tile` is written for four).
 const MR: usize = 4;
@@ -48,7 +50,12 @@ pub fn is_used_on(device: &Device) -> bool {
 /// `x · W + b` for Burn's `Linear` (weight [in, out]) on the last dimension of `x`.
 pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
     let weight = layer.weight.val();
-    if !is_used_on(&x.device()) || x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+    // A weight kept in f16 (plain CPU device only) is read by this kernel
+    // on every target: Burn's product would not mix it with f32 inputs.
+    let half = weight.dtype() == DType::F16;
+    if !half
+        && (!is_used_on(&x.device()) || x.dtype() != DType::F32 || weight.dtype() != DType::F32)
+    {
         return layer.forward(x);
     }
     linear_here(layer, x)
@@ -68,17 +75,20 @@ pub fn linear_here<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
     let m = dims[..D - 1].iter().product();
     let a = f32_values(x);
     // The weights read in place where Burn's CPU buffer allows (no copy of
-    // the layer per call), else copied out.
+    // the layer per call; f16 stays f16), else copied out.
     #[cfg(feature = "cpu")]
-    let borrowed = super::host::Values::of(layer.weight.val());
+    let borrowed = super::host::Weight::of(layer.weight.val());
     #[cfg(not(feature = "cpu"))]
     let borrowed: Option<Vec<f32>> = None;
     let copied;
-    let b: &[f32] = match &borrowed {
-        Some(w) => w.get(),
+    let b: Rhs = match &borrowed {
+        #[cfg(feature = "cpu")]
+        Some(w) => w.rhs(),
+        #[cfg(not(feature = "cpu"))]
+        Some(w) => Rhs::F32(w),
         None => {
-            copied = f32_values(layer.weight.val());
-            &copied
+            copied = f32_values(layer.weight.val().cast(DType::F32));
+            Rhs::F32(&copied)
         }
     };
     let bias = layer.bias.as_ref().map(|b| f32_values(b.val()));
@@ -127,14 +137,94 @@ pub fn matmul_here<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>) -> Tensor<D> 
     Tensor::from_data(TensorData::new(c, dims), &device)
 }
 
+/// The right operand of a product: f32, or f16 (a weight matrix kept in
+/// its file's precision), widened exactly as its panels are packed, so
+/// that a product with it equals, bit for bit, the product with its f32
+/// copy while reading half the bytes.
+#[derive(Clone, Copy)]
+pub enum Rhs<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
+
+impl<'a> From<&'a [f32]> for Rhs<'a> {
+    fn from(b: &'a [f32]) -> Self {
+        Rhs::F32(b)
+    }
+}
+
+impl<'a> From<&'a Vec<f32>> for Rhs<'a> {
+    fn from(b: &'a Vec<f32>) -> Self {
+        Rhs::F32(b)
+    }
+}
+
+impl<'a> From<&'a [f16]> for Rhs<'a> {
+    fn from(b: &'a [f16]) -> Self {
+        Rhs::F16(b)
+    }
+}
+
+impl Rhs<'_> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Rhs::F32(b) => b.len(),
+            Rhs::F16(b) => b.len(),
+        }
+    }
+
+    /// Rows `k0..k0 + kc`, columns `col0..col0 + cols` (≤ NR) of b, whose
+    /// rows are `ldb` apart, into `packed` (kc rows of NR, zero-padded).
+    /// One loop per case, so that no row decides anything.
+    fn pack(&self, k0: usize, kc: usize, col0: usize, cols: usize, ldb: usize, packed: &mut [f32]) {
+        let rows = packed[..kc * NR].chunks_exact_mut(NR).enumerate();
+        let at = |p: usize| (k0 + p) * ldb + col0;
+        match (*self, cols == NR) {
+            (Rhs::F32(b), true) => {
+                for (p, dst) in rows {
+                    // Two vector loads and stores: `copy_from_slice` of eight
+                    // values is a call to memcpy in the browser's build.
+                    let from = &b[at(p)..][..NR];
+                    // SAFETY: both hold NR = 8 values.
+                    unsafe {
+                        F4::load(from.as_ptr()).store(dst.as_mut_ptr());
+                        F4::load(from.as_ptr().add(4)).store(dst.as_mut_ptr().add(4));
+                    }
+                }
+            }
+            (Rhs::F16(b), true) => {
+                for (p, dst) in rows {
+                    let from = &b[at(p)..][..NR];
+                    // SAFETY: eight halves (16 bytes) in, eight f32 out.
+                    unsafe { widen8(from.as_ptr().cast(), dst.as_mut_ptr()) };
+                }
+            }
+            (Rhs::F32(b), false) => {
+                for (p, dst) in rows {
+                    dst[..cols].copy_from_slice(&b[at(p)..at(p) + cols]);
+                    dst[cols..].fill(0.0);
+                }
+            }
+            (Rhs::F16(b), false) => {
+                for (p, dst) in rows {
+                    for (d, h) in dst.iter_mut().zip(&b[at(p)..at(p) + cols]) {
+                        *d = f16_to_f32(h.to_bits());
+                    }
+                    dst[cols..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
 /// `c = a · b (+ bias on every row)`, all row-major: a [m, k], b [k, n],
 /// bias [n], c [m, n].
-pub fn gemm(
+pub fn gemm<'b>(
     m: usize,
     k: usize,
     n: usize,
     a: &[f32],
-    b: &[f32],
+    b: impl Into<Rhs<'b>>,
     bias: Option<&[f32]>,
     c: &mut [f32],
 ) {
@@ -144,6 +234,7 @@ pub fn gemm(
         "gemm: lhs holds {} values, not {m}×{k}",
         a.len()
     );
+    let b = b.into();
     assert_eq!(
         b.len(),
         k * n,
@@ -181,17 +272,18 @@ pub fn gemm(
 /// `lda`, `ldb` and `ldc` apart (so that one head's columns of a wider
 /// matrix can be read or written in place).
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_add(
+pub fn gemm_add<'b>(
     m: usize,
     k: usize,
     n: usize,
     a: &[f32],
     lda: usize,
-    b: &[f32],
+    b: impl Into<Rhs<'b>>,
     ldb: usize,
     c: &mut [f32],
     ldc: usize,
 ) {
+    let b = b.into();
     if m == 0 || n == 0 || k == 0 {
         return;
     }
@@ -209,24 +301,7 @@ pub fn gemm_add(
         let kc = KC.min(k - k0);
         for col0 in (0..n).step_by(NR) {
             let cols = NR.min(n - col0);
-            if cols == NR {
-                // Two vector loads and stores a row: `copy_from_slice` of
-                // eight values is a call to memcpy in the browser's build.
-                for (p, dst) in packed[..kc * NR].chunks_exact_mut(NR).enumerate() {
-                    let from = &b[(k0 + p) * ldb + col0..][..NR];
-                    // SAFETY: both hold NR = 8 values.
-                    unsafe {
-                        F4::load(from.as_ptr()).store(dst.as_mut_ptr());
-                        F4::load(from.as_ptr().add(4)).store(dst.as_mut_ptr().add(4));
-                    }
-                }
-            } else {
-                for (p, dst) in packed[..kc * NR].chunks_exact_mut(NR).enumerate() {
-                    let from = (k0 + p) * ldb + col0;
-                    dst[..cols].copy_from_slice(&b[from..from + cols]);
-                    dst[cols..].fill(0.0);
-                }
-            }
+            b.pack(k0, kc, col0, cols, ldb, &mut packed);
             // SAFETY: `packed` holds kc rows of NR; a's rows are lda apart
             // with columns k0.. k0 + kc inside (checked above); c's rows
             // are ldc apart with columns col0.. col0 + cols ≤ n inside.
@@ -530,11 +605,49 @@ mod tests {
         }
     }
 
+    /// An f16 right operand (a weight kept as its file held it) gives the
+    /// product of its f32 widening bit for bit, on every edge of the tile
+    /// and of the k blocks, strided, with halves of every kind: normal,
+    /// subnormal, zero, negative zero.
+    #[test]
+    fn an_f16_rhs_multiplies_as_its_f32_widening_exactly() {
+        let halves = |seed: u64, len: usize| -> Vec<f16> {
+            values(seed, len)
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| match i % 7 {
+                    // Subnormal halves (below 2⁻¹⁴), and both zeros.
+                    3 => f16::from_f32(v * 1e-5),
+                    5 => f16::from_f32(if v < 0.0 { -0.0 } else { 0.0 }),
+                    _ => f16::from_f32(v * 8.0),
+                })
+                .collect()
+        };
+        for (m, k, n, ldb) in [
+            (1, 1, 1, 1),
+            (3, 5, 7, 7),
+            (4, 9, 8, 8),
+            (5, 17, 13, 20),
+            (9, 300, 17, 17),
+            (197, 64, 192, 200),
+            (6, 520, 24, 24),
+        ] {
+            let (a, b) = (values(7, m * k), halves(8, k * ldb));
+            let widened: Vec<f32> = b.iter().map(|h| h.to_f32()).collect();
+            let start = values(9, m * n);
+            let (mut from_f16, mut from_f32) = (start.clone(), start);
+            gemm_add(m, k, n, &a, k, &b[..], ldb, &mut from_f16, n);
+            gemm_add(m, k, n, &a, k, &widened[..], ldb, &mut from_f32, n);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&from_f16), bits(&from_f32), "{m}×{k}×{n}, ldb {ldb}");
+        }
+    }
+
     #[test]
     #[should_panic(expected = "rhs holds 6 values, not 2×4")]
     fn gemm_refuses_operands_of_the_wrong_size() {
         let mut c = vec![0.0; 12];
-        gemm(3, 2, 4, &[0.0; 6], &[0.0; 6], None, &mut c);
+        gemm(3, 2, 4, &[0.0; 6], &[0.0f32; 6][..], None, &mut c);
     }
 
     #[test]

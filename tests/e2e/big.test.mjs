@@ -1,7 +1,9 @@
 // A checkpoint of a real model's size in the page: ViT-S/16 (22 M weights,
 // 44 MB in f16), written with random weights by `vitrine export --arch`, as
 // no download is allowed here. Its load reports every stage, it answers as
-// the native CLI does, and memory stays flat over 20 classifications.
+// the native CLI does, and memory stays flat over 20 classifications; with
+// its f16 matrices kept in f16 it answers the same, bit for bit, with half
+// the weights' memory.
 // ViT-B and ViT-L stay in the bench (./build.sh bench-web), not here.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +15,7 @@ import { SHOW_AFTER_MS } from '../../www/progress.js';
 
 let site;
 const model = path.join(out, 'vit_small_patch16_224');
+let widened; // the first test's answer and memory, its matrices widened to f32
 before(async () => {
   fs.rmSync(model, { recursive: true, force: true });
   execFileSync(bin, ['export', '--arch', 'vit_small_patch16_224', '--out', model], { stdio: 'inherit' });
@@ -42,7 +45,7 @@ test('ViT-S/16 dropped on the page: the load says each stage, the answer agrees 
       `a ${loadMs} ms load said what it was doing: ${JSON.stringify(seen)}`);
   }
   assert.equal(await page.textContent('#load-status'), '', 'the status clears once loaded');
-  assert.match(await page.textContent('#model-info'), /22\.\d M parameters/);
+  assert.match(await page.textContent('#model-info'), /22\.\d M parameters \(8\d MB in memory\)/);
 
   const image = path.join(fixtures, 'images/chelsea.png');
   const got = await classify(page, image);
@@ -57,11 +60,31 @@ test('ViT-S/16 dropped on the page: the load says each stage, the answer agrees 
   if (sorted[0] - sorted[1] > 2 * tol.logits) assert.equal(top5(got.probabilities)[0], want.top[0]);
 
   const before = await page.evaluate(() => window.vitrineMemory());
+  widened = { got, memory: before };
   for (let i = 0; i < 20; i++) await classify(page, path.join(fixtures, i % 2 ? 'images/coffee.png' : 'images/chelsea.png'));
   const afterRuns = await page.evaluate(() => window.vitrineMemory());
   const growth = afterRuns.wasmBytes / before.wasmBytes - 1;
   console.log(`ViT-S/16 wasm memory ${(before.wasmBytes / 1e6).toFixed(0)} MB → ${(afterRuns.wasmBytes / 1e6).toFixed(0)} MB over 20 classifications`);
   assert.ok(growth < 0.1, `wasm memory grew ${(growth * 100).toFixed(1)}% over 20 classifications`);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('ViT-S/16 with its f16 matrices kept in f16 (?f16=keep): the same answer bit for bit, its weights in half the memory', { timeout: 900_000 }, async () => {
+  assert.ok(widened, 'the widened run came first');
+  const { page, errors } = await open(site, '?backend=cpu&f16=keep');
+  await page.setInputFiles('#file', ['model.safetensors', 'config.json'].map((f) => path.join(model, f)));
+  await page.waitForFunction(() => document.body.dataset.model === 'model.safetensors', null, { timeout: 300_000 });
+  assert.match(await page.textContent('#model-info'), /22\.\d M parameters \(4\d MB in memory, matrices in f16\)/);
+  const got = await classify(page, path.join(fixtures, 'images/chelsea.png'));
+  // The kernel widens each half exactly as it packs it: the same sums.
+  for (const key of ['logits', 'probabilities', 'cls', 'rollout']) assert.deepEqual(got[key], widened.got[key], key);
+  // The weights take half the memory (the model line above); wasm memory
+  // only grows, and its high-water mark is the file beside its tensors,
+  // the same either way, so it shows less of the difference.
+  const memory = await page.evaluate(() => window.vitrineMemory());
+  console.log(`ViT-S/16 wasm memory after loading and one classification: ${(memory.wasmBytes / 1e6).toFixed(0)} MB with f16 matrices, ${(widened.memory.wasmBytes / 1e6).toFixed(0)} MB widened`);
+  assert.ok(memory.wasmBytes <= widened.memory.wasmBytes, `${memory.wasmBytes} vs ${widened.memory.wasmBytes}`);
   assert.deepEqual(errors, []);
   await page.close();
 });

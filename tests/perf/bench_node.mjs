@@ -5,7 +5,7 @@
 // on a module built with names (wasm-bindgen --keep-debug, no wasm-opt).
 //
 //   python3 tests/perf/make_vit.py MODEL_DIR [--arch vit_base_patch16_224 --f16]
-//   node tests/perf/bench_node.mjs MODEL_DIR [--pkg dist/pkg] [--wasm vitrine_bg.wasm] [--runs 20] [--rounds 3] [--only vitrine|ort]
+//   node tests/perf/bench_node.mjs MODEL_DIR [--pkg dist/pkg] [--wasm vitrine_bg.wasm] [--runs 20] [--rounds 3] [--only vitrine|ort] [--keep-f16|--widen-f16]
 // (--wasm vitrine_relaxed_bg.wasm needs node --experimental-wasm-relaxed-simd in Node 20.)
 import fs from 'node:fs';
 import path from 'node:path';
@@ -40,8 +40,18 @@ async function vitrine() {
     fs.readFileSync(path.join(dir, 'config.json')),
     undefined,
     undefined,
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+    // --keep-f16 / --widen-f16: an f16 file's matrices kept in f16 or
+    // widened to f32 whatever the size (by default: kept only where f32
+    // would not fit).
+    args.includes('--keep-f16') ? true : args.includes('--widen-f16') ? false : undefined,
   );
   console.log(`vitrine load (bytes in hand to a model) ${(performance.now() - t0).toFixed(0)} ms`);
+  const info = JSON.parse(model.info());
+  console.log(`vitrine weights ${(info.weightBytes / 2 ** 20).toFixed(0)} MB in memory${info.notes.length ? `; notes: ${info.notes.join(' ')}` : ''}`);
   return async () => {
     const r = await model.classify(rgba, size, size, undefined);
     return r.timings.forward;
