@@ -3,7 +3,7 @@ import { setupLearn } from './learn.js';
 import { fetchModelFiles, parseManifest } from './manifest.js';
 import { connect } from './rpc.js';
 import { decode, fitCanvas } from './input.js';
-import { describeProgress, readBlob, SHOW_AFTER_MS } from './progress.js';
+import { describeProgress, SHOW_AFTER_MS } from './progress.js';
 import { clearResults, describeModel, layerNow, mapChoices, renderView, showNow, sizeChoices } from './view.js';
 
 const $ = (id) => document.getElementById(id);
@@ -193,7 +193,9 @@ async function loadDroppedModel(list) {
   try {
     const files = {
       name: weights.name,
-      weights: await readBlob(weights, (done, total) => progress.report('reading', done, total)),
+      // The File itself: the worker reads it (and reports the reading), so
+      // the page never holds a copy of a checkpoint that may be gigabytes.
+      weights,
       config: await config?.arrayBuffer(),
       preprocessor: await preprocessor?.arrayBuffer(),
     };

@@ -55,18 +55,22 @@ export function parseManifest(text) {
  * `onProgress(done, total)` hears the weights' bytes as they arrive.
  */
 export async function fetchModelFiles(entry, fetchFn = fetch, onProgress = null) {
-  const get = async (file, optional) => {
+  // The weights as a Blob: posted to the worker by reference, where an
+  // ArrayBuffer of a big checkpoint would be copied (and one of 1.3 GB
+  // fails to clone). Read without progress, the browser keeps its bytes.
+  const get = async (file, optional, blob = false) => {
     if (optional && entry.files && !entry.files.includes(file)) return undefined;
     const r = await fetchFn(`models/${entry.path}${file}`);
     if (r.ok && onProgress && !optional && r.body) {
-      return readStream(r.body, Number(r.headers.get('content-length')) || 0, onProgress);
+      const bytes = await readStream(r.body, Number(r.headers.get('content-length')) || 0, onProgress);
+      return blob ? new Blob([bytes]) : bytes;
     }
-    if (r.ok) return r.arrayBuffer();
+    if (r.ok) return blob ? r.blob() : r.arrayBuffer();
     if (optional) return undefined;
     throw new Error(`models/${entry.path}${file}: HTTP ${r.status}`);
   };
   return {
-    weights: await get('model.safetensors', false),
+    weights: await get('model.safetensors', false, true),
     config: await get('config.json', true),
     preprocessor: await get('preprocessor_config.json', true),
   };

@@ -1,5 +1,6 @@
 // The model runs here, off the main thread: the page never freezes.
 import init, { Vitrine } from './pkg/vitrine.js';
+import { readBlob } from './progress.js';
 
 let model = null;
 let modelSeq = -1; // the page's number for the load that gave `model`: a later-numbered load wins
@@ -59,11 +60,15 @@ async function load(files, seq, id) {
   // files.key: which state dict of a training checkpoint (DINO's teacher or student);
   // files.keepF16: keep (true) or widen (false) an f16 file's matrices on the
   // CPU whatever the size; unset, they stay f16 only when f32 would not fit.
-  const loading = Vitrine.load(backend, bytes(files.weights), bytes(files.config), bytes(files.preprocessor), limit,
+  // The weights come as a Blob (a dropped File, or the site's fetched
+  // bytes), posted by reference; read here, they are copied into wasm
+  // memory as the call starts, and this worker's copy is let go of then.
+  let weights = files.weights instanceof Blob
+    ? await readBlob(files.weights, (done, total) => report('reading', done, total))
+    : files.weights;
+  const loading = Vitrine.load(backend, bytes(weights), bytes(files.config), bytes(files.preprocessor), limit,
     files.imageSize, files.name, files.key, report, files.keepF16);
-  // The call copied the file into wasm memory as it started: this worker's
-  // own copy is let go of now, not after the load.
-  files.weights = undefined;
+  weights = undefined;
   const next = await loading;
   const info = JSON.parse(next.info());
   if (seq < modelSeq) {

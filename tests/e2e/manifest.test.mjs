@@ -40,7 +40,7 @@ test("a host's mistakes get a message naming the field", () => {
 
 test('only the files an entry lists are fetched, so no request is answered 404', async () => {
   const asked = [];
-  const fetchFn = async (url) => { asked.push(url); return { ok: true, arrayBuffer: async () => new ArrayBuffer(1) }; };
+  const fetchFn = async (url) => { asked.push(url); return { ok: true, arrayBuffer: async () => new ArrayBuffer(1), blob: async () => new Blob([new ArrayBuffer(1)]) }; };
   const files = await fetchModelFiles({ path: 'm/', files: ['model.safetensors', 'config.json'] }, fetchFn);
   assert.deepEqual(asked, ['models/m/model.safetensors', 'models/m/config.json']);
   assert.equal(files.preprocessor, undefined);

@@ -14,6 +14,11 @@
 // --arch takes one timm size or several, comma-separated (made by
 // make_vit.py; default vit_tiny_patch16_224); --f16 stores their weights in
 // f16, as the hub's big checkpoints often are.
+// --only-vitrine runs vitrine's two CPU pages alone, on models written by
+// `vitrine export --arch` (f16; no ONNX export: sizes past protobuf's 2 GB,
+// ViT-H/14 in f16, need no PyTorch); --f16-matrices keep|widen passes
+// ?f16= to vitrine's pages (by default a model keeps its f16 matrices only
+// when its f32 weights would not fit).
 // --quick leaves out WebGPU (SwiftShader here: minutes per run). The three
 // CPU pages run --rounds times (default 3), alternating, and the summary takes
 // the median over rounds: this machine's speed drifts by tens of percent
@@ -36,7 +41,9 @@ const archs = opt('--arch', 'vit_tiny_patch16_224').split(',');
 const memoryRuns = Number(opt('--memory-runs', 50)) || 0;
 const f16 = args.includes('--f16');
 const relevanceRuns = Number(opt('--relevance', 20)) || 0;
-const why = relevanceRuns ? `&relevance=${relevanceRuns}` : '';
+const onlyVitrine = args.includes('--only-vitrine');
+const matrices = opt('--f16-matrices', null);
+const why = (relevanceRuns ? `&relevance=${relevanceRuns}` : '') + (matrices ? `&f16=${matrices}` : '');
 const site = path.join(root, 'test-output', 'bench-site');
 
 fs.rmSync(site, { recursive: true, force: true });
@@ -45,7 +52,12 @@ const manifestPath = path.join(site, 'models', 'manifest.json');
 const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
 for (const arch of archs) {
   const dir = path.join(site, 'models', arch);
-  execFileSync('python3', [path.join(here, 'make_vit.py'), dir, '--arch', arch, ...(f16 ? ['--f16'] : [])], { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (onlyVitrine) {
+    const bin = process.env.VITRINE_BIN ?? path.join(process.env.HOME, '.cache/vitrine/target/release/vitrine');
+    execFileSync(bin, ['export', '--arch', arch, '--out', dir], { stdio: ['ignore', 'ignore', 'inherit'] }); // f16
+  } else {
+    execFileSync('python3', [path.join(here, 'make_vit.py'), dir, '--arch', arch, ...(f16 ? ['--f16'] : [])], { stdio: ['ignore', 'ignore', 'inherit'] });
+  }
   manifest.models.push({ name: arch, path: `${arch}/` });
 }
 fs.writeFileSync(manifestPath, JSON.stringify(manifest));
@@ -78,17 +90,17 @@ const swRuns = Math.max(5, Math.round(runs / 4)); // SwiftShader WebGPU is slow:
 const cpuSet = (arch) => [
   `bench.html?model=${arch}&backend=cpu&runs=${runs}${why}`,
   `bench.html?model=${arch}&backend=cpu&simd=simd128&runs=${runs}${why}`,
-  `ort.html?ep=wasm&model=${arch}&runs=${runs}`,
+  ...(onlyVitrine ? [] : [`ort.html?ep=wasm&model=${arch}&runs=${runs}`]),
 ];
 // The last round's relaxed-SIMD page also runs the memory check.
 const latency = archs.flatMap((arch) => [
   ...Array.from({ length: rounds }, (_, r) => cpuSet(arch).map((u, i) => (r === rounds - 1 && i === 0 && memoryRuns ? `${u}&memory=${memoryRuns}` : u))).flat(),
-  ...(quick ? [] : [
+  ...(quick || onlyVitrine ? [] : [
     `bench.html?model=${arch}&backend=webgpu&runs=${swRuns}&warmup=2`,
     `ort.html?ep=webgpu&model=${arch}&runs=${swRuns}&warmup=2`,
   ]),
 ]);
-const memory = [
+const memory = onlyVitrine ? [] : [
   `bench.html?backend=cpu&runs=20&memory=200${why}`,
   ...(quick ? [] : ['bench.html?backend=webgpu&runs=5&warmup=2&memory=200']),
 ];
@@ -125,7 +137,7 @@ for (const arch of archs) {
   }
   const byRound = (i) => all.filter((r) => page(r.url) === cpuSet(arch)[i]).map((r) => (r.error ? NaN : med(r)));
   const ort = byRound(2);
-  for (const i of [0, 1]) {
+  for (const i of onlyVitrine ? [] : [0, 1]) {
     const ratios = byRound(i).map((ms, r) => ms / ort[r]);
     const ok = ratios.filter((x) => !Number.isNaN(x));
     console.log(`  ${cpuSet(arch)[i].split('?')[1]} / onnxruntime-web, round by round: ${ratios.map((x) => x.toFixed(2)).join(', ')}; median ${ok.length ? median(ok).toFixed(2) : 'n/a'}`);
