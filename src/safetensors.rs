@@ -301,7 +301,25 @@ mod tests {
     /// one at a time, for every half, and a tail shorter than eight.
     #[test]
     fn every_half_widens_alike_eight_at_a_time() {
-        let halves: Vec<u16> = (0..=u16::MAX).chain([0x3c00, 0x8001, 0x7e00]).collect();
+        // Eight normal halves with one zero, subnormal, infinity or NaN in
+        // each lane in turn (the exact path), and the largest and smallest
+        // normal exponents in each (the fast one); groups of eight, as
+        // `widen_halves` takes them. Then every half, and a tail.
+        let mut halves = Vec::new();
+        for special in [
+            0x0000, 0x8000, 0x0001, 0x83ff, 0x7c00, 0xfc00, 0x7e00, 0x0400, 0xfbff,
+        ] {
+            for lane in 0..8 {
+                halves.extend((0..8).map(|i| {
+                    if i == lane {
+                        special
+                    } else {
+                        0x3c00 + 0x111 * i as u16
+                    }
+                }));
+            }
+        }
+        halves.extend((0..=u16::MAX).chain([0x3c00, 0x8001, 0x7e00]));
         let bytes: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
         let widened = crate::ops::lanes::widen_halves(&bytes);
         assert_eq!(widened.len(), halves.len());

@@ -85,8 +85,9 @@ pub enum F16Matrices {
     /// Widens them to f32 (WebGPU; native).
     Widen,
     /// Keeps them in f16: half the memory; in the browser's kernel the
-    /// same results, but the widening as it packs them costs time (11% of
-    /// a ViT-B forward pass in Node).
+    /// same results, but widening them as it packs them costs some time
+    /// (a ViT-B forward pass in Node: 5% with SIMD128, none measurable
+    /// with relaxed SIMD).
     Keep,
     /// Keeps them in f16 only when the f32 weights would not fit.
     KeepIfNeeded,
