@@ -151,8 +151,8 @@ fn f16_kept_matrices_match_pytorch_on_every_fixture() {
         check_against_reference(model, &classifier);
         check_walkthrough(model, &classifier);
     }
-    // Most fixtures are stored in f16 (as the hub's files often are).
-    assert!(kept >= 10, "only {kept} fixtures kept f16 matrices");
+    // Twelve fixtures are stored in f16 (as the hub's files often are).
+    assert_eq!(kept, 12, "fixtures that kept f16 matrices");
 }
 
 /// The golden fixtures as `torch.save` wrote them (`tests/fixtures/torch/`),
