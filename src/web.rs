@@ -12,9 +12,9 @@ use crate::checkpoint::{Checkpoint, F16Matrices, LoadStage, MemoryLimits, Weight
 use crate::engine::{Classifier, Prediction, Viewer};
 use crate::walkthrough::Focus;
 
-/// The most f32 weight bytes loaded into wasm memory (4 GB at most, which
-/// also holds the checkpoint file and the activations): 2 GB, a ViT-Large
-/// and a half.
+/// The most weight bytes loaded into wasm memory (4 GB at most, which also
+/// holds the checkpoint file and the activations): 2 GB, a ViT-Large and a
+/// half in f32, a ViT-Huge with its matrices kept in f16.
 const WASM_WEIGHT_BUDGET: u64 = 2 << 30;
 
 /// wasm32's whole memory, and what a relevance pass leaves to everything

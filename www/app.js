@@ -12,7 +12,7 @@ const params = new URLSearchParams(location.search);
 // CPU backend (half the memory, the same results, a little slower) or
 // widened to f32, whatever the model's size; by default only a model whose
 // f32 weights would not fit keeps them.
-const keepF16 = { keep: true, widen: false }[params.get('f16')];
+const keepF16 = { keep: true, widen: false, __proto__: null }[params.get('f16')];
 
 /** Largest side handed to the model; bigger images are scaled down here, before wasm. */
 const MAX_SIDE = 1024;

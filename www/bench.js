@@ -32,7 +32,7 @@ async function main() {
   const files = await fetchModelFiles(entry);
   const fetchedMs = performance.now() - t0;
   // ?f16=keep|widen, as on the app page.
-  files.keepF16 = { keep: true, widen: false }[params.get('f16')];
+  files.keepF16 = { keep: true, widen: false, __proto__: null }[params.get('f16')];
   const { info } = await request({ type: 'load', files });
   // Drop-to-ready: the file's bytes in hand to a model warmed up, as a dropped checkpoint goes.
   const loadMs = performance.now() - t0 - fetchedMs;

@@ -29,7 +29,7 @@ export function describeProgress(stage, done, total, { name = 'the weights', gpu
   const value = from + (to - from) * fraction;
   const text = {
     reading: () => `Reading ${name}: ${amount(done, total, 'MB', mb)}`,
-    converting: () => `Converting the weights to float32: ${amount(done, total, 'MB', mb)}`,
+    converting: () => `Checking the weights: ${amount(done, total, 'MB', mb)}`,
     building: () => `${gpu ? 'Uploading the weights to the GPU' : 'Laying out the weights'}: ${amount(done, total, 'M weights', millions)}`,
     'warm-up': () => (gpu ? 'Warming up: a first run on a blank image, compiling the GPU’s shaders' : 'Warming up: a first run on a blank image'),
   }[stage];

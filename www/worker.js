@@ -63,9 +63,15 @@ async function load(files, seq, id) {
   // The weights come as a Blob (a dropped File, or the site's fetched
   // bytes), posted by reference; read here, they are copied into wasm
   // memory as the call starts, and this worker's copy is let go of then.
-  let weights = files.weights instanceof Blob
-    ? await readBlob(files.weights, (done, total) => report('reading', done, total))
-    : files.weights;
+  // A dropped File is read here, with progress; the site's weights were
+  // read (and reported) by the page already.
+  let weights = files.weights;
+  if (weights instanceof Blob) {
+    const reading = weights instanceof File ? (done, total) => report('reading', done, total) : () => {};
+    weights = await readBlob(weights, reading).catch((e) => {
+      throw new Error(`${files.name ?? 'the weights file'} could not be read (was it moved or changed since it was given?): ${e.message}`);
+    });
+  }
   const loading = Vitrine.load(backend, bytes(weights), bytes(files.config), bytes(files.preprocessor), limit,
     files.imageSize, files.name, files.key, report, files.keepF16);
   weights = undefined;

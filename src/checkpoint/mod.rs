@@ -287,7 +287,8 @@ impl Checkpoint {
                     "with its weight matrices kept in f16 it needs {}, which fits: {}",
                     error::human_bytes(in_f16),
                     if all_f16 {
-                        "the CPU backend keeps an f16 file's matrices in f16"
+                        "the CPU backend keeps an f16 file's matrices in f16 \
+                         (unless told to widen them)"
                     } else {
                         "save the checkpoint in f16 (PyTorch: `model.half()`) \
                          and load that on the CPU backend"
@@ -306,16 +307,6 @@ impl Checkpoint {
                 },
                 advice,
             });
-        }
-        if keep_f16 && limits.f16_matrices == F16Matrices::KeepIfNeeded {
-            notes.push(format!(
-                "weight matrices kept in f16, as the file stores them ({} in memory): as f32 \
-                 they would need {}, more than the {} {} allows; the results are the same",
-                error::human_bytes(needed),
-                error::human_bytes(as_f32),
-                error::human_bytes(limits.max_total_bytes),
-                limits.device
-            ));
         }
         let layout = detect_layout(file.tensors.keys())?;
 
@@ -359,6 +350,43 @@ impl Checkpoint {
         }
         if let Layout::HuggingFace(family) = layout {
             fuse_qkv(&mut tensors, family)?;
+        }
+        // What the tensors will take as they are now held: q/k/v of mixed
+        // types were fused in f32, and only matrices can stay f16.
+        let keep_f16 = keep_f16
+            && tensors
+                .values()
+                .any(|e| matches!(e.values, Stored::F16(_)) && e.shape.len() == 2);
+        let held: u64 = tensors
+            .values()
+            .map(|e| {
+                let half = keep_f16 && matches!(e.values, Stored::F16(_)) && e.shape.len() == 2;
+                e.values.len() as u64 * if half { 2 } else { 4 }
+            })
+            .sum();
+        if held > limits.max_total_bytes {
+            return Err(CheckpointError::TooLarge {
+                tensor: None,
+                bytes: held,
+                limit: limits.max_total_bytes,
+                device: limits.device.clone(),
+                held_as: if keep_f16 {
+                    "with its f16 matrices kept in f16"
+                } else {
+                    "as f32"
+                },
+                advice: None,
+            });
+        }
+        if keep_f16 && limits.f16_matrices == F16Matrices::KeepIfNeeded {
+            notes.push(format!(
+                "weight matrices kept in f16, as the file stores them ({} in memory): as f32 \
+                 they would need {}, more than the {} {} allows; the results are the same",
+                error::human_bytes(held),
+                error::human_bytes(as_f32),
+                error::human_bytes(limits.max_total_bytes),
+                limits.device
+            ));
         }
         notes.extend(unused.into_iter().map(String::from));
         let has_head = tensors.contains_key("head.weight");
@@ -574,7 +602,8 @@ impl Checkpoint {
 /// A step of loading a checkpoint, for progress bars.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoadStage {
-    /// The file's tensors widened to f32 and checked; counted in the file's tensor bytes.
+    /// The file's tensors read (f16 kept as f16, others widened to f32) and
+    /// checked; counted in the file's tensor bytes.
     Converting,
     /// The weights laid out for the model and put on its device (uploaded,
     /// on a GPU); counted in weights.
@@ -772,6 +801,16 @@ mod tests {
         let ck = Checkpoint::from_bytes(&bytes, Some(&json), None).unwrap();
         let trained = ck.keeping_f16().build(&device.clone().autodiff());
         assert_eq!(trained.blocks[0].attn.qkv.weight.val().dtype(), DType::F32);
+    }
+
+    /// q, k and v fused: f16 when all three are, else every part widened.
+    #[test]
+    fn fused_parts_keep_f16_only_together() {
+        let h = |v: &[f32]| Stored::F16(v.iter().map(|&x| half::f16::from_f32(x)).collect());
+        let all = Stored::concat(vec![h(&[1.0]), h(&[2.0, -0.5]), h(&[3.0])]);
+        assert!(matches!(&all, Stored::F16(v) if v.len() == 4));
+        let mixed = Stored::concat(vec![h(&[1.0]), Stored::F32(vec![2.5]), h(&[-0.5])]);
+        assert!(matches!(&mixed, Stored::F32(v) if v == &[1.0, 2.5, -0.5]));
     }
 
     #[test]

@@ -252,7 +252,6 @@ impl VisionTransformer {
             .sum()
     }
 
-    /// Number of encoder blocks L.
     /// The bytes its weights take where they live: four a weight, two for
     /// a matrix kept in f16 ([`crate::Checkpoint::keeping_f16`]).
     pub fn weight_bytes(&self) -> u64 {
@@ -268,6 +267,7 @@ impl VisionTransformer {
         bytes.0
     }
 
+    /// Number of encoder blocks L.
     pub fn depth(&self) -> usize {
         self.blocks.len()
     }

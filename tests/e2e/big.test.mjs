@@ -41,7 +41,7 @@ test('ViT-S/16 dropped on the page: the load says each stage, the answer agrees 
   console.log(`ViT-S/16 loaded in ${loadMs} ms; the status said: ${[...new Set(seen.map((t) => t.split(':')[0]))].join(' | ')}`);
   // Past half a second the status line says what is happening (a margin for the timer).
   if (loadMs > SHOW_AFTER_MS + 250) {
-    assert.ok(seen.some((t) => /^(Reading model\.safetensors|Converting the weights to float32): [\d.]+ \/ 44 MB$|^Laying out the weights: [\d.]+ \/ 22 M weights$|^Warming up/.test(t)),
+    assert.ok(seen.some((t) => /^(Reading model\.safetensors|Checking the weights): [\d.]+ \/ 44 MB$|^Laying out the weights: [\d.]+ \/ 22 M weights$|^Warming up/.test(t)),
       `a ${loadMs} ms load said what it was doing: ${JSON.stringify(seen)}`);
   }
   assert.equal(await page.textContent('#load-status'), '', 'the status clears once loaded');

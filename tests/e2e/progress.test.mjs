@@ -17,7 +17,7 @@ test('the bar only moves forward through the stages, and each stage says what it
   const words = (stage, done, total, gpu) => describeProgress(stage, done, total, { name: 'vit.safetensors', gpu }).text;
   assert.equal(words('reading', 120e6, 346e6), 'Reading vit.safetensors: 120 / 346 MB');
   assert.equal(words('reading', 2.5e6, 0), 'Reading vit.safetensors: 2.5 MB', 'no size known');
-  assert.equal(words('converting', 0.5e6, 0.9e6), 'Converting the weights to float32: 0.5 / 0.9 MB');
+  assert.equal(words('converting', 0.5e6, 0.9e6), 'Checking the weights: 0.5 / 0.9 MB');
   assert.equal(words('building', 45e6, 86.6e6, true), 'Uploading the weights to the GPU: 45 / 87 M weights');
   assert.equal(words('building', 4e6, 5.7e6, false), 'Laying out the weights: 4.0 / 5.7 M weights');
   assert.match(words('warm-up', 0, 1, true), /^Warming up: .*shaders/);
