@@ -278,6 +278,19 @@ impl Checkpoint {
             .tensors
             .values()
             .any(|v| file_f16(v) && v.shape.len() == 2);
+        // The whole model over the budget, counted with or without f16 matrices.
+        let over_budget = |bytes, keep_f16, advice| CheckpointError::TooLarge {
+            tensor: None,
+            bytes,
+            limit: limits.max_total_bytes,
+            device: limits.device.clone(),
+            held_as: if keep_f16 {
+                "with its f16 matrices kept in f16"
+            } else {
+                "as f32"
+            },
+            advice,
+        };
         let needed = if keep_f16 { total(&file_f16) } else { as_f32 };
         if needed > limits.max_total_bytes {
             let in_f16 = total(&|_| true);
@@ -295,18 +308,7 @@ impl Checkpoint {
                     }
                 )
             });
-            return Err(CheckpointError::TooLarge {
-                tensor: None,
-                bytes: needed,
-                limit: limits.max_total_bytes,
-                device: limits.device.clone(),
-                held_as: if keep_f16 {
-                    "with its f16 matrices kept in f16"
-                } else {
-                    "as f32"
-                },
-                advice,
-            });
+            return Err(over_budget(needed, keep_f16, advice));
         }
         let layout = detect_layout(file.tensors.keys())?;
 
@@ -353,30 +355,14 @@ impl Checkpoint {
         }
         // What the tensors will take as they are now held: q/k/v of mixed
         // types were fused in f32, and only matrices can stay f16.
-        let keep_f16 = keep_f16
-            && tensors
-                .values()
-                .any(|e| matches!(e.values, Stored::F16(_)) && e.shape.len() == 2);
+        let f16_matrix = |e: &Entry| matches!(e.values, Stored::F16(_)) && e.shape.len() == 2;
+        let keep_f16 = keep_f16 && tensors.values().any(f16_matrix);
         let held: u64 = tensors
             .values()
-            .map(|e| {
-                let half = keep_f16 && matches!(e.values, Stored::F16(_)) && e.shape.len() == 2;
-                e.values.len() as u64 * if half { 2 } else { 4 }
-            })
+            .map(|e| e.values.len() as u64 * if keep_f16 && f16_matrix(e) { 2 } else { 4 })
             .sum();
         if held > limits.max_total_bytes {
-            return Err(CheckpointError::TooLarge {
-                tensor: None,
-                bytes: held,
-                limit: limits.max_total_bytes,
-                device: limits.device.clone(),
-                held_as: if keep_f16 {
-                    "with its f16 matrices kept in f16"
-                } else {
-                    "as f32"
-                },
-                advice: None,
-            });
+            return Err(over_budget(held, keep_f16, None));
         }
         if keep_f16 && limits.f16_matrices == F16Matrices::KeepIfNeeded {
             notes.push(format!(
