@@ -141,7 +141,8 @@ build_site() {
   cp -r www/. "$out/"
   # Two modules with the same JavaScript glue: the second one's matrix
   # kernel uses relaxed SIMD's fused multiply-add, and the worker loads it
-  # where the browser validates relaxed SIMD (Chromium does; see README).
+  # where the browser validates relaxed SIMD (Chromium does; see
+  # docs/performance.md, "Why the hand-written kernels").
   # Only the vitrine crate differs between the two builds, so the second
   # one takes seconds.
   say "building the wasm modules (CPU and WebGPU backends; SIMD128, and SIMD128 + relaxed SIMD)"
@@ -153,7 +154,7 @@ build_site() {
     { say "the two wasm modules got different JavaScript glue: they cannot share vitrine.js"; exit 1; }
   mv "$out/pkg-relaxed/vitrine_bg.wasm" "$out/pkg/vitrine_relaxed_bg.wasm"
   rm -r "$out/pkg-relaxed"
-  # VITRINE_WASM_OPT=0 skips wasm-opt (minutes on 2 cores) while iterating.
+  # VITRINE_WASM_OPT=0 skips wasm-opt (it takes minutes) while iterating.
   if [ "${VITRINE_WASM_OPT:-1}" != 0 ]; then
     local opt; opt=$(wasm_opt)
     local features=(--enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals)
@@ -190,9 +191,9 @@ cmd_bench() {
   build_cli
   python3 -c 'import torch, timm' 2>/dev/null || { say "installing torch and timm for the reference"; pip install -q torch timm; }
   local threads; threads=$(nproc)
-  # This machine's speed drifts by tens of percent from minute to minute, so
-  # vitrine and PyTorch alternate, three rounds, and the ratio is the median
-  # of the three rounds' ratios.
+  # A (virtual) machine's speed can drift from minute to minute, so vitrine
+  # and PyTorch alternate, three rounds, and the ratio is the median of the
+  # three rounds' ratios.
   say "vit_tiny_patch16_224, batch 1, $threads threads, 3 alternating rounds"
   : > /tmp/vitrine-bench-rounds.txt
   for round in 1 2 3; do

@@ -71,7 +71,8 @@ pub fn now_ms() -> f64 {
 ///
 /// glibc serves large allocations with fresh `mmap`s and returns them on
 /// free, so every intermediate tensor of a forward or backward pass costs
-/// page faults and zeroing (about a fifth of training time here). Raising
+/// page faults and zeroing (a large share of training time:
+/// docs/training.md). Raising
 /// the thresholds makes the allocator recycle those buffers. Native
 /// glibc only; elsewhere this does nothing.
 pub fn keep_freed_memory() {

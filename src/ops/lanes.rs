@@ -349,8 +349,7 @@ impl U32x8 {
 
 /// An IEEE half as f32, exactly (subnormals, infinities and NaN included),
 /// by moving its bits into place (no instruction converts halves in
-/// WebAssembly). Widening and checking ViT-B's 86 M f16 weights took
-/// 0.57–0.63 s in Node through `half`'s conversion, 0.50–0.52 s this way.
+/// WebAssembly; `half`'s portable conversion is slower there).
 #[inline]
 pub(crate) fn f16_to_f32(h: u16) -> f32 {
     const SHIFTED_EXP: u32 = 0x7c00 << 13; // the exponent bits, moved into f32's place
@@ -371,9 +370,9 @@ pub(crate) fn f16_to_f32(h: u16) -> f32 {
 /// `dst`, exactly: where all eight are normal numbers, by moving their bits
 /// into place; else as [`f16_to_f32`] does, with both of its special cases
 /// computed and selected by masks. (The matrix kernel widens every weight
-/// of an f16-kept matrix this way on every product: with the fast case a
-/// ViT-B forward pass in Node went from 11% slower than with f32 weights
-/// to 5% (SIMD128), and to level (relaxed SIMD).)
+/// of an f16-kept matrix this way on every product, so the fast case is
+/// what keeps an f16-kept model close to the f32 one's speed:
+/// docs/performance.md.)
 ///
 /// # Safety
 /// 16 readable bytes at `src`, 8 writable f32 at `dst` (neither aligned).

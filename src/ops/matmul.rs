@@ -7,13 +7,12 @@
 //! The kernel below keeps a 4×8 output tile (eight accumulators, two vectors
 //! of the right operand, one value of the left loaded into all four lanes:
 //! eleven registers, twelve where a multiply-add needs a temporary), which
-//! is also XNNPACK's choice for wasm SIMD on x86. Matrix products are most of
-//! a forward pass there (84% of ViT-B's in a Node profile). At ViT-B's sizes
-//! (k = 768 and 3072) the right operand is blocked over k (256) with each
-//! block of a panel packed contiguous, so that it stays in L1 across the
-//! rows. Measured in Node on ViT-B/16 (2-core EPYC, alternating): the
-//! earlier 3×12 tile took 1.56–1.62 s (SIMD128) and 1.09 s (relaxed SIMD) a
-//! forward pass, this one 1.23–1.40 s and 1.05 s; onnxruntime-web 1.68 s.
+//! is also XNNPACK's choice for wasm SIMD on x86, and runs faster than a
+//! 3×12 tile there. Matrix products are most of a forward pass in the
+//! browser. At ViT-B's sizes (k = 768 and 3072) the right operand is
+//! blocked over k (256) with each block of a panel packed contiguous, so
+//! that it stays in L1 across the rows. Profiles and timings, with their
+//! commands: docs/performance.md.
 //!
 //! Built with the `relaxed-simd` feature (the second browser module), the
 //! tile's multiply-adds are relaxed SIMD's `f32x4.relaxed_madd`, one fused

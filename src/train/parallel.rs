@@ -1,9 +1,9 @@
-//! Data parallelism across this machine's cores, for training.
+//! Data parallelism across the machine's cores, for training.
 //!
 //! Burn's CPU backend parallelises inside each operation, and on this
 //! model's small matrices (a batch of 32 is 1,600 tokens of width 96) that
-//! barely pays: two threads trained only 1.25× faster than one. Splitting
-//! the batch instead gives each core whole forward and backward passes: a
+//! barely pays (docs/training.md has the speeds). Splitting the batch
+//! instead gives each core whole forward and backward passes: a
 //! [`Workers`] set runs each share of a batch on a replica of the model, on
 //! its own one-thread pool (so the backend's inner parallel loops stay on
 //! that core), and adds up the gradients. Each share's loss is weighted by
@@ -15,7 +15,7 @@
 //! Even one worker runs on a pool of its own: called from a thread outside
 //! any pool, every backend operation that splits its work with rayon hands
 //! it over to a pool thread and waits for it; called from the pool's own
-//! thread, it runs inline (1.3× faster training on one core here).
+//! thread, it runs inline, which trains faster even on one core.
 
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};

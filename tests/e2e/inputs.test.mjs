@@ -1,6 +1,8 @@
 // Every way an image reaches the page (picker, drop, paste, gallery, camera),
-// every awkward image on issue 3's list, and the attention controls, on the
-// default model in headless Chromium on the CPU backend.
+// every awkward image users meet (tests/fixtures/make_inputs.py: truncated,
+// TIFF, animated, one pixel, huge, 16-bit, transparent, EXIF-rotated), and
+// the attention controls, on the default model in headless Chromium on the
+// CPU backend.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';

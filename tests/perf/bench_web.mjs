@@ -19,10 +19,10 @@
 // ViT-H/14 in f16, need no PyTorch); --f16-matrices keep|widen passes
 // ?f16= to vitrine's pages (by default a model keeps its f16 matrices only
 // when its f32 weights would not fit).
-// --quick leaves out WebGPU (SwiftShader here: minutes per run). The three
-// CPU pages run --rounds times (default 3), alternating, and the summary takes
-// the median over rounds: this machine's speed drifts by tens of percent
-// between minutes, so only interleaved runs compare fairly.
+// --quick leaves out WebGPU (on SwiftShader, a software adapter: minutes per
+// run). The three CPU pages run --rounds times (default 3), alternating, and
+// the summary takes the median over rounds: a (virtual) machine's speed can
+// drift between minutes, so only interleaved runs compare fairly.
 // (run by ./build.sh bench-web after the site is built into dist/)
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
