@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::backend::now_ms;
 use crate::checkpoint::{Checkpoint, Progress};
+use crate::exec::Executor;
 use crate::explain::relevance::{self, RelevanceMaps};
 use crate::explain::{AttentionMaps, AttentionTrace, MapQueries, head_mean};
 use crate::model::{VisionTransformer, VitConfig};
@@ -23,6 +24,8 @@ pub struct Classifier {
     /// What the loader assumed (shown to the user).
     pub notes: Vec<String>,
     model: VisionTransformer,
+    /// What runs the model's encoder, chosen once from where it lives.
+    executor: Executor,
     device: Device,
     /// The most working memory a relevance pass may take, in bytes.
     relevance_budget: u64,
@@ -199,6 +202,7 @@ impl Classifier {
             config,
             preprocess,
             notes: Vec::new(),
+            executor: Executor::for_model(&model),
             model,
             device: device.clone(),
             relevance_budget: u64::MAX,
@@ -213,12 +217,16 @@ impl Classifier {
 
     /// [`Classifier::new`], telling `progress` how far the upload has come.
     pub fn new_reporting(checkpoint: Checkpoint, device: Device, progress: Progress) -> Self {
+        let (config, preprocess) = (checkpoint.config.clone(), checkpoint.preprocess.clone());
+        let (labels, notes) = (checkpoint.labels.clone(), checkpoint.notes.clone());
+        let model = checkpoint.build_reporting(&device, progress);
         Self {
-            config: checkpoint.config.clone(),
-            preprocess: checkpoint.preprocess.clone(),
-            labels: checkpoint.labels.clone(),
-            notes: checkpoint.notes.clone(),
-            model: checkpoint.build_reporting(&device, progress),
+            config,
+            preprocess,
+            labels,
+            notes,
+            executor: Executor::for_model(&model),
+            model,
             device,
             relevance_budget: u64::MAX,
         }
@@ -247,6 +255,11 @@ impl Classifier {
     /// The model itself (for walk-throughs and benchmarks).
     pub fn model(&self) -> &VisionTransformer {
         &self.model
+    }
+
+    /// What runs the model's encoder (its name is in the model's status line).
+    pub fn executor(&self) -> &Executor {
+        &self.executor
     }
 
     /// The device the model lives on.
@@ -325,9 +338,11 @@ impl Classifier {
             &self.device,
         );
         let mut trace = AttentionTrace::new(MapQueries::of(&self.model), keep_layer);
-        let tokens = self
-            .model
-            .encode_attention(self.model.embed(x), Some(&mut |i, a| trace.record(i, a)));
+        let tokens = self.executor.encode(
+            &self.model,
+            self.model.embed(x),
+            Some(&mut |i, a| trace.record(i, a)),
+        );
         let logits = self.model.forward_head(tokens);
         let maps = trace.finish();
         // One read-back: logits, CLS attention and the optional layer, flattened together.
@@ -512,7 +527,7 @@ impl Classifier {
                 TensorData::new(chunk.to_vec(), [b, c.in_chans, h, w]),
                 &self.device,
             );
-            let logits = self.model.forward(x).into_data();
+            let logits = self.executor.forward(&self.model, x).into_data();
             out.extend(logits.try_into_vec::<f32>().expect("f32 logits"));
         }
         out

@@ -4,12 +4,14 @@
 //!
 //! - [`model`]: the paper's outline — patch embedding, class token, position
 //!   embedding, pre-norm blocks whose attention returns its weights, head —
-//!   on the CPU kernels of [`ops`].
-//! - [`checkpoint`]: timm and transformers safetensors → model, typed errors;
-//!   [`safetensors`] is the file format itself, and [`pytorch`] reads what
-//!   `torch.save` writes without running its pickle.
+//!   in Burn's operations.
+//! - [`ops`]: the CPU kernels: matrix products, GELU, softmax, the fused encoder.
+//! - [`checkpoint`]: timm and transformers files → model, in stages (file
+//!   format, budget, the family's converter, config, checks), typed errors.
 //! - `decode` (native): image files → upright RGBA pixels.
 //! - [`preprocess`]: RGBA pixels → input tensor, per the checkpoint's config.
+//! - [`exec`]: what runs a model, chosen once at load: the fused CPU
+//!   kernels of [`ops`], or Burn's operations.
 //! - [`engine`]: a loaded model that classifies and reads back small results.
 //! - [`explain`]: attention maps: class-token rows, rollout, distances, pictures.
 //! - [`walkthrough`]: the forward pass step by step, for the teaching view.
@@ -22,19 +24,20 @@ pub mod checkpoint;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod decode;
 pub mod engine;
+pub mod exec;
 pub mod explain;
 pub mod model;
 pub mod ops;
 pub mod preprocess;
-pub mod pytorch;
-pub mod safetensors;
 #[cfg(all(feature = "train", not(target_arch = "wasm32")))]
 pub mod train;
 pub mod walkthrough;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-pub use checkpoint::{Checkpoint, CheckpointError, F16Matrices, HfFamily, Layout, MemoryLimits};
+pub use checkpoint::{
+    Checkpoint, CheckpointError, F16Matrices, HfFamily, Layout, LoadOptions, MemoryLimits,
+};
 pub use engine::{Classifier, ClassifyError, Prediction, Relevance, Timings, Viewer};
 pub use model::{Pool, VisionTransformer, VitConfig};
 pub use preprocess::PreprocessConfig;

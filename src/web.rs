@@ -8,7 +8,7 @@ use burn::tensor::Device;
 use js_sys::{Float32Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
-use crate::checkpoint::{Checkpoint, F16Matrices, LoadStage, MemoryLimits, WeightsFile};
+use crate::checkpoint::{F16Matrices, LoadOptions, LoadStage, MemoryLimits};
 use crate::engine::{Classifier, Prediction, Viewer};
 use crate::walkthrough::Focus;
 
@@ -115,29 +115,21 @@ impl Vitrine {
                 ("webgpu", Some(_)) => "this GPU".into(),
                 _ => "the browser's WebAssembly memory".into(),
             },
-            f16_matrices,
         };
-        let file = WeightsFile {
-            key: key.as_deref(),
-            progress: Some(&report),
-            ..WeightsFile::named(name.as_deref().unwrap_or("the weights file"))
-        };
-        let checkpoint = Checkpoint::from_file_bytes(
-            &weights,
-            config.as_deref(),
-            preprocessor.as_deref(),
-            &limits,
-            &file,
-        )
-        .map_err(js_error)?;
+        let mut options = LoadOptions::new()
+            .file_name(name.as_deref().unwrap_or("the weights file"))
+            .checkpoint_key_opt(key.as_deref())
+            .f16_matrices(f16_matrices)
+            .limits(limits)
+            .progress(&report);
+        if let Some(s) = image_size {
+            options = options.image_size([s as usize; 2]);
+        }
+        let checkpoint = options
+            .load(&weights, config.as_deref(), preprocessor.as_deref())
+            .map_err(js_error)?;
         drop(weights);
-        let native_size = checkpoint.config.img_size;
-        let checkpoint = match image_size {
-            Some(s) => checkpoint
-                .at_image_size([s as usize; 2])
-                .map_err(|e| JsError::new(&format!("cannot run the model at {s}×{s}: {e}")))?,
-            None => checkpoint,
-        };
+        let native_size = checkpoint.native_size;
         let device = match backend.as_str() {
             "webgpu" => webgpu_device().await?,
             "cpu" => Device::flex(),
@@ -188,7 +180,8 @@ impl Vitrine {
     }
 
     /// The model's description as JSON: config, preprocessing, labels,
-    /// loader notes, patch grid, parameter count, the checkpoint's own input
+    /// loader notes, patch grid, parameter count, what runs it (`executor`),
+    /// the checkpoint's own input
     /// size, the names of the tokens before the patches, what the maps show,
     /// and a training checkpoint's `weightsKey` among its `weightsKeys`.
     pub fn info(&self) -> String {
@@ -201,6 +194,7 @@ impl Vitrine {
             "grid": c.config.grid(),
             "parameters": c.model().num_params(),
             "weightBytes": c.model().weight_bytes(),
+            "executor": c.executor().name(),
             "nativeSize": self.native_size,
             "prefixTokens": crate::explain::prefix_token_names(&c.config),
             "mapNote": crate::explain::map_note(&c.config),

@@ -4,7 +4,8 @@
 mod common;
 
 use common::fixtures;
-use vitrine::safetensors::{SafeTensors, SafetensorsError, serialize};
+use vitrine::checkpoint::safetensors::{SafeTensors, SafetensorsError, serialize};
+use vitrine::checkpoint::LoadOptions;
 use vitrine::{Checkpoint, CheckpointError, F16Matrices, MemoryLimits};
 
 type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
@@ -26,6 +27,19 @@ fn tensors(model: &str) -> Tensors {
 fn load(model: &str, weights: &[u8]) -> Result<Checkpoint, CheckpointError> {
     let config = read(model, "config.json");
     Checkpoint::from_bytes(weights, Some(&config), None)
+}
+
+/// Loads `weights` and `config` within `limits`, f16 matrices as `policy` says.
+fn within(
+    weights: &[u8],
+    config: &[u8],
+    limits: MemoryLimits,
+    policy: F16Matrices,
+) -> Result<Checkpoint, CheckpointError> {
+    LoadOptions::new()
+        .limits(limits)
+        .f16_matrices(policy)
+        .load(weights, Some(config), None)
 }
 
 fn message(r: Result<Checkpoint, CheckpointError>) -> (CheckpointError, String) {
@@ -306,14 +320,8 @@ fn too_large_for_the_device_is_refused_before_widening() {
         max_tensor_bytes: 100 * 1024,
         max_total_bytes: u64::MAX,
         device: "this GPU".into(),
-        f16_matrices: F16Matrices::Widen,
     };
-    let (e, msg) = message(Checkpoint::from_bytes_within(
-        &weights,
-        Some(&config),
-        None,
-        &tight,
-    ));
+    let (e, msg) = message(within(&weights, &config, tight, F16Matrices::Widen));
     assert!(
         matches!(&e, CheckpointError::TooLarge { tensor: Some(t), limit: 102400, .. } if t == "blocks.0.attn.qkv.weight"),
         "{e:?}"
@@ -331,14 +339,8 @@ fn too_large_for_the_device_is_refused_before_widening() {
         max_tensor_bytes: u64::MAX,
         max_total_bytes: 1 << 20,
         device: "the browser's WebAssembly memory".into(),
-        f16_matrices: F16Matrices::Widen,
     };
-    let (e, msg) = message(Checkpoint::from_bytes_within(
-        &weights,
-        Some(&config),
-        None,
-        &small_memory,
-    ));
+    let (e, msg) = message(within(&weights, &config, small_memory, F16Matrices::Widen));
     assert!(
         matches!(e, CheckpointError::TooLarge { tensor: None, .. }),
         "{e:?}"
@@ -354,9 +356,8 @@ fn too_large_for_the_device_is_refused_before_widening() {
         max_tensor_bytes: 1 << 20,
         max_total_bytes: 64 << 20,
         device: "x".into(),
-        f16_matrices: F16Matrices::Widen,
     };
-    assert!(Checkpoint::from_bytes_within(&weights, Some(&config), None, &roomy).is_ok());
+    assert!(within(&weights, &config, roomy, F16Matrices::Widen).is_ok());
 }
 
 /// A model whose weights do not fit as f32 but whose f16 matrices would is
@@ -368,18 +369,12 @@ fn too_large_as_f32_but_not_as_f16_says_so() {
     // matrices (stored in f16) kept in f16.
     let weights = read("timm_tiny", "model.safetensors");
     let config = read("timm_tiny", "config.json");
-    let limits = |f16_matrices| MemoryLimits {
+    let limits = MemoryLimits {
         max_tensor_bytes: u64::MAX,
         max_total_bytes: 6 << 20,
         device: "the browser's WebAssembly memory".into(),
-        f16_matrices,
     };
-    let (e, msg) = message(Checkpoint::from_bytes_within(
-        &weights,
-        Some(&config),
-        None,
-        &limits(F16Matrices::Widen),
-    ));
+    let (e, msg) = message(within(&weights, &config, limits.clone(), F16Matrices::Widen));
     assert!(
         matches!(
             &e,
@@ -402,15 +397,10 @@ fn too_large_as_f32_but_not_as_f16_says_so() {
         (F16Matrices::KeepIfNeeded, 9 << 20, false),
         (F16Matrices::Keep, 9 << 20, true),
     ] {
-        let ck = Checkpoint::from_bytes_within(
-            &weights,
-            Some(&config),
-            None,
-            &MemoryLimits {
+        let ck = within(&weights, &config, MemoryLimits {
                 max_total_bytes: max,
-                ..limits(policy)
-            },
-        )
+                ..limits.clone()
+            }, policy)
         .expect("fits");
         let noted = ck
             .notes
@@ -434,15 +424,10 @@ fn too_large_as_f32_but_not_as_f16_says_so() {
     // An f32 file is told to be saved in f16 first.
     let weights = read("timm_gray", "model.safetensors");
     let config = read("timm_gray", "config.json");
-    let (_, msg) = message(Checkpoint::from_bytes_within(
-        &weights,
-        Some(&config),
-        None,
-        &MemoryLimits {
+    let (_, msg) = message(within(&weights, &config, MemoryLimits {
             max_total_bytes: weights.len() as u64 * 3 / 4,
-            ..limits(F16Matrices::KeepIfNeeded)
-        },
-    ));
+            ..limits.clone()
+        }, F16Matrices::KeepIfNeeded));
     assert!(
         msg.contains(
             "save the checkpoint in f16 (PyTorch: `model.half()`) and load that on the CPU backend"
@@ -450,15 +435,10 @@ fn too_large_as_f32_but_not_as_f16_says_so() {
         "{msg}"
     );
     // Where even f16 would not fit, no advice.
-    let (e, _) = message(Checkpoint::from_bytes_within(
-        &weights,
-        Some(&config),
-        None,
-        &MemoryLimits {
+    let (e, _) = message(within(&weights, &config, MemoryLimits {
             max_total_bytes: 1 << 10,
-            ..limits(F16Matrices::Keep)
-        },
-    ));
+            ..limits.clone()
+        }, F16Matrices::Keep));
     assert!(
         matches!(e, CheckpointError::TooLarge { advice: None, .. }),
         "{e:?}"

@@ -207,7 +207,7 @@ fn exit_status_is_documented_and_kept() {
 /// text and in JSON, never "NaN%" or a NaN probability.
 #[test]
 fn outputs_that_are_not_numbers_are_errors() {
-    use vitrine::safetensors::{SafeTensors, serialize};
+    use vitrine::checkpoint::safetensors::{SafeTensors, serialize};
     let src = fixtures().join("models/timm_gray");
     let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
     let st = SafeTensors::parse(&bytes).unwrap();

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use burn::tensor::Device;
 use serde_json::Value;
+use vitrine::checkpoint::LoadOptions;
 use vitrine::{Checkpoint, Classifier, F16Matrices, MemoryLimits};
 
 use common::fixtures;
@@ -672,14 +673,12 @@ fn run_inner(case: &Case, corpus: &Corpus, seed: u64, tally: &mut Tally) -> Resu
                 max_tensor_bytes: 256 << 20,
                 max_total_bytes: 512 << 20,
                 device: "the fuzzer".into(),
-                f16_matrices: F16Matrices::Keep,
             };
-            let ck = match Checkpoint::from_bytes_within(
-                weights,
-                config.as_deref(),
-                preprocessor.as_deref(),
-                &limits,
-            ) {
+            let ck = match LoadOptions::new()
+                .limits(limits)
+                .f16_matrices(F16Matrices::Keep)
+                .load(weights, config.as_deref(), preprocessor.as_deref())
+            {
                 Ok(ck) => ck,
                 Err(e) => {
                     let m = e.to_string();

@@ -27,9 +27,10 @@ use burn::tensor::Device;
 use common::*;
 use vitrine::engine::top_k;
 use vitrine::walkthrough::Focus;
-use vitrine::{Checkpoint, Classifier};
+use vitrine::checkpoint::LoadOptions;
+use vitrine::{Checkpoint, Classifier, F16Matrices};
 
-const MODELS: [&str; 15] = [
+const MODELS: [&str; 16] = [
     "timm_tiny",
     "timm_d96",
     "timm_gray",
@@ -45,6 +46,7 @@ const MODELS: [&str; 15] = [
     "timm_deit_dist",
     "hf_deit",
     "hf_dinov2",
+    "hf_dinov2_reg",
 ];
 
 fn top5(v: &[f32]) -> Vec<usize> {
@@ -141,9 +143,11 @@ fn cpu_matches_pytorch_on_every_fixture() {
 fn f16_kept_matrices_match_pytorch_on_every_fixture() {
     let mut kept = 0;
     for model in MODELS {
-        let ck =
-            Checkpoint::from_path(&fixtures().join("models").join(model)).expect("fixture loads");
-        let classifier = Classifier::new(ck.keeping_f16(), Device::flex());
+        let ck = LoadOptions::new()
+            .f16_matrices(F16Matrices::Keep)
+            .open(&fixtures().join("models").join(model))
+            .expect("fixture loads");
+        let classifier = Classifier::new(ck, Device::flex());
         let qkv = classifier.model().blocks[0].attn.qkv.weight.val().dtype();
         if qkv == burn::tensor::DType::F16 {
             kept += 1;
@@ -151,8 +155,8 @@ fn f16_kept_matrices_match_pytorch_on_every_fixture() {
         check_against_reference(model, &classifier);
         check_walkthrough(model, &classifier);
     }
-    // Twelve fixtures are stored in f16 (as the hub's files often are).
-    assert_eq!(kept, 12, "fixtures that kept f16 matrices");
+    // Thirteen fixtures are stored in f16 (as the hub's files often are).
+    assert_eq!(kept, 13, "fixtures that kept f16 matrices");
 }
 
 /// The golden fixtures as `torch.save` wrote them (`tests/fixtures/torch/`),
@@ -165,14 +169,14 @@ fn pytorch_files_match_pytorch() {
     let torch = fixtures().join("torch");
     let with_config = |file: &str, model: &str| {
         let config = std::fs::read(fixtures().join("models").join(model).join("config.json"));
-        Checkpoint::from_file_bytes(
-            &std::fs::read(torch.join(file)).unwrap(),
-            Some(&config.unwrap()),
-            None,
-            &vitrine::MemoryLimits::unlimited(),
-            &vitrine::checkpoint::WeightsFile::named(file),
-        )
-        .unwrap_or_else(|e| panic!("{file}: {e}"))
+        LoadOptions::new()
+            .file_name(file)
+            .load(
+                &std::fs::read(torch.join(file)).unwrap(),
+                Some(&config.unwrap()),
+                None,
+            )
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
     };
     for (ck, model) in [
         (with_config("timm_d96.pth", "timm_d96"), "timm_d96"),
@@ -323,7 +327,7 @@ fn without_config_the_shapes_are_inferred() {
     );
 }
 
-/// At other input sizes (`Checkpoint::at_image_size`, the CLI's
+/// At other input sizes (`LoadOptions::image_size`, the CLI's
 /// `--image-size`), the position embeddings are interpolated as timm and
 /// transformers do it, and the outputs follow theirs at that size with the
 /// same bounds as at the checkpoint's own size.
@@ -341,9 +345,9 @@ fn other_input_sizes_match_timm_and_transformers() {
         ("resized_families", "hf_deit", 128),
     ] {
         let g = golden(file);
-        let ck = Checkpoint::from_path(&fixtures().join("models").join(model))
-            .unwrap()
-            .at_image_size([size, size])
+        let ck = LoadOptions::new()
+            .image_size([size, size])
+            .open(&fixtures().join("models").join(model))
             .unwrap();
         assert!(
             ck.notes.iter().any(|n| n.contains("interpolated")),
@@ -378,8 +382,11 @@ fn other_input_sizes_match_timm_and_transformers() {
         );
     }
     // A size that is not a multiple of the patch is refused with its reason.
-    let ck = Checkpoint::from_path(&fixtures().join("models/hf_vit")).unwrap();
-    let e = ck.at_image_size([100, 100]).unwrap_err().to_string();
+    let e = LoadOptions::new()
+        .image_size([100, 100])
+        .open(&fixtures().join("models/hf_vit"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not a multiple of patch size 16"), "{e}");
 }
 
@@ -496,7 +503,8 @@ fn timm_families_read_their_options() {
     Checkpoint::from_bytes(&weights, Some(dynamic.to_string().as_bytes()), None).unwrap();
 }
 
-/// transformers' DeiT and DINOv2 families: their names, configs and heads.
+/// transformers' DeiT, DINOv2 and DINOv2-with-registers families: their
+/// names, configs and heads.
 #[test]
 fn transformers_families_read_their_configs() {
     use vitrine::{HfFamily, Layout, Pool};
@@ -518,6 +526,22 @@ fn transformers_families_read_their_configs() {
     let notes = ck.notes.join("\n");
     assert!(
         notes.contains("from 9×9 to 7×7 patches") && notes.contains("mask token"),
+        "{notes}"
+    );
+    // Registers in transformers' layout: the class token's position folded
+    // into it, the registers after it with none, as timm's `no_embed_class`.
+    let ck = load("hf_dinov2_reg");
+    assert_eq!(ck.layout, Layout::HuggingFace(HfFamily::Dinov2WithRegisters));
+    let c = &ck.config;
+    assert_eq!(
+        (c.reg_tokens, c.no_embed_class, c.class_token, c.global_pool),
+        (4, true, true, Pool::TokenAndAvg)
+    );
+    assert_eq!((c.pos_embed_len(), c.img_size), (49, [98, 98]));
+    let notes = ck.notes.join("\n");
+    assert!(
+        notes.contains("from 9×9 to 7×7 patches (bicubic with antialias")
+            && notes.contains("mask token"),
         "{notes}"
     );
 
@@ -550,7 +574,8 @@ fn transformers_families_read_their_configs() {
             c["model_type"] = "dinov2_with_registers".into();
             c["architectures"] = serde_json::json!(["Dinov2WithRegistersModel"]);
         },
-        "transformers `Dinov2WithRegistersModel`: register tokens in transformers' layout",
+        "model_type `dinov2_with_registers` does not match the tensors, which are named as \
+         transformers' `deit` models name them",
     );
     let dir2 = fixtures().join("models/hf_dinov2");
     let mut swiglu: serde_json::Value =
@@ -617,7 +642,7 @@ fn rewritten(
 ) -> Checkpoint {
     let dir = fixtures().join("models").join(dir);
     let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
-    let file = vitrine::safetensors::SafeTensors::parse(&bytes).unwrap();
+    let file = vitrine::checkpoint::safetensors::SafeTensors::parse(&bytes).unwrap();
     let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = file
         .tensors
         .iter()
@@ -628,7 +653,7 @@ fn rewritten(
     edit(&mut config);
     let pre = std::fs::read(dir.join("preprocessor_config.json")).unwrap();
     Checkpoint::from_bytes(
-        &vitrine::safetensors::serialize(&tensors, false),
+        &vitrine::checkpoint::safetensors::serialize(&tensors, false),
         Some(config.to_string().as_bytes()),
         Some(&pre),
     )
@@ -694,7 +719,7 @@ fn transformers_task_models_and_backbones_of_each_family() {
         .map(|(m, c)| 2.0 * m - c)
         .collect();
     let bytes = std::fs::read(fixtures().join("models/hf_deit/model.safetensors")).unwrap();
-    let file = vitrine::safetensors::SafeTensors::parse(&bytes).unwrap();
+    let file = vitrine::checkpoint::safetensors::SafeTensors::parse(&bytes).unwrap();
     let w = file.tensors["distillation_classifier.weight"].to_f32(); // [10, 128]
     let b = file.tensors["distillation_classifier.bias"].to_f32();
     let by_hand: Vec<f32> = (0..10)

@@ -10,8 +10,8 @@ mod common;
 
 use burn::tensor::Device;
 use common::*;
-use vitrine::checkpoint::WeightsFile;
-use vitrine::{Checkpoint, Classifier, MemoryLimits};
+use vitrine::checkpoint::LoadOptions;
+use vitrine::{Checkpoint, Classifier};
 
 fn torch(name: &str) -> std::path::PathBuf {
     fixtures().join("torch").join(name)
@@ -20,17 +20,11 @@ fn torch(name: &str) -> std::path::PathBuf {
 /// `weights` (a PyTorch file's bytes) with `model`'s own config.
 fn with_config_of(model: &str, weights: &[u8], key: Option<&str>) -> Result<Checkpoint, String> {
     let config = std::fs::read(fixtures().join("models").join(model).join("config.json")).unwrap();
-    Checkpoint::from_file_bytes(
-        weights,
-        Some(&config),
-        None,
-        &MemoryLimits::unlimited(),
-        &WeightsFile {
-            key,
-            ..WeightsFile::named("model.pth")
-        },
-    )
-    .map_err(|e| e.to_string())
+    LoadOptions::new()
+        .file_name("model.pth")
+        .checkpoint_key_opt(key)
+        .load(weights, Some(&config), None)
+        .map_err(|e| e.to_string())
 }
 
 fn logits(ck: &Checkpoint, model: &str, stem: &str) -> Vec<f32> {
@@ -96,14 +90,10 @@ fn dino_checkpoints_give_the_teacher_unless_asked() {
         "{e}"
     );
     // Without a config, the shapes are inferred from the teacher's tensors.
-    let bare = Checkpoint::from_file_bytes(
-        &pth,
-        None,
-        None,
-        &MemoryLimits::unlimited(),
-        &WeightsFile::named("checkpoint.pth"),
-    )
-    .unwrap();
+    let bare = LoadOptions::new()
+        .file_name("checkpoint.pth")
+        .load(&pth, None, None)
+        .unwrap();
     assert_eq!((bare.config.embed_dim, bare.config.patch_size), (64, 4));
 }
 

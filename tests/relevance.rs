@@ -15,7 +15,8 @@ mod common;
 
 use burn::tensor::Device;
 use common::*;
-use vitrine::{Checkpoint, Classifier, ClassifyError};
+use vitrine::checkpoint::LoadOptions;
+use vitrine::{Checkpoint, Classifier, ClassifyError, F16Matrices};
 
 const MODELS: [&str; 8] = [
     "timm_tiny",
@@ -87,8 +88,11 @@ fn cpu_relevance_matches_pytorch() {
 #[test]
 fn cpu_relevance_with_f16_matrices_matches_pytorch() {
     for model in MODELS {
-        let ck = Checkpoint::from_path(&fixtures().join("models").join(model)).unwrap();
-        let classifier = Classifier::new(ck.keeping_f16(), Device::flex());
+        let ck = LoadOptions::new()
+            .f16_matrices(F16Matrices::Keep)
+            .open(&fixtures().join("models").join(model))
+            .unwrap();
+        let classifier = Classifier::new(ck, Device::flex());
         check(model, &classifier, "CPU, matrices kept in f16");
     }
 }

@@ -6,7 +6,7 @@ import { drawMap, drawPatchCursor, headMap, inputPicture, patchRow, thresholdMas
 const $ = (id) => document.getElementById(id);
 
 /** One line about a model's shape and size (`info` as the worker gives it). */
-export function describeModel(name, { config: c, parameters, weightBytes }) {
+export function describeModel(name, { config: c, parameters, weightBytes, executor }) {
   const [h, w] = c.img_size;
   const n = (h / c.patch_size) * (w / c.patch_size);
   const count = parameters >= 1e6 ? `${(parameters / 1e6).toFixed(1)} M` : `${Math.round(parameters / 1e3)} k`;
@@ -15,7 +15,8 @@ export function describeModel(name, { config: c, parameters, weightBytes }) {
   const mb = (weightBytes / 2 ** 20).toFixed(weightBytes < 10 * 2 ** 20 ? 1 : 0);
   const held = weightBytes && weightBytes < 4 * parameters ? `${mb} MB in memory, matrices in f16` : `${mb} MB in memory`;
   return `Model “${name}”: ${h}×${w}×${c.in_chans} input → ${n} patches of ${c.patch_size}×${c.patch_size}, `
-    + `D = ${c.embed_dim}, ${c.depth} layers × ${c.num_heads} heads, ${classes}, ${count} parameters (${held}).`;
+    + `D = ${c.embed_dim}, ${c.depth} layers × ${c.num_heads} heads, ${classes}, ${count} parameters (${held}); `
+    + `run by ${executor}.`;
 }
 
 /**

@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use crate::pytorch::TorchError;
-use crate::safetensors::SafetensorsError;
+use crate::checkpoint::pytorch::TorchError;
+use crate::checkpoint::safetensors::SafetensorsError;
 
 /// Why a checkpoint could not be loaded. Every variant names what was wrong.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,54 +54,13 @@ pub enum CheckpointError {
 }
 
 /// 150 KB, 3.5 MB, 1000 MB, 2.35 GB: sizes as people read them.
-pub(super) fn human_bytes(b: u64) -> String {
+pub(crate) fn human_bytes(b: u64) -> String {
     let mb = b as f64 / (1024.0 * 1024.0);
     match mb {
         m if m < 1.0 => format!("{:.0} KB", b as f64 / 1024.0),
         m if m < 10.0 => format!("{m:.1} MB"),
         m if m < 1024.0 => format!("{m:.0} MB"),
         m => format!("{:.2} GB", m / 1024.0),
-    }
-}
-
-/// How much a device can hold, in bytes of weights.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MemoryLimits {
-    /// The largest single buffer (WebGPU: `maxStorageBufferBindingSize`), in f32.
-    pub max_tensor_bytes: u64,
-    /// All weights together.
-    pub max_total_bytes: u64,
-    /// Named in messages, e.g. "this GPU" or "the browser's WebAssembly memory".
-    pub device: String,
-    /// Whether the weight matrices a file stores in f16 stay f16 on the
-    /// device ([`super::Checkpoint::keeping_f16`]), counting two bytes each
-    /// against `max_total_bytes`.
-    pub f16_matrices: F16Matrices,
-}
-
-/// What a device does with the weight matrices a file stores in f16.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum F16Matrices {
-    /// Widens them to f32 (WebGPU; native).
-    Widen,
-    /// Keeps them in f16: half the memory; in the browser's kernel the
-    /// same results, but widening them as it packs them costs some time
-    /// (a ViT-B forward pass in Node: 5% with SIMD128, none measurable
-    /// with relaxed SIMD).
-    Keep,
-    /// Keeps them in f16 only when the f32 weights would not fit.
-    KeepIfNeeded,
-}
-
-impl MemoryLimits {
-    /// No limits (native).
-    pub fn unlimited() -> Self {
-        Self {
-            max_tensor_bytes: u64::MAX,
-            max_total_bytes: u64::MAX,
-            device: "this machine".into(),
-            f16_matrices: F16Matrices::Widen,
-        }
     }
 }
 

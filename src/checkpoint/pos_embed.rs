@@ -6,12 +6,16 @@
 //!   (PIL's cubic, a = −0.5; the support widened when shrinking; weights
 //!   normalised over the taps inside the grid);
 //! - transformers' `interpolate_pos_encoding`: PyTorch's plain bicubic
+//!   (DINOv2 with registers: timm's, with antialias)
 //!   (Keys' cubic, a = −0.75, over four taps, the border repeated;
 //!   `align_corners=False`).
 //!
 //! Computed on the host in f64 (the tables are small) and separably: along
 //! the columns, then along the rows. The prefix tokens (class token) are
-//! left as they are by the caller.
+//! left as they are.
+
+use super::{Checkpoint, CheckpointError, Layout, Stored};
+use crate::preprocess::Resize;
 
 /// Whose interpolation to follow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +121,80 @@ pub fn resize_grid(
         }
     }
     out.into_iter().map(|v| v as f32).collect()
+}
+
+/// Stage 5: a checked checkpoint at another input size.
+impl Checkpoint {
+    /// The same checkpoint at another input size [height, width]
+    /// ([`LoadOptions::image_size`]).
+    pub(super) fn at_image_size(self, size: [usize; 2]) -> Result<Self, CheckpointError> {
+        let [_, ih, iw] = self.preprocess.input_size;
+        if size == self.config.img_size {
+            return Ok(self);
+        }
+        let mut resized = self.with_positions_for(size)?;
+        let p = &mut resized.preprocess;
+        let c = p.input_size[0];
+        let scale = |v: usize, new: usize, old: usize| (v * new + old / 2) / old;
+        p.resize = p.resize.map(|r| match r {
+            Resize::Exact([rh, rw]) => {
+                Resize::Exact([scale(rh, size[0], ih), scale(rw, size[1], iw)])
+            }
+            Resize::ShortestEdge(e) => {
+                Resize::ShortestEdge(scale(e, size[0].min(size[1]), ih.min(iw)))
+            }
+        });
+        p.input_size = [c, size[0], size[1]];
+        Ok(resized)
+    }
+
+    /// The model at input size `size`, its position embeddings interpolated
+    /// as the checkpoint's library does it; the preprocessing unchanged.
+    pub(super) fn with_positions_for(mut self, size: [usize; 2]) -> Result<Self, CheckpointError> {
+        let old = self.config.clone();
+        let mut config = old.clone();
+        config.img_size = size;
+        config
+            .validate()
+            .map_err(|reason| CheckpointError::BadConfig {
+                file: format!("the input size {}×{} asked for", size[0], size[1]),
+                reason,
+            })?;
+        let (from, to) = (old.grid(), config.grid());
+        let (how, library) = match self.layout {
+            Layout::Timm => (PosResize::Timm, "timm"),
+            Layout::HuggingFace(family) => (family.spec().pos_resize, "transformers"),
+        };
+        let d = config.embed_dim;
+        let entry = self
+            .weights
+            .get_mut("pos_embed")
+            .expect("a checked checkpoint has position embeddings");
+        let prefix = old.pos_embed_len() - old.num_patches();
+        let mut values = std::mem::replace(&mut entry.values, Stored::F32(Vec::new())).into_f32();
+        let grid = resize_grid(&values[prefix * d..], from, to, d, how);
+        values.truncate(prefix * d);
+        values.extend(grid);
+        entry.values = Stored::F32(values);
+        entry.shape = vec![1, config.pos_embed_len(), d];
+        self.notes.push(format!(
+            "running at {}×{} px: position embeddings interpolated from {}×{} to {}×{} patches \
+             ({}, as {} does)",
+            size[0],
+            size[1],
+            from[0],
+            from[1],
+            to[0],
+            to[1],
+            match how {
+                PosResize::Timm => "bicubic with antialias",
+                PosResize::Transformers => "bicubic",
+            },
+            library
+        ));
+        self.config = config;
+        Ok(self)
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
-use super::names::{blocks_named, display_name, torch_shape_as_stored};
+use super::family::{blocks_named, display_name, torch_shape_as_stored};
 use super::{CheckpointError, Entry, Layout, LoadStage, Progress, Stored};
 use crate::model::{VisionTransformer, VitConfig};
 

@@ -4,8 +4,6 @@
 pub mod attention;
 pub mod block;
 pub mod config;
-#[cfg(feature = "cpu")]
-mod fused;
 pub mod mlp;
 pub mod patch_embed;
 #[cfg(test)]

@@ -10,10 +10,6 @@ use super::block::{Block, BlockSteps};
 use super::config::{Pool, VitConfig};
 use super::patch_embed::{PatchEmbed, patchify};
 
-/// What [`VisionTransformer::encode_attention`] calls with each block's
-/// index and attention weights [B, heads, T, T].
-pub type LookAttention<'a> = &'a mut dyn FnMut(usize, &Tensor<4>);
-
 /// A ViT with timm's field names, so checkpoints map onto it one to one.
 #[derive(Module, Debug)]
 pub struct VisionTransformer {
@@ -146,27 +142,6 @@ impl VisionTransformer {
         self.encode_probed(tokens, |_| None, look)
     }
 
-    /// [`VisionTransformer::encode`] when only the attention weights are
-    /// wanted of the blocks (classification): `look(i, A)`, when given,
-    /// sees block i's [B, heads, T, T]. On the CPU device (natively and in
-    /// the browser) the blocks run fused ([`super::fused`]); elsewhere
-    /// this is `encode`.
-    pub fn encode_attention(
-        &self,
-        tokens: Tensor<3>,
-        mut look: Option<LookAttention>,
-    ) -> Tensor<3> {
-        #[cfg(feature = "cpu")]
-        if let Some(fused) = super::fused::Fused::of(self) {
-            return fused.encode(tokens, look);
-        }
-        self.encode(tokens, |i, steps| {
-            if let Some(look) = look.as_mut() {
-                look(i, &steps.attention.weights);
-            }
-        })
-    }
-
     /// [`VisionTransformer::encode`] with `probe(i)` added to block i's
     /// attention weights (see [`super::attention::Attention::forward_probed`]).
     pub fn encode_probed(
@@ -235,7 +210,7 @@ impl VisionTransformer {
 
     /// Logits, [B, C, H, W] → [B, classes].
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.forward_head(self.encode_attention(self.embed(images), None))
+        self.forward_head(self.encode(self.embed(images), |_, _| {}))
     }
 
     /// Number of patches N.
@@ -253,7 +228,7 @@ impl VisionTransformer {
     }
 
     /// The bytes its weights take where they live: four a weight, two for
-    /// a matrix kept in f16 ([`crate::Checkpoint::keeping_f16`]).
+    /// a matrix kept in f16 ([`crate::F16Matrices::Keep`]).
     pub fn weight_bytes(&self) -> u64 {
         struct Bytes(u64);
         impl burn::module::ModuleVisitor for Bytes {

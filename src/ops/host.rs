@@ -47,7 +47,7 @@ impl Values {
 
 /// An f16 tensor's buffer, borrowed as [`Values`] borrows f32s: a weight
 /// matrix kept in the file's half precision
-/// ([`crate::checkpoint::Checkpoint::keeping_f16`]).
+/// ([`crate::checkpoint::F16Matrices::Keep`]).
 pub struct Halves(FlexTensor);
 
 impl Halves {

@@ -6,6 +6,10 @@
 //! Burn's own operation.
 
 #[cfg(feature = "cpu")]
+mod attention;
+#[cfg(feature = "cpu")]
+pub mod encoder;
+#[cfg(feature = "cpu")]
 pub mod host;
 pub mod kernels;
 pub(crate) mod lanes;

@@ -72,8 +72,7 @@ pub struct TrainConfig {
     /// MLP width = mlp_ratio · D.
     #[config(default = 4)]
     pub mlp_ratio: usize,
-    /// 18 epochs at batch 32 took 2.3 h of one core here; about 1.6 h since the
-    /// AVX-512 gemm kernels and the vectorised GELU (194 images/s).
+    /// Training epochs (how long a run takes: docs/training.md).
     #[config(default = 18)]
     pub epochs: usize,
     /// Small batches learn more per epoch here, and run fastest per image on
@@ -640,7 +639,7 @@ pub fn write_timm_dir(
     let json = crate::checkpoint::timm_config_json(config, preprocess, labels);
     std::fs::write(
         dest.join("model.safetensors"),
-        crate::safetensors::serialize(&tensors, true),
+        crate::checkpoint::safetensors::serialize(&tensors, true),
     )
     .and_then(|_| {
         std::fs::write(

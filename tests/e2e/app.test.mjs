@@ -15,14 +15,17 @@ after(async () => { await site?.stop(); });
 // The CPU backend twice: Chromium validates relaxed SIMD, so the page picks
 // the module whose matrix kernel uses its fused multiply-add; `simd=simd128`
 // forces the plain SIMD128 module other browsers get.
-for (const [backend, query, label] of [
-  ['cpu', '', /CPU \(WebAssembly, relaxed SIMD\)/],
-  ['cpu-simd128', '&simd=simd128', /CPU \(WebAssembly, SIMD128\)/],
-  ['webgpu', '', /WebGPU/],
+// Each backend names what runs the model: the fused kernels on the CPU,
+// Burn's operations on WebGPU.
+for (const [backend, query, label, executor] of [
+  ['cpu', '', /CPU \(WebAssembly, relaxed SIMD\)/, 'fused CPU kernels'],
+  ['cpu-simd128', '&simd=simd128', /CPU \(WebAssembly, SIMD128\)/, 'fused CPU kernels'],
+  ['webgpu', '', /WebGPU/, "Burn's operations"],
 ]) {
   test(`classifies on ${backend} and agrees with the native CLI`, { timeout: 600_000 }, async () => {
     const { page, requests, errors } = await open(site, `?backend=${backend.split('-')[0]}${query}&model=hf_vit`);
     assert.match(await page.textContent('#backend'), label);
+    assert.ok((await page.textContent('#model-info')).includes(`run by ${executor}.`), 'the executor is named');
     const image = path.join(fixtures, 'images/chelsea.png');
     const got = await classify(page, image);
     const want = native(path.join(fixtures, 'models/hf_vit'), image);

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use vitrine::Checkpoint;
+use vitrine::checkpoint::LoadOptions;
 use vitrine::backend::{self, BackendKind};
 
 mod bench;
@@ -174,29 +175,27 @@ fn load_image(path: &Path) -> Result<image::RgbaImage, String> {
     vitrine::decode::decode_image(&bytes)
 }
 
-/// The checkpoint `--model PATH` names, or the embedded default model.
+/// The checkpoint `--model PATH` names, or the embedded default model, at
+/// `--image-size` when given.
 fn load_model(args: &Args) -> Result<(String, Checkpoint), String> {
-    let (name, checkpoint) = match args.value("model") {
-        Some(path) => Checkpoint::from_path_with_key(Path::new(path), args.value("checkpoint-key"))
-            .map(|c| (path.to_string(), c))
-            .map_err(|e| format!("cannot load model {path}: {e}"))?,
-        None => (
-            "fashion-vit (built in)".to_string(),
-            Checkpoint::default_model(),
-        ),
-    };
-    let Some(v) = args.value("image-size") else {
-        return Ok((name, checkpoint));
-    };
-    // N, or HxW.
-    let size = match v.split_once('x') {
-        None => v.parse::<usize>().ok().map(|n| [n, n]),
-        Some((h, w)) => h.parse().ok().zip(w.parse().ok()).map(|(h, w)| [h, w]),
+    let mut options = LoadOptions::new().checkpoint_key_opt(args.value("checkpoint-key"));
+    if let Some(v) = args.value("image-size") {
+        // N, or HxW.
+        let size = match v.split_once('x') {
+            None => v.parse::<usize>().ok().map(|n| [n, n]),
+            Some((h, w)) => h.parse().ok().zip(w.parse().ok()).map(|(h, w)| [h, w]),
+        }
+        .filter(|s| s.iter().all(|&n| n > 0))
+        .ok_or_else(|| format!("--image-size must be N or HxW (pixels), got `{v}`"))?;
+        options = options.image_size(size);
     }
-    .filter(|s| s.iter().all(|&n| n > 0))
-    .ok_or_else(|| format!("--image-size must be N or HxW (pixels), got `{v}`"))?;
-    let checkpoint = checkpoint
-        .at_image_size(size)
-        .map_err(|e| format!("cannot run {name} at {}×{}: {e}", size[0], size[1]))?;
-    Ok((name, checkpoint))
+    match args.value("model") {
+        Some(path) => options
+            .open(Path::new(path))
+            .map(|c| (path.to_string(), c))
+            .map_err(|e| format!("cannot load model {path}: {e}")),
+        None => Checkpoint::default_model_with(&options)
+            .map(|c| ("fashion-vit (built in)".to_string(), c))
+            .map_err(|e| format!("cannot load the built-in model: {e}")),
+    }
 }

@@ -1,157 +1,14 @@
-//! The naming schemes: timm's, which the model's fields carry, and
-//! transformers', translated to it in one table, [`HF_TO_TIMM`].
+//! What the transformers families share: their prefixes (`vit.`, `deit.`,
+//! …, or none in a bare backbone), the translation of their names through
+//! each family's tables, the tensors inference leaves out, and the q/k/v
+//! fusion (transformers keeps query, key and value apart).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::{CheckpointError, Entry, Stored};
+use super::super::{CheckpointError, Entry, Stored};
+use super::{HfFamily, Layout};
 
-/// The naming schemes a checkpoint may use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Layout {
-    /// timm: `blocks.0.attn.qkv.weight`, …
-    Timm,
-    /// transformers: `vit.encoder.layer.0.attention.attention.query.weight`, …,
-    /// in one of its model families.
-    HuggingFace(HfFamily),
-}
-
-/// The transformers model families vitrine reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HfFamily {
-    /// `ViTModel`, `ViTForImageClassification` (model_type `vit`).
-    Vit,
-    /// `DeiTModel`, `DeiTForImageClassification(WithTeacher)` (`deit`).
-    Deit,
-    /// `Dinov2Model`, `Dinov2ForImageClassification` (`dinov2`).
-    Dinov2,
-}
-
-impl HfFamily {
-    /// The prefix of a task model's backbone names, and the `model_type`.
-    pub fn model_type(self) -> &'static str {
-        match self {
-            HfFamily::Vit => "vit",
-            HfFamily::Deit => "deit",
-            HfFamily::Dinov2 => "dinov2",
-        }
-    }
-
-    /// The family's names → timm's, first match wins (both ways): the
-    /// tables below, written with the `vit.` prefix, which each family's
-    /// own replaces.
-    fn tables(self) -> &'static [&'static [(&'static str, &'static str)]] {
-        match self {
-            HfFamily::Vit => &[HF_TO_TIMM],
-            HfFamily::Deit => &[DEIT_TO_TIMM, HF_TO_TIMM],
-            HfFamily::Dinov2 => &[DINOV2_TO_TIMM, HF_TO_TIMM, DINOV2_V5_TO_TIMM],
-        }
-    }
-}
-
-impl Layout {
-    pub fn is_hf(self) -> bool {
-        matches!(self, Layout::HuggingFace(_))
-    }
-}
-
-/// transformers' ViT names → timm's. `{i}` is a block index; query, key and
-/// value become `attn.q|k|v` here and are fused into `attn.qkv` afterwards.
-/// Order matters: the first matching prefix wins.
-pub const HF_TO_TIMM: &[(&str, &str)] = &[
-    ("vit.embeddings.cls_token", "cls_token"),
-    ("vit.embeddings.position_embeddings", "pos_embed"),
-    (
-        "vit.embeddings.patch_embeddings.projection.",
-        "patch_embed.proj.",
-    ),
-    (
-        "vit.encoder.layer.{i}.layernorm_before.",
-        "blocks.{i}.norm1.",
-    ),
-    (
-        "vit.encoder.layer.{i}.attention.attention.query.",
-        "blocks.{i}.attn.q.",
-    ),
-    (
-        "vit.encoder.layer.{i}.attention.attention.key.",
-        "blocks.{i}.attn.k.",
-    ),
-    (
-        "vit.encoder.layer.{i}.attention.attention.value.",
-        "blocks.{i}.attn.v.",
-    ),
-    (
-        "vit.encoder.layer.{i}.attention.output.dense.",
-        "blocks.{i}.attn.proj.",
-    ),
-    (
-        "vit.encoder.layer.{i}.layernorm_after.",
-        "blocks.{i}.norm2.",
-    ),
-    (
-        "vit.encoder.layer.{i}.intermediate.dense.",
-        "blocks.{i}.mlp.fc1.",
-    ),
-    ("vit.encoder.layer.{i}.output.dense.", "blocks.{i}.mlp.fc2."),
-    ("vit.layernorm.", "norm."),
-    ("classifier.", "head."),
-    // transformers 5's names inside a model (what `save_file(model.state_dict())`
-    // writes); after the hub's, so that messages name tensors as the hub does.
-    ("vit.layers.{i}.layernorm_before.", "blocks.{i}.norm1."),
-    ("vit.layers.{i}.attention.q_proj.", "blocks.{i}.attn.q."),
-    ("vit.layers.{i}.attention.k_proj.", "blocks.{i}.attn.k."),
-    ("vit.layers.{i}.attention.v_proj.", "blocks.{i}.attn.v."),
-    ("vit.layers.{i}.attention.o_proj.", "blocks.{i}.attn.proj."),
-    ("vit.layers.{i}.layernorm_after.", "blocks.{i}.norm2."),
-    ("vit.layers.{i}.mlp.fc1.", "blocks.{i}.mlp.fc1."),
-    ("vit.layers.{i}.mlp.fc2.", "blocks.{i}.mlp.fc2."),
-];
-
-/// What DeiT adds to ViT's names: the distillation token and, in
-/// `DeiTForImageClassificationWithTeacher`, the two heads.
-const DEIT_TO_TIMM: &[(&str, &str)] = &[
-    ("vit.embeddings.distillation_token", "dist_token"),
-    ("cls_classifier.", "head."),
-    ("distillation_classifier.", "head_dist."),
-];
-
-/// transformers' DINOv2 names → timm's where they are not ViT's: its
-/// norms, MLP and layer scale (its embeddings and attention are ViT's).
-const DINOV2_TO_TIMM: &[(&str, &str)] = &[
-    ("vit.encoder.layer.{i}.norm1.", "blocks.{i}.norm1."),
-    (
-        "vit.encoder.layer.{i}.layer_scale1.lambda1",
-        "blocks.{i}.ls1.gamma",
-    ),
-    ("vit.encoder.layer.{i}.norm2.", "blocks.{i}.norm2."),
-    ("vit.encoder.layer.{i}.mlp.fc1.", "blocks.{i}.mlp.fc1."),
-    ("vit.encoder.layer.{i}.mlp.fc2.", "blocks.{i}.mlp.fc2."),
-    (
-        "vit.encoder.layer.{i}.layer_scale2.lambda1",
-        "blocks.{i}.ls2.gamma",
-    ),
-];
-
-/// transformers 5's DINOv2 names inside the model (after the hub's, so
-/// that messages name tensors as the hub does).
-const DINOV2_V5_TO_TIMM: &[(&str, &str)] = &[
-    (
-        "vit.encoder.layer.{i}.attention.q_proj.",
-        "blocks.{i}.attn.q.",
-    ),
-    (
-        "vit.encoder.layer.{i}.attention.k_proj.",
-        "blocks.{i}.attn.k.",
-    ),
-    (
-        "vit.encoder.layer.{i}.attention.v_proj.",
-        "blocks.{i}.attn.v.",
-    ),
-    (
-        "vit.encoder.layer.{i}.attention.o_proj.",
-        "blocks.{i}.attn.proj.",
-    ),
-];
+pub use super::vit::HF_TO_TIMM;
 
 /// The names a bare transformers backbone (`ViTModel`: DINO, in21k;
 /// `DeiTModel`, `Dinov2Model`) writes start where a task model's do after
@@ -181,7 +38,7 @@ fn canonical(name: &str, family: HfFamily) -> String {
 /// vitrine leaves out, and why: a backbone's pooler (dense + tanh on the
 /// class token) and DINOv2's and DeiT's mask token (for masked-image
 /// training).
-pub(super) fn hf_unused(name: &str, family: HfFamily) -> Option<&'static str> {
+fn hf_unused(name: &str, family: HfFamily) -> Option<&'static str> {
     let name = canonical(name, family);
     if name.starts_with("vit.pooler.") {
         Some(
@@ -196,14 +53,14 @@ pub(super) fn hf_unused(name: &str, family: HfFamily) -> Option<&'static str> {
 }
 
 /// A transformers name of `family` → timm's, where the tables know it.
-pub(super) fn hf_to_timm(name: &str, family: HfFamily) -> Option<String> {
+fn hf_to_timm(name: &str, family: HfFamily) -> Option<String> {
     translate(&canonical(name, family), true, family)
 }
 
 /// Rewrites `name` from one side of `family`'s tables to the other; the
 /// transformers side has the `vit.` prefix.
 fn translate(name: &str, to_timm: bool, family: HfFamily) -> Option<String> {
-    for &(hf, timm) in family.tables().iter().flat_map(|t| t.iter()) {
+    for &(hf, timm) in family.spec().tables.iter().flat_map(|t| t.iter()) {
         let (from, to) = if to_timm { (hf, timm) } else { (timm, hf) };
         match from.split_once("{i}") {
             None => {
@@ -239,41 +96,52 @@ fn timm_to_hf(timm: &str, family: HfFamily) -> Option<String> {
     })
 }
 
-/// The naming scheme of a file's tensor names, and for transformers the
-/// family: DeiT by its prefix or distillation token, DINOv2 by its prefix
-/// or layer scale, else ViT.
-pub(super) fn detect_layout<'a>(
-    names: impl Iterator<Item = &'a String> + Clone,
-) -> Result<Layout, CheckpointError> {
-    let any = |f: &dyn Fn(&str) -> bool| names.clone().any(|n| f(n));
-    if any(&|n| {
-        ["vit.", "deit.", "dinov2.", "classifier.", "cls_classifier."]
+/// Whether the names are transformers': a family's prefix, or a bare
+/// backbone's first names.
+pub(super) fn is_hf<'a>(mut names: impl Iterator<Item = &'a String>) -> bool {
+    names.any(|n| {
+        let prefixed = HfFamily::ALL
             .iter()
-            .chain(HF_BACKBONE_PREFIXES)
-            .any(|p| n.starts_with(p))
-    }) {
-        let family = if any(&|n| n.starts_with("deit.") || n.ends_with("distillation_token")) {
-            HfFamily::Deit
-        } else if any(&|n| n.starts_with("dinov2.") || n.contains(".layer_scale1.")) {
-            HfFamily::Dinov2
-        } else {
-            HfFamily::Vit
-        };
-        Ok(Layout::HuggingFace(family))
-    } else if names
-        .clone()
-        .any(|n| n.starts_with("patch_embed.") || n.starts_with("blocks."))
-    {
-        Ok(Layout::Timm)
-    } else {
-        Err(CheckpointError::UnknownLayout {
-            sample: names.take(5).cloned().collect(),
-        })
+            .any(|f| n.starts_with(&format!("{}.", f.model_type())));
+        prefixed
+            || ["classifier.", "cls_classifier."]
+                .iter()
+                .chain(HF_BACKBONE_PREFIXES)
+                .any(|p| n.starts_with(p))
+    })
+}
+
+/// Whether the names show `family`: its prefix, or a tensor only it has.
+pub(super) fn shows<'a>(family: HfFamily, mut names: impl Iterator<Item = &'a String>) -> bool {
+    let spec = family.spec();
+    let own = format!("{}.", spec.model_type);
+    names.any(|n| n.starts_with(&own) || (spec.marks)(&canonical(n, family)))
+}
+
+/// The converter for a transformers family: each tensor renamed to timm's
+/// name (or left out, with the reason), query, key and value fused, then
+/// the family's own pass.
+pub(super) fn convert(
+    family: HfFamily,
+    tensors: BTreeMap<String, Entry>,
+) -> Result<(BTreeMap<String, Entry>, Vec<&'static str>), CheckpointError> {
+    let mut out = BTreeMap::new();
+    let mut unused = BTreeSet::new();
+    for (name, entry) in tensors {
+        if let Some(why) = hf_unused(&name, family) {
+            unused.insert(why);
+            continue;
+        }
+        let timm = hf_to_timm(&name, family).unwrap_or(name);
+        out.insert(timm, entry);
     }
+    fuse_qkv(&mut out, family)?;
+    (family.spec().convert)(&mut out)?;
+    Ok((out, unused.into_iter().collect()))
 }
 
 /// HF keeps query, key and value apart; timm fuses them as rows [q; k; v] of one matrix.
-pub(super) fn fuse_qkv(
+fn fuse_qkv(
     tensors: &mut BTreeMap<String, Entry>,
     family: HfFamily,
 ) -> Result<(), CheckpointError> {
@@ -323,7 +191,7 @@ pub(super) fn fuse_qkv(
 }
 
 /// The name to show the user for a timm name, in the file's own scheme.
-pub(super) fn display_name(timm: &str, layout: Layout) -> String {
+pub(in crate::checkpoint) fn display_name(timm: &str, layout: Layout) -> String {
     match layout {
         Layout::Timm => timm.to_string(),
         Layout::HuggingFace(family) => {
@@ -336,7 +204,7 @@ pub(super) fn display_name(timm: &str, layout: Layout) -> String {
 }
 
 /// How many encoder blocks the tensors' timm names reach (`blocks.N.…`).
-pub(super) fn blocks_named<'a>(names: impl Iterator<Item = &'a String>) -> usize {
+pub(in crate::checkpoint) fn blocks_named<'a>(names: impl Iterator<Item = &'a String>) -> usize {
     names
         .filter_map(|k| {
             k.strip_prefix("blocks.")?
@@ -350,7 +218,7 @@ pub(super) fn blocks_named<'a>(names: impl Iterator<Item = &'a String>) -> usize
 }
 
 /// HF stores q, k and v separately: report their shape, not the fused one.
-pub(super) fn torch_shape_as_stored(name: &str, shape: &[usize], layout: Layout) -> Vec<usize> {
+pub(in crate::checkpoint) fn torch_shape_as_stored(name: &str, shape: &[usize], layout: Layout) -> Vec<usize> {
     let mut s = shape.to_vec();
     if layout.is_hf() && name.contains(".attn.qkv.") && !s.is_empty() {
         s[0] /= 3;

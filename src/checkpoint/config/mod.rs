@@ -1,0 +1,238 @@
+//! The config stage: the model's architecture and preprocessing from
+//! timm's hub `config.json` ([`timm`]), transformers' `config.json` and
+//! `preprocessor_config.json` ([`hf`]), or, without a config, what the
+//! tensor shapes fix ([`infer`]). Each checks its numbers before anything
+//! is sized from them.
+
+mod hf;
+mod infer;
+mod timm;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::{CheckpointError, Entry, Layout};
+use crate::model::VitConfig;
+use crate::preprocess::PreprocessConfig;
+pub use timm::timm_config_json;
+
+/// What the config stage settled.
+pub(super) struct Configured {
+    pub config: VitConfig,
+    pub preprocess: PreprocessConfig,
+    /// `None` where the files name no classes.
+    pub labels: Option<Vec<String>>,
+    /// What sized the model, for shape errors ("config.json").
+    pub implied_by: String,
+    /// What was assumed, for the user.
+    pub notes: Vec<String>,
+    /// An input size other than the config's that the processor gives and
+    /// the family takes (DINOv2's configs say 518 px, its processors crop
+    /// 224): the position embeddings are interpolated to it.
+    pub positions_for: Option<[usize; 2]>,
+}
+
+/// The config of a checkpoint whose tensors, under timm's names, are
+/// `tensors`, from its `config.json` and `preprocessor_config.json` bytes
+/// where it has them; the preprocessing's input size checked against the
+/// model's.
+pub(super) fn configure(
+    layout: Layout,
+    config: Option<&[u8]>,
+    preprocessor: Option<&[u8]>,
+    tensors: &BTreeMap<String, Entry>,
+) -> Result<Configured, CheckpointError> {
+    let config_json = config.map(|b| parse_json(b, "config.json")).transpose()?;
+    let pre_json = preprocessor
+        .map(|b| parse_json(b, "preprocessor_config.json"))
+        .transpose()?;
+    let has_head = tensors.contains_key("head.weight");
+    let mut notes = Vec::new();
+    let (config, preprocess, labels, implied_by) = match &config_json {
+        Some(json) if json.get("architecture").is_some() => {
+            let (c, p, l) = timm::timm_config(json)?;
+            (c, p, l, "config.json".to_string())
+        }
+        Some(json) => {
+            let Layout::HuggingFace(family) = layout else {
+                return Err(CheckpointError::BadConfig {
+                    file: "config.json".into(),
+                    reason: "a transformers config (no `architecture`) beside tensors \
+                             named as timm names them"
+                        .into(),
+                });
+            };
+            let (c, l) = hf::hf_config(json, family, has_head)?;
+            let p = hf::hf_preprocess(
+                pre_json.as_ref(),
+                c.in_chans,
+                family.spec().processor,
+                c.img_size,
+            )?;
+            (c, p, l, "config.json".to_string())
+        }
+        None => {
+            let (c, how) = infer::infer_config(tensors, layout)?;
+            notes.push(format!("no config.json: {how}"));
+            let p = match layout {
+                Layout::Timm => PreprocessConfig::timm_default(c.in_chans, c.img_size),
+                Layout::HuggingFace(family) => hf::hf_preprocess(
+                    pre_json.as_ref(),
+                    c.in_chans,
+                    family.spec().processor,
+                    c.img_size,
+                )?,
+            };
+            if layout == Layout::Timm || pre_json.is_none() {
+                notes.push(format!("preprocessing assumed: {}", p.describe()));
+            }
+            (c, p, None, "the other tensors".to_string())
+        }
+    };
+    config
+        .validate()
+        .map_err(|reason| CheckpointError::BadConfig {
+            file: "config.json".into(),
+            reason,
+        })?;
+    let [c, h, w] = preprocess.input_size;
+    let any_size = matches!(layout, Layout::HuggingFace(f) if f.spec().any_size);
+    let positions_for = (any_size && c == config.in_chans && [h, w] != config.img_size)
+        .then_some([h, w]);
+    if positions_for.is_none() && [c, h, w] != [config.in_chans, config.img_size[0], config.img_size[1]]
+    {
+        let from = if pre_json.is_some() && layout.is_hf() {
+            "preprocessor_config.json"
+        } else {
+            "config.json"
+        };
+        return Err(CheckpointError::BadConfig {
+            file: from.into(),
+            reason: format!(
+                "the preprocessing gives {c}×{h}×{w} inputs, but the model takes {}×{}×{}",
+                config.in_chans, config.img_size[0], config.img_size[1]
+            ),
+        });
+    }
+    Ok(Configured {
+        config,
+        preprocess,
+        labels,
+        implied_by,
+        notes,
+        positions_for,
+    })
+}
+
+/// An f32 as the shortest decimal that reads back as it (0.286, not 0.28600001335144043).
+pub(super) fn short(v: f32) -> f64 {
+    v.to_string()
+        .parse()
+        .expect("a float's own decimal form parses")
+}
+
+
+/// A config file's JSON object.
+pub(super) fn parse_json(bytes: &[u8], file: &str) -> Result<Value, CheckpointError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| CheckpointError::BadConfig {
+        file: file.into(),
+        reason: format!("not valid JSON ({e})"),
+    })?;
+    if !value.is_object() {
+        return Err(CheckpointError::BadConfig {
+            file: file.into(),
+            reason: "not a JSON object".into(),
+        });
+    }
+    Ok(value)
+}
+
+/// `class 0`, `class 1`, …: the labels of a checkpoint that names none.
+pub fn default_labels(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("class {i}")).collect()
+}
+
+/// A JSON integer that fits this platform's `usize` (32 bits in wasm).
+pub(super) fn as_usize(v: &Value) -> Option<usize> {
+    v.as_u64().and_then(|n| usize::try_from(n).ok())
+}
+
+/// Field access with the file named in every error.
+pub(in crate::checkpoint) struct Fields<'a> {
+    pub(super) json: &'a Value,
+    pub(super) file: &'static str,
+}
+
+impl Fields<'_> {
+    pub(in crate::checkpoint) fn err(&self, reason: String) -> CheckpointError {
+        CheckpointError::BadConfig {
+            file: self.file.into(),
+            reason,
+        }
+    }
+    pub(in crate::checkpoint) fn usize(&self, key: &str) -> Result<Option<usize>, CheckpointError> {
+        match self.json.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    self.err(format!("`{key}` must be a non-negative integer, found {v}"))
+                }),
+        }
+    }
+    pub(in crate::checkpoint) fn f64(&self, key: &str) -> Result<Option<f64>, CheckpointError> {
+        match self.json.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| self.err(format!("`{key}` must be a number, found {v}"))),
+        }
+    }
+    pub(in crate::checkpoint) fn bool(&self, key: &str) -> Result<Option<bool>, CheckpointError> {
+        match self.json.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| self.err(format!("`{key}` must be true or false, found {v}"))),
+        }
+    }
+    pub(in crate::checkpoint) fn str(&self, key: &str) -> Result<Option<&str>, CheckpointError> {
+        match self.json.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_str()
+                .map(Some)
+                .ok_or_else(|| self.err(format!("`{key}` must be a string, found {v}"))),
+        }
+    }
+    /// An int or an [h, w] pair.
+    pub(in crate::checkpoint) fn size2(&self, key: &str) -> Result<Option<[usize; 2]>, CheckpointError> {
+        match self.json.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(a)) if a.len() == 2 && a.iter().all(|x| as_usize(x).is_some()) => {
+                Ok(Some([as_usize(&a[0]).unwrap(), as_usize(&a[1]).unwrap()]))
+            }
+            Some(v) => as_usize(v).map(|n| Some([n; 2])).ok_or_else(|| {
+                self.err(format!(
+                    "`{key}` must be an integer or [height, width], found {v}"
+                ))
+            }),
+        }
+    }
+    pub(in crate::checkpoint) fn floats(&self, key: &str) -> Result<Option<Vec<f32>>, CheckpointError> {
+        match self.json.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => Ok(Some(vec![n.as_f64().unwrap_or(0.0) as f32])),
+            Some(Value::Array(a)) if a.iter().all(Value::is_number) => {
+                Ok(Some(a.iter().map(|x| x.as_f64().unwrap() as f32).collect()))
+            }
+            Some(v) => Err(self.err(format!("`{key}` must be a list of numbers, found {v}"))),
+        }
+    }
+}
+

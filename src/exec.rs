@@ -1,0 +1,252 @@
+//! How a model runs, chosen once when it is loaded: the model (`model/`)
+//! says what a ViT computes, in the paper's order, through Burn's
+//! operations; an [`Executor`] says what runs it.
+//!
+//! - [`Executor::Fused`]: on Burn's plain CPU device, the encoder's blocks
+//!   through the fused kernels of [`crate::ops::encoder`] (two passes a
+//!   block over the weights in place, natively and in the browser's CPU
+//!   module);
+//! - [`Executor::Operations`]: everywhere else (WebGPU, autodiff for
+//!   training, a model whose weights the fused kernels cannot read in
+//!   place), Burn's operations, the model's own `forward`.
+//!
+//! Both give the same trace for classification: the final tokens, and each
+//! block's attention weights when asked. The walk-through and relevance
+//! maps need a block's other values and use the model's operations on
+//! either.
+
+use burn::tensor::Tensor;
+
+#[cfg(feature = "cpu")]
+use crate::ops::encoder::{BlockParams, FusedEncoder};
+use crate::model::VisionTransformer;
+
+/// Called with each block's index and attention weights [B, heads, T, T].
+pub type LookAttention<'a> = &'a mut dyn FnMut(usize, &Tensor<4>);
+
+/// What runs a model's encoder.
+pub enum Executor {
+    /// The fused CPU kernels, with the model's weights read in place.
+    #[cfg(feature = "cpu")]
+    Fused(FusedEncoder),
+    /// Burn's operations, on the model's device.
+    Operations,
+}
+
+impl Executor {
+    /// The fastest executor that can run `model` where it is: the fused
+    /// kernels where it lives on Burn's plain CPU device with every weight
+    /// readable in place and its blocks all of one size, else Burn's
+    /// operations.
+    pub fn for_model(model: &VisionTransformer) -> Self {
+        #[cfg(feature = "cpu")]
+        {
+            let blocks: Vec<BlockParams> = model
+                .blocks
+                .iter()
+                .map(|b| BlockParams {
+                    norm1: &b.norm1,
+                    qkv: &b.attn.qkv,
+                    q_norm: b.attn.q_norm.as_ref(),
+                    k_norm: b.attn.k_norm.as_ref(),
+                    proj: &b.attn.proj,
+                    ls1: b.ls1.as_ref().map(|ls| ls.gamma.val()),
+                    norm2: &b.norm2,
+                    fc1: &b.mlp.fc1,
+                    fc2: &b.mlp.fc2,
+                    ls2: b.ls2.as_ref().map(|ls| ls.gamma.val()),
+                    quick_gelu: b.mlp.quick_gelu,
+                    heads: b.attn.num_heads,
+                })
+                .collect();
+            if let Some(fused) = FusedEncoder::of(&blocks, model.norm.as_ref(), model.norm_eps) {
+                return Executor::Fused(fused);
+            }
+        }
+        Executor::Operations
+    }
+
+    /// Its name, as the model's status line shows it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            #[cfg(feature = "cpu")]
+            Executor::Fused(_) => "fused CPU kernels",
+            Executor::Operations => "Burn's operations",
+        }
+    }
+
+    /// The L blocks and the final norm of `model`: tokens [B, T, D] →
+    /// [B, T, D]; `look(i, A)`, when given, sees block i's attention
+    /// weights [B, heads, T, T].
+    pub fn encode(
+        &self,
+        model: &VisionTransformer,
+        tokens: Tensor<3>,
+        mut look: Option<LookAttention>,
+    ) -> Tensor<3> {
+        match self {
+            #[cfg(feature = "cpu")]
+            Executor::Fused(fused) => fused.encode(tokens, look),
+            Executor::Operations => model.encode(tokens, |i, steps| {
+                if let Some(look) = look.as_mut() {
+                    look(i, &steps.attention.weights);
+                }
+            }),
+        }
+    }
+
+    /// Logits (or a backbone's features): images [B, C, H, W] → [B, classes].
+    pub fn forward(&self, model: &VisionTransformer, images: Tensor<4>) -> Tensor<2> {
+        model.forward_head(self.encode(model, model.embed(images), None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::testing::{random_model, variants};
+    use burn::tensor::{Device, Distribution};
+
+    fn fused(model: &VisionTransformer) -> FusedEncoder {
+        match Executor::for_model(model) {
+            Executor::Fused(fused) => fused,
+            Executor::Operations => panic!("an f32 model on the CPU device runs fused"),
+        }
+    }
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_to_vec().unwrap()
+    }
+
+    /// Within float32 rounding of Burn's operations: every entry within
+    /// 2e-5 of the largest (the two sum in different orders).
+    fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        let largest = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = got
+            .iter()
+            .zip(want)
+            .map(|(g, w)| (g - w).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 2e-5 * largest.max(1.0),
+            "{what}: off by {worst:e} (largest value {largest:e})"
+        );
+    }
+
+    /// The fused blocks give Burn's operations' tokens and attention
+    /// weights on every kind of model (all weights random, LayerNorms
+    /// too), for one image, two, and enough rows to split into more
+    /// chunks than threads.
+    #[test]
+    fn fused_blocks_match_burns_operations() {
+        let device = Device::flex();
+        let mut cases = variants();
+        // A large epsilon, so that one taken from the wrong place shows.
+        let mut wide_eps = cases[1].1.clone();
+        wide_eps.norm_eps = 0.5;
+        cases.push(("layer scale, QK norm, eps 0.5", wide_eps));
+        for (name, cfg) in cases {
+            let model = random_model(&cfg);
+            let fused = fused(&model);
+            for (batch, threads) in [(1, 1), (1, 3), (2, 2), (40, 3)] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let images = Tensor::<4>::random(
+                    [batch, 3, 16, 16],
+                    Distribution::Normal(0.0, 1.0),
+                    &device,
+                );
+                let tokens = model.embed(images);
+                let mut want = Vec::new();
+                let out = model.encode(tokens.clone(), |_, s| {
+                    want.push(values(s.attention.weights.clone()))
+                });
+                let mut got = Vec::new();
+                let fused_out = pool.install(|| {
+                    fused.encode(
+                        tokens,
+                        Some(&mut |_, a: &Tensor<4>| got.push(values(a.clone()))),
+                    )
+                });
+                let what = format!("{name}, batch {batch}, {threads} threads");
+                assert_eq!(fused_out.dims(), out.dims(), "{what}");
+                assert_close(&format!("{what}: tokens"), &values(fused_out), &values(out));
+                assert_eq!(got.len(), want.len(), "{what}: layers seen");
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert_close(&format!("{what}: layer {i}'s weights"), g, w);
+                }
+            }
+        }
+    }
+
+    /// Without `look`, the same tokens (the weights' buffer is reused).
+    #[test]
+    fn not_looking_changes_nothing() {
+        let model = random_model(&variants()[0].1);
+        let images = Tensor::<4>::random(
+            [2, 3, 16, 16],
+            Distribution::Normal(0.0, 1.0),
+            &Device::flex(),
+        );
+        let tokens = model.embed(images);
+        let fused = fused(&model);
+        let seen = values(fused.encode(tokens.clone(), Some(&mut |_, _: &Tensor<4>| {})));
+        assert_eq!(values(fused.encode(tokens, None)), seen);
+    }
+
+    /// No images: nothing computed, every block still seen.
+    #[test]
+    fn an_empty_batch_is_no_work() {
+        let cfg = &variants()[0].1;
+        let model = random_model(cfg);
+        let tokens = Tensor::<3>::zeros([0, 17, cfg.embed_dim], &Device::flex());
+        let mut seen = Vec::new();
+        let out = fused(&model).encode(
+            tokens,
+            Some(&mut |i, a: &Tensor<4>| seen.push((i, a.dims()))),
+        );
+        assert_eq!(out.dims(), [0, 17, cfg.embed_dim]);
+        assert_eq!(seen, [(0, [0, 2, 17, 17]), (1, [0, 2, 17, 17])]);
+    }
+
+    /// The executor is chosen from where the model lives, and named for
+    /// what it is: fused on the plain CPU device, Burn's operations under
+    /// autodiff (training) and on a GPU (natively wgpu, e.g. lavapipe).
+    #[test]
+    fn the_executor_follows_the_device_and_says_which() {
+        let cfg = &variants()[0].1;
+        let cpu = Executor::for_model(&cfg.init(&Device::flex()));
+        assert!(matches!(cpu, Executor::Fused(_)));
+        assert_eq!(cpu.name(), "fused CPU kernels");
+        #[cfg(feature = "train")]
+        {
+            let trained = Executor::for_model(&cfg.init(&Device::flex().autodiff()));
+            assert!(matches!(trained, Executor::Operations));
+            assert_eq!(trained.name(), "Burn's operations");
+        }
+        #[cfg(feature = "wgpu")]
+        if std::env::var_os("VITRINE_SKIP_WGPU").is_none() {
+            let gpu = crate::backend::device(crate::backend::BackendKind::Wgpu)
+                .expect("a wgpu adapter (lavapipe natively)");
+            let on_gpu = Executor::for_model(&cfg.init(&gpu));
+            assert!(matches!(on_gpu, Executor::Operations));
+        }
+    }
+
+    /// Both executors give the same logits through `forward`.
+    #[test]
+    fn both_executors_forward_the_same() {
+        let model = random_model(&variants()[1].1);
+        let images = Tensor::<4>::random(
+            [2, 3, 16, 16],
+            Distribution::Normal(0.0, 1.0),
+            &Device::flex(),
+        );
+        let fused = values(Executor::for_model(&model).forward(&model, images.clone()));
+        let operations = values(Executor::Operations.forward(&model, images));
+        assert_close("logits", &fused, &operations);
+    }
+}
