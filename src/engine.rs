@@ -413,8 +413,9 @@ impl Classifier {
     /// gradient-weighted rollout, Chefer et al.'s relevance and each head's
     /// gradient-weighted attention, for `class` (the most probable one when
     /// `None`); see [`crate::explain::relevance`]. The forward pass is run
-    /// again, keeping each block's values, and its backward pass (written
-    /// out in [`crate::explain::gradient`]) once; only the maps and, per
+    /// again by the model's executor, keeping each block's values, and its
+    /// backward pass once (the fused kernels' on the CPU, else the one
+    /// written out in [`crate::explain::gradient`]); only the maps and, per
     /// layer, one [T, T] matrix are read back.
     ///
     /// Panics if `input` has the wrong length (as [`Classifier::classify_input`]).
@@ -451,8 +452,8 @@ impl Classifier {
             TensorData::new(input.to_vec(), [1, c.in_chans, h, w]),
             &self.device,
         );
-        let forward = crate::explain::gradient::forward(&self.model, x);
-        let logits_now = forward.logits.clone().reshape([-1]);
+        let forward = self.executor.forward_keeping(&self.model, x);
+        let logits_now = forward.logits().reshape([-1]);
         let read = |t: Tensor<1>| async move {
             t.into_data_async()
                 .await
@@ -468,7 +469,10 @@ impl Classifier {
                 (top_k(&logits, 1)[0].0, Some(logits))
             }
         };
-        let tensors = relevance::relevance_tensors(&self.model, &forward, class, c.norm_eps);
+        let layers = self
+            .executor
+            .attention_gradients(&self.model, &forward, class, c.norm_eps);
+        let tensors = relevance::device_maps(layers, MapQueries::of(&self.model));
         drop(forward);
         let flat = match logits {
             Some(_) => tensors.flat.clone(),
@@ -501,17 +505,6 @@ impl Classifier {
         })
     }
 
-    /// Native convenience: [`Classifier::relevance_input`] run to completion.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn relevance_input_blocking(
-        &self,
-        input: &[f32],
-        class: Option<usize>,
-        discard_ratio: f64,
-    ) -> Result<Relevance, ClassifyError> {
-        pollster::block_on(self.relevance_input(input, class, discard_ratio))
-    }
-
     /// Logits of many preprocessed inputs ([C, H, W] each, concatenated), in
     /// batches of `batch`: [images × outputs] row-major (evaluation).
     #[cfg(not(target_arch = "wasm32"))]
@@ -531,34 +524,6 @@ impl Classifier {
             out.extend(logits.try_into_vec::<f32>().expect("f32 logits"));
         }
         out
-    }
-
-    /// Native convenience: [`Classifier::classify`] run to completion.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn classify_blocking(
-        &self,
-        rgba: &[u8],
-        width: u32,
-        height: u32,
-        keep_layer: Option<usize>,
-    ) -> Result<Prediction, ClassifyError> {
-        pollster::block_on(self.classify(rgba, width, height, keep_layer))
-    }
-
-    /// Native convenience: [`Classifier::walkthrough`] run to completion.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn walkthrough_blocking(&self, input: &[f32], focus: &Focus) -> Walkthrough {
-        pollster::block_on(self.walkthrough(input, focus))
-    }
-
-    /// Native convenience: [`Classifier::classify_input`] run to completion.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn classify_input_blocking(
-        &self,
-        input: &[f32],
-        keep_layer: Option<usize>,
-    ) -> Result<Prediction, ClassifyError> {
-        pollster::block_on(self.classify_input(input, keep_layer))
     }
 }
 
@@ -708,6 +673,7 @@ impl Viewer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pollster::FutureExt;
 
     #[test]
     fn top_k_and_softmax() {
@@ -753,7 +719,8 @@ mod tests {
         assert!(block(viewer.classify(&rgba[..10], w, h, None)).is_err());
         let fresh = viewer
             .classifier
-            .classify_blocking(&rgba, w, h, Some(1))
+            .classify(&rgba, w, h, Some(1))
+            .block_on()
             .unwrap();
         let (layer, mean) = block(viewer.layer_attention(1)).unwrap();
         assert_eq!(Some(&layer), fresh.layer_attention.as_ref());

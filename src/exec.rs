@@ -11,15 +11,18 @@
 //!   place), Burn's operations, the model's own `forward`.
 //!
 //! Both give the same trace for classification: the final tokens, and each
-//! block's attention weights when asked. The walk-through and relevance
-//! maps need a block's other values and use the model's operations on
-//! either.
+//! block's attention weights when asked; and for a relevance map, a forward
+//! pass that keeps what the backward pass needs, then ∂logit/∂A of every
+//! layer (on the fused path, both on the fused kernels: `ops::backward`).
+//! The walk-through needs every step of a block and uses the model's
+//! operations on either.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 
-#[cfg(feature = "cpu")]
-use crate::ops::encoder::{BlockParams, FusedEncoder};
+use crate::explain::gradient;
 use crate::model::VisionTransformer;
+#[cfg(feature = "cpu")]
+use crate::ops::encoder::{BlockParams, FusedEncoder, Kept};
 
 /// Called with each block's index and attention weights [B, heads, T, T].
 pub type LookAttention<'a> = &'a mut dyn FnMut(usize, &Tensor<4>);
@@ -98,6 +101,102 @@ impl Executor {
     /// Logits (or a backbone's features): images [B, C, H, W] → [B, classes].
     pub fn forward(&self, model: &VisionTransformer, images: Tensor<4>) -> Tensor<2> {
         model.forward_head(self.encode(model, model.embed(images), None))
+    }
+
+    /// One image's forward pass ([1, C, H, W]), keeping what the backward
+    /// pass of [`Executor::attention_gradients`] needs.
+    pub fn forward_keeping(&self, model: &VisionTransformer, images: Tensor<4>) -> KeptForward {
+        #[cfg(feature = "cpu")]
+        if let Executor::Fused(fused) = self
+            && fused.can_go_back()
+        {
+            assert_eq!(images.dims()[0], 1, "one image at a time");
+            let (encoded, kept) = fused.encode_keeping(model.embed(images));
+            let [_, t, d] = encoded.dims();
+            let device = encoded.device();
+            let last = Tensor::from_data(TensorData::new(kept.last.clone(), [t, d]), &device);
+            return KeptForward::Fused {
+                logits: model.forward_head(encoded.clone()),
+                tokens: encoded.squeeze_dim(0),
+                last,
+                kept,
+            };
+        }
+        KeptForward::Operations(gradient::forward(model, images))
+    }
+
+    /// Each layer's attention weights and the gradient of logit `class`
+    /// with respect to them, [H, T, T] each, first layer first; `eps` is
+    /// the model's LayerNorm epsilon.
+    pub fn attention_gradients(
+        &self,
+        model: &VisionTransformer,
+        forward: &KeptForward,
+        class: usize,
+        eps: f64,
+    ) -> Vec<(Tensor<3>, Tensor<3>)> {
+        match (self, forward) {
+            #[cfg(feature = "cpu")]
+            (
+                Executor::Fused(fused),
+                KeptForward::Fused {
+                    tokens, last, kept, ..
+                },
+            ) => {
+                let g = gradient::head_back(model, last, tokens, class, eps);
+                let g = g.into_data().try_into_vec::<f32>().expect("f32 gradient");
+                let grads = fused
+                    .attention_gradients(kept, g)
+                    .expect("checked when the forward pass was kept");
+                let [t, _] = last.dims();
+                let device = last.device();
+                let square = |v: Vec<f32>| {
+                    let h = v.len() / (t * t);
+                    Tensor::<3>::from_data(TensorData::new(v, [h, t, t]), &device)
+                };
+                kept.blocks
+                    .iter()
+                    .map(|b| square(b.weights.clone()))
+                    .zip(grads.into_iter().map(square))
+                    .collect()
+            }
+            (_, KeptForward::Operations(forward)) => forward
+                .weights()
+                .into_iter()
+                .zip(gradient::attention_gradients(model, forward, class, eps))
+                .collect(),
+            #[cfg(feature = "cpu")]
+            (Executor::Operations, KeptForward::Fused { .. }) => {
+                unreachable!("a fused forward pass comes from the fused executor")
+            }
+        }
+    }
+}
+
+/// One image's forward pass, with what its backward pass needs.
+pub enum KeptForward {
+    /// Burn's operations' values ([`gradient::forward`]).
+    Operations(gradient::Forward),
+    /// The fused kernels' buffers.
+    #[cfg(feature = "cpu")]
+    Fused {
+        /// [1, classes]
+        logits: Tensor<2>,
+        /// The final norm's output [T, D], and its input [T, D].
+        tokens: Tensor<2>,
+        last: Tensor<2>,
+        kept: Kept,
+    },
+}
+
+impl KeptForward {
+    /// The logits of the pass, [1, classes].
+    pub fn logits(&self) -> Tensor<2> {
+        match self {
+            KeptForward::Operations(f) => f.logits.clone(),
+            #[cfg(feature = "cpu")]
+            KeptForward::Fused { logits, .. } => logits.clone(),
+        }
     }
 }
 
@@ -248,5 +347,61 @@ mod tests {
         let fused = values(Executor::for_model(&model).forward(&model, images.clone()));
         let operations = values(Executor::Operations.forward(&model, images));
         assert_close("logits", &fused, &operations);
+    }
+
+    /// The fused backward pass gives the operations' attention weights and
+    /// gradients (every kind of model, all weights random, for two classes),
+    /// within float32 rounding of the largest of each layer's values.
+    #[test]
+    fn the_fused_backward_gives_the_operations_gradients() {
+        let device = Device::flex();
+        let mut cases = variants();
+        let mut wide_eps = cases[1].1.clone();
+        wide_eps.norm_eps = 0.5;
+        cases.push(("layer scale, QK norm, eps 0.5", wide_eps));
+        for (name, cfg) in cases {
+            let model = random_model(&cfg);
+            let fused = Executor::for_model(&model);
+            let image =
+                Tensor::<4>::random([1, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+            let kept = fused.forward_keeping(&model, image.clone());
+            assert!(
+                matches!(kept, KeptForward::Fused { .. }),
+                "{name}: kept fused"
+            );
+            let operations = Executor::Operations.forward_keeping(&model, image);
+            assert_close(
+                &format!("{name}: logits"),
+                &values(kept.logits()),
+                &values(operations.logits()),
+            );
+            for class in [0, cfg.num_classes - 1] {
+                let got = fused.attention_gradients(&model, &kept, class, cfg.norm_eps);
+                let want = Executor::Operations.attention_gradients(
+                    &model,
+                    &operations,
+                    class,
+                    cfg.norm_eps,
+                );
+                assert_eq!(got.len(), want.len(), "{name}: layers");
+                for (i, ((ga, gg), (wa, wg))) in got.into_iter().zip(want).enumerate() {
+                    let what = format!("{name}, class {class}, layer {i}");
+                    assert_close(&format!("{what}: weights"), &values(ga), &values(wa));
+                    let (gg, wg) = (values(gg), values(wg));
+                    // Relative to the layer's largest gradient, however small.
+                    let largest = wg.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    assert!(largest > 0.0, "{what}: a gradient to compare");
+                    let worst = gg
+                        .iter()
+                        .zip(&wg)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(
+                        worst <= 1e-4 * largest,
+                        "{what}: gradient off by {worst:e} (largest {largest:e})"
+                    );
+                }
+            }
+        }
     }
 }

@@ -234,6 +234,7 @@ mod tests {
     use super::*;
     use crate::engine::Classifier;
     use crate::preprocess::PreprocessConfig;
+    use pollster::FutureExt;
 
     /// The steps agree with the ordinary forward pass and with each other.
     #[cfg(feature = "cpu")]
@@ -253,8 +254,11 @@ mod tests {
             layer: 1,
             head: 2,
         };
-        let w = classifier.walkthrough_blocking(&input, &focus);
-        let plain = classifier.classify_input_blocking(&input, Some(1)).unwrap();
+        let w = classifier.walkthrough(&input, &focus).block_on();
+        let plain = classifier
+            .classify_input(&input, Some(1))
+            .block_on()
+            .unwrap();
 
         let close =
             |a: &[f32], b: &[f32], tol: f32| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol);

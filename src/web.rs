@@ -5,11 +5,12 @@
 
 use burn::module::Module;
 use burn::tensor::Device;
-use js_sys::{Float32Array, Object, Reflect};
+use js_sys::Float32Array;
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::checkpoint::{F16Matrices, LoadOptions, LoadStage, MemoryLimits};
-use crate::engine::{Classifier, Prediction, Viewer};
+use crate::engine::{Classifier, Viewer};
 use crate::walkthrough::Focus;
 
 /// The most weight bytes loaded into wasm memory (4 GB at most, which also
@@ -37,9 +38,24 @@ async fn webgpu_device() -> Result<Device, JsError> {
     Ok(device)
 }
 
-fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
-    Reflect::set(obj, &JsValue::from_str(key), &value.into())
-        .expect("setting a property of a plain object");
+/// A result as the plain JavaScript object www/vitrine.d.ts declares: each
+/// crosses the boundary as one of the typed structs below, serialised by
+/// serde (maps as objects, `None` as null, typed arrays as they are).
+fn to_js(value: &impl Serialize) -> JsValue {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .expect("a result of plain fields and typed arrays serialises")
+}
+
+/// Values that cross as a `Float32Array` (copied out of wasm memory once).
+#[derive(Serialize)]
+#[serde(transparent)]
+struct F32s(#[serde(with = "serde_wasm_bindgen::preserve")] Float32Array);
+
+impl From<&[f32]> for F32s {
+    fn from(values: &[f32]) -> Self {
+        Self(Float32Array::from(values))
+    }
 }
 
 fn js_error(e: impl std::fmt::Display) -> JsError {
@@ -53,6 +69,8 @@ pub struct Vitrine {
     backend: String,
     /// The checkpoint's own input size [height, width].
     native_size: [usize; 2],
+    /// The model's name as its config gives it (architecture or repo).
+    name: Option<String>,
     /// A PyTorch training checkpoint's key the weights came from, and all
     /// its keys that hold weights.
     weights_key: Option<String>,
@@ -130,6 +148,7 @@ impl Vitrine {
             .map_err(js_error)?;
         drop(weights);
         let native_size = checkpoint.native_size;
+        let model_name = checkpoint.name.clone();
         let device = match backend.as_str() {
             "webgpu" => webgpu_device().await?,
             "cpu" => Device::flex(),
@@ -153,6 +172,7 @@ impl Vitrine {
             viewer: Viewer::new(classifier),
             backend,
             native_size,
+            name: model_name,
             weights_key,
             weights_keys,
         })
@@ -168,40 +188,63 @@ impl Vitrine {
     /// (the GPU side of the bench page's memory check); `null` on backends
     /// without pools.
     pub fn memory(&self) -> JsValue {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Pools {
+            bytes_in_use: f64,
+            bytes_reserved: f64,
+        }
         match self.viewer.classifier.device().memory_pool_usage() {
             None => JsValue::NULL,
-            Some(u) => {
-                let out = Object::new();
-                set(&out, "bytesInUse", u.bytes_in_use as f64);
-                set(&out, "bytesReserved", u.bytes_reserved as f64);
-                out.into()
-            }
+            Some(u) => to_js(&Pools {
+                bytes_in_use: u.bytes_in_use as f64,
+                bytes_reserved: u.bytes_reserved as f64,
+            }),
         }
     }
 
-    /// The model's description as JSON: config, preprocessing, labels,
-    /// loader notes, patch grid, parameter count, what runs it (`executor`),
-    /// the checkpoint's own input
-    /// size, the names of the tokens before the patches, what the maps show,
-    /// and a training checkpoint's `weightsKey` among its `weightsKeys`.
-    pub fn info(&self) -> String {
+    /// The model's description (`ModelInfo` in www/vitrine.d.ts): config,
+    /// preprocessing, labels, loader notes, its `name` as its config gives
+    /// it (or null), patch grid, parameter count, what runs it
+    /// (`executor`), the checkpoint's own input size, the names of the
+    /// tokens before the patches, what the maps show, and a training
+    /// checkpoint's `weightsKey` among its `weightsKeys`.
+    pub fn info(&self) -> JsValue {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct ModelInfo<'a> {
+            config: &'a crate::model::VitConfig,
+            preprocess: &'a crate::preprocess::PreprocessConfig,
+            labels: &'a [String],
+            notes: &'a [String],
+            name: &'a Option<String>,
+            grid: [usize; 2],
+            parameters: usize,
+            weight_bytes: u64,
+            executor: &'static str,
+            native_size: [usize; 2],
+            prefix_tokens: Vec<String>,
+            map_note: String,
+            weights_key: &'a Option<String>,
+            weights_keys: &'a [String],
+        }
         let c = &self.viewer.classifier;
-        serde_json::json!({
-            "config": serde_json::to_value(&c.config).expect("serialisable"),
-            "preprocess": c.preprocess,
-            "labels": c.labels,
-            "notes": c.notes,
-            "grid": c.config.grid(),
-            "parameters": c.model().num_params(),
-            "weightBytes": c.model().weight_bytes(),
-            "executor": c.executor().name(),
-            "nativeSize": self.native_size,
-            "prefixTokens": crate::explain::prefix_token_names(&c.config),
-            "mapNote": crate::explain::map_note(&c.config),
-            "weightsKey": self.weights_key,
-            "weightsKeys": self.weights_keys,
+        to_js(&ModelInfo {
+            config: &c.config,
+            preprocess: &c.preprocess,
+            labels: &c.labels,
+            notes: &c.notes,
+            name: &self.name,
+            grid: c.config.grid(),
+            parameters: c.model().num_params(),
+            weight_bytes: c.model().weight_bytes(),
+            executor: c.executor().name(),
+            native_size: self.native_size,
+            prefix_tokens: crate::explain::prefix_token_names(&c.config),
+            map_note: crate::explain::map_note(&c.config),
+            weights_key: &self.weights_key,
+            weights_keys: &self.weights_keys,
         })
-        .to_string()
     }
 
     /// One classification of a blank image, kept nowhere: the GPU's
@@ -241,7 +284,7 @@ impl Vitrine {
             .classify(&rgba, width, height, keep_layer.map(|l| l as usize))
             .await
             .map_err(js_error)?;
-        Ok(prediction_object(&p).into())
+        Ok(to_js(&Prediction::of(&p)))
     }
 
     /// The full attention of `layer` for the kept image:
@@ -253,10 +296,16 @@ impl Vitrine {
             .layer_attention(layer as usize)
             .await
             .map_err(js_error)?;
-        let out = Object::new();
-        set(&out, "layerAttention", Float32Array::from(all.as_slice()));
-        set(&out, "layerMean", Float32Array::from(mean.as_slice()));
-        Ok(out.into())
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct LayerAttention {
+            layer_attention: F32s,
+            layer_mean: F32s,
+        }
+        Ok(to_js(&LayerAttention {
+            layer_attention: all.as_slice().into(),
+            layer_mean: mean.as_slice().into(),
+        }))
     }
 
     /// Why the model chose `class` (the top class when absent) for the kept
@@ -278,25 +327,27 @@ impl Vitrine {
             )
             .await
             .map_err(js_error)?;
-        let out = Object::new();
-        set(&out, "class", r.maps.class as u32);
-        set(&out, "layers", r.maps.layers as u32);
-        set(
-            &out,
-            "gradRollout",
-            Float32Array::from(r.maps.grad_rollout.as_slice()),
-        );
-        set(&out, "chefer", Float32Array::from(r.maps.chefer.as_slice()));
-        set(
-            &out,
-            "heads",
-            Float32Array::from(r.maps.heads_map.as_slice()),
-        );
-        let t = Object::new();
-        set(&t, "forward", r.timings.forward);
-        set(&t, "readback", r.timings.readback);
-        set(&out, "timings", t);
-        Ok(out.into())
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct RelevanceMaps {
+            class: usize,
+            layers: usize,
+            grad_rollout: F32s,
+            chefer: F32s,
+            heads: F32s,
+            timings: Passes,
+        }
+        Ok(to_js(&RelevanceMaps {
+            class: r.maps.class,
+            layers: r.maps.layers,
+            grad_rollout: r.maps.grad_rollout.as_slice().into(),
+            chefer: r.maps.chefer.as_slice().into(),
+            heads: r.maps.heads_map.as_slice().into(),
+            timings: Passes {
+                forward: r.timings.forward,
+                readback: r.timings.readback,
+            },
+        }))
     }
 
     /// The kept image's forward pass step by step, for the teaching view:
@@ -321,76 +372,100 @@ impl Vitrine {
         } else {
             Vec::new()
         };
-        let out = Object::new();
-        let arrays: [(&str, &[f32]); 17] = [
-            ("input", &image.input),
-            ("patchVectors", &w.patch_vectors),
-            ("patchEmbeddings", &w.patch_embeddings),
-            ("prefixTokens", &w.prefix_tokens),
-            ("positionSimilarity", &w.position_similarity),
-            ("queries", &w.queries),
-            ("keys", &w.keys),
-            ("values", &w.values),
-            ("attention", &w.attention),
-            ("normed", &w.normed),
-            ("normed2", &w.normed2),
-            ("mlpOut", &w.mlp_out),
-            ("tokenNorms", &w.token_norms),
-            ("meanDistance", &w.mean_distance),
-            ("pooled", &w.pooled),
-            ("logits", &w.logits),
-            ("probabilities", &probabilities),
-        ];
-        for (key, values) in arrays {
-            set(&out, key, Float32Array::from(values));
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Steps {
+            input: F32s,
+            patch_vectors: F32s,
+            patch_embeddings: F32s,
+            prefix_tokens: F32s,
+            position_similarity: F32s,
+            queries: F32s,
+            keys: F32s,
+            values: F32s,
+            attention: F32s,
+            normed: F32s,
+            normed2: F32s,
+            mlp_out: F32s,
+            token_norms: F32s,
+            mean_distance: F32s,
+            pooled: F32s,
+            logits: F32s,
+            probabilities: F32s,
         }
-        Ok(out.into())
+        Ok(to_js(&Steps {
+            input: image.input.as_slice().into(),
+            patch_vectors: w.patch_vectors.as_slice().into(),
+            patch_embeddings: w.patch_embeddings.as_slice().into(),
+            prefix_tokens: w.prefix_tokens.as_slice().into(),
+            position_similarity: w.position_similarity.as_slice().into(),
+            queries: w.queries.as_slice().into(),
+            keys: w.keys.as_slice().into(),
+            values: w.values.as_slice().into(),
+            attention: w.attention.as_slice().into(),
+            normed: w.normed.as_slice().into(),
+            normed2: w.normed2.as_slice().into(),
+            mlp_out: w.mlp_out.as_slice().into(),
+            token_norms: w.token_norms.as_slice().into(),
+            mean_distance: w.mean_distance.as_slice().into(),
+            pooled: w.pooled.as_slice().into(),
+            logits: w.logits.as_slice().into(),
+            probabilities: probabilities.as_slice().into(),
+        }))
     }
 }
 
-/// A prediction as the plain object [`Vitrine::classify`] describes.
-fn prediction_object(p: &Prediction) -> Object {
-    let out = Object::new();
-    set(&out, "logits", Float32Array::from(p.logits.as_slice()));
-    // A backbone has no classifier: its output is the class token's features.
-    set(&out, "hasHead", !p.probabilities.is_empty());
-    set(
-        &out,
-        "probabilities",
-        Float32Array::from(p.probabilities.as_slice()),
-    );
-    set(&out, "cls", Float32Array::from(p.attention.cls.as_slice()));
-    set(
-        &out,
-        "clsMean",
-        Float32Array::from(p.attention.means().as_slice()),
-    );
-    set(&out, "rollout", Float32Array::from(p.rollout.as_slice()));
-    set(&out, "layers", p.attention.layers as u32);
-    set(&out, "heads", p.attention.heads as u32);
-    let grid = js_sys::Array::of2(
-        &(p.attention.grid[0] as u32).into(),
-        &(p.attention.grid[1] as u32).into(),
-    );
-    set(&out, "grid", grid);
-    if let Some(a) = &p.layer_attention {
-        set(&out, "layerAttention", Float32Array::from(a.as_slice()));
+/// Milliseconds a request spent computing and reading back.
+#[derive(Serialize)]
+struct Passes {
+    forward: f64,
+    readback: f64,
+}
+
+/// A classification as [`Vitrine::classify`] describes it (`Prediction`
+/// in www/vitrine.d.ts).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Prediction {
+    logits: F32s,
+    /// A backbone has no classifier: its output is the class token's features.
+    has_head: bool,
+    probabilities: F32s,
+    cls: F32s,
+    cls_mean: F32s,
+    rollout: F32s,
+    layers: usize,
+    heads: usize,
+    grid: [usize; 2],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layer_attention: Option<F32s>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layer_mean: Option<F32s>,
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    view_box: js_sys::Float64Array,
+    input: F32s,
+    timings: crate::engine::Timings,
+}
+
+impl Prediction {
+    fn of(p: &crate::engine::Prediction) -> Self {
+        Self {
+            logits: p.logits.as_slice().into(),
+            has_head: !p.probabilities.is_empty(),
+            probabilities: p.probabilities.as_slice().into(),
+            cls: p.attention.cls.as_slice().into(),
+            cls_mean: p.attention.means().as_slice().into(),
+            rollout: p.rollout.as_slice().into(),
+            layers: p.attention.layers,
+            heads: p.attention.heads,
+            grid: p.attention.grid,
+            layer_attention: p.layer_attention.as_deref().map(F32s::from),
+            layer_mean: p.layer_mean.as_deref().map(F32s::from),
+            view_box: js_sys::Float64Array::from(p.view_box.as_slice()),
+            input: p.input.as_slice().into(),
+            timings: p.timings,
+        }
     }
-    if let Some(a) = &p.layer_mean {
-        set(&out, "layerMean", Float32Array::from(a.as_slice()));
-    }
-    set(
-        &out,
-        "viewBox",
-        js_sys::Float64Array::from(p.view_box.as_slice()),
-    );
-    set(&out, "input", Float32Array::from(p.input.as_slice()));
-    let t = Object::new();
-    set(&t, "preprocess", p.timings.preprocess);
-    set(&t, "forward", p.timings.forward);
-    set(&t, "readback", p.timings.readback);
-    set(&out, "timings", t);
-    out
 }
 
 unsafe extern "C" {

@@ -4,8 +4,9 @@
 mod common;
 
 use common::fixtures;
-use vitrine::checkpoint::safetensors::{SafeTensors, SafetensorsError, serialize};
+use pollster::FutureExt;
 use vitrine::checkpoint::LoadOptions;
+use vitrine::checkpoint::safetensors::{SafeTensors, SafetensorsError, serialize};
 use vitrine::{Checkpoint, CheckpointError, F16Matrices, MemoryLimits};
 
 type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
@@ -216,7 +217,8 @@ fn f32_f16_and_bf16_load_to_the_same_model() {
     let input = vec![0.3f32; 3 * 64 * 64];
     let run = |ck: &Checkpoint| {
         vitrine::Classifier::new(ck.clone(), device.clone())
-            .classify_input_blocking(&input, None)
+            .classify_input(&input, None)
+            .block_on()
             .unwrap()
             .logits
     };
@@ -374,7 +376,12 @@ fn too_large_as_f32_but_not_as_f16_says_so() {
         max_total_bytes: 6 << 20,
         device: "the browser's WebAssembly memory".into(),
     };
-    let (e, msg) = message(within(&weights, &config, limits.clone(), F16Matrices::Widen));
+    let (e, msg) = message(within(
+        &weights,
+        &config,
+        limits.clone(),
+        F16Matrices::Widen,
+    ));
     assert!(
         matches!(
             &e,
@@ -397,10 +404,15 @@ fn too_large_as_f32_but_not_as_f16_says_so() {
         (F16Matrices::KeepIfNeeded, 9 << 20, false),
         (F16Matrices::Keep, 9 << 20, true),
     ] {
-        let ck = within(&weights, &config, MemoryLimits {
+        let ck = within(
+            &weights,
+            &config,
+            MemoryLimits {
                 max_total_bytes: max,
                 ..limits.clone()
-            }, policy)
+            },
+            policy,
+        )
         .expect("fits");
         let noted = ck
             .notes
@@ -424,10 +436,15 @@ fn too_large_as_f32_but_not_as_f16_says_so() {
     // An f32 file is told to be saved in f16 first.
     let weights = read("timm_gray", "model.safetensors");
     let config = read("timm_gray", "config.json");
-    let (_, msg) = message(within(&weights, &config, MemoryLimits {
+    let (_, msg) = message(within(
+        &weights,
+        &config,
+        MemoryLimits {
             max_total_bytes: weights.len() as u64 * 3 / 4,
             ..limits.clone()
-        }, F16Matrices::KeepIfNeeded));
+        },
+        F16Matrices::KeepIfNeeded,
+    ));
     assert!(
         msg.contains(
             "save the checkpoint in f16 (PyTorch: `model.half()`) and load that on the CPU backend"
@@ -435,10 +452,15 @@ fn too_large_as_f32_but_not_as_f16_says_so() {
         "{msg}"
     );
     // Where even f16 would not fit, no advice.
-    let (e, _) = message(within(&weights, &config, MemoryLimits {
+    let (e, _) = message(within(
+        &weights,
+        &config,
+        MemoryLimits {
             max_total_bytes: 1 << 10,
             ..limits.clone()
-        }, F16Matrices::Keep));
+        },
+        F16Matrices::Keep,
+    ));
     assert!(
         matches!(e, CheckpointError::TooLarge { advice: None, .. }),
         "{e:?}"
@@ -610,7 +632,8 @@ fn weights_that_are_not_numbers() {
         .expect("finite weights load");
     let classifier = vitrine::Classifier::new(ck, burn::tensor::Device::flex());
     let e = classifier
-        .classify_input_blocking(&vec![0.5; 28 * 28], None)
+        .classify_input(&vec![0.5; 28 * 28], None)
+        .block_on()
         .expect_err("the forward pass overflows");
     assert!(
         matches!(

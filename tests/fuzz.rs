@@ -24,6 +24,7 @@
 
 mod common;
 
+use pollster::FutureExt;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -694,12 +695,15 @@ fn run_inner(case: &Case, corpus: &Corpus, seed: u64, tally: &mut Tally) -> Resu
             // does for a model too large for f32.
             let classifier = Classifier::new(ck.clone(), Device::flex());
             let img = rng.pick(&corpus.decoded);
-            match classifier.classify_blocking(
-                img.as_raw(),
-                img.width(),
-                img.height(),
-                Some(ck.config.depth - 1),
-            ) {
+            match classifier
+                .classify(
+                    img.as_raw(),
+                    img.width(),
+                    img.height(),
+                    Some(ck.config.depth - 1),
+                )
+                .block_on()
+            {
                 Ok(p) => {
                     tally.classified += 1;
                     let sum: f32 = p.probabilities.iter().sum();

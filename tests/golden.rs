@@ -25,9 +25,10 @@ mod common;
 
 use burn::tensor::Device;
 use common::*;
+use pollster::FutureExt;
+use vitrine::checkpoint::LoadOptions;
 use vitrine::engine::top_k;
 use vitrine::walkthrough::Focus;
-use vitrine::checkpoint::LoadOptions;
 use vitrine::{Checkpoint, Classifier, F16Matrices};
 
 const MODELS: [&str; 16] = [
@@ -85,7 +86,8 @@ fn check_against_reference(model: &str, classifier: &Classifier) {
             tolerances(&g[&format!("{stem}.torch_f32_error")].1);
         let input = &g[&format!("{stem}.input")].1;
         let pred = classifier
-            .classify_input_blocking(input, Some(last))
+            .classify_input(input, Some(last))
+            .block_on()
             .expect("finite outputs");
         let want_logits = &g[&format!("{stem}.logits")].1;
         let d_logits = max_abs_diff(&pred.logits, want_logits);
@@ -230,7 +232,9 @@ fn check_walkthrough(model: &str, classifier: &Classifier) {
             &g[&format!("{stem}.walk_f32_error")].1,
             classifier.config.embed_dim,
         );
-        let w = classifier.walkthrough_blocking(&g[&format!("{stem}.input")].1, &focus);
+        let w = classifier
+            .walkthrough(&g[&format!("{stem}.input")].1, &focus)
+            .block_on();
         let d_embed = max_abs_diff(&w.patch_embeddings, &g[&format!("{stem}.patch_embed")].1);
         let d_dist = max_abs_diff(&w.mean_distance, &g[&format!("{stem}.mean_distance")].1);
         let rows: Vec<f32> = focus
@@ -285,7 +289,8 @@ fn preprocessing_matches_timm_and_transformers_on_real_photos() {
             let reference = &g[&format!("{stem}.input")].1;
             let mad = mean_abs_diff(&ours, reference);
             let pred = classifier
-                .classify_blocking(img.as_raw(), img.width(), img.height(), None)
+                .classify(img.as_raw(), img.width(), img.height(), None)
+                .block_on()
                 .unwrap();
             let want = top5(&g[&format!("{stem}.logits")].1)[0];
             // The largest output: the top class, or a backbone's largest feature.
@@ -358,7 +363,7 @@ fn other_input_sizes_match_timm_and_transformers() {
         let key = format!("{model}.{size}.chelsea");
         let [logit_tol, cls_tol, _, roll_tol] = tolerances(&g[&format!("{key}.torch_f32_error")].1);
         let input = &g[&format!("{key}.input")].1;
-        let pred = classifier.classify_input_blocking(input, None).unwrap();
+        let pred = classifier.classify_input(input, None).block_on().unwrap();
         let want = &g[&format!("{key}.logits")].1;
         let d = [
             max_abs_diff(&pred.logits, want),
@@ -531,7 +536,10 @@ fn transformers_families_read_their_configs() {
     // Registers in transformers' layout: the class token's position folded
     // into it, the registers after it with none, as timm's `no_embed_class`.
     let ck = load("hf_dinov2_reg");
-    assert_eq!(ck.layout, Layout::HuggingFace(HfFamily::Dinov2WithRegisters));
+    assert_eq!(
+        ck.layout,
+        Layout::HuggingFace(HfFamily::Dinov2WithRegisters)
+    );
     let c = &ck.config;
     assert_eq!(
         (c.reg_tokens, c.no_embed_class, c.class_token, c.global_pool),
@@ -624,7 +632,8 @@ fn transformers_5_in_model_names_load_the_same() {
         let input = &g[&format!("{stem}.input")].1;
         let logits = |ck: &Checkpoint| {
             Classifier::new(ck.clone(), Device::flex())
-                .classify_input_blocking(input, None)
+                .classify_input(input, None)
+                .block_on()
                 .unwrap()
                 .logits
         };
@@ -672,7 +681,8 @@ fn transformers_task_models_and_backbones_of_each_family() {
     let input = &g["coffee.input"].1;
     let run = |ck: &Checkpoint| {
         Classifier::new(ck.clone(), Device::flex())
-            .classify_input_blocking(input, None)
+            .classify_input(input, None)
+            .block_on()
             .unwrap()
             .logits
     };
@@ -711,7 +721,8 @@ fn transformers_task_models_and_backbones_of_each_family() {
         head: 0,
     };
     let mean = Classifier::new(teacher_ck.clone(), Device::flex())
-        .walkthrough_blocking(input, &focus)
+        .walkthrough(input, &focus)
+        .block_on()
         .pooled;
     let dist: Vec<f32> = mean
         .iter()
@@ -745,7 +756,7 @@ fn transformers_task_models_and_backbones_of_each_family() {
         layer: 0,
         head: 0,
     };
-    let pooled = full.walkthrough_blocking(input, &focus).pooled;
+    let pooled = full.walkthrough(input, &focus).block_on().pooled;
     assert_eq!(pooled.len(), 192, "the class token and the patches' mean");
     let backbone = rewritten(
         "hf_dinov2",
@@ -754,7 +765,8 @@ fn transformers_task_models_and_backbones_of_each_family() {
     );
     assert!(backbone.notes.iter().any(|n| n.contains("no classifier")));
     let features = Classifier::new(backbone, Device::flex())
-        .classify_input_blocking(input, None)
+        .classify_input(input, None)
+        .block_on()
         .unwrap()
         .logits;
     // The walk-through runs Burn's operations, classification the fused
@@ -795,7 +807,8 @@ fn backbones_load_without_a_classifier() {
         let classifier = Classifier::new(ck.clone(), Device::flex());
         let img = photo("chelsea");
         let p = classifier
-            .classify_blocking(img.as_raw(), img.width(), img.height(), None)
+            .classify(img.as_raw(), img.width(), img.height(), None)
+            .block_on()
             .unwrap();
         assert_eq!(p.logits.len(), 384, "{model}: the class token's features");
         assert!(p.probabilities.is_empty() && p.top(5).is_empty(), "{model}");

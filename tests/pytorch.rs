@@ -10,6 +10,7 @@ mod common;
 
 use burn::tensor::Device;
 use common::*;
+use pollster::FutureExt;
 use vitrine::checkpoint::LoadOptions;
 use vitrine::{Checkpoint, Classifier};
 
@@ -30,7 +31,8 @@ fn with_config_of(model: &str, weights: &[u8], key: Option<&str>) -> Result<Chec
 fn logits(ck: &Checkpoint, model: &str, stem: &str) -> Vec<f32> {
     let g = golden(model);
     Classifier::new(ck.clone(), Device::flex())
-        .classify_input_blocking(&g[&format!("{stem}.input")].1, None)
+        .classify_input(&g[&format!("{stem}.input")].1, None)
+        .block_on()
         .unwrap()
         .logits
 }

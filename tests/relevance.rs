@@ -15,6 +15,7 @@ mod common;
 
 use burn::tensor::Device;
 use common::*;
+use pollster::FutureExt;
 use vitrine::checkpoint::LoadOptions;
 use vitrine::{Checkpoint, Classifier, ClassifyError, F16Matrices};
 
@@ -48,7 +49,8 @@ fn check(model: &str, classifier: &Classifier, label: &str) {
             let ratio = f64::from(r[&format!("{key}.discard_ratio")].1[0]);
             let f32_error = &r[&format!("{key}.torch_f32_error")].1;
             let got = classifier
-                .relevance_input_blocking(input, Some(class), ratio)
+                .relevance_input(input, Some(class), ratio)
+                .block_on()
                 .expect("relevance");
             assert_eq!(got.maps.class, class);
             let pairs = [
@@ -113,15 +115,17 @@ fn maps_follow_the_class_and_keep_no_state() {
     let c = classifier("timm_tiny", &Device::flex());
     let input = &golden("timm_tiny")["chelsea.input"].1;
     let ratio = vitrine::explain::DISCARD_RATIO;
-    let top = c.relevance_input_blocking(input, None, ratio).unwrap();
+    let top = c.relevance_input(input, None, ratio).block_on().unwrap();
     let probs = top.probabilities.clone();
     let best = vitrine::engine::top_k(&probs, 2);
     assert_eq!(top.maps.class, best[0].0, "no class asked: the top one");
     let second = c
-        .relevance_input_blocking(input, Some(best[1].0), ratio)
+        .relevance_input(input, Some(best[1].0), ratio)
+        .block_on()
         .unwrap();
     let again = c
-        .relevance_input_blocking(input, Some(best[0].0), ratio)
+        .relevance_input(input, Some(best[0].0), ratio)
+        .block_on()
         .unwrap();
     assert_eq!(again.maps, top.maps, "the top class's maps changed");
     for which in [
@@ -140,7 +144,7 @@ fn maps_follow_the_class_and_keep_no_state() {
     // The logits the maps came with are the classification's (natively
     // the classification takes the fused blocks, the maps Burn's
     // operations, so within float32 rounding).
-    let plain = c.classify_input_blocking(input, None).unwrap();
+    let plain = c.classify_input(input, None).block_on().unwrap();
     let d = max_abs_diff(&plain.logits, &top.logits);
     assert!(
         d <= 1e-5 * largest(&plain.logits).max(1.0),
@@ -152,7 +156,10 @@ fn maps_follow_the_class_and_keep_no_state() {
 fn impossible_questions_get_errors() {
     let c = classifier("timm_d96", &Device::flex());
     let input = &golden("timm_d96")["coffee.input"].1;
-    let e = c.relevance_input_blocking(input, Some(7), 0.9).unwrap_err();
+    let e = c
+        .relevance_input(input, Some(7), 0.9)
+        .block_on()
+        .unwrap_err();
     assert_eq!(
         e,
         ClassifyError::NoSuchClass {
@@ -162,14 +169,15 @@ fn impossible_questions_get_errors() {
     );
     assert!(e.to_string().contains("0 to 6"), "{e}");
     for bad in [1.0, -0.1, f64::NAN] {
-        let e = c.relevance_input_blocking(input, None, bad).unwrap_err();
+        let e = c.relevance_input(input, None, bad).block_on().unwrap_err();
         assert!(matches!(e, ClassifyError::DiscardRatio(_)), "{bad}: {e}");
     }
     // A pass that needs more memory than allowed is refused, sizes named.
     let needed = c.relevance_bytes();
     let capped = classifier("timm_d96", &Device::flex()).with_relevance_budget(needed - 1);
     let e = capped
-        .relevance_input_blocking(input, None, 0.9)
+        .relevance_input(input, None, 0.9)
+        .block_on()
         .unwrap_err();
     assert_eq!(
         e,
@@ -183,11 +191,12 @@ fn impossible_questions_get_errors() {
         "{e}"
     );
     let fits = classifier("timm_d96", &Device::flex()).with_relevance_budget(needed);
-    assert!(fits.relevance_input_blocking(input, None, 0.9).is_ok());
+    assert!(fits.relevance_input(input, None, 0.9).block_on().is_ok());
     let backbone = classifier("timm_dino", &Device::flex());
     let input = &golden("timm_dino")["astronaut.input"].1;
     let e = backbone
-        .relevance_input_blocking(input, None, 0.9)
+        .relevance_input(input, None, 0.9)
+        .block_on()
         .unwrap_err();
     assert_eq!(e, ClassifyError::NoClassifier);
 }

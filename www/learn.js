@@ -2,8 +2,8 @@
 // with the values the Rust engine computed (worker message 'walkthrough').
 import { colour, drawMap, inputPicture } from './overlay.js';
 import { LANGUAGES, TEXT } from './learn-text.js';
+import { $ } from './dom.js';
 
-const $ = (id) => document.getElementById(id);
 let lang = (() => {
   try { return localStorage.getItem('vitrine-lang') ?? 'en'; } catch { return 'en'; }
 })();
@@ -69,7 +69,7 @@ function distancePlot(distances, layers, heads, maxDistance, t) {
   const ns = 'http://www.w3.org/2000/svg';
   const svg = document.createElementNS(ns, 'svg');
   svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
-  svg.setAttribute('width', W);
+  svg.setAttribute('width', String(W));
   svg.setAttribute('role', 'img');
   svg.setAttribute('aria-label', t.distanceAxis);
   const add = (tag, attrs, text) => {
@@ -218,9 +218,9 @@ export function setupLearn({ run, state, relevance }) {
     steps.push([grid]);
     // 6. the chosen layer
     const layerPick = el('label', {}, `${t.layer} `, el('select', { id: 'learn-layer' },
-      ...Array.from({ length: s.layers }, (_, l) => new Option(String(l), l))));
+      ...Array.from({ length: s.layers }, (_, l) => new Option(String(l), String(l)))));
     const headPick = el('label', {}, `${t.head} `, el('select', { id: 'learn-head' },
-      ...Array.from({ length: s.heads }, (_, h) => new Option(String(h), h))));
+      ...Array.from({ length: s.heads }, (_, h) => new Option(String(h), String(h)))));
     layerPick.querySelector('select').value = focus.layer;
     headPick.querySelector('select').value = focus.head;
     layerPick.querySelector('select').addEventListener('change', (e) => { focus.layer = Number(e.target.value); refresh(); });

@@ -1,21 +1,32 @@
+// @ts-check
 // The call protocol between a page and worker.js: numbered requests, one
-// answer each ({ id, type } or { id, type: 'error', message, fatal }).
-// Used by the app and the bench page alike.
+// answer each ({ id, type } or { id, type: 'error', message, fatal }); the
+// messages themselves are listed in protocol.js. Used by the app and the
+// bench page alike.
+import { checkRequest } from './protocol.js';
+
+/** @typedef {import('./protocol.js').Request} Request */
+/** @typedef {import('./protocol.js').Answer} Answer */
 
 /**
  * Starts a worker on `backend` ('webgpu', 'cpu' or null for its choice) and
  * wasm module `simd` ('simd128' or null). `ready` resolves with the
  * worker's choice ({ backend, reason, simd }), or rejects when it could not
  * start. A crash inside the worker rejects every pending request as fatal.
+ * @param {string | null} backend
+ * @param {string | null} simd
  */
 export function connect(backend, simd) {
   const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  /** @type {Map<number, { resolve: (a: any) => void, reject: (e: Error) => void, onProgress?: (p: any) => void }>} */
   const pending = new Map();
   let n = 0;
+  /** @param {Error} error */
   const rejectAll = (error) => {
     for (const p of pending.values()) p.reject(error);
     pending.clear();
   };
+  /** @type {Promise<{ backend: string, reason: string, simd: string }>} */
   const ready = new Promise((resolve, reject) => {
     worker.onmessage = ({ data }) => {
       if (data.type === 'ready') return resolve(data);
@@ -35,8 +46,15 @@ export function connect(backend, simd) {
   worker.postMessage({ type: 'init', backend, simd });
   return {
     ready,
-    /** Sends `message` and resolves with the worker's answer to it; `onProgress` hears its progress reports. */
+    /**
+     * Sends `message` and resolves with the worker's answer to it;
+     * `onProgress` hears its progress reports.
+     * @param {Request} message
+     * @param {(p: { stage: string, done: number, total: number }) => void} [onProgress]
+     * @returns {Promise<any>}
+     */
     request(message, onProgress) {
+      checkRequest(message);
       const id = ++n;
       return new Promise((resolve, reject) => {
         pending.set(id, { resolve, reject, onProgress });

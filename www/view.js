@@ -2,8 +2,8 @@
 // attention map over it, the per-head grid, the top-5 and the timings. The
 // maps come computed from Rust; overlay.js draws them.
 import { drawMap, drawPatchCursor, headMap, inputPicture, patchRow, thresholdMask } from './overlay.js';
+import { $, one } from './dom.js';
 
-const $ = (id) => document.getElementById(id);
 
 /** One line about a model's shape and size (`info` as the worker gives it). */
 export function describeModel(name, { config: c, parameters, weightBytes, executor }) {
@@ -43,6 +43,66 @@ export function sizeChoices(native, patch) {
   return [...new Set([...sizes, native])].sort((a, b) => a - b);
 }
 
+/**
+ * The controls that depend on the model in use: the layer slider, the
+ * map menu, "why this class" (a backbone has no class to explain), the
+ * input sizes, a training checkpoint's choice of weights, the model line.
+ */
+export function showModel(info) {
+  const c = info.config;
+  $('layer').max = c.depth - 1;
+  $('layer').value = c.depth - 1;
+  $('layer-out').textContent = c.depth - 1;
+  const why = one('input[name="show"][value="relevance"]');
+  why.disabled = !c.num_classes;
+  why.parentElement.title = c.num_classes ? '' : 'This model has no classifier (a backbone): there is no class to explain.';
+  if (!c.num_classes) one('input[name="show"][value="attention"]').checked = true;
+  $('head').replaceChildren();
+  mapChoices(showNow(), c.num_heads);
+  $('model-info').textContent = describeModel(info.name, info); // names are text, never HTML
+  const [native] = info.nativeSize;
+  $('resolution').replaceChildren(...sizeChoices(native, c.patch_size).map((px) => {
+    const grid = px / c.patch_size;
+    return new Option(`${px} px (${grid}×${grid} patches)${px === native ? ', its own' : ''}`, px, false, px === c.img_size[0]);
+  }));
+  $('resolution').disabled = false;
+  // A training checkpoint with more than one model (DINO's teacher and student): choose.
+  const keys = info.weightsKeys ?? [];
+  $('weights-key-row').hidden = keys.length < 2;
+  $('weights-key').replaceChildren(...keys.map((k) => new Option(k, k, false, k === info.weightsKey)));
+  $('weights-key').disabled = false;
+  document.body.dataset.model = info.name;
+  document.body.dataset.ready = 'true';
+  clearResults();
+}
+
+/**
+ * The notices, each kind in its place: a problem in red, a warning, and
+ * the notes on the model and the image as sentences.
+ */
+export function renderNotices({ error, warning, modelNotes, imageNotes }) {
+  $('message').textContent = error;
+  $('warning').textContent = warning;
+  $('note').textContent = [...modelNotes, ...imageNotes].join(' ');
+}
+
+/** Saves the picture with its overlay as a PNG named after the view. */
+export async function downloadView(patch) {
+  const out = new OffscreenCanvas($('image').width, $('image').height);
+  const ctx = out.getContext('2d');
+  ctx.drawImage($('image'), 0, 0);
+  ctx.globalAlpha = Number($('opacity').value);
+  ctx.drawImage($('overlay'), 0, 0);
+  const blob = await out.convertToBlob({ type: 'image/png' });
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = `vitrine-layer${layerNow()}-${$('head').value}${patch >= 0 ? `-patch${patch}` : ''}.png`;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+}
+
 /** Empties the result panes. */
 export function clearResults() {
   for (const id of ['top', 'heads']) $(id).replaceChildren();
@@ -53,7 +113,7 @@ export function clearResults() {
 
 export const layerNow = () => Number($('layer').value);
 /** 'attention' (where it looks) or 'relevance' (why this class). */
-export const showNow = () => document.querySelector('input[name="show"]:checked').value;
+export const showNow = () => one('input[name="show"]:checked').value;
 const NAMED = ['mean', 'rollout', 'chefer', 'grad-rollout'];
 const headNow = () => (NAMED.includes($('head').value) ? $('head').value : Number($('head').value));
 
@@ -74,7 +134,7 @@ export function mapChoices(mode, heads) {
   const at = WHOLE[other].findIndex(([v]) => v === was);
   const keep = at >= 0 ? WHOLE[mode][at][0] : was;
   $('head').replaceChildren(...WHOLE[mode].map(([v, t]) => new Option(t, v)),
-    ...Array.from({ length: heads }, (_, h) => new Option(`head ${h}`, h)));
+    ...Array.from({ length: heads }, (_, h) => new Option(`head ${h}`, String(h))));
   $('head').value = [...$('head').options].some((o) => o.value === keep) ? keep : WHOLE[mode][0][0];
 }
 
@@ -105,7 +165,7 @@ function relevanceMap({ current, info }) {
 }
 const style = () => ({
   colormap: $('colormap').value,
-  smooth: document.querySelector('input[name="upsample"]:checked').value === 'smooth',
+  smooth: one('input[name="upsample"]:checked').value === 'smooth',
 });
 
 /** The map now chosen: a CLS row (or the patches' mean row), the rollout, or the pointed patch's row. */
@@ -149,7 +209,7 @@ export function renderView(state) {
   const ctx = img.getContext('2d');
   ctx.fillStyle = 'black';
   ctx.fillRect(0, 0, img.width, img.height);
-  if (document.querySelector('input[name="picture"]:checked').value === 'input') {
+  if (one('input[name="picture"]:checked').value === 'input') {
     // The tensor the model received, its normalisation undone: pixel for pixel.
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(inputPicture(result.input, info.preprocess), 0, 0, img.width, img.height);

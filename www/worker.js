@@ -1,6 +1,7 @@
 // The model runs here, off the main thread: the page never freezes.
 import init, { Vitrine } from './pkg/vitrine.js';
 import { readBlob } from './progress.js';
+import { ANSWERS, checkRequest } from './protocol.js';
 
 let model = null;
 let modelSeq = -1; // the page's number for the load that gave `model`: a later-numbered load wins
@@ -76,7 +77,7 @@ async function load(files, seq, id) {
     files.imageSize, files.name, files.key, report, files.keepF16);
   weights = undefined;
   const next = await loading;
-  const info = JSON.parse(next.info());
+  const info = next.info();
   if (seq < modelSeq) {
     next.free();
     return { info, superseded: true };
@@ -103,6 +104,43 @@ self.onmessage = (event) => {
   queue = queue.then(() => handle(event));
 };
 
+/** Needs a model: the requests about an image. */
+function loaded() {
+  if (!model) throw new Error('no model is loaded yet');
+  return model;
+}
+
+/** Each request of protocol.js, answered with the fields of its answer. */
+const handlers = {
+  load: async (data) => load(data.files, data.seq ?? 0, data.id),
+  classify: async (data) => {
+    const m = loaded();
+    // The model keeps the prepared image for the questions below. Until
+    // this classification succeeds, the image the model keeps is not known
+    // for sure (a failure after preprocessing keeps the new one).
+    keptImage = null;
+    const result = await m.classify(new Uint8Array(data.rgba), data.width, data.height, undefined);
+    keptImage = data.image;
+    return { result };
+  },
+  // The forward pass step by step on the last image (the teaching view).
+  walkthrough: async (data) => ({ walk: await loaded().walkthrough(Uint32Array.from(data.patches), data.layer, data.head) }),
+  // Why this class: a backward pass, only when asked, on the kept image if
+  // it is still the one the page means.
+  relevance: async (data) => {
+    const m = loaded();
+    if (data.image !== keptImage) return { stale: true };
+    return { relevance: await m.relevance(data.class, data.discardRatio) };
+  },
+  // One layer's full [H, N+1, N+1] attention (and its head mean) for the
+  // last image, read back only on request.
+  attention: async (data) => {
+    const { layerAttention, layerMean } = await loaded().attention(data.layer);
+    return { layerAttention, layerMean };
+  },
+  memory: async () => ({ wasmBytes: memory.buffer.byteLength, device: model?.memory() ?? null }),
+};
+
 async function handle({ data }) {
   try {
     if (data.type === 'init') {
@@ -115,46 +153,12 @@ async function handle({ data }) {
         return { ...choice, simd: module.simd };
       })();
       self.postMessage({ type: 'ready', ...(await ready) });
-    } else if (data.type === 'load') {
-      await ready;
-      self.postMessage({ type: 'loaded', id: data.id, ...(await load(data.files, data.seq ?? 0, data.id)) });
-    } else if (data.type === 'classify') {
-      await ready;
-      if (!model) throw new Error('no model is loaded yet');
-      // The model keeps the prepared image for the questions below.
-      // Until this classification succeeds, the image the model keeps is
-      // not known for sure (a failure after preprocessing keeps the new one).
-      keptImage = null;
-      const result = await model.classify(new Uint8Array(data.rgba), data.width, data.height, undefined);
-      keptImage = data.image;
-      self.postMessage({ type: 'result', id: data.id, result });
-    } else if (data.type === 'walkthrough') {
-      // The forward pass step by step on the last image (the teaching view).
-      await ready;
-      if (!model) throw new Error('no model is loaded yet');
-      const walk = await model.walkthrough(Uint32Array.from(data.patches), data.layer, data.head);
-      self.postMessage({ type: 'walkthrough', id: data.id, walk });
-    } else if (data.type === 'relevance') {
-      // Why this class: a backward pass, only when asked, on the kept image
-      // if it is still the one the page means.
-      await ready;
-      if (!model) throw new Error('no model is loaded yet');
-      if (data.image !== keptImage) {
-        self.postMessage({ type: 'relevance', id: data.id, stale: true });
-        return;
-      }
-      const relevance = await model.relevance(data.class, data.discardRatio);
-      self.postMessage({ type: 'relevance', id: data.id, relevance });
-    } else if (data.type === 'memory') {
-      await ready;
-      self.postMessage({ type: 'memory', id: data.id, wasmBytes: memory.buffer.byteLength, device: model?.memory() ?? null });
-    } else if (data.type === 'attention') {
-      // One layer's full [H, N+1, N+1] attention (and its head mean) for the last image, read back only on request.
-      await ready;
-      if (!model) throw new Error('no model is loaded yet');
-      const { layerAttention, layerMean } = await model.attention(data.layer);
-      self.postMessage({ type: 'attention', id: data.id, layerAttention, layerMean });
+      return;
     }
+    checkRequest(data);
+    await ready;
+    const answer = await handlers[data.type](data);
+    self.postMessage({ type: ANSWERS[data.type], id: data.id, ...answer });
   } catch (e) {
     // A trap (a Rust panic aborts) or a lost device leaves this worker unusable: say so.
     const fatal = e instanceof WebAssembly.RuntimeError || /device (was )?lost|unreachable/i.test(String(e?.message ?? e));

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use super::CheckpointError;
 use super::error::human_bytes;
 use super::safetensors::{Dtype, SafeTensors, TensorView};
 use super::stored::{Entry, Stored};
-use super::CheckpointError;
 
 /// How much a device can hold, in bytes of weights.
 #[derive(Clone, Debug, PartialEq)]

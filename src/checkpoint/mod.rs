@@ -54,6 +54,10 @@ pub struct Checkpoint {
     pub layout: Layout,
     /// What was assumed or inferred rather than read from a config, for the user.
     pub notes: Vec<String>,
+    /// The model's name as its config gives it: timm's architecture
+    /// (`vit_small_patch16_224.dino`), transformers' repo
+    /// (`facebook/dino-vits16`) or class; `None` without a config.
+    pub name: Option<String>,
     /// For a PyTorch training checkpoint, the key its weights were read
     /// from (DINO's `teacher`), and every key that holds weights.
     pub weights_key: Option<String>,
@@ -220,7 +224,8 @@ impl<'a> LoadOptions<'a> {
         let tensors = stored::read(&file, self.progress)?;
         // 3. The family's names → the model's.
         let (tensors, unused) = family::convert(layout, tensors)?;
-        let (keep_f16, note) = budget::check_held(&tensors, &plan, &self.limits, self.f16_matrices)?;
+        let (keep_f16, note) =
+            budget::check_held(&tensors, &plan, &self.limits, self.f16_matrices)?;
         notes.extend(note);
         notes.extend(unused.into_iter().map(String::from));
         // 4. The config, and every tensor checked against it.
@@ -246,6 +251,7 @@ impl<'a> LoadOptions<'a> {
             .labels
             .unwrap_or_else(|| default_labels(config.num_classes));
         let mut checkpoint = Checkpoint {
+            name: configured.name,
             native_size: config.img_size,
             config,
             preprocess: configured.preprocess,

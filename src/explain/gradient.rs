@@ -133,33 +133,8 @@ pub fn attention_gradients(
     class: usize,
     eps: f64,
 ) -> Vec<Tensor<3>> {
+    let mut g = head_back(model, &forward.last, &forward.tokens, class, eps);
     let [t, d] = forward.last.dims();
-    let device = forward.last.device();
-    let column = |head: &Linear| -> Tensor<1> {
-        let [inputs, _] = head.weight.val().dims();
-        head.weight
-            .val()
-            .slice([0..inputs, class..class + 1])
-            .cast(DType::F32)
-            .reshape([inputs])
-    };
-    // The gradient reaching the final tokens, [T, D].
-    let mut g = match (&model.head, &model.head_dist) {
-        // Distilled DeiT: the two heads' mean on tokens 0 and 1.
-        (Some(head), Some(dist)) => Tensor::cat(
-            vec![
-                column(head).mul_scalar(0.5).reshape([1, d]),
-                column(dist).mul_scalar(0.5).reshape([1, d]),
-                Tensor::zeros([t - 2, d], &device),
-            ],
-            0,
-        ),
-        (Some(head), None) => pool_back(model, forward, column(head), eps),
-        (None, _) => panic!("a model without a head has no class to explain"),
-    };
-    if let Some(norm) = &model.norm {
-        g = layer_norm_back(norm, eps, forward.last.clone(), g);
-    }
 
     let mut gradients = Vec::with_capacity(model.depth());
     for (i, (block, saved)) in model.blocks.iter().zip(&forward.blocks).enumerate().rev() {
@@ -212,12 +187,57 @@ pub fn attention_gradients(
     gradients
 }
 
+/// The gradient of logit `class` reaching the last block's output `last`
+/// [T, D], through the head, the pooling and the final norm (whose output,
+/// the head's input, is `tokens`).
+pub fn head_back(
+    model: &VisionTransformer,
+    last: &Tensor<2>,
+    tokens: &Tensor<2>,
+    class: usize,
+    eps: f64,
+) -> Tensor<2> {
+    let [t, d] = last.dims();
+    let device = last.device();
+    let column = |head: &Linear| -> Tensor<1> {
+        let [inputs, _] = head.weight.val().dims();
+        head.weight
+            .val()
+            .slice([0..inputs, class..class + 1])
+            .cast(DType::F32)
+            .reshape([inputs])
+    };
+    // The gradient reaching the final tokens, [T, D].
+    let g = match (&model.head, &model.head_dist) {
+        // Distilled DeiT: the two heads' mean on tokens 0 and 1.
+        (Some(head), Some(dist)) => Tensor::cat(
+            vec![
+                column(head).mul_scalar(0.5).reshape([1, d]),
+                column(dist).mul_scalar(0.5).reshape([1, d]),
+                Tensor::zeros([t - 2, d], &device),
+            ],
+            0,
+        ),
+        (Some(head), None) => pool_back(model, last, tokens, column(head), eps),
+        (None, _) => panic!("a model without a head has no class to explain"),
+    };
+    match &model.norm {
+        Some(norm) => layer_norm_back(norm, eps, last.clone(), g),
+        None => g,
+    }
+}
+
 /// The gradient reaching the final tokens [T, D] from `g` (the head's
 /// column of the class) at the pooled features.
-fn pool_back(model: &VisionTransformer, forward: &Forward, g: Tensor<1>, eps: f64) -> Tensor<2> {
-    let [t, d] = forward.last.dims();
-    let device = forward.last.device();
-    let tokens = &forward.tokens;
+fn pool_back(
+    model: &VisionTransformer,
+    last: &Tensor<2>,
+    tokens: &Tensor<2>,
+    g: Tensor<1>,
+    eps: f64,
+) -> Tensor<2> {
+    let [t, d] = last.dims();
+    let device = last.device();
     let p = t - model.num_patches();
     let n = model.num_patches();
     let mut g = g.reshape([1, -1]);

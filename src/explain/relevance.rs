@@ -30,7 +30,6 @@
 use burn::tensor::{Tensor, TensorData};
 
 use super::trace::MapQueries;
-use crate::model::VisionTransformer;
 
 /// vit-explain's default share of each layer's fused attention that
 /// gradient-weighted rollout discards.
@@ -136,22 +135,6 @@ pub fn device_maps(layers: Vec<(Tensor<3>, Tensor<3>)>, q: MapQueries) -> Releva
         tokens: t,
         queries: q,
     }
-}
-
-/// One image's forward pass and the gradient of logit `class` with respect
-/// to every layer's attention, by hand ([`super::gradient`]), formed into
-/// the maps' device half. `eps` is the model's LayerNorm epsilon.
-pub fn relevance_tensors(
-    model: &VisionTransformer,
-    forward: &super::gradient::Forward,
-    class: usize,
-    eps: f64,
-) -> RelevanceTensors {
-    let gradients = super::gradient::attention_gradients(model, forward, class, eps);
-    device_maps(
-        forward.weights().into_iter().zip(gradients).collect(),
-        MapQueries::of(model),
-    )
 }
 
 /// The map row of the product M_L ⋯ M_1 over the patches, [1, N], where

@@ -5,11 +5,11 @@
 #[cfg(not(target_arch = "wasm32"))]
 use rayon::prelude::*;
 
-#[cfg(target_arch = "wasm32")]
-use serial::*;
 use super::kernels::softmax_rows;
 #[cfg(any(target_arch = "wasm32", test))]
 use super::matmul::gemm_add;
+#[cfg(target_arch = "wasm32")]
+use serial::*;
 
 /// softmax(Q·Kᵀ/√d)·V of every image and head, from `qkv` ([B·T, 3D]: each
 /// row a token's queries, keys and values, heads side by side) into
@@ -60,10 +60,20 @@ pub(super) fn attention(
     });
 }
 
+/// A buffer's start, shared by tasks that each write their own part of it.
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(super) struct SendPtr(pub(super) *mut f32);
 
 impl SendPtr {
+    /// `len` values from `start` on.
+    ///
+    /// # Safety
+    /// They are inside the buffer, and no one else reads or writes them
+    /// while the slice lives.
+    pub(super) unsafe fn rows<'a>(self, start: usize, len: usize) -> &'a mut [f32] {
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
+    }
+
     /// # Safety
     /// As `pointer::add`.
     unsafe fn add(self, offset: usize) -> *mut f32 {

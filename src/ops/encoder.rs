@@ -27,15 +27,14 @@
 //! block has the same sizes; anything else (WebGPU, training) keeps Burn's
 //! operations.
 
-
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Tensor, TensorData};
 #[cfg(not(target_arch = "wasm32"))]
 use rayon::{current_num_threads, prelude::*};
 
-use super::attention::{attention, product};
 #[cfg(target_arch = "wasm32")]
 use super::attention::serial::*;
+use super::attention::{SendPtr, attention, product};
 use super::host::{Values, Weight};
 use super::kernels::gelu_in_place;
 use super::matmul::gemm_add;
@@ -61,10 +60,10 @@ pub struct BlockParams<'a> {
     pub heads: usize,
 }
 
-struct Norm {
-    gamma: Values,
+pub(super) struct Norm {
+    pub(super) gamma: Values,
     beta: Option<Values>,
-    eps: f32,
+    pub(super) eps: f32,
 }
 
 impl Norm {
@@ -80,7 +79,7 @@ impl Norm {
     }
 
     /// `out` = LayerNorm of each row of `x` (rows as wide as gamma).
-    fn rows(&self, x: &[f32], out: &mut [f32]) {
+    pub(super) fn rows(&self, x: &[f32], out: &mut [f32]) {
         let gamma = self.gamma.get();
         let beta = self.beta.as_ref().map(Values::get);
         for (x, out) in x
@@ -108,11 +107,11 @@ impl Norm {
     }
 }
 
-struct Dense {
+pub(super) struct Dense {
     /// [inputs, outputs], Burn's layout: f32, or f16 as the file held it.
-    weight: Weight,
+    pub(super) weight: Weight,
     bias: Option<Values>,
-    outputs: usize,
+    pub(super) outputs: usize,
 }
 
 impl Dense {
@@ -129,7 +128,7 @@ impl Dense {
     }
 
     /// `out` = `x`·W + b for the rows of `x` (`out`'s rows `outputs` wide).
-    fn forward(&self, x: &[f32], out: &mut [f32]) {
+    pub(super) fn forward(&self, x: &[f32], out: &mut [f32]) {
         match &self.bias {
             Some(b) => out
                 .chunks_exact_mut(self.outputs)
@@ -198,19 +197,19 @@ impl Dense {
     }
 }
 
-struct BlockWeights {
-    norm1: Norm,
-    qkv: Dense,
-    q_norm: Option<Norm>,
-    k_norm: Option<Norm>,
-    proj: Dense,
-    ls1: Option<Values>,
-    norm2: Norm,
-    fc1: Dense,
-    fc2: Dense,
-    ls2: Option<Values>,
-    quick_gelu: bool,
-    heads: usize,
+pub(super) struct BlockWeights {
+    pub(super) norm1: Norm,
+    pub(super) qkv: Dense,
+    pub(super) q_norm: Option<Norm>,
+    pub(super) k_norm: Option<Norm>,
+    pub(super) proj: Dense,
+    pub(super) ls1: Option<Values>,
+    pub(super) norm2: Norm,
+    pub(super) fc1: Dense,
+    pub(super) fc2: Dense,
+    pub(super) ls2: Option<Values>,
+    pub(super) quick_gelu: bool,
+    pub(super) heads: usize,
 }
 
 impl BlockWeights {
@@ -255,12 +254,23 @@ impl BlockWeights {
     }
 
     /// The rest of the block on some rows, after attention: `x` +=
-    /// proj(`context`), then `x` += MLP(LayerNorm(`x`)).
-    fn finish(&self, x: &mut [f32], context: &[f32], rows: &mut Scratch) {
+    /// proj(`context`), then `x` += MLP(LayerNorm(`x`)); `keep`, when
+    /// given, gets `x` after attention and the MLP's pre-activation.
+    fn finish(
+        &self,
+        x: &mut [f32],
+        context: &[f32],
+        rows: &mut Scratch,
+        keep: Option<(&mut [f32], &mut [f32])>,
+    ) {
         self.proj
             .residual(context, x, self.ls1.as_ref(), rows.normed);
         self.norm2.rows(x, rows.normed);
         self.fc1.forward(rows.normed, rows.hidden);
+        if let Some((mid, hidden)) = keep {
+            mid.copy_from_slice(x);
+            hidden.copy_from_slice(rows.hidden);
+        }
         if self.quick_gelu {
             // timm's QuickGELU: x · sigmoid(1.702 x).
             for v in rows.hidden.iter_mut() {
@@ -282,7 +292,7 @@ struct Scratch<'a> {
 
 /// The encoder's weights, read in place, when the fused path can run them.
 pub struct FusedEncoder {
-    blocks: Vec<BlockWeights>,
+    pub(super) blocks: Vec<BlockWeights>,
     norm: Option<Norm>,
 }
 
@@ -338,7 +348,27 @@ impl FusedEncoder {
 
     /// tokens [B, T, D] → the final norm's output [B, T, D]; `look(i, A)`
     /// sees block i's attention weights [B, heads, T, T] when given.
-    pub fn encode(&self, tokens: Tensor<3>, mut look: Option<LookAttention>) -> Tensor<3> {
+    pub fn encode(&self, tokens: Tensor<3>, look: Option<LookAttention>) -> Tensor<3> {
+        self.run(tokens, look, None)
+    }
+
+    /// [`FusedEncoder::encode`], keeping what the backward pass of
+    /// `super::backward` needs of each block.
+    pub fn encode_keeping(&self, tokens: Tensor<3>) -> (Tensor<3>, Kept) {
+        let mut kept = Kept {
+            blocks: Vec::with_capacity(self.blocks.len()),
+            last: Vec::new(),
+        };
+        let out = self.run(tokens, None, Some(&mut kept));
+        (out, kept)
+    }
+
+    fn run(
+        &self,
+        tokens: Tensor<3>,
+        mut look: Option<LookAttention>,
+        mut keep: Option<&mut Kept>,
+    ) -> Tensor<3> {
         let device = tokens.device();
         let [b, t, d] = tokens.dims();
         let first = &self.blocks[0];
@@ -381,7 +411,30 @@ impl FusedEncoder {
                 None => std::mem::take(&mut scores),
             };
             weights.resize(len, 0.0);
+            let input = keep.is_some().then(|| (x.clone(), qkv.clone()));
             attention(&qkv, &mut weights, &mut context, [b, t, d], heads, threads);
+            // What the backward pass needs of this block, filled below.
+            let kept = match (keep.as_deref_mut(), input) {
+                (Some(k), Some((input, qkv))) => {
+                    k.blocks.push(BlockKeep {
+                        input,
+                        qkv,
+                        weights: weights.clone(),
+                        mid: vec![0.0; rows * d],
+                        hidden: vec![0.0; rows * hidden_width],
+                    });
+                    if i + 1 == self.blocks.len() {
+                        k.last = vec![0.0; rows * d];
+                    }
+                    let (block, last) = (k.blocks.last_mut().expect("just pushed"), &mut k.last);
+                    Some(KeepAt {
+                        mid: SendPtr(block.mid.as_mut_ptr()),
+                        hidden: SendPtr(block.hidden.as_mut_ptr()),
+                        last: SendPtr(last.as_mut_ptr()),
+                    })
+                }
+                _ => None,
+            };
             match look.as_mut() {
                 Some(look) => {
                     let w =
@@ -396,25 +449,70 @@ impl FusedEncoder {
                 .zip(normed.par_chunks_mut(chunk * d))
                 .zip(hidden.par_chunks_mut(chunk * hidden_width.max(1)))
                 .zip(qkv.par_chunks_mut(chunk * 3 * d))
-                .for_each(|((((x, context), normed), hidden), qkv)| {
+                .enumerate()
+                .for_each(|(c, ((((x, context), normed), hidden), qkv))| {
                     let rows = x.len() / d;
                     let mut scratch = Scratch {
                         normed: &mut normed[..rows * d],
                         hidden: &mut hidden[..rows * hidden_width],
                     };
-                    block.finish(x, context, &mut scratch);
+                    let first_row = c * chunk;
+                    // SAFETY: each chunk writes its own rows of the kept
+                    // buffers, sized for every row above.
+                    let keep = kept.map(|k| unsafe {
+                        (
+                            k.mid.rows(first_row * d, rows * d),
+                            k.hidden.rows(first_row * hidden_width, rows * hidden_width),
+                        )
+                    });
+                    block.finish(x, context, &mut scratch, keep);
                     match (next, &self.norm) {
                         (Some(next), _) => next.project(x, scratch.normed, qkv),
-                        (None, Some(norm)) => {
-                            norm.rows(x, scratch.normed);
-                            x.copy_from_slice(scratch.normed);
+                        (None, norm) => {
+                            if let Some(k) = kept {
+                                // SAFETY: as above.
+                                unsafe { k.last.rows(first_row * d, rows * d) }.copy_from_slice(x);
+                            }
+                            if let Some(norm) = norm {
+                                norm.rows(x, scratch.normed);
+                                x.copy_from_slice(scratch.normed);
+                            }
                         }
-                        (None, None) => {}
                     }
                 });
         }
         Tensor::from_data(TensorData::new(x, [b, t, d]), &device)
     }
+}
+
+/// What the backward pass needs of one block's forward pass, row-major.
+pub struct BlockKeep {
+    /// The block's input x, [B·T, D].
+    pub input: Vec<f32>,
+    /// Queries, keys and values as attention used them (after QK norm),
+    /// [B·T, 3D].
+    pub qkv: Vec<f32>,
+    /// The attention weights, [B, H, T, T].
+    pub weights: Vec<f32>,
+    /// x + attention, [B·T, D].
+    pub mid: Vec<f32>,
+    /// The MLP's first layer's output before its activation, [B·T, hidden].
+    pub hidden: Vec<f32>,
+}
+
+/// What [`FusedEncoder::encode_keeping`] kept.
+pub struct Kept {
+    pub blocks: Vec<BlockKeep>,
+    /// The last block's output, before the final norm, [B·T, D].
+    pub last: Vec<f32>,
+}
+
+/// Where the chunks of one block write what is kept.
+#[derive(Clone, Copy)]
+struct KeepAt {
+    mid: SendPtr,
+    hidden: SendPtr,
+    last: SendPtr,
 }
 
 /// LayerNorm of one row, as Burn's: (x − mean)/√(var + eps)·γ + β, the

@@ -8,6 +8,8 @@
 #[cfg(feature = "cpu")]
 mod attention;
 #[cfg(feature = "cpu")]
+mod backward;
+#[cfg(feature = "cpu")]
 pub mod encoder;
 #[cfg(feature = "cpu")]
 pub mod host;

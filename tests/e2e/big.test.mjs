@@ -32,7 +32,7 @@ test('ViT-S/16 dropped on the page: the load says each stage, the answer agrees 
       .observe(document.getElementById('load-status'), { childList: true, characterData: true, subtree: true });
   });
   await page.setInputFiles('#file', ['model.safetensors', 'config.json'].map((f) => path.join(model, f)));
-  await page.waitForFunction(() => document.body.dataset.model === 'model.safetensors', null, { timeout: 300_000 });
+  await page.waitForFunction(() => document.body.dataset.model === 'vit_small_patch16_224', null, { timeout: 300_000 });
   await page.waitForFunction(() => document.body.dataset.loadMs !== undefined);
   const loadMs = Number(await page.evaluate(() => document.body.dataset.loadMs)); // as the page timed it
   const stages = await page.evaluate(() => document.body.dataset.loadStages);
@@ -74,7 +74,7 @@ test('ViT-S/16 with its f16 matrices kept in f16 (?f16=keep): the same answer bi
   assert.ok(widened, 'the widened run came first');
   const { page, errors } = await open(site, '?backend=cpu&f16=keep');
   await page.setInputFiles('#file', ['model.safetensors', 'config.json'].map((f) => path.join(model, f)));
-  await page.waitForFunction(() => document.body.dataset.model === 'model.safetensors', null, { timeout: 300_000 });
+  await page.waitForFunction(() => document.body.dataset.model === 'vit_small_patch16_224', null, { timeout: 300_000 });
   assert.match(await page.textContent('#model-info'), /22\.\d M parameters \(4\d MB in memory, matrices in f16\)/);
   const got = await classify(page, path.join(fixtures, 'images/chelsea.png'));
   // The kernel widens each half exactly as it packs it: the same sums.

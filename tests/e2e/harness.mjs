@@ -1,5 +1,6 @@
 // Shared by the browser tests: the built site served locally, a headless
 // Chromium on it, and helpers to drive the page and the native CLI.
+import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -74,6 +75,24 @@ export async function classify(page, file) {
   const before = await classifiedId(page);
   await page.setInputFiles('#file', file);
   return nextResult(page, before);
+}
+
+/**
+ * Holds an object the wasm handle returned (its `keys`) to the interface
+ * `name` of www/vitrine.d.ts: every required field there, and no field the
+ * declaration lacks (unless it is open).
+ */
+export function assertDeclared(keys, name) {
+  const text = fs.readFileSync(path.join(root, 'www/vitrine.d.ts'), 'utf8');
+  const body = text.match(new RegExp(`export interface ${name} \\{([\\s\\S]*?)\\n\\}`))?.[1];
+  assert.ok(body, `vitrine.d.ts declares ${name}`);
+  const fields = [...body.matchAll(/^ {2}(\w+)(\??):/gm)];
+  const required = fields.filter((f) => !f[2]).map((f) => f[1]);
+  const all = fields.map((f) => f[1]);
+  for (const f of required) assert.ok(keys.includes(f), `${name} lacks its declared field ${f} (it has ${keys.join(', ')})`);
+  if (!/\[field: string\]/.test(body)) {
+    for (const k of keys) assert.ok(all.includes(k), `${name} has ${k}, which vitrine.d.ts does not declare`);
+  }
 }
 
 /** Waits for the red message to contain `text`. */

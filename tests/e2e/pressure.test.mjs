@@ -81,7 +81,7 @@ test("a checkpoint picked while the default model loads wins, and a photo given 
   const { page, context, errors, release, served } = await openHeldBack('?backend=cpu');
   await page.setInputFiles('#file', path.join(images, 'coffee.png'));
   await page.setInputFiles('#file', [path.join(d96, 'model.safetensors'), path.join(d96, 'config.json')]);
-  await page.waitForFunction(() => document.body.dataset.model === 'model.safetensors');
+  await page.waitForFunction(() => document.body.dataset.model === 'vit_small_patch16_224');
   const got = await nextResult(page, '0');
   assert.equal(got.probabilities.length, 7, "the photo is answered by the user's 7-class checkpoint");
   // Now let the default model arrive: it must not replace the user's.

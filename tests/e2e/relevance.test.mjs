@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { startSite, open, classify, shot, fixtures, bin, goldenTensor, maxDiff } from './harness.mjs';
+import { startSite, open, classify, shot, fixtures, bin, goldenTensor, maxDiff, assertDeclared } from './harness.mjs';
 
 let site;
 before(async () => { site = await startSite('relevance'); });
@@ -33,10 +33,13 @@ function whyBound(model, stem, rank, want) {
   return { gradRollout: one(err[0], want.gradRollout), chefer: one(err[1], want.chefer), heads: one(err[2], want.heads) };
 }
 
-const maps = (page) => page.evaluate(() => {
+const maps = async (page) => {
+  assertDeclared(await page.evaluate(() => Object.keys(window.vitrineWhy)), 'RelevanceMaps');
+  return page.evaluate(() => {
   const r = window.vitrineWhy;
   return { class: r.class, chefer: Array.from(r.chefer), gradRollout: Array.from(r.gradRollout), heads: Array.from(r.heads) };
-});
+  });
+};
 
 async function explained(page, k) {
   const id = await page.evaluate(() => document.body.dataset.classified);

@@ -1,6 +1,7 @@
 //! `vitrine bench`: the forward pass timed on one model, cpu or wgpu; with
 //! `--explain`, a relevance map (the top class's) beside it.
 
+use pollster::FutureExt;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -77,7 +78,8 @@ pub fn bench(raw: &[String]) -> Result<ExitCode, String> {
             vitrine::Classifier::from_model(model.clone(), config.clone(), preprocess, &device);
         let times = timed(&mut || {
             classifier
-                .relevance_input_blocking(&values, None, vitrine::explain::DISCARD_RATIO)
+                .relevance_input(&values, None, vitrine::explain::DISCARD_RATIO)
+                .block_on()
                 .expect("relevance");
         });
         times[times.len() / 2]

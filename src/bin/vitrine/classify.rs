@@ -1,5 +1,6 @@
 //! `vitrine classify`: images → top classes, attention maps as JSON or an overlay PNG.
 
+use pollster::FutureExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -203,13 +204,15 @@ pub fn classify(raw: &[String]) -> Result<ExitCode, String> {
     for path in &args.positional {
         let outcome = load_image(Path::new(path)).and_then(|img| {
             let pred = classifier
-                .classify_blocking(img.as_raw(), img.width(), img.height(), None)
+                .classify(img.as_raw(), img.width(), img.height(), None)
+                .block_on()
                 .map_err(|e| e.to_string())?;
             let relevance = match explanation {
                 None => None,
                 Some(_) => Some(
                     classifier
-                        .relevance_input_blocking(&pred.input, class, discard_ratio)
+                        .relevance_input(&pred.input, class, discard_ratio)
+                        .block_on()
                         .map_err(|e| e.to_string())?,
                 ),
             };

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use vitrine::Checkpoint;
-use vitrine::checkpoint::LoadOptions;
 use vitrine::backend::{self, BackendKind};
+use vitrine::checkpoint::LoadOptions;
 
 mod bench;
 mod classify;

@@ -1,5 +1,6 @@
 //! `vitrine walkthrough`: the forward pass of one image step by step, as JSON.
 
+use pollster::FutureExt;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -68,7 +69,7 @@ pub fn walkthrough(raw: &[String]) -> Result<ExitCode, String> {
         layer,
         head,
     };
-    let w = classifier.walkthrough_blocking(&input, &focus);
+    let w = classifier.walkthrough(&input, &focus).block_on();
     let mut json = serde_json::to_value(&w).map_err(|e| e.to_string())?;
     json["input"] = serde_json::to_value(&input).map_err(|e| e.to_string())?;
     println!("{json}");

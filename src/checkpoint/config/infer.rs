@@ -144,4 +144,3 @@ pub(super) fn infer_config(
     );
     Ok((config, how))
 }
-

@@ -27,6 +27,8 @@ pub(super) struct Configured {
     pub implied_by: String,
     /// What was assumed, for the user.
     pub notes: Vec<String>,
+    /// The model's name as its config gives it ([`model_name`]).
+    pub name: Option<String>,
     /// An input size other than the config's that the processor gives and
     /// the family takes (DINOv2's configs say 518 px, its processors crop
     /// 224): the position embeddings are interpolated to it.
@@ -98,9 +100,10 @@ pub(super) fn configure(
         })?;
     let [c, h, w] = preprocess.input_size;
     let any_size = matches!(layout, Layout::HuggingFace(f) if f.spec().any_size);
-    let positions_for = (any_size && c == config.in_chans && [h, w] != config.img_size)
-        .then_some([h, w]);
-    if positions_for.is_none() && [c, h, w] != [config.in_chans, config.img_size[0], config.img_size[1]]
+    let positions_for =
+        (any_size && c == config.in_chans && [h, w] != config.img_size).then_some([h, w]);
+    if positions_for.is_none()
+        && [c, h, w] != [config.in_chans, config.img_size[0], config.img_size[1]]
     {
         let from = if pre_json.is_some() && layout.is_hf() {
             "preprocessor_config.json"
@@ -122,7 +125,31 @@ pub(super) fn configure(
         implied_by,
         notes,
         positions_for,
+        name: config_json.as_ref().and_then(model_name),
     })
+}
+
+/// What a config calls its model: timm's `architecture` (with its
+/// pretrained tag, `vit_small_patch16_224.dino`), or transformers' hub repo
+/// (`_name_or_path` when it is `org/name`), else its architecture
+/// (`ViTForImageClassification`).
+pub(super) fn model_name(json: &Value) -> Option<String> {
+    fn text(v: Option<&Value>) -> Option<&str> {
+        v.and_then(Value::as_str).filter(|s| !s.trim().is_empty())
+    }
+    if let Some(arch) = text(json.get("architecture")) {
+        let tag = text(json.pointer("/pretrained_cfg/tag"));
+        return Some(match tag {
+            Some(tag) if !arch.contains('.') => format!("{arch}.{tag}"),
+            _ => arch.to_string(),
+        });
+    }
+    let repo = text(json.get("_name_or_path")).filter(|p| {
+        let parts: Vec<&str> = p.split('/').collect();
+        parts.len() == 2 && parts.iter().all(|s| !s.is_empty() && !s.starts_with('.'))
+    });
+    repo.or_else(|| text(json.pointer("/architectures/0")))
+        .map(str::to_string)
 }
 
 /// An f32 as the shortest decimal that reads back as it (0.286, not 0.28600001335144043).
@@ -131,7 +158,6 @@ pub(super) fn short(v: f32) -> f64 {
         .parse()
         .expect("a float's own decimal form parses")
 }
-
 
 /// A config file's JSON object.
 pub(super) fn parse_json(bytes: &[u8], file: &str) -> Result<Value, CheckpointError> {
@@ -211,7 +237,10 @@ impl Fields<'_> {
         }
     }
     /// An int or an [h, w] pair.
-    pub(in crate::checkpoint) fn size2(&self, key: &str) -> Result<Option<[usize; 2]>, CheckpointError> {
+    pub(in crate::checkpoint) fn size2(
+        &self,
+        key: &str,
+    ) -> Result<Option<[usize; 2]>, CheckpointError> {
         match self.json.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Array(a)) if a.len() == 2 && a.iter().all(|x| as_usize(x).is_some()) => {
@@ -224,7 +253,10 @@ impl Fields<'_> {
             }),
         }
     }
-    pub(in crate::checkpoint) fn floats(&self, key: &str) -> Result<Option<Vec<f32>>, CheckpointError> {
+    pub(in crate::checkpoint) fn floats(
+        &self,
+        key: &str,
+    ) -> Result<Option<Vec<f32>>, CheckpointError> {
         match self.json.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) => Ok(Some(vec![n.as_f64().unwrap_or(0.0) as f32])),
@@ -236,3 +268,29 @@ impl Fields<'_> {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_is_named_by_its_config() {
+        let name = |j: Value| model_name(&j);
+        let timm = serde_json::json!({"architecture": "vit_small_patch16_224",
+            "pretrained_cfg": {"tag": "dino"}});
+        assert_eq!(name(timm).as_deref(), Some("vit_small_patch16_224.dino"));
+        let tagged = serde_json::json!({"architecture": "vit_base_patch16_224.augreg_in21k",
+            "pretrained_cfg": {"tag": "other"}});
+        assert_eq!(
+            name(tagged).as_deref(),
+            Some("vit_base_patch16_224.augreg_in21k")
+        );
+        let hub = serde_json::json!({"_name_or_path": "facebook/dino-vits16",
+            "architectures": ["ViTModel"]});
+        assert_eq!(name(hub).as_deref(), Some("facebook/dino-vits16"));
+        // A local path is no repo: the class names it.
+        let local = serde_json::json!({"_name_or_path": "/tmp/run/checkpoint-500",
+            "architectures": ["ViTForImageClassification"]});
+        assert_eq!(name(local).as_deref(), Some("ViTForImageClassification"));
+        assert_eq!(name(serde_json::json!({"model_type": "vit"})), None);
+    }
+}

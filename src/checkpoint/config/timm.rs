@@ -7,6 +7,25 @@ use super::{CheckpointError, Fields, as_usize, short};
 use crate::model::{Pool, VitConfig};
 use crate::preprocess::{CropMode, Interpolation, PreprocessConfig};
 
+/// The name of timm's plain ViT preset that `config` is (its class count
+/// aside), or `vit_tiny_patch16_224`, which `model_args` then reshape.
+fn architecture_of(config: &VitConfig) -> String {
+    let [h, w] = config.img_size;
+    let sizes = ["tiny", "small", "medium", "base", "large", "huge"];
+    let names = sizes
+        .iter()
+        .flat_map(|s| [8, 14, 16, 32].map(move |p| format!("vit_{s}_patch{p}_{h}")));
+    names
+        .filter(|_| h == w)
+        .find(|name| {
+            VitConfig::preset(name).is_some_and(|mut preset| {
+                preset.num_classes = config.num_classes;
+                &preset == config
+            })
+        })
+        .unwrap_or_else(|| "vit_tiny_patch16_224".into())
+}
+
 /// A timm hub `config.json` describing `config` exactly through `model_args`.
 pub fn timm_config_json(
     config: &VitConfig,
@@ -15,7 +34,7 @@ pub fn timm_config_json(
 ) -> Value {
     let p = preprocess;
     let mut json = serde_json::json!({
-        "architecture": "vit_tiny_patch16_224",
+        "architecture": architecture_of(config),
         "num_classes": config.num_classes,
         "num_features": config.embed_dim,
         "model_args": {
@@ -74,7 +93,6 @@ pub fn timm_config_json(
     }
     json
 }
-
 
 /// timm model arguments vitrine knows but does not build yet: the feature each names.
 fn unsupported_arg(key: &str) -> Option<&'static str> {
@@ -271,4 +289,3 @@ pub(super) fn timm_config(
     };
     Ok((c, preprocess, labels))
 }
-

@@ -4,8 +4,8 @@
 
 use super::super::config::Fields;
 use super::super::pos_embed::PosResize;
-use super::{CheckpointError, HfSpec, no_pass};
 use super::vit::HF_TO_TIMM;
+use super::{CheckpointError, HfSpec, no_pass};
 use crate::model::{Pool, VitConfig};
 
 pub(super) const SPEC: HfSpec = HfSpec {

@@ -3,8 +3,8 @@
 //! and layer scale; position embeddings interpolated to any input.
 
 use super::super::config::Fields;
-use super::vit::HF_TO_TIMM;
 use super::super::pos_embed::PosResize;
+use super::vit::HF_TO_TIMM;
 use super::{CheckpointError, HfSpec, no_pass};
 use crate::model::{Pool, VitConfig};
 

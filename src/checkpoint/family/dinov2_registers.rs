@@ -11,10 +11,10 @@
 use std::collections::BTreeMap;
 
 use super::super::config::Fields;
+use super::super::pos_embed::PosResize;
 use super::super::{Entry, Stored};
 use super::dinov2::{DINOV2_TO_TIMM, DINOV2_V5_TO_TIMM};
 use super::vit::HF_TO_TIMM;
-use super::super::pos_embed::PosResize;
 use super::{CheckpointError, HfSpec};
 use crate::model::{Pool, VitConfig};
 
@@ -62,7 +62,12 @@ fn fold_class_position(t: &mut BTreeMap<String, Entry>) -> Result<(), Checkpoint
         return Ok(());
     };
     let d = cls.values.len();
-    if cls.shape != [1, 1, d] || pos.shape.len() != 3 || pos.shape[0] != 1 || pos.shape[1] < 2 || pos.shape[2] != d {
+    if cls.shape != [1, 1, d]
+        || pos.shape.len() != 3
+        || pos.shape[0] != 1
+        || pos.shape[1] < 2
+        || pos.shape[2] != d
+    {
         return Ok(());
     }
     let mut pos = t.remove("pos_embed").expect("just seen");

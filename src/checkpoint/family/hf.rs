@@ -218,7 +218,11 @@ pub(in crate::checkpoint) fn blocks_named<'a>(names: impl Iterator<Item = &'a St
 }
 
 /// HF stores q, k and v separately: report their shape, not the fused one.
-pub(in crate::checkpoint) fn torch_shape_as_stored(name: &str, shape: &[usize], layout: Layout) -> Vec<usize> {
+pub(in crate::checkpoint) fn torch_shape_as_stored(
+    name: &str,
+    shape: &[usize],
+    layout: Layout,
+) -> Vec<usize> {
     let mut s = shape.to_vec();
     if layout.is_hf() && name.contains(".attn.qkv.") && !s.is_empty() {
         s[0] /= 3;

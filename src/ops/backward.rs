@@ -1,0 +1,272 @@
+//! The encoder's backward pass on the fused path: from the gradient at the
+//! last block's output down to ∂logit/∂A of every layer's attention, over
+//! what [`FusedEncoder::encode_keeping`] kept, with the weights read in
+//! place. Only gradients with respect to activations are formed. The
+//! formulas are those of `explain::gradient` (which runs them in Burn's
+//! operations on every other device, and against which a test holds
+//! these); per block, with g the gradient reaching its output:
+//! - MLP: g_m = g + LN₂ᵀ(fc₁ᵀ(act′(h) ⊙ fc₂ᵀ(s₂ ⊙ g)));
+//! - attention, per head, with c the gradient reaching A·V: ∇A = c·Vᵀ
+//!   (recorded), ∇V = Aᵀ·c, ∇S = A ⊙ (∇A − rowsum(∇A ⊙ A)),
+//!   ∇Q = ∇S·K/√d, ∇K = ∇Sᵀ·Q/√d, then QK norm's and the projection's;
+//! - LayerNorm: ∇x = (ĝ − mean(ĝ) − x̂·mean(ĝ ⊙ x̂))/σ, ĝ = γ ⊙ g.
+
+#[cfg(not(target_arch = "wasm32"))]
+use rayon::{current_num_threads, prelude::*};
+
+#[cfg(target_arch = "wasm32")]
+use super::attention::serial::*;
+use super::attention::{SendPtr, product};
+use super::encoder::{BlockWeights, Dense, FusedEncoder, Kept, Norm};
+use super::host::Weight;
+use super::kernels::gelu_parts;
+
+impl Dense {
+    /// `out` = `g`·Wᵀ for the rows of `g` (`outputs` wide), split by rows
+    /// between the threads: the gradient reaching the layer's input.
+    /// `None` for a weight kept in f16.
+    fn back(&self, g: &[f32], out: &mut [f32]) -> Option<()> {
+        let Weight::F32(w) = &self.weight else {
+            return None;
+        };
+        let (n, k) = (self.weight.len() / self.outputs, self.outputs);
+        let m = g.len() / k;
+        assert!(g.len() == m * k && out.len() == m * n, "dense back: shapes");
+        let chunk = m.div_ceil(current_num_threads().max(1)).max(1);
+        g.par_chunks(chunk * k)
+            .zip(out.par_chunks_mut(chunk * n))
+            .for_each(|(g, out)| {
+                let m = g.len() / k;
+                // SAFETY: g is [m, k]; W [n, k] row-major read as Wᵀ [k, n]
+                // (rows 1 apart, columns k apart); out [m, n].
+                unsafe {
+                    product(
+                        m,
+                        n,
+                        k,
+                        out.as_mut_ptr(),
+                        n,
+                        false,
+                        g.as_ptr(),
+                        k,
+                        w.get().as_ptr(),
+                        1,
+                        k,
+                        1.0,
+                    )
+                };
+            });
+        Some(())
+    }
+}
+
+impl Norm {
+    /// The gradient reaching the norm's input rows `x` (as wide as γ) from
+    /// `g` at its output, in place of `g`.
+    fn back(&self, x: &[f32], g: &mut [f32]) {
+        let gamma = self.gamma.get();
+        let w = gamma.len();
+        for (x, g) in x.chunks_exact(w).zip(g.chunks_exact_mut(w)) {
+            layer_norm_row_back(x, gamma, self.eps, g);
+        }
+    }
+}
+
+fn layer_norm_row_back(x: &[f32], gamma: &[f32], eps: f32, g: &mut [f32]) {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    let (mut mean_g, mut mean_gx) = (0.0f32, 0.0f32);
+    for ((g, x), gamma) in g.iter_mut().zip(x).zip(gamma) {
+        *g *= gamma;
+        mean_g += *g;
+        mean_gx += *g * (x - mean) * inv;
+    }
+    mean_g /= n;
+    mean_gx /= n;
+    for (g, x) in g.iter_mut().zip(x) {
+        *g = (*g - mean_g - (x - mean) * inv * mean_gx) * inv;
+    }
+}
+
+impl FusedEncoder {
+    /// Whether [`FusedEncoder::attention_gradients`] can run: every weight
+    /// matrix in f32 (one kept in f16 leaves it to Burn's operations).
+    pub fn can_go_back(&self) -> bool {
+        self.blocks.iter().all(|b| {
+            [&b.qkv, &b.proj, &b.fc1, &b.fc2]
+                .iter()
+                .all(|d| matches!(d.weight, Weight::F32(_)))
+        })
+    }
+
+    /// ∂logit/∂A of every layer, [H, T, T] each, first layer first, for
+    /// one image whose forward pass `kept` holds; `g` is the gradient at
+    /// the last block's output [T, D]. `None` where a weight is kept in
+    /// f16 (the operations' backward runs then).
+    pub fn attention_gradients(&self, kept: &Kept, mut g: Vec<f32>) -> Option<Vec<Vec<f32>>> {
+        let first = self.blocks.first()?;
+        let d = first.norm1.gamma.get().len();
+        let t = g.len() / d;
+        let (heads, hidden) = (first.heads, first.fc1.outputs);
+        let mut gradients = Vec::with_capacity(self.blocks.len());
+        let mut scratch = vec![0.0; t * hidden.max(3 * d)];
+        let mut g_mid_in = vec![0.0; t * d];
+        for (i, (block, keep)) in self.blocks.iter().zip(&kept.blocks).enumerate().rev() {
+            // The MLP branch: g_out = fc₂ᵀ(s₂ ⊙ g), then the activation's slope.
+            let scaled = |g: &[f32], ls: Option<&super::host::Values>| -> Vec<f32> {
+                match ls {
+                    Some(gamma) => g
+                        .chunks_exact(d)
+                        .flat_map(|r| r.iter().zip(gamma.get()).map(|(g, s)| g * s))
+                        .collect(),
+                    None => g.to_vec(),
+                }
+            };
+            let g_out = &mut scratch[..t * hidden];
+            block.fc2.back(&scaled(&g, block.ls2.as_ref()), g_out)?;
+            activation_back(block, &keep.hidden, g_out);
+            block.fc1.back(g_out, &mut g_mid_in)?;
+            block.norm2.back(&keep.mid, &mut g_mid_in);
+            let g_mid: Vec<f32> = g.iter().zip(&g_mid_in).map(|(a, b)| a + b).collect();
+
+            // The attention branch: c = projᵀ(s₁ ⊙ g_mid), [T, D].
+            let mut g_context = vec![0.0; t * d];
+            block
+                .proj
+                .back(&scaled(&g_mid, block.ls1.as_ref()), &mut g_context)?;
+            let mut g_weights = vec![0.0; heads * t * t];
+            let g_qkv = &mut scratch[..t * 3 * d];
+            g_qkv.fill(0.0);
+            heads_back(
+                keep,
+                &g_context,
+                &mut g_weights,
+                (i > 0).then_some(&mut *g_qkv),
+                [t, d, heads],
+            );
+            gradients.push(g_weights);
+            if i == 0 {
+                break; // nothing below the first block's attention is needed
+            }
+            if let (Some(q), Some(k)) = (&block.q_norm, &block.k_norm) {
+                qk_norm_back(block, q, k, &keep.input, g_qkv, [t, d, heads])?;
+            }
+            let mut g_normed = vec![0.0; t * d];
+            block.qkv.back(g_qkv, &mut g_normed)?;
+            block.norm1.back(&keep.input, &mut g_normed);
+            g = g_mid.iter().zip(&g_normed).map(|(a, b)| a + b).collect();
+        }
+        gradients.reverse();
+        Some(gradients)
+    }
+}
+
+/// `g_out` ⊙= the activation's slope at the MLP's pre-activation `h`.
+fn activation_back(block: &BlockWeights, h: &[f32], g_out: &mut [f32]) {
+    if block.quick_gelu {
+        // x·σ(1.702x): σ + 1.702·x·σ·(1 − σ)
+        for (g, x) in g_out.iter_mut().zip(h) {
+            let s = 1.0 / (1.0 + (-1.702 * x).exp());
+            *g *= s + 1.702 * x * s * (1.0 - s);
+        }
+    } else {
+        let mut cdf = h.to_vec();
+        let mut slope = h.to_vec();
+        gelu_parts(&mut cdf, &mut slope);
+        for ((g, c), s) in g_out.iter_mut().zip(&cdf).zip(&slope) {
+            *g *= c + s;
+        }
+    }
+}
+
+/// Per head, in parallel: ∇A = c·Vᵀ into `g_weights` [H, T, T]; and, when
+/// `g_qkv` is given, ∇Q, ∇K, ∇V into its head's columns ([T, 3D]).
+fn heads_back(
+    keep: &super::encoder::BlockKeep,
+    g_context: &[f32],
+    g_weights: &mut [f32],
+    g_qkv: Option<&mut [f32]>,
+    [t, d, heads]: [usize; 3],
+) {
+    let hd = d / heads;
+    let scale = (hd as f64).powf(-0.5) as f32;
+    let row = 3 * d;
+    let out = g_qkv.map(|g| SendPtr(g.as_mut_ptr()));
+    let qkv = &keep.qkv;
+    g_weights
+        .par_chunks_mut(t * t)
+        .zip(keep.weights.par_chunks(t * t))
+        .enumerate()
+        .for_each(|(h, (ga, a))| {
+            // SAFETY: every pointer and stride stays inside g_context [T, D],
+            // qkv [T, 3D], this head's ga and a [T, T], and this head's
+            // columns of g_qkv, which no other head writes.
+            unsafe {
+                let c = g_context.as_ptr().add(h * hd);
+                let (q, k, v) = (
+                    qkv.as_ptr().add(h * hd),
+                    qkv.as_ptr().add(d + h * hd),
+                    qkv.as_ptr().add(2 * d + h * hd),
+                );
+                // ∇A = c·Vᵀ: Vᵀ's (p, j) is token j's value p.
+                product(t, t, hd, ga.as_mut_ptr(), t, false, c, d, v, 1, row, 1.0);
+                let Some(out) = out else { return };
+                // ∇V = Aᵀ·c (the kernels read their left operand by rows).
+                let at = transposed(a, t);
+                let gv = out.0.add(2 * d + h * hd);
+                product(t, hd, t, gv, row, false, at.as_ptr(), t, c, d, 1, 1.0);
+                // ∇S = A ⊙ (∇A − rowsum(∇A ⊙ A)).
+                let mut gs = vec![0.0; t * t];
+                for ((gs, ga), a) in gs
+                    .chunks_exact_mut(t)
+                    .zip(ga.chunks_exact(t))
+                    .zip(a.chunks_exact(t))
+                {
+                    let dot: f32 = ga.iter().zip(a).map(|(g, a)| g * a).sum();
+                    for ((s, g), a) in gs.iter_mut().zip(ga).zip(a) {
+                        *s = a * (g - dot);
+                    }
+                }
+                // ∇Q = ∇S·K/√d, ∇K = ∇Sᵀ·Q/√d.
+                let gq = out.0.add(h * hd);
+                product(t, hd, t, gq, row, false, gs.as_ptr(), t, k, row, 1, scale);
+                let gk = out.0.add(d + h * hd);
+                let gst = transposed(&gs, t);
+                product(t, hd, t, gk, row, false, gst.as_ptr(), t, q, row, 1, scale);
+            }
+        });
+}
+
+/// A square [t, t] matrix transposed.
+fn transposed(a: &[f32], t: usize) -> Vec<f32> {
+    let mut out = vec![0.0; t * t];
+    for (i, row) in a.chunks_exact(t).enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            out[j * t + i] = *v;
+        }
+    }
+    out
+}
+
+/// Through QK norm: the gradients of Q and K in `g_qkv` taken back to
+/// the projection's output, recomputed from the block's input.
+fn qk_norm_back(
+    block: &BlockWeights,
+    q: &Norm,
+    k: &Norm,
+    input: &[f32],
+    g_qkv: &mut [f32],
+    [t, d, _]: [usize; 3],
+) -> Option<()> {
+    let mut normed = vec![0.0; t * d];
+    let mut raw = vec![0.0; t * 3 * d];
+    block.norm1.rows(input, &mut normed);
+    block.qkv.forward(&normed, &mut raw);
+    for (raw, g) in raw.chunks_exact(3 * d).zip(g_qkv.chunks_exact_mut(3 * d)) {
+        q.back(&raw[..d], &mut g[..d]);
+        k.back(&raw[d..2 * d], &mut g[d..2 * d]);
+    }
+    Some(())
+}

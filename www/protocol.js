@@ -1,0 +1,79 @@
+// @ts-check
+// The messages between a page and worker.js, all of them: what each request
+// carries and what its answer holds. rpc.js sends them and worker.js answers
+// them; a request of a type not listed here is refused on both sides. The
+// wasm handle's own results are typed in vitrine.d.ts.
+
+/** @typedef {import('./vitrine').ModelInfo} ModelInfo */
+/** @typedef {import('./vitrine').Prediction} Prediction */
+/** @typedef {import('./vitrine').RelevanceMaps} RelevanceMaps */
+/** @typedef {import('./vitrine').Walkthrough} Walkthrough */
+
+/**
+ * The files of a checkpoint, and how to load it.
+ * @typedef {object} ModelFiles
+ * @property {string} [name] the weights file's name, for messages
+ * @property {Blob | ArrayBuffer} weights a dropped File, the site's fetched Blob, or bytes
+ * @property {ArrayBuffer} [config] config.json
+ * @property {ArrayBuffer} [preprocessor] preprocessor_config.json
+ * @property {number} [imageSize] run at this square input size instead of the checkpoint's own
+ * @property {string} [key] a training checkpoint's state dict (DINO's `teacher` or `student`)
+ * @property {boolean} [keepF16] keep (true) or widen (false) an f16 file's matrices on the CPU
+ */
+
+/**
+ * Page → worker, first: which backend and which wasm module.
+ * @typedef {{ type: 'init', backend: string | null, simd: string | null }} Init
+ */
+
+/**
+ * Page → worker: the requests, each answered once (after any `progress`).
+ * `seq` numbers loads (a later-numbered one wins); `image` names the
+ * classification a relevance map is for.
+ * @typedef {{ type: 'load', files: ModelFiles, seq?: number }
+ *   | { type: 'classify', rgba: ArrayBuffer, width: number, height: number, image: number }
+ *   | { type: 'walkthrough', patches: number[], layer: number, head: number }
+ *   | { type: 'relevance', class: number, image: number | undefined, discardRatio?: number }
+ *   | { type: 'attention', layer: number }
+ *   | { type: 'memory' }} Request
+ */
+
+/**
+ * Worker → page: the answers, by request type (`id` is the request's).
+ * @typedef {{ type: 'loaded', id: number, info: ModelInfo, superseded: boolean }
+ *   | { type: 'result', id: number, result: Prediction }
+ *   | { type: 'walkthrough', id: number, walk: Walkthrough }
+ *   | { type: 'relevance', id: number, relevance?: RelevanceMaps, stale?: boolean }
+ *   | { type: 'attention', id: number, layerAttention: Float32Array, layerMean: Float32Array }
+ *   | { type: 'memory', id: number, wasmBytes: number, device: object | null }} Answer
+ */
+
+/**
+ * Worker → page, besides answers: the module started (or not), a load's
+ * progress, a request that failed (`fatal` when the worker is unusable).
+ * @typedef {{ type: 'ready', backend: string, reason: string, simd: string }
+ *   | { type: 'progress', id: number, stage: string, done: number, total: number }
+ *   | { type: 'error', id?: number, during: string, fatal: boolean, message: string }} Event
+ */
+
+/** Each request type, and the type of its answer. */
+export const ANSWERS = Object.freeze({
+  load: 'loaded',
+  classify: 'result',
+  walkthrough: 'walkthrough',
+  relevance: 'relevance',
+  attention: 'attention',
+  memory: 'memory',
+});
+
+/**
+ * Throws unless `message` is a request this protocol lists.
+ * @param {{ type?: unknown }} message
+ * @returns {asserts message is Request}
+ */
+export function checkRequest(message) {
+  const type = message?.type;
+  if (typeof type !== 'string' || !Object.hasOwn(ANSWERS, type)) {
+    throw new Error(`the model worker takes no “${String(type)}” request (it takes ${Object.keys(ANSWERS).join(', ')})`);
+  }
+}

@@ -1,0 +1,98 @@
+// @ts-check
+// The page's state: one object, changed only through `update`, and the
+// views that redraw from it. Every module reads `state`; none assigns to it.
+
+/** @typedef {import('./vitrine').ModelInfo} ModelInfo */
+/** @typedef {import('./vitrine').Prediction} Prediction */
+/** @typedef {import('./vitrine').RelevanceMaps} RelevanceMaps */
+/** @typedef {import('./protocol.js').ModelFiles} ModelFiles */
+
+/**
+ * The image shown and what has been asked about it.
+ * @typedef {object} Shown
+ * @property {Prediction} result the classification
+ * @property {OffscreenCanvas | HTMLCanvasElement} bitmap the pixels given to the model
+ * @property {number[]} viewBox the part of the image the model saw
+ * @property {Record<number, { layerAttention: Float32Array, layerMean: Float32Array }>} rows each layer's full attention, once read
+ * @property {string | null} truth the sample's true label, if known
+ * @property {number} id the classification's number
+ * @property {number} why the class "why this class" explains (-1: none)
+ * @property {Record<number, RelevanceMaps>} relevance the maps of each class asked for
+ * @property {Record<number, string>} failed why a class's maps could not be had
+ * @property {Map<number, Promise<void>>} pending the requests for maps in flight
+ */
+
+/**
+ * What the page tells the user, each kind apart: a problem (`error`), a
+ * warning that is not a failure (the backend restarted), and notes about
+ * the model in use and about the image shown.
+ * @typedef {{ error: string, warning: string, modelNotes: string[], imageNotes: string[] }} Notices
+ */
+
+/**
+ * @typedef {object} State
+ * @property {string | null} backend 'webgpu' or 'cpu', as the worker chose
+ * @property {(ModelInfo & { name: string }) | null} info the model in use, named
+ * @property {{ name: string, files: ModelFiles, seq: number } | null} source what to reload if the worker restarts
+ * @property {number} loads the number of the newest model load asked for
+ * @property {number} applied the number of the load whose model is in use
+ * @property {{ blob: Blob, truth: string | null } | null} given the newest image the user gave
+ * @property {number} latest the number of the newest classification asked for
+ * @property {Shown | null} current the image shown
+ * @property {number} patch the patch pointed at, or -1 for the class token
+ * @property {Notices} notices
+ */
+
+/** @type {State} */
+export const state = {
+  backend: null,
+  info: null,
+  source: null,
+  loads: 0,
+  applied: 0,
+  given: null,
+  latest: 0,
+  current: null,
+  patch: -1,
+  notices: { error: '', warning: '', modelNotes: [], imageNotes: [] },
+};
+
+/** @type {((state: State, changed: Partial<State>) => void)[]} */
+const views = [];
+
+/**
+ * The one way to change the state: the fields of `change` replace the
+ * state's, then every view sees the new state and what changed.
+ * @param {Partial<State>} change
+ */
+export function update(change) {
+  Object.assign(state, change);
+  for (const view of views) view(state, change);
+}
+
+/**
+ * Adds a view, called after every update.
+ * @param {(state: State, changed: Partial<State>) => void} view
+ */
+export function onUpdate(view) {
+  views.push(view);
+}
+
+/**
+ * Changes some of the notices, keeping the others.
+ * @param {Partial<Notices>} change
+ */
+export function notify(change) {
+  update({ notices: { ...state.notices, ...change } });
+}
+
+/**
+ * A note as a sentence: a capital first and a full stop last.
+ * @param {string} text
+ */
+export function sentence(text) {
+  const t = text.trim();
+  if (!t) return t;
+  const first = t[0].toUpperCase() + t.slice(1);
+  return /[.!?…]$/.test(first) ? first : `${first}.`;
+}

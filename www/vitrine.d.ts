@@ -1,0 +1,112 @@
+// What the wasm handle (src/web.rs, `Vitrine`) hands to JavaScript: the one
+// declaration of the browser boundary's data, which www/'s checked modules
+// are held to (`tsc` in tests/e2e/types.test.mjs). Each interface mirrors
+// the serde struct of the same name in src/web.rs (camelCase fields), and
+// the browser tests read every field of them.
+
+/** A model's architecture, as `VitConfig` serialises it (the fields the page reads). */
+export interface VitConfig {
+  img_size: [number, number];
+  patch_size: number;
+  in_chans: number;
+  embed_dim: number;
+  depth: number;
+  num_heads: number;
+  num_classes: number;
+  class_token: boolean;
+  [field: string]: unknown;
+}
+
+/** `Vitrine.info()`, parsed. */
+export interface ModelInfo {
+  config: VitConfig;
+  preprocess: { input_size: [number, number, number]; mean: number[]; std: number[]; [field: string]: unknown };
+  labels: string[];
+  /** What the loader assumed or left out: notes for the user, not errors. */
+  notes: string[];
+  /** What the model's config calls it (timm architecture, transformers repo or class), or null. */
+  name: string | null;
+  grid: [number, number];
+  parameters: number;
+  weightBytes: number;
+  /** What runs it: "fused CPU kernels" or "Burn's operations". */
+  executor: string;
+  nativeSize: [number, number];
+  prefixTokens: string[];
+  mapNote: string;
+  weightsKey: string | null;
+  weightsKeys: string[];
+}
+
+/** Milliseconds spent in each part of a request. */
+export interface Timings {
+  preprocess?: number;
+  forward: number;
+  readback: number;
+}
+
+/** `Vitrine.classify`: one image's outputs and attention maps. */
+export interface Prediction {
+  logits: Float32Array;
+  /** False for a backbone: then `logits` are its features and `probabilities` empty. */
+  hasHead: boolean;
+  probabilities: Float32Array;
+  /** The class token's attention [L, H, N], and its mean over heads [L, N]. */
+  cls: Float32Array;
+  clsMean: Float32Array;
+  rollout: Float32Array;
+  layers: number;
+  heads: number;
+  grid: [number, number];
+  layerAttention?: Float32Array;
+  layerMean?: Float32Array;
+  /** The part of the image the model saw [x0, y0, x1, y1], in image pixels. */
+  viewBox: Float64Array;
+  /** The normalised [C, H, W] input. */
+  input: Float32Array;
+  timings: Timings;
+}
+
+/** `Vitrine.relevance`: why the model scored `class`. */
+export interface RelevanceMaps {
+  class: number;
+  layers: number;
+  gradRollout: Float32Array;
+  chefer: Float32Array;
+  /** Each head's gradient-weighted attention [L, H, N]. */
+  heads: Float32Array;
+  timings: Timings;
+}
+
+/** `Vitrine.walkthrough`: the forward pass step by step (src/walkthrough.rs). */
+export interface Walkthrough {
+  input: Float32Array;
+  patchVectors: Float32Array;
+  patchEmbeddings: Float32Array;
+  prefixTokens: Float32Array;
+  positionSimilarity: Float32Array;
+  queries: Float32Array;
+  keys: Float32Array;
+  values: Float32Array;
+  attention: Float32Array;
+  normed: Float32Array;
+  normed2: Float32Array;
+  mlpOut: Float32Array;
+  tokenNorms: Float32Array;
+  meanDistance: Float32Array;
+  pooled: Float32Array;
+  logits: Float32Array;
+  probabilities: Float32Array;
+}
+
+/** What the page leaves on `window` for tests and the curious. */
+declare global {
+  interface Window {
+    vitrineLast?: Prediction;
+    vitrineWhy?: RelevanceMaps;
+    vitrineWalk?: Walkthrough;
+    vitrineState?: import('./store.js').State;
+    vitrineMemory?: () => Promise<{ wasmBytes: number; device: object | null }>;
+    vitrineRelevance?: (k: number) => Promise<{ relevance?: RelevanceMaps; stale?: boolean }>;
+  }
+}
