@@ -233,6 +233,16 @@ mod tests {
         );
     }
 
+    /// Every kind of model, and one with a large LayerNorm epsilon, so that
+    /// one taken from the wrong place shows.
+    fn cases() -> Vec<(&'static str, crate::model::VitConfig)> {
+        let mut cases = variants();
+        let mut wide_eps = cases[1].1.clone();
+        wide_eps.norm_eps = 0.5;
+        cases.push(("layer scale, QK norm, eps 0.5", wide_eps));
+        cases
+    }
+
     /// The fused blocks give Burn's operations' tokens and attention
     /// weights on every kind of model (all weights random, LayerNorms
     /// too), for one image, two, and enough rows to split into more
@@ -240,12 +250,7 @@ mod tests {
     #[test]
     fn fused_blocks_match_burns_operations() {
         let device = Device::flex();
-        let mut cases = variants();
-        // A large epsilon, so that one taken from the wrong place shows.
-        let mut wide_eps = cases[1].1.clone();
-        wide_eps.norm_eps = 0.5;
-        cases.push(("layer scale, QK norm, eps 0.5", wide_eps));
-        for (name, cfg) in cases {
+        for (name, cfg) in cases() {
             let model = random_model(&cfg);
             let fused = fused(&model);
             for (batch, threads) in [(1, 1), (1, 3), (2, 2), (40, 3)] {
@@ -355,11 +360,7 @@ mod tests {
     #[test]
     fn the_fused_backward_gives_the_operations_gradients() {
         let device = Device::flex();
-        let mut cases = variants();
-        let mut wide_eps = cases[1].1.clone();
-        wide_eps.norm_eps = 0.5;
-        cases.push(("layer scale, QK norm, eps 0.5", wide_eps));
-        for (name, cfg) in cases {
+        for (name, cfg) in cases() {
             let model = random_model(&cfg);
             let fused = Executor::for_model(&model);
             let image =

@@ -145,7 +145,7 @@ pub(super) use portable_product as product;
 /// use (the browser runs one task at a time).
 #[cfg(any(target_arch = "wasm32", test))]
 #[allow(clippy::too_many_arguments)]
-unsafe fn portable_product(
+pub(super) unsafe fn portable_product(
     m: usize,
     n: usize,
     k: usize,

@@ -36,23 +36,15 @@ impl Dense {
         g.par_chunks(chunk * k)
             .zip(out.par_chunks_mut(chunk * n))
             .for_each(|(g, out)| {
-                let m = g.len() / k;
-                // SAFETY: g is [m, k]; W [n, k] row-major read as Wᵀ [k, n]
-                // (rows 1 apart, columns k apart); out [m, n].
+                // SAFETY: g is [m, k], W [n, k] row-major, out [m, n].
                 unsafe {
-                    product(
-                        m,
+                    product_wt(
+                        g.len() / k,
                         n,
                         k,
                         out.as_mut_ptr(),
-                        n,
-                        false,
                         g.as_ptr(),
-                        k,
                         w.get().as_ptr(),
-                        1,
-                        k,
-                        1.0,
                     )
                 };
             });
@@ -66,9 +58,9 @@ impl Norm {
     fn back(&self, x: &[f32], g: &mut [f32]) {
         let gamma = self.gamma.get();
         let w = gamma.len();
-        for (x, g) in x.chunks_exact(w).zip(g.chunks_exact_mut(w)) {
-            layer_norm_row_back(x, gamma, self.eps, g);
-        }
+        x.par_chunks(w)
+            .zip(g.par_chunks_mut(w))
+            .for_each(|(x, g)| layer_norm_row_back(x, gamma, self.eps, g));
     }
 }
 
@@ -172,12 +164,17 @@ fn activation_back(block: &BlockWeights, h: &[f32], g_out: &mut [f32]) {
             *g *= s + 1.702 * x * s * (1.0 - s);
         }
     } else {
-        let mut cdf = h.to_vec();
-        let mut slope = h.to_vec();
-        gelu_parts(&mut cdf, &mut slope);
-        for ((g, c), s) in g_out.iter_mut().zip(&cdf).zip(&slope) {
-            *g *= c + s;
-        }
+        let chunk = h.len().div_ceil(current_num_threads().max(1)).max(1);
+        h.par_chunks(chunk)
+            .zip(g_out.par_chunks_mut(chunk))
+            .for_each(|(h, g_out)| {
+                let mut cdf = h.to_vec();
+                let mut slope = h.to_vec();
+                gelu_parts(&mut cdf, &mut slope);
+                for ((g, c), s) in g_out.iter_mut().zip(&cdf).zip(&slope) {
+                    *g *= c + s;
+                }
+            });
     }
 }
 
@@ -237,6 +234,47 @@ fn heads_back(
                 product(t, hd, t, gk, row, false, gst.as_ptr(), t, q, row, 1, scale);
             }
         });
+}
+
+/// out [m, n] = g [m, k]·Wᵀ for W [n, k] row-major (a layer's weight in
+/// Burn's [inputs, outputs] layout, read backwards).
+///
+/// # Safety
+/// Each buffer holds at least the values its shape says; out overlaps
+/// neither g nor W.
+#[cfg(not(target_arch = "wasm32"))]
+unsafe fn product_wt(m: usize, n: usize, k: usize, out: *mut f32, g: *const f32, w: *const f32) {
+    // As outᵀ [n, m] = W·gᵀ: the weight, the large operand, read by rows.
+    unsafe {
+        gemm::gemm(
+            n,
+            m,
+            k,
+            out,
+            n as isize,
+            1,
+            false,
+            w,
+            1,
+            k as isize,
+            g,
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// [`product_wt`] in the browser: vitrine's kernel over Wᵀ.
+#[cfg(target_arch = "wasm32")]
+unsafe fn product_wt(m: usize, n: usize, k: usize, out: *mut f32, g: *const f32, w: *const f32) {
+    // SAFETY: as the caller's; Wᵀ's (p, j) is W's (j, p), at j·k + p.
+    unsafe { product(m, n, k, out, n, false, g, k, w, 1, k, 1.0) }
 }
 
 /// A square [t, t] matrix transposed.

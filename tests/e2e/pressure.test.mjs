@@ -88,7 +88,7 @@ test("a checkpoint picked while the default model loads wins, and a photo given 
   release();
   await served;
   await page.waitForTimeout(3000);
-  assert.equal(await page.evaluate(() => document.body.dataset.model), 'model.safetensors');
+  assert.equal(await page.evaluate(() => document.body.dataset.model), 'vit_small_patch16_224');
   assert.match(await page.textContent('#model-info'), /7 classes/);
   assert.equal((await classify(page, path.join(images, 'chelsea.png'))).probabilities.length, 7);
   assert.deepEqual(errors, []);
