@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::backend::now_ms;
 use crate::checkpoint::{Checkpoint, Progress};
-use crate::exec::Executor;
+use crate::exec::{Executor, KeptForward};
 use crate::explain::relevance::{self, RelevanceMaps};
 use crate::explain::{AttentionMaps, AttentionTrace, MapQueries, head_mean};
 use crate::model::{VisionTransformer, VitConfig};
@@ -327,6 +327,28 @@ impl Classifier {
         input: &[f32],
         keep_layer: Option<usize>,
     ) -> Result<Prediction, ClassifyError> {
+        Ok(self.classify_traced(input, keep_layer, false).await?.0)
+    }
+
+    /// [`Classifier::classify_input`], keeping what a relevance map's
+    /// backward pass needs ([`Classifier::relevance_kept`]) where the
+    /// model has a classifier and its relevance pass fits the budget (the
+    /// kept values are a part of what that pass holds); `None` elsewhere.
+    pub async fn classify_input_keeping(
+        &self,
+        input: &[f32],
+        keep_layer: Option<usize>,
+    ) -> Result<(Prediction, Option<KeptForward>), ClassifyError> {
+        let keep = self.config.has_head() && self.relevance_bytes() <= self.relevance_budget;
+        self.classify_traced(input, keep_layer, keep).await
+    }
+
+    async fn classify_traced(
+        &self,
+        input: &[f32],
+        keep_layer: Option<usize>,
+        keep: bool,
+    ) -> Result<(Prediction, Option<KeptForward>), ClassifyError> {
         let c = &self.config;
         let [h, w] = c.img_size;
         assert_eq!(input.len(), c.in_chans * h * w, "input length");
@@ -338,12 +360,20 @@ impl Classifier {
             &self.device,
         );
         let mut trace = AttentionTrace::new(MapQueries::of(&self.model), keep_layer);
-        let tokens = self.executor.encode(
-            &self.model,
-            self.model.embed(x),
-            Some(&mut |i, a| trace.record(i, a)),
-        );
-        let logits = self.model.forward_head(tokens);
+        let (logits, kept) = if keep {
+            let kept = self.executor.forward_keeping(&self.model, x);
+            for (i, weights) in kept.weights().iter().enumerate() {
+                trace.record(i, &weights.clone().unsqueeze_dim(0));
+            }
+            (kept.logits(), Some(kept))
+        } else {
+            let tokens = self.executor.encode(
+                &self.model,
+                self.model.embed(x),
+                Some(&mut |i, a| trace.record(i, a)),
+            );
+            (self.model.forward_head(tokens), None)
+        };
         let maps = trace.finish();
         // One read-back: logits, CLS attention and the optional layer, flattened together.
         let mut parts = vec![
@@ -383,7 +413,7 @@ impl Classifier {
         let layer_mean = layer_attention
             .as_deref()
             .map(|a| head_mean(a, c.num_heads));
-        Ok(Prediction {
+        let prediction = Prediction {
             probabilities: if c.has_head() {
                 softmax(&logits)
             } else {
@@ -406,7 +436,8 @@ impl Classifier {
                 forward: t1 - t0,
                 readback: t2 - t1,
             },
-        })
+        };
+        Ok((prediction, kept))
     }
 
     /// Class-specific relevance maps of a preprocessed input ([C, H, W]):
@@ -425,6 +456,40 @@ impl Classifier {
         class: Option<usize>,
         discard_ratio: f64,
     ) -> Result<Relevance, ClassifyError> {
+        self.check_relevance(class, discard_ratio)?;
+        let c = &self.config;
+        let [h, w] = c.img_size;
+        assert_eq!(input.len(), c.in_chans * h * w, "input length");
+        let t0 = now_ms();
+        let x = Tensor::<4>::from_data(
+            TensorData::new(input.to_vec(), [1, c.in_chans, h, w]),
+            &self.device,
+        );
+        let forward = self.executor.forward_keeping(&self.model, x);
+        self.relevance_of(&forward, class, discard_ratio, t0).await
+    }
+
+    /// [`Classifier::relevance_input`] for the image whose forward pass
+    /// [`Classifier::classify_input_keeping`] kept: only the backward pass
+    /// and the maps run.
+    pub async fn relevance_kept(
+        &self,
+        forward: &KeptForward,
+        class: Option<usize>,
+        discard_ratio: f64,
+    ) -> Result<Relevance, ClassifyError> {
+        self.check_relevance(class, discard_ratio)?;
+        self.relevance_of(forward, class, discard_ratio, now_ms())
+            .await
+    }
+
+    /// Refuses what a relevance map cannot be: of a backbone, of a class
+    /// the model lacks, with a ratio outside [0, 1), past the budget.
+    fn check_relevance(
+        &self,
+        class: Option<usize>,
+        discard_ratio: f64,
+    ) -> Result<(), ClassifyError> {
         let c = &self.config;
         if !c.has_head() {
             return Err(ClassifyError::NoClassifier);
@@ -445,14 +510,19 @@ impl Classifier {
                 budget: self.relevance_budget,
             });
         }
-        let [h, w] = c.img_size;
-        assert_eq!(input.len(), c.in_chans * h * w, "input length");
-        let t0 = now_ms();
-        let x = Tensor::<4>::from_data(
-            TensorData::new(input.to_vec(), [1, c.in_chans, h, w]),
-            &self.device,
-        );
-        let forward = self.executor.forward_keeping(&self.model, x);
+        Ok(())
+    }
+
+    /// The maps of `class` (the top one when `None`) from a kept forward
+    /// pass: the backward pass, the maps on the device, one read-back.
+    async fn relevance_of(
+        &self,
+        forward: &KeptForward,
+        class: Option<usize>,
+        discard_ratio: f64,
+        t0: f64,
+    ) -> Result<Relevance, ClassifyError> {
+        let c = &self.config;
         let logits_now = forward.logits().reshape([-1]);
         let read = |t: Tensor<1>| async move {
             t.into_data_async()
@@ -473,7 +543,6 @@ impl Classifier {
             .executor
             .attention_gradients(&self.model, &forward, class, c.norm_eps);
         let tensors = relevance::device_maps(layers, MapQueries::of(&self.model));
-        drop(forward);
         let flat = match logits {
             Some(_) => tensors.flat.clone(),
             None => Tensor::cat(vec![logits_now, tensors.flat.clone()], 0),
@@ -536,6 +605,9 @@ impl Classifier {
 pub struct Viewer {
     pub classifier: Classifier,
     image: Mutex<Option<Arc<Prepared>>>,
+    /// The kept image's forward pass, when its classification was asked
+    /// to keep it for relevance maps.
+    forward: Mutex<Option<Arc<KeptForward>>>,
 }
 
 /// Why a question about the kept image could not be answered.
@@ -571,6 +643,7 @@ impl Viewer {
         Self {
             classifier,
             image: Mutex::new(None),
+            forward: Mutex::new(None),
         }
     }
 
@@ -593,14 +666,18 @@ impl Viewer {
         Ok(())
     }
 
-    /// Classifies RGBA pixels and keeps the prepared image. When
-    /// preprocessing fails, the image kept before stays.
+    /// Classifies RGBA pixels and keeps the prepared image; with
+    /// `for_relevance`, also its forward pass, so that a relevance map of
+    /// it runs only the backward pass (where memory allows:
+    /// [`Classifier::classify_input_keeping`]). When preprocessing fails,
+    /// the image kept before stays.
     pub async fn classify(
         &self,
         rgba: &[u8],
         width: u32,
         height: u32,
         keep_layer: Option<usize>,
+        for_relevance: bool,
     ) -> Result<Prediction, ViewerError> {
         if let Some(l) = keep_layer {
             self.check_layer(l)?;
@@ -611,10 +688,21 @@ impl Viewer {
             .map_err(ClassifyError::from)?;
         let image = Arc::new(image);
         *self.image.lock().expect("not poisoned") = Some(image.clone());
-        Ok(self
+        *self.forward.lock().expect("not poisoned") = None;
+        if !for_relevance {
+            return Ok(self
+                .classifier
+                .classify_prepared(&image, keep_layer, preprocess_ms)
+                .await?);
+        }
+        let (mut prediction, forward) = self
             .classifier
-            .classify_prepared(&image, keep_layer, preprocess_ms)
-            .await?)
+            .classify_input_keeping(&image.input, keep_layer)
+            .await?;
+        prediction.view_box = image.view_box;
+        prediction.timings.preprocess = preprocess_ms;
+        *self.forward.lock().expect("not poisoned") = forward.map(Arc::new);
+        Ok(prediction)
     }
 
     /// The kept image's full attention of `layer`, [H, N+1, N+1], and its
@@ -640,10 +728,19 @@ impl Viewer {
         discard_ratio: f64,
     ) -> Result<Relevance, ViewerError> {
         let image = self.kept()?;
-        Ok(self
-            .classifier
-            .relevance_input(&image.input, class, discard_ratio)
-            .await?)
+        let forward = self.forward.lock().expect("not poisoned").clone();
+        Ok(match forward {
+            Some(forward) => {
+                self.classifier
+                    .relevance_kept(&forward, class, discard_ratio)
+                    .await?
+            }
+            None => {
+                self.classifier
+                    .relevance_input(&image.input, class, discard_ratio)
+                    .await?
+            }
+        })
     }
 
     /// The kept image's forward pass step by step, and the input it saw.
@@ -713,10 +810,10 @@ mod tests {
 
         let (w, h) = (40u32, 30u32);
         let rgba: Vec<u8> = (0..w * h * 4).map(|i| (i * 7 % 251) as u8).collect();
-        let first = block(viewer.classify(&rgba, w, h, None)).unwrap();
+        let first = block(viewer.classify(&rgba, w, h, None, false)).unwrap();
         assert!(first.layer_attention.is_none());
         // A refused image (wrong buffer length) leaves the kept one in place.
-        assert!(block(viewer.classify(&rgba[..10], w, h, None)).is_err());
+        assert!(block(viewer.classify(&rgba[..10], w, h, None, false)).is_err());
         let fresh = viewer
             .classifier
             .classify(&rgba, w, h, Some(1))
@@ -749,5 +846,61 @@ mod tests {
             block(viewer.layer_attention(2)),
             Err(ViewerError::OutOfRange(_))
         ));
+    }
+
+    /// A classification that keeps its forward pass for relevance answers
+    /// as one that does not, and the relevance map then drawn from it (the
+    /// backward pass alone) is the one a fresh pass gives, bit for bit, on
+    /// either executor; a later image, or a later classification that does
+    /// not keep, drops it.
+    #[cfg(feature = "cpu")]
+    #[test]
+    fn a_kept_forward_pass_gives_the_same_classification_and_maps() {
+        use crate::model::testing::random_model;
+        let config = VitConfig::new([32, 32], 8, 24, 2, 3, 48).with_num_classes(4);
+        let device = Device::flex();
+        let pre = PreprocessConfig::timm_default(3, [32, 32]);
+        let (w, h) = (40u32, 30u32);
+        let rgba: Vec<u8> = (0..w * h * 4).map(|i| (i * 7 % 251) as u8).collect();
+        for fused in [true, false] {
+            let mut classifier =
+                Classifier::from_model(random_model(&config), config.clone(), pre.clone(), &device);
+            if !fused {
+                classifier.executor = Executor::Operations;
+            }
+            let viewer = Viewer::new(classifier);
+            let plain = viewer
+                .classify(&rgba, w, h, None, false)
+                .block_on()
+                .unwrap();
+            let fresh = viewer.relevance(Some(2), 0.5).block_on().unwrap();
+            let kept = viewer.classify(&rgba, w, h, None, true).block_on().unwrap();
+            assert!(
+                viewer.forward.lock().unwrap().is_some(),
+                "fused {fused}: kept"
+            );
+            assert_eq!(kept.logits, plain.logits, "fused {fused}");
+            assert_eq!(kept.attention.cls, plain.attention.cls, "fused {fused}");
+            assert_eq!(kept.rollout, plain.rollout, "fused {fused}");
+            let from_kept = viewer.relevance(Some(2), 0.5).block_on().unwrap();
+            assert_eq!(from_kept.maps.chefer, fresh.maps.chefer, "fused {fused}");
+            assert_eq!(
+                from_kept.maps.grad_rollout, fresh.maps.grad_rollout,
+                "fused {fused}"
+            );
+            assert_eq!(
+                from_kept.maps.heads_map, fresh.maps.heads_map,
+                "fused {fused}"
+            );
+            assert_eq!(from_kept.logits, fresh.logits, "fused {fused}");
+            viewer
+                .classify(&rgba, w, h, None, false)
+                .block_on()
+                .unwrap();
+            assert!(
+                viewer.forward.lock().unwrap().is_none(),
+                "fused {fused}: dropped"
+            );
+        }
     }
 }

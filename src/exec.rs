@@ -154,9 +154,9 @@ impl Executor {
                     let h = v.len() / (t * t);
                     Tensor::<3>::from_data(TensorData::new(v, [h, t, t]), &device)
                 };
-                kept.blocks
-                    .iter()
-                    .map(|b| square(b.weights.clone()))
+                forward
+                    .weights()
+                    .into_iter()
                     .zip(grads.into_iter().map(square))
                     .collect()
             }
@@ -190,6 +190,24 @@ pub enum KeptForward {
 }
 
 impl KeptForward {
+    /// Each layer's attention weights, [H, T, T], first layer first.
+    pub fn weights(&self) -> Vec<Tensor<3>> {
+        match self {
+            KeptForward::Operations(f) => f.weights(),
+            #[cfg(feature = "cpu")]
+            KeptForward::Fused { last, kept, .. } => {
+                let ([t, _], device) = (last.dims(), last.device());
+                kept.blocks
+                    .iter()
+                    .map(|b| {
+                        let h = b.weights.len() / (t * t);
+                        Tensor::from_data(TensorData::new(b.weights.clone(), [h, t, t]), &device)
+                    })
+                    .collect()
+            }
+        }
+    }
+
     /// The logits of the pass, [1, classes].
     pub fn logits(&self) -> Tensor<2> {
         match self {

@@ -271,17 +271,22 @@ impl Vitrine {
     /// `probabilities` empty), `viewBox` the rectangle
     /// [x0, y0, x1, y1] of the image the model saw (after its resize, crop
     /// and photo steps), in image pixels, and `input` the normalised
-    /// [C, H, W] tensor the model received.
+    /// [C, H, W] tensor the model received. With `for_relevance` the
+    /// forward pass is kept, where memory allows, so that
+    /// [`Vitrine::relevance`] of this image runs only its backward pass.
     pub async fn classify(
         &self,
         rgba: Vec<u8>,
         width: u32,
         height: u32,
         keep_layer: Option<u32>,
+        for_relevance: Option<bool>,
     ) -> Result<JsValue, JsError> {
+        let layer = keep_layer.map(|l| l as usize);
+        let keep = for_relevance.unwrap_or(false);
         let p = self
             .viewer
-            .classify(&rgba, width, height, keep_layer.map(|l| l as usize))
+            .classify(&rgba, width, height, layer, keep)
             .await
             .map_err(js_error)?;
         Ok(to_js(&Prediction::of(&p)))

@@ -5,6 +5,7 @@
 import { decode, fitCanvas } from './input.js';
 import { isWeights, loadDroppedModel, run } from './models.js';
 import { notify, state, update } from './store.js';
+import { showNow } from './view.js';
 
 /** Largest side handed to the model; bigger images are scaled down here, before wasm. */
 const MAX_SIDE = 1024;
@@ -67,7 +68,9 @@ function submit(job) {
 async function classifyJob({ id, name, truth, note, canvas, size, scale, w, h, model }) {
   const rgba = canvas.getContext('2d').getImageData(0, 0, w, h).data.buffer;
   try {
-    const { result } = await run({ type: 'classify', rgba, width: w, height: h, image: id });
+    // In "why this class" a relevance map follows: keep the forward pass for it.
+    const forRelevance = showNow() === 'relevance';
+    const { result } = await run({ type: 'classify', rgba, width: w, height: h, image: id, forRelevance });
     // Show only the newest image, and only as the model in use answered it.
     if (id !== state.latest || model !== state.applied) return;
     const why = result.probabilities.length ? topClass(result.probabilities) : -1;

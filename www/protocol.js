@@ -29,9 +29,10 @@
 /**
  * Page → worker: the requests, each answered once (after any `progress`).
  * `seq` numbers loads (a later-numbered one wins); `image` names the
- * classification a relevance map is for.
+ * classification a relevance map is for; `forRelevance` keeps a
+ * classification's forward pass for the relevance map that will follow.
  * @typedef {{ type: 'load', files: ModelFiles, seq?: number }
- *   | { type: 'classify', rgba: ArrayBuffer, width: number, height: number, image: number }
+ *   | { type: 'classify', rgba: ArrayBuffer, width: number, height: number, image: number, forRelevance?: boolean }
  *   | { type: 'walkthrough', patches: number[], layer: number, head: number }
  *   | { type: 'relevance', class: number, image: number | undefined, discardRatio?: number }
  *   | { type: 'attention', layer: number }

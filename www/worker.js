@@ -119,7 +119,9 @@ const handlers = {
     // this classification succeeds, the image the model keeps is not known
     // for sure (a failure after preprocessing keeps the new one).
     keptImage = null;
-    const result = await m.classify(new Uint8Array(data.rgba), data.width, data.height, undefined);
+    // `forRelevance`: the page shows "why this class", so the forward pass
+    // is kept for the relevance map that follows.
+    const result = await m.classify(new Uint8Array(data.rgba), data.width, data.height, undefined, data.forRelevance ?? false);
     keptImage = data.image;
     return { result };
   },

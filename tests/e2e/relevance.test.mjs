@@ -102,6 +102,13 @@ for (const [backend, query] of [['cpu', ''], ['cpu-simd128', '&simd=simd128'], [
     }, order[0]);
     assert.deepEqual(again, top, 'nothing of the second class stays behind');
 
+    // In "why this class" a classification keeps its forward pass, and the
+    // map that follows runs only the backward pass: still the CLI's maps.
+    await classify(page, image);
+    await explained(page, order[0]);
+    const kept = await maps(page);
+    assertClose(kept, wantTop, whyBound(model, 'chelsea', 0, wantTop), `${model} ${backend}, class ${order[0]}, forward pass kept`);
+
     // The map menu and the grid switch back to attention.
     await page.check('input[name="show"][value="attention"]');
     assert.equal(await page.inputValue('#head'), 'mean');

@@ -129,7 +129,9 @@ for (const arch of archs) {
     if (whys.length) {
       console.log(`    relevance map: median ${median(whys.map((r) => r.relevance.engineMs.median)).toFixed(1)} ms, `
         + `${median(whys.map((r) => r.relevance.perForward)).toFixed(2)}× a forward pass + read-back (rounds: ${whys.map((r) => r.relevance.perForward.toFixed(2)).join(', ')}); `
-        + `${median(whys.map((r) => r.relevance.ms.median)).toFixed(1)} ms through the worker`);
+        + `${median(whys.map((r) => r.relevance.ms.median)).toFixed(1)} ms through the worker; `
+        + `after a classification that kept its forward pass ${median(whys.map((r) => r.relevance.afterForward)).toFixed(2)}× `
+        + `(rounds: ${whys.map((r) => r.relevance.afterForward.toFixed(2)).join(', ')})`);
     }
     for (const r of got.filter((x) => x.memory)) {
       console.log(`    wasm memory: ${mb(r.wasmBytesLoaded)} loaded, ${mb(r.memory.wasmBytes[1])} after ${r.memory.runs} more classifications (${(100 * r.memory.wasmGrowth).toFixed(1)}% over them)`);
