@@ -136,7 +136,7 @@ impl Vitrine {
         };
         let mut options = LoadOptions::new()
             .file_name(name.as_deref().unwrap_or("the weights file"))
-            .checkpoint_key_opt(key.as_deref())
+            .checkpoint_key(key.as_deref())
             .f16_matrices(f16_matrices)
             .limits(limits)
             .progress(&report);

@@ -23,7 +23,7 @@ fn with_config_of(model: &str, weights: &[u8], key: Option<&str>) -> Result<Chec
     let config = std::fs::read(fixtures().join("models").join(model).join("config.json")).unwrap();
     LoadOptions::new()
         .file_name("model.pth")
-        .checkpoint_key_opt(key)
+        .checkpoint_key(key)
         .load(weights, Some(&config), None)
         .map_err(|e| e.to_string())
 }

@@ -120,16 +120,10 @@ impl<'a> LoadOptions<'a> {
     }
 
     /// For a PyTorch training checkpoint, the key its weights sit under
-    /// (e.g. DINO's `student`; default: the first of
+    /// (e.g. DINO's `student`; `None`, the default: the first of
     /// [`pytorch::STATE_DICT_KEYS`] the file has).
-    pub fn checkpoint_key(mut self, key: &'a str) -> Self {
-        self.checkpoint_key = Some(key);
-        self
-    }
-
-    /// [`Self::checkpoint_key`] when there is one.
-    pub fn checkpoint_key_opt(mut self, key: Option<&'a str>) -> Self {
-        self.checkpoint_key = key;
+    pub fn checkpoint_key(mut self, key: impl Into<Option<&'a str>>) -> Self {
+        self.checkpoint_key = key.into();
         self
     }
 

@@ -82,6 +82,14 @@ pub struct Relevance {
 }
 
 impl Prediction {
+    /// This prediction placed on the image it was prepared from: the part
+    /// of the image the model saw, and the preprocessing's time.
+    pub fn of_image(mut self, image: &Prepared, preprocess_ms: f64) -> Self {
+        self.view_box = image.view_box;
+        self.timings.preprocess = preprocess_ms;
+        self
+    }
+
     /// The `k` most probable classes as (index, probability), best first.
     pub fn top(&self, k: usize) -> Vec<(usize, f32)> {
         top_k(&self.probabilities, k)
@@ -196,10 +204,8 @@ impl Classifier {
         keep_layer: Option<usize>,
         preprocess_ms: f64,
     ) -> Result<Prediction, ClassifyError> {
-        let mut prediction = self.classify_input(&image.input, keep_layer).await?;
-        prediction.view_box = image.view_box;
-        prediction.timings.preprocess = preprocess_ms;
-        Ok(prediction)
+        let prediction = self.classify_input(&image.input, keep_layer).await?;
+        Ok(prediction.of_image(image, preprocess_ms))
     }
 
     /// The forward pass of a preprocessed input ([C, H, W]) step by step,

@@ -107,14 +107,12 @@ impl Viewer {
                 .classify_prepared(&image, keep_layer, preprocess_ms)
                 .await?);
         }
-        let (mut prediction, forward) = self
+        let (prediction, forward) = self
             .classifier
             .classify_input_keeping(&image.input, keep_layer)
             .await?;
-        prediction.view_box = image.view_box;
-        prediction.timings.preprocess = preprocess_ms;
         *self.forward.lock().expect("not poisoned") = forward.map(Arc::new);
-        Ok(prediction)
+        Ok(prediction.of_image(&image, preprocess_ms))
     }
 
     /// The kept image's full attention of `layer`, [H, N+1, N+1], and its

@@ -6,6 +6,10 @@ use std::path::PathBuf;
 
 use vitrine::checkpoint::safetensors::SafeTensors;
 
+mod reference;
+#[allow(unused_imports)]
+pub use reference::*;
+
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }

@@ -178,7 +178,7 @@ fn load_image(path: &Path) -> Result<image::RgbaImage, String> {
 /// The checkpoint `--model PATH` names, or the embedded default model, at
 /// `--image-size` when given.
 fn load_model(args: &Args) -> Result<(String, Checkpoint), String> {
-    let mut options = LoadOptions::new().checkpoint_key_opt(args.value("checkpoint-key"));
+    let mut options = LoadOptions::new().checkpoint_key(args.value("checkpoint-key"));
     if let Some(v) = args.value("image-size") {
         // N, or HxW.
         let size = match v.split_once('x') {
