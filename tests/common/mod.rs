@@ -71,3 +71,20 @@ pub fn photo(stem: &str) -> image::RgbaImage {
         .expect("photo decodes")
         .to_rgba8()
 }
+
+/// A file of a fixture model's folder.
+pub fn read(model: &str, file: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join("models").join(model).join(file)).unwrap()
+}
+
+/// A load's error and its message; panics if it loaded.
+pub fn message(
+    r: Result<vitrine::Checkpoint, vitrine::CheckpointError>,
+) -> (vitrine::CheckpointError, String) {
+    let e = match r {
+        Ok(ck) => panic!("loading should fail, but gave a model of {:?}", ck.config),
+        Err(e) => e,
+    };
+    let m = e.to_string();
+    (e, m)
+}
