@@ -149,7 +149,7 @@ build_site() {
   cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features cpu,webgpu,relaxed-simd
   wasm-bindgen --target web --no-typescript --out-dir "$out/pkg-relaxed" "$wasm"
   cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features cpu,webgpu
-  wasm-bindgen --target web --no-typescript --out-dir "$out/pkg" "$wasm"
+  wasm-bindgen --target web --out-dir "$out/pkg" "$wasm"
   cmp -s "$out/pkg/vitrine.js" "$out/pkg-relaxed/vitrine.js" ||
     { say "the two wasm modules got different JavaScript glue: they cannot share vitrine.js"; exit 1; }
   mv "$out/pkg-relaxed/vitrine_bg.wasm" "$out/pkg/vitrine_relaxed_bg.wasm"

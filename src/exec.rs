@@ -14,8 +14,9 @@
 //! block's attention weights when asked; and for a relevance map, a forward
 //! pass that keeps what the backward pass needs, then ∂logit/∂A of every
 //! layer (on the fused path, both on the fused kernels: `ops::backward`).
-//! The walk-through needs every step of a block and uses the model's
-//! operations on either.
+//! The walk-through runs the blocks before and after the one it shows on
+//! the executor, and that block through the model's operations, which
+//! expose every step of it.
 
 use burn::tensor::{Tensor, TensorData};
 
@@ -98,6 +99,27 @@ impl Executor {
         }
     }
 
+    /// Blocks `range` alone, without the final norm: tokens [B, T, D] →
+    /// [B, T, D]; `look(i, A)`, when given, sees block i's attention
+    /// weights.
+    pub fn encode_blocks(
+        &self,
+        model: &VisionTransformer,
+        tokens: Tensor<3>,
+        range: std::ops::Range<usize>,
+        mut look: Option<LookAttention>,
+    ) -> Tensor<3> {
+        match self {
+            #[cfg(feature = "cpu")]
+            Executor::Fused(fused) => fused.encode_blocks(tokens, range, look),
+            Executor::Operations => model.encode_blocks(tokens, range, |i, steps| {
+                if let Some(look) = look.as_mut() {
+                    look(i, &steps.attention.weights);
+                }
+            }),
+        }
+    }
+
     /// Logits (or a backbone's features): images [B, C, H, W] → [B, classes].
     pub fn forward(&self, model: &VisionTransformer, images: Tensor<4>) -> Tensor<2> {
         model.forward_head(self.encode(model, model.embed(images), None))
@@ -125,15 +147,28 @@ impl Executor {
         KeptForward::Operations(gradient::forward(model, images))
     }
 
+    /// The bytes the backward pass keeps for its speed when allowed to
+    /// (`transpose` of [`Executor::attention_gradients`]): the weight
+    /// matrices' transposes on the fused path, nothing on the other.
+    pub fn transposed_bytes(&self) -> u64 {
+        match self {
+            #[cfg(feature = "cpu")]
+            Executor::Fused(fused) => fused.transposed_bytes(),
+            Executor::Operations => 0,
+        }
+    }
+
     /// Each layer's attention weights and the gradient of logit `class`
     /// with respect to them, [H, T, T] each, first layer first; `eps` is
-    /// the model's LayerNorm epsilon.
+    /// the model's LayerNorm epsilon. `transpose` lets the fused path make
+    /// and keep [`Executor::transposed_bytes`] more.
     pub fn attention_gradients(
         &self,
         model: &VisionTransformer,
         forward: &KeptForward,
         class: usize,
         eps: f64,
+        transpose: bool,
     ) -> Vec<(Tensor<3>, Tensor<3>)> {
         match (self, forward) {
             #[cfg(feature = "cpu")]
@@ -146,7 +181,7 @@ impl Executor {
                 let g = gradient::head_back(model, last, tokens, class, eps);
                 let g = g.into_data().try_into_vec::<f32>().expect("f32 gradient");
                 let grads = fused
-                    .attention_gradients(kept, g)
+                    .attention_gradients(kept, g, transpose)
                     .expect("checked when the forward pass was kept");
                 let [t, _] = last.dims();
                 let device = last.device();
@@ -195,16 +230,7 @@ impl KeptForward {
         match self {
             KeptForward::Operations(f) => f.weights(),
             #[cfg(feature = "cpu")]
-            KeptForward::Fused { last, kept, .. } => {
-                let ([t, _], device) = (last.dims(), last.device());
-                kept.blocks
-                    .iter()
-                    .map(|b| {
-                        let h = b.weights.len() / (t * t);
-                        Tensor::from_data(TensorData::new(b.weights.clone(), [h, t, t]), &device)
-                    })
-                    .collect()
-            }
+            KeptForward::Fused { kept, .. } => kept.blocks.iter().map(|b| b.weights.clone()).collect(),
         }
     }
 
@@ -319,6 +345,34 @@ mod tests {
         assert_eq!(values(fused.encode(tokens, None)), seen);
     }
 
+    /// Blocks run in parts (the walk-through's way around the layer it
+    /// shows) give the tokens of one run, bit for bit, and number the
+    /// blocks they see from the encoder's first; on Burn's operations,
+    /// within rounding of the fused ones.
+    #[test]
+    fn blocks_in_parts_are_the_whole() {
+        let cfg = &variants()[1].1;
+        let model = random_model(cfg);
+        let images = Tensor::<4>::random([1, 3, 16, 16], Distribution::Normal(0.0, 1.0), &Device::flex());
+        let tokens = model.embed(images);
+        let executor = Executor::for_model(&model);
+        let depth = model.blocks.len();
+        let whole = values(executor.encode_blocks(&model, tokens.clone(), 0..depth, None));
+        for split in 0..=depth {
+            let mut seen = Vec::new();
+            let mut look = |i: usize, _: &Tensor<4>| seen.push(i);
+            let first = executor.encode_blocks(&model, tokens.clone(), 0..split, Some(&mut look));
+            let parts = executor.encode_blocks(&model, first, split..depth, Some(&mut look));
+            assert_eq!(values(parts), whole, "split at {split}");
+            assert_eq!(seen, (0..depth).collect::<Vec<_>>(), "split at {split}");
+        }
+        let operations = Executor::Operations.encode_blocks(&model, tokens.clone(), 0..depth, None);
+        assert_close("blocks", &whole, &values(operations));
+        // With the final norm, the whole encoder.
+        let normed = values(model.final_norm(executor.encode_blocks(&model, tokens.clone(), 0..depth, None)));
+        assert_close("encoder", &normed, &values(executor.encode(&model, tokens, None)));
+    }
+
     /// No images: nothing computed, every block still seen.
     #[test]
     fn an_empty_batch_is_no_work() {
@@ -394,17 +448,19 @@ mod tests {
                 &values(kept.logits()),
                 &values(operations.logits()),
             );
-            for class in [0, cfg.num_classes - 1] {
-                let got = fused.attention_gradients(&model, &kept, class, cfg.norm_eps);
+            // The weights read by columns, then their transposes by rows.
+            for (class, transpose) in [(0, false), (cfg.num_classes - 1, false), (0, true), (cfg.num_classes - 1, true)] {
+                let got = fused.attention_gradients(&model, &kept, class, cfg.norm_eps, transpose);
                 let want = Executor::Operations.attention_gradients(
                     &model,
                     &operations,
                     class,
                     cfg.norm_eps,
+                    false,
                 );
                 assert_eq!(got.len(), want.len(), "{name}: layers");
                 for (i, ((ga, gg), (wa, wg))) in got.into_iter().zip(want).enumerate() {
-                    let what = format!("{name}, class {class}, layer {i}");
+                    let what = format!("{name}, class {class}, transposed {transpose}, layer {i}");
                     assert_close(&format!("{what}: weights"), &values(ga), &values(wa));
                     let (gg, wg) = (values(gg), values(wg));
                     // Relative to the layer's largest gradient, however small.

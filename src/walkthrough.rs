@@ -1,12 +1,15 @@
 //! The forward pass step by step, for the teaching view: the real
-//! intermediate values of the loaded model on one image, computed by the
-//! same modules as [`crate::model`] and read back in one transfer.
+//! intermediate values of the loaded model on one image, read back in one
+//! transfer. The blocks run on the model's executor (as classification
+//! does), but the one shown in full, which runs through the model's own
+//! modules ([`crate::model`]) so that each of its steps can be seen.
 //!
 //! Sizes stay small: a few chosen patches, one chosen layer and head in
 //! full, and per-token or per-head summaries elsewhere.
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::exec::Executor;
 use crate::explain::distance::{distance_matrix, mean_distance};
 use crate::model::patch_embed::patchify;
 use crate::model::{VisionTransformer, VitConfig};
@@ -71,6 +74,7 @@ pub struct Walkthrough {
 /// layer or head that does not exist (callers check against the config).
 pub async fn walk(
     model: &VisionTransformer,
+    executor: &Executor,
     c: &VitConfig,
     device: &Device,
     input: &[f32],
@@ -123,14 +127,19 @@ pub async fn walk(
     let unit = p.clone() / p.powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12); // [N, D]
     let similarity = unit.clone().matmul(unit.transpose()); // [N, N]
 
+    // The blocks around the focus run on the executor; the focus block
+    // through the model's operations, which expose each of its steps.
     let distances = distance_matrix(c.grid(), c.patch_size, device);
     let norm = |x: &Tensor<3>| x.clone().powf_scalar(2.0).sum_dim(2).sqrt().reshape([t]);
     let mut mean_distances = Vec::with_capacity(c.depth);
+    let mut distance_of = |_: usize, weights: &Tensor<4>| {
+        mean_distances.push(mean_distance(weights, &distances))
+    };
+    let before = executor.encode_blocks(model, tokens, 0..focus.layer, Some(&mut distance_of));
     let mut focus_parts = None;
-    let mut before = tokens.clone();
-    let tokens = model.encode(tokens, |l, s| {
-        mean_distances.push(mean_distance(&s.attention.weights, &distances));
-        if l == focus.layer {
+    let after_focus = model.encode_blocks(before.clone(), focus.layer..focus.layer + 1, |l, s| {
+        distance_of(l, &s.attention.weights);
+        {
             let block = &model.blocks[l];
             let qkv =
                 crate::ops::linear(&block.attn.qkv, s.normed.clone()).reshape([1, t, 3, heads, hd]);
@@ -168,8 +177,14 @@ pub async fn walk(
                 norms,
             ]);
         }
-        before = s.output.clone();
     });
+    let rest = executor.encode_blocks(
+        model,
+        after_focus,
+        focus.layer + 1..c.depth,
+        Some(&mut distance_of),
+    );
+    let tokens = model.final_norm(rest);
     let pooled = model.pool(tokens.clone()).reshape([c.pooled_dim()]);
     let logits = model.forward_head(tokens).reshape([c.outputs()]);
 

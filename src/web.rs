@@ -62,6 +62,12 @@ fn js_error(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
+// The generated declaration (pkg/vitrine.d.ts) names its results by the
+// types of the site's own declaration, www/vitrine.d.ts, which the worker
+// is checked against.
+#[wasm_bindgen(typescript_custom_section)]
+const RESULT_TYPES: &str = r#"import type { DevicePools, LayerAttention, ModelInfo, Prediction, RelevanceMaps, Walkthrough } from '../vitrine';"#;
+
 /// A loaded model and the last image it classified (opaque to JavaScript).
 #[wasm_bindgen]
 pub struct Vitrine {
@@ -105,6 +111,7 @@ impl Vitrine {
         image_size: Option<u32>,
         name: Option<String>,
         key: Option<String>,
+        #[wasm_bindgen(unchecked_param_type = "(stage: string, done: number, total: number) => void")]
         progress: Option<js_sys::Function>,
         keep_f16: Option<bool>,
     ) -> Result<Vitrine, JsError> {
@@ -187,6 +194,7 @@ impl Vitrine {
     /// What the device's memory pools hold, as `{bytesInUse, bytesReserved}`
     /// (the GPU side of the bench page's memory check); `null` on backends
     /// without pools.
+    #[wasm_bindgen(unchecked_return_type = "DevicePools | null")]
     pub fn memory(&self) -> JsValue {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
@@ -209,6 +217,7 @@ impl Vitrine {
     /// (`executor`), the checkpoint's own input size, the names of the
     /// tokens before the patches, what the maps show, and a training
     /// checkpoint's `weightsKey` among its `weightsKeys`.
+    #[wasm_bindgen(unchecked_return_type = "ModelInfo")]
     pub fn info(&self) -> JsValue {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
@@ -219,6 +228,7 @@ impl Vitrine {
             notes: &'a [String],
             name: &'a Option<String>,
             grid: [usize; 2],
+            pooled_width: usize,
             parameters: usize,
             weight_bytes: u64,
             executor: &'static str,
@@ -236,6 +246,7 @@ impl Vitrine {
             notes: &c.notes,
             name: &self.name,
             grid: c.config.grid(),
+            pooled_width: c.config.pooled_dim(),
             parameters: c.model().num_params(),
             weight_bytes: c.model().weight_bytes(),
             executor: c.executor().name(),
@@ -274,6 +285,7 @@ impl Vitrine {
     /// [C, H, W] tensor the model received. With `for_relevance` the
     /// forward pass is kept, where memory allows, so that
     /// [`Vitrine::relevance`] of this image runs only its backward pass.
+    #[wasm_bindgen(unchecked_return_type = "Prediction")]
     pub async fn classify(
         &self,
         rgba: Vec<u8>,
@@ -295,6 +307,7 @@ impl Vitrine {
     /// The full attention of `layer` for the kept image:
     /// `{layerAttention, layerMean}` ([H, N+1, N+1] and [N+1, N+1]). Takes
     /// no pixels and repeats no preprocessing.
+    #[wasm_bindgen(unchecked_return_type = "LayerAttention")]
     pub async fn attention(&self, layer: u32) -> Result<JsValue, JsError> {
         let (all, mean) = self
             .viewer
@@ -319,6 +332,7 @@ impl Vitrine {
     /// patches [N], and each head's gradient-weighted attention [L, H, N]
     /// (see `explain::relevance`). `discardRatio` is grad-rollout's share
     /// of each layer dropped (vit-explain's 0.9 when absent).
+    #[wasm_bindgen(unchecked_return_type = "RelevanceMaps")]
     pub async fn relevance(
         &self,
         class: Option<u32>,
@@ -360,6 +374,7 @@ impl Vitrine {
     /// queries, keys, values, attention, normed, normed2, mlpOut, tokenNorms,
     /// meanDistance, pooled, logits, probabilities}` as Float32Arrays (see
     /// `walkthrough::Walkthrough`), for the focus `patches`, `layer` and `head`.
+    #[wasm_bindgen(unchecked_return_type = "Walkthrough")]
     pub async fn walkthrough(
         &self,
         patches: Vec<u32>,

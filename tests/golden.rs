@@ -241,6 +241,14 @@ fn without_config_the_shapes_are_inferred() {
     let notes = ck.notes.join("\n");
     assert!(notes.contains("heads = D/64 = 3"), "{notes}");
     assert!(notes.contains("preprocessing assumed"), "{notes}");
+    // 1,000 unnamed classes are ImageNet-1k's, as timm takes them (the
+    // names transformers' google/vit-base-patch16-224 config lists).
+    assert!(notes.contains("ImageNet-1k's"), "{notes}");
+    assert_eq!(ck.labels.len(), 1000);
+    assert_eq!(
+        [&ck.labels[0], &ck.labels[281], &ck.labels[999]],
+        ["tench, Tinca tinca", "tabby, tabby cat", "toilet tissue, toilet paper, bathroom tissue"]
+    );
     check_against_reference("timm_tiny", &Classifier::new(ck, Device::flex()));
 
     // A width that is not a multiple of 64 gets one head, and says so.

@@ -2,20 +2,21 @@
 // loading in models.js, images in images.js, drawing in view.js; this file
 // connects the controls to them and the views to the state.
 import { setupCamera } from './camera.js';
+import { bindControls, showControls, viewFor } from './controls.js';
 import { loadGallery } from './gallery.js';
 import { classifyBlob, handleFiles } from './images.js';
+import { loadHubModel, setupHub } from './hubpage.js';
 import { setupLearn } from './learn.js';
 import { loadSiteModel, nextLoad, reloadModel, run, startWorker } from './models.js';
-import { setupPointer, showPatch } from './pointer.js';
+import { ensureRows, setupPointer } from './pointer.js';
 import { onUpdate, notify, state, update } from './store.js';
-import { clearResults, downloadView, mapChoices, renderNotices, renderView, showModel, showNow } from './view.js';
+import { clearResults, downloadView, renderNotices, renderView, showModel, showOpacity } from './view.js';
 import { ensureRelevance, explain, fetchRelevance } from './why.js';
 import { $ } from './dom.js';
 
 const params = new URLSearchParams(location.search);
 
-const render = () => renderView({ ...state, rerender: render, explain });
-const redraw = () => update({});
+const render = () => renderView({ ...state, explain });
 
 const learn = setupLearn({
   run,
@@ -25,22 +26,29 @@ const learn = setupLearn({
 
 // ---- views of the state -----------------------------------------------------------------
 
+// What the picture was last drawn with: a change of opacity alone is a style.
+let drawn = state.view;
 onUpdate((s, changed) => {
   if ('info' in changed && s.info) {
     // A new model: its controls, no results yet; the image the user gave
     // last (perhaps before any model was ready) is answered by it.
     showModel(s.info);
-    update({ current: null, patch: -1 });
+    update({ view: viewFor(s.info), current: null, patch: -1 });
     learn.update();
     if (s.given) classifyBlob(s.given.blob, s.given.truth);
     return;
   }
-  if ('current' in changed && s.current) {
-    learn.update();
-    ensureRelevance();
-  }
+  if ('view' in changed) showControls(s.view, s.info);
+  if ('current' in changed && s.current) learn.update();
   if ('current' in changed && !s.current) clearResults();
-  render();
+  if (!['current', 'patch', 'view'].some((k) => k in changed)) return;
+  // The maps the view needs and the image shown lacks are asked for.
+  ensureRelevance();
+  ensureRows();
+  const only = (key) => Object.keys(s.view).every((k) => k === key || s.view[k] === drawn[k]);
+  if (Object.keys(changed).join() === 'view' && only('opacity')) showOpacity(s.view);
+  else render();
+  drawn = s.view;
 });
 onUpdate((s, changed) => {
   if ('notices' in changed) renderNotices(s.notices);
@@ -62,28 +70,13 @@ document.addEventListener('paste', (e) => {
   const item = [...e.clipboardData.items].find((i) => i.kind === 'file');
   if (item) classifyBlob(item.getAsFile());
 });
-$('layer').addEventListener('input', () => {
-  $('layer-out').textContent = $('layer').value;
-  if (state.patch >= 0) showPatch(state.patch);
-  else redraw();
-});
-$('mass').addEventListener('input', () => { $('mass-out').textContent = `${Math.round($('mass').value * 100)}%`; redraw(); });
-for (const id of ['head', 'colormap', 'threshold']) $(id).addEventListener('change', redraw);
-for (const r of document.querySelectorAll('input[name="show"]')) {
-  r.addEventListener('change', () => {
-    mapChoices(showNow(), state.info?.config.num_heads ?? 0);
-    ensureRelevance();
-    redraw();
-  });
-}
-$('opacity').addEventListener('input', redraw);
-for (const r of document.querySelectorAll('input[name="upsample"], input[name="picture"]')) r.addEventListener('change', redraw);
+bindControls();
 $('download').addEventListener('click', () => {
   if (!state.current) {
     notify({ error: 'Classify an image first: then its attention overlay can be downloaded.' });
     return;
   }
-  downloadView(state.patch);
+  downloadView(state);
 });
 setupPointer();
 setupCamera();
@@ -115,9 +108,18 @@ window.vitrineMemory = () => run({ type: 'memory' });
 /** The relevance maps of class `k` for the image shown, computed afresh: for tests and the curious. */
 window.vitrineRelevance = (k) => run({ type: 'relevance', class: k, image: state.current?.id });
 loadGallery();
+const hubReady = setupHub();
 // The site's model is load number 1, taken now: a checkpoint the user drops
-// while the worker is still starting comes later, and wins.
+// while the worker is still starting comes later, and wins. `?model=hf:…`
+// names a model of the Hub instead (a link to a lesson, say).
 const siteLoad = nextLoad();
-startWorker(params.get('backend')).then(() => loadSiteModel(siteLoad), () => {}); // a failed start is shown
+const fromHub = params.get('model')?.startsWith('hf:');
+startWorker(params.get('backend')).then(async () => {
+  if (fromHub) {
+    await hubReady;
+    return loadHubModel(params.get('model'), siteLoad);
+  }
+  return loadSiteModel(siteLoad);
+}, () => {}); // a failed start is shown
 // A file picked before this script ran is not lost.
 if ($('file').files.length) handleFiles($('file').files);

@@ -3,6 +3,7 @@
 import { fetchModelFiles, parseManifest } from './manifest.js';
 import { connect } from './rpc.js';
 
+/** @type {(id: string) => any} */
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const runs = Number(params.get('runs') ?? 30);

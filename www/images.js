@@ -5,7 +5,6 @@
 import { decode, fitCanvas } from './input.js';
 import { isWeights, loadDroppedModel, run } from './models.js';
 import { notify, state, update } from './store.js';
-import { showNow } from './view.js';
 
 /** Largest side handed to the model; bigger images are scaled down here, before wasm. */
 const MAX_SIDE = 1024;
@@ -69,7 +68,7 @@ async function classifyJob({ id, name, truth, note, canvas, size, scale, w, h, m
   const rgba = canvas.getContext('2d').getImageData(0, 0, w, h).data.buffer;
   try {
     // In "why this class" a relevance map follows: keep the forward pass for it.
-    const forRelevance = showNow() === 'relevance';
+    const forRelevance = state.view.show === 'relevance';
     const { result } = await run({ type: 'classify', rgba, width: w, height: h, image: id, forRelevance });
     // Show only the newest image, and only as the model in use answered it.
     if (id !== state.latest || model !== state.applied) return;
@@ -83,7 +82,7 @@ async function classifyJob({ id, name, truth, note, canvas, size, scale, w, h, m
       notes.push(`${name} is only ${size.join('×')} pixels, smaller than the model's ${input.join('×')} input: it was enlarged, so expect a blurry view.`);
     }
     notify({ imageNotes: notes });
-    const current = { result, bitmap: canvas, viewBox: Array.from(result.viewBox), rows: {}, truth, id, why, relevance: {}, failed: {}, pending: new Map() };
+    const current = { result, bitmap: canvas, viewBox: Array.from(result.viewBox), rows: {}, truth, id, why, relevance: {}, failed: {}, pending: new Map(), pendingRows: new Set() };
     update({ current, patch: -1 });
     document.body.dataset.classified = String(id);
   } catch (e) {

@@ -1,6 +1,6 @@
 // The teaching view: the forward pass of the current image step by step,
 // with the values the Rust engine computed (worker message 'walkthrough').
-import { colour, drawMap, inputPicture } from './overlay.js';
+import { colour, colourPixels, drawMap, inputPicture } from './overlay.js';
 import { LANGUAGES, TEXT } from './learn-text.js';
 import { $ } from './dom.js';
 
@@ -19,11 +19,9 @@ function heatmap(values, rows, cols, { scale = 4, colormap = 'viridis', label = 
   canvas.className = 'heat';
   canvas.setAttribute('role', 'img');
   canvas.setAttribute('aria-label', label);
-  let lo = Infinity, hi = -Infinity;
-  for (const v of values) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
   const ctx = canvas.getContext('2d');
   const img = ctx.createImageData(cols, rows);
-  values.forEach((v, i) => img.data.set([...colour(hi > lo ? (v - lo) / (hi - lo) : 0.5, colormap), 255], i * 4));
+  img.data.set(colourPixels(values, colormap, 0.5));
   ctx.putImageData(img, 0, 0);
   return canvas;
 }
@@ -137,7 +135,7 @@ export function setupLearn({ run, state, relevance }) {
     return {
       name, h, w, c: c.in_chans, p: c.patch_size, rows, cols, n, t: n + names.length, d: c.embed_dim,
       prefix: names.length, names, cls: c.class_token, dist: c.distilled, regs: c.reg_tokens,
-      pool: c.global_pool, fcNorm: c.fc_norm, pooled: c.global_pool === 'token_and_avg' ? 2 * c.embed_dim : c.embed_dim,
+      pool: c.global_pool, fcNorm: c.fc_norm, pooled: info.pooledWidth,
       patchLen: c.patch_size * c.patch_size * c.in_chans, layers: c.depth, heads: c.num_heads,
       hd: c.embed_dim / c.num_heads, mlp: c.mlp_hidden, classes: c.num_classes,
       photo: info.preprocess.photo?.invert_light_background || info.preprocess.photo?.fit_object,
@@ -147,10 +145,8 @@ export function setupLearn({ run, state, relevance }) {
 
   /** Three patches worth a look: the most attended by the class token, the centre, a corner. */
   function focusPatches(current, s) {
-    const { cls, heads } = current.result;
     const last = s.layers - 1;
-    const mean = new Float32Array(s.n);
-    for (let h = 0; h < heads; h++) for (let j = 0; j < s.n; j++) mean[j] += cls[(last * heads + h) * s.n + j];
+    const mean = Array.from(current.result.clsMean.subarray(last * s.n, (last + 1) * s.n));
     const top = mean.indexOf(Math.max(...mean));
     const centre = Math.floor(s.rows / 2) * s.cols + Math.floor(s.cols / 2);
     return [...new Set([top, centre, 0])];

@@ -62,7 +62,7 @@ export async function run(message, onProgress) {
  * the newest load is shown.
  */
 let shownLoad = 0;
-function loadProgress(name, seq) {
+export function loadProgress(name, seq) {
   const start = performance.now();
   shownLoad = seq;
   const stages = [];
@@ -74,10 +74,12 @@ function loadProgress(name, seq) {
   const timer = setTimeout(show, SHOW_AFTER_MS);
   document.body.dataset.loadStages = '';
   delete document.body.dataset.loadMs;
-  const report = (stage, done, total) => {
+  const report = (stage, done, total, more = {}) => {
     if (!mine()) return;
-    const now = describeProgress(stage, done, total, { name, gpu: state.backend === 'webgpu' });
-    $('progress').value = Math.min(now.value, 0.999); // 1 hides the bar: that is end()'s
+    const now = describeProgress(stage, done, total, { name, gpu: state.backend === 'webgpu', ...more });
+    // A download of unknown size: an indeterminate bar.
+    if (stage === 'downloading' && !(total > 0)) $('progress').removeAttribute('value');
+    else $('progress').value = Math.min(now.value, 0.999); // 1 hides the bar: that is end()'s
     text = now.text;
     show();
     if (!stages.includes(stage)) stages.push(stage);
@@ -106,7 +108,7 @@ export function nextLoad() {
  * default model is still downloading, is not replaced by it. Returns the
  * model's info, or null when a newer load has already taken its place.
  */
-async function loadModel(name, files, seq, progress) {
+async function loadModel(name, files, seq, progress, origin = null) {
   const onProgress = ({ stage, done, total }) => progress?.report(stage, done, total);
   files.keepF16 = keepF16;
   const { info, superseded } = await run({ type: 'load', files, seq }, onProgress);
@@ -115,11 +117,18 @@ async function loadModel(name, files, seq, progress) {
   update({
     applied: seq,
     source: { name, files, seq },
-    info: { ...info, name },
+    info: { ...info, name, ...(origin ? { origin } : {}) }, // the page's own fields beside the handle's
     notices: { ...state.notices, error: '', modelNotes: info.notes.map(sentence) },
   });
   return info;
 }
+
+/**
+ * Loads checkpoint files fetched elsewhere (the Hub) as model `name`, load
+ * number `seq`, with `progress` from `loadProgress`; `origin` says where
+ * they came from, on the model's line.
+ */
+export const loadFiles = (name, files, seq, progress, origin) => loadModel(name, files, seq, progress, origin);
 
 /** A weights file's name: safetensors, or what torch.save writes (read without running its pickle). */
 export const isWeights = (name) => /\.(safetensors|pth|pt|bin)$/i.test(name);

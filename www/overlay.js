@@ -1,18 +1,15 @@
 // Attention maps as pictures: colormaps, head selection, DINO-style
 // thresholding, and drawing a patch grid over the image.
 
-// matplotlib's colormaps at 17 evenly spaced points: the same table the CLI's overlay PNG uses (src/explain/colormap.rs).
+// matplotlib's colormaps, its own 256-entry tables: the same the CLI's overlay PNG indexes (src/explain/colormap.rs).
 import COLORMAPS from './colormaps.json' with { type: 'json' };
 
 export { COLORMAPS };
 
-/** The colour of `t` in [0, 1] on colormap `name`, as [r, g, b]. */
+/** The colour of `t` in [0, 1] on colormap `name`, as [r, g, b]: entry ⌊t·256⌋, as matplotlib picks it. */
 export function colour(t, name = 'viridis') {
   const table = COLORMAPS[name] ?? COLORMAPS.viridis;
-  const x = Math.min(1, Math.max(0, t)) * (table.length - 1);
-  const i = Math.min(Math.floor(x), table.length - 2);
-  const f = x - i;
-  return table[i].map((a, c) => Math.round(a + (table[i + 1][c] - a) * f));
+  return table[Math.min(table.length - 1, Math.floor(Math.min(1, Math.max(0, t)) * table.length))];
 }
 
 // The maps themselves are computed in Rust (src/explain/); these only pick rows.
@@ -55,22 +52,40 @@ export function thresholdMask(map, mass) {
 }
 
 /**
+ * `values` as RGBA pixels: min-max normalised (a flat map at `flat`), then
+ * coloured; the page's one normalisation (the CLI's is
+ * src/explain/overlay.rs, on the same tables).
+ * @param {ArrayLike<number>} values
+ * @param {string} colormap
+ * @param {number} [flat]
+ */
+export function colourPixels(values, colormap, flat = 0) {
+  let lo = Infinity, hi = -Infinity;
+  for (let i = 0; i < values.length; i++) { lo = Math.min(lo, values[i]); hi = Math.max(hi, values[i]); }
+  const out = new Uint8ClampedArray(values.length * 4);
+  for (let i = 0; i < values.length; i++) {
+    out.set(colour(hi > lo ? (values[i] - lo) / (hi - lo) : flat, colormap), i * 4);
+    out[i * 4 + 3] = 255;
+  }
+  return out;
+}
+
+/**
  * Draws `map` ([rows, cols]) min-max normalised in a colormap onto `canvas`.
  * `smooth` interpolates between patch centres, otherwise each patch is a
  * flat block. With `mask`, the patches in it are left clear and the others
  * covered in black (always blocky).
  */
 export function drawMap(canvas, map, [rows, cols], { colormap = 'viridis', smooth = true, mask = null } = {}) {
-  let lo = Infinity, hi = -Infinity;
-  for (const v of map) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
   const small = new OffscreenCanvas(cols, rows);
   const ctx = small.getContext('2d');
   const img = ctx.createImageData(cols, rows);
-  map.forEach((v, i) => {
+  if (mask) {
     // Thresholded: kept patches stay clear, the rest is covered.
-    const rgba = mask ? [0, 0, 0, mask[i] ? 0 : 255] : [...colour(hi > lo ? (v - lo) / (hi - lo) : 0, colormap), 255];
-    img.data.set(rgba, i * 4);
-  });
+    mask.forEach((keep, i) => img.data.set([0, 0, 0, keep ? 0 : 255], i * 4));
+  } else {
+    img.data.set(colourPixels(map, colormap));
+  }
   ctx.putImageData(img, 0, 0);
   const out = canvas.getContext('2d');
   out.clearRect(0, 0, canvas.width, canvas.height);

@@ -1,29 +1,32 @@
 // Pointing at a patch (mouse, or the arrow keys on the picture) shows what
 // it attends to: the chosen layer's full attention, read from the worker
 // once per image and layer (`current.rows`, a cache of the image shown).
-import { layerNow } from './view.js';
 import { run } from './models.js';
 import { notify, state, update } from './store.js';
 import { $ } from './dom.js';
 
 
-/** Points at patch `p` (-1: the class token), reading its layer's attention if needed. */
-export async function showPatch(p) {
+/** Points at patch `p` (-1: the class token): drawn at once, its own map once its layer's rows are here. */
+function showPatch(p) {
+  if (state.current) update({ patch: p });
+}
+
+/** Reads the chosen layer's full attention when a patch is pointed at and the image shown lacks it. */
+export async function ensureRows() {
   const mine = state.current;
-  if (!mine) return;
-  // Drawn at once; the patch's own map once its layer's rows are here.
-  update({ patch: p });
-  const layer = layerNow();
-  if (p >= 0 && !mine.rows[layer]) {
-    try {
-      const { layerAttention, layerMean } = await run({ type: 'attention', layer });
-      mine.rows[layer] = { layerAttention, layerMean };
-    } catch (e) {
-      notify({ error: `Could not read layer ${layer}'s attention: ${e.message}` });
-      return;
-    }
-    if (mine === state.current) update({});
+  const { layer } = state.view;
+  if (!mine || state.patch < 0 || mine.rows[layer] || mine.pendingRows.has(layer)) return;
+  mine.pendingRows.add(layer);
+  try {
+    const { layerAttention, layerMean } = await run({ type: 'attention', layer });
+    mine.rows[layer] = { layerAttention, layerMean };
+  } catch (e) {
+    notify({ error: `Could not read layer ${layer}'s attention: ${e.message}` });
+    return;
+  } finally {
+    mine.pendingRows.delete(layer);
   }
+  if (mine === state.current) update({ current: mine }); // its cache was filled
 }
 
 function patchAt(event) {

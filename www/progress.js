@@ -5,7 +5,8 @@
 
 /** The stages in order, each with its share of the progress bar. */
 export const STAGES = ['reading', 'converting', 'building', 'warm-up'];
-const SHARE = { reading: [0, 0.4], converting: [0.4, 0.75], building: [0.75, 0.9], 'warm-up': [0.9, 1] };
+// A download from the Hub takes the reading's share (it is the reading).
+const SHARE = { downloading: [0, 0.4], reading: [0, 0.4], converting: [0.4, 0.75], building: [0.75, 0.9], 'warm-up': [0.9, 1] };
 
 /** Loads quicker than this show only the bar; longer ones also say what is happening. */
 export const SHOW_AFTER_MS = 500;
@@ -23,11 +24,13 @@ function amount(done, total, unit, scale) {
  * `{ value, text }`. `name` is the file's, `gpu` whether the weights go to a
  * GPU (uploading and compiling shaders) rather than stay in WebAssembly memory.
  */
-export function describeProgress(stage, done, total, { name = 'the weights', gpu = false } = {}) {
+export function describeProgress(stage, done, total, { name = 'the weights', gpu = false, file = '', rate = 0, left = null } = {}) {
   const [from, to] = SHARE[stage] ?? [0, 0];
   const fraction = total > 0 ? Math.min(1, Math.max(0, done / total)) : 0;
   const value = from + (to - from) * fraction;
   const text = {
+    downloading: () => `Downloading ${name}${file ? `’s ${file}` : ''}: ${amount(done, total, 'MB', mb)}`
+      + (rate > 0 ? `, ${mb(rate)} MB/s` : '') + (left !== null && Number.isFinite(left) ? `, ${Math.ceil(left)} s left` : ''),
     reading: () => `Reading ${name}: ${amount(done, total, 'MB', mb)}`,
     converting: () => `Checking the weights: ${amount(done, total, 'MB', mb)}`,
     building: () => `${gpu ? 'Uploading the weights to the GPU' : 'Laying out the weights'}: ${amount(done, total, 'M weights', millions)}`,

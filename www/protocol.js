@@ -27,7 +27,8 @@
  */
 
 /**
- * Page → worker: the requests, each answered once (after any `progress`).
+ * Page → worker: the requests, each answered once (after any `progress`);
+ * rpc.js numbers each (`id`, which its answer carries back).
  * `seq` numbers loads (a later-numbered one wins); `image` names the
  * classification a relevance map is for; `forRelevance` keeps a
  * classification's forward pass for the relevance map that will follow.
@@ -36,8 +37,10 @@
  *   | { type: 'walkthrough', patches: number[], layer: number, head: number }
  *   | { type: 'relevance', class: number, image: number | undefined, discardRatio?: number }
  *   | { type: 'attention', layer: number }
- *   | { type: 'memory' }} Request
+ *   | { type: 'memory' }} Ask
  */
+
+/** @typedef {Ask & { id?: number }} Request */
 
 /**
  * Worker → page: the answers, by request type (`id` is the request's).

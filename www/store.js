@@ -20,6 +20,7 @@
  * @property {Record<number, RelevanceMaps>} relevance the maps of each class asked for
  * @property {Record<number, string>} failed why a class's maps could not be had
  * @property {Map<number, Promise<void>>} pending the requests for maps in flight
+ * @property {Set<number>} pendingRows the layers whose rows are being read
  */
 
 /**
@@ -32,7 +33,7 @@
 /**
  * @typedef {object} State
  * @property {string | null} backend 'webgpu' or 'cpu', as the worker chose
- * @property {(ModelInfo & { name: string }) | null} info the model in use, named
+ * @property {(ModelInfo & { name: string, origin?: string | null }) | null} info the model in use, named, and where it came from (the Hub's repo@commit)
  * @property {{ name: string, files: ModelFiles, seq: number } | null} source what to reload if the worker restarts
  * @property {number} loads the number of the newest model load asked for
  * @property {number} applied the number of the load whose model is in use
@@ -40,7 +41,22 @@
  * @property {number} latest the number of the newest classification asked for
  * @property {Shown | null} current the image shown
  * @property {number} patch the patch pointed at, or -1 for the class token
+ * @property {View} view how the maps are shown
  * @property {Notices} notices
+ */
+
+/**
+ * How the maps are shown: the settings of the page's controls.
+ * @typedef {object} View
+ * @property {'attention' | 'relevance'} show where the model looks, or why it chose a class
+ * @property {number} layer the layer whose maps are shown
+ * @property {string} head a head's index, or a layer-wide map (mean, rollout, chefer, grad-rollout)
+ * @property {string} colormap
+ * @property {boolean} smooth interpolate between patch centres (else one flat block a patch)
+ * @property {'photo' | 'input'} picture under the map: the user's image, or the model's input tensor
+ * @property {boolean} threshold cover all but the patches holding `mass` of the map
+ * @property {number} mass
+ * @property {number} opacity the map's
  */
 
 /** @type {State} */
@@ -54,6 +70,10 @@ export const state = {
   latest: 0,
   current: null,
   patch: -1,
+  view: {
+    show: 'attention', layer: 0, head: 'mean', colormap: 'viridis', smooth: true,
+    picture: 'photo', threshold: false, mass: 0.6, opacity: 0.6,
+  },
   notices: { error: '', warning: '', modelNotes: [], imageNotes: [] },
 };
 

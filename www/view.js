@@ -2,13 +2,14 @@
 // attention map over it, the per-head grid, the top-5 and the timings. The
 // maps come computed from Rust; overlay.js draws them.
 import { drawMap, drawPatchCursor, headMap, inputPicture, patchRow, thresholdMask } from './overlay.js';
-import { $, one } from './dom.js';
+import { headIndex, setView } from './controls.js';
+import { $ } from './dom.js';
 
 
 /** One line about a model's shape and size (`info` as the worker gives it). */
-export function describeModel(name, { config: c, parameters, weightBytes, executor }) {
+export function describeModel(name, { config: c, grid: [rows, cols], parameters, weightBytes, executor, origin = null }) {
   const [h, w] = c.img_size;
-  const n = (h / c.patch_size) * (w / c.patch_size);
+  const n = rows * cols;
   const count = parameters >= 1e6 ? `${(parameters / 1e6).toFixed(1)} M` : `${Math.round(parameters / 1e3)} k`;
   const classes = c.num_classes ? `${c.num_classes} classes` : 'no classifier (a backbone)';
   // Below four bytes a weight, the matrices were kept in the file's f16.
@@ -16,7 +17,7 @@ export function describeModel(name, { config: c, parameters, weightBytes, execut
   const held = weightBytes && weightBytes < 4 * parameters ? `${mb} MB in memory, matrices in f16` : `${mb} MB in memory`;
   return `Model “${name}”: ${h}×${w}×${c.in_chans} input → ${n} patches of ${c.patch_size}×${c.patch_size}, `
     + `D = ${c.embed_dim}, ${c.depth} layers × ${c.num_heads} heads, ${classes}, ${count} parameters (${held}); `
-    + `run by ${executor}.`;
+    + `run by ${executor}.` + (origin ? ` From ${origin}.` : '');
 }
 
 /**
@@ -44,21 +45,11 @@ export function sizeChoices(native, patch) {
 }
 
 /**
- * The controls that depend on the model in use: the layer slider, the
- * map menu, "why this class" (a backbone has no class to explain), the
- * input sizes, a training checkpoint's choice of weights, the model line.
+ * What depends on the model in use besides the map controls: the input
+ * sizes, a training checkpoint's choice of weights, the model line.
  */
 export function showModel(info) {
   const c = info.config;
-  $('layer').max = c.depth - 1;
-  $('layer').value = c.depth - 1;
-  $('layer-out').textContent = c.depth - 1;
-  const why = one('input[name="show"][value="relevance"]');
-  why.disabled = !c.num_classes;
-  why.parentElement.title = c.num_classes ? '' : 'This model has no classifier (a backbone): there is no class to explain.';
-  if (!c.num_classes) one('input[name="show"][value="attention"]').checked = true;
-  $('head').replaceChildren();
-  mapChoices(showNow(), c.num_heads);
   $('model-info').textContent = describeModel(info.name, info); // names are text, never HTML
   const [native] = info.nativeSize;
   $('resolution').replaceChildren(...sizeChoices(native, c.patch_size).map((px) => {
@@ -87,16 +78,16 @@ export function renderNotices({ error, warning, modelNotes, imageNotes }) {
 }
 
 /** Saves the picture with its overlay as a PNG named after the view. */
-export async function downloadView(patch) {
+export async function downloadView({ patch, view }) {
   const out = new OffscreenCanvas($('image').width, $('image').height);
   const ctx = out.getContext('2d');
   ctx.drawImage($('image'), 0, 0);
-  ctx.globalAlpha = Number($('opacity').value);
+  ctx.globalAlpha = view.opacity;
   ctx.drawImage($('overlay'), 0, 0);
   const blob = await out.convertToBlob({ type: 'image/png' });
   const a = document.createElement('a');
   a.href = URL.createObjectURL(blob);
-  a.download = `vitrine-layer${layerNow()}-${$('head').value}${patch >= 0 ? `-patch${patch}` : ''}.png`;
+  a.download = `vitrine-layer${view.layer}-${view.head}${patch >= 0 ? `-patch${patch}` : ''}.png`;
   document.body.append(a);
   a.click();
   a.remove();
@@ -111,46 +102,19 @@ export function clearResults() {
 }
 
 
-export const layerNow = () => Number($('layer').value);
-/** 'attention' (where it looks) or 'relevance' (why this class). */
-export const showNow = () => one('input[name="show"]:checked').value;
-const NAMED = ['mean', 'rollout', 'chefer', 'grad-rollout'];
-const headNow = () => (NAMED.includes($('head').value) ? $('head').value : Number($('head').value));
-
-/** The layer-wide choices of the Map menu in each mode, then one per head. */
-const WHOLE = {
-  attention: [['mean', 'mean of heads'], ['rollout', 'rollout (all layers)']],
-  relevance: [['chefer', 'relevance (Chefer et al.)'], ['grad-rollout', 'gradient rollout']],
-};
-
-/**
- * Fills the Map menu for `mode` with `heads` heads, keeping the choice
- * where it has a counterpart (mean ↔ Chefer's relevance, rollout ↔
- * gradient rollout, a head stays that head).
- */
-export function mapChoices(mode, heads) {
-  const was = $('head').value;
-  const other = mode === 'attention' ? 'relevance' : 'attention';
-  const at = WHOLE[other].findIndex(([v]) => v === was);
-  const keep = at >= 0 ? WHOLE[mode][at][0] : was;
-  $('head').replaceChildren(...WHOLE[mode].map(([v, t]) => new Option(t, v)),
-    ...Array.from({ length: heads }, (_, h) => new Option(`head ${h}`, String(h))));
-  $('head').value = [...$('head').options].some((o) => o.value === keep) ? keep : WHOLE[mode][0][0];
-}
-
 /**
  * The class-specific map now chosen: Chefer et al.'s relevance, gradient
  * rollout, or one head's gradient-weighted attention of the chosen layer;
  * `map` is null while it is being computed.
  */
-function relevanceMap({ current, info }) {
+function relevanceMap({ current, info, view }) {
   const k = current.why;
   const label = `“${info.labels[k]}”`;
   const r = current.relevance[k];
   if (!r) return { map: null, what: current.failed[k] ?? `Working out why ${label}: one backward pass through the model…` };
   const [gr, gc] = current.result.grid;
   const n = gr * gc;
-  const head = headNow();
+  const head = headIndex(view.head);
   const pct = `${(current.result.probabilities[k] * 100).toFixed(1)}%`;
   const why = `Why ${label} (${pct})`;
   if (head === 'chefer' || head === 'mean') {
@@ -159,28 +123,25 @@ function relevanceMap({ current, info }) {
   if (head === 'grad-rollout' || head === 'rollout') {
     return { map: r.gradRollout, what: `${why}, by gradient-weighted rollout: the attention times its gradient for ${label}, the weakest 90% of each layer dropped, multiplied through the layers.` };
   }
-  const layer = layerNow();
-  const at = (layer * current.result.heads + head) * n;
+  const { layer } = view;
+  const at = (layer * current.result.heads + Number(head)) * n;
   return { map: r.heads.subarray(at, at + n), what: `${why}: layer ${layer}, head ${head}, its attention times its gradient for ${label}, where positive: what this head contributed to the class.` };
 }
-const style = () => ({
-  colormap: $('colormap').value,
-  smooth: one('input[name="upsample"]:checked').value === 'smooth',
-});
+const style = ({ colormap, smooth }) => ({ colormap, smooth });
 
 /** The map now chosen: a CLS row (or the patches' mean row), the rollout, or the pointed patch's row. */
-function chosenMap({ current, patch, info }) {
+function chosenMap({ current, patch, info, view }) {
   const { result, rows } = current;
   const [gr, gc] = result.grid;
   const n = gr * gc;
-  const layer = layerNow();
-  const head = headNow();
+  const { layer } = view;
+  const head = headIndex(view.head);
   if (patch >= 0 && rows[layer]) {
     const h = typeof head === 'number' ? head : 'mean';
     return { map: patchRow(rows[layer], n, patch, h, info.prefixTokens.length), what: patchCaption({ current, patch }, layer, h) };
   }
   // A pointed patch shows its attention once that layer's rows are here.
-  if (showNow() === 'relevance' && (patch < 0 || !rows[layer])) return relevanceMap({ current, info });
+  if (view.show === 'relevance' && (patch < 0 || !rows[layer])) return relevanceMap({ current, info, view });
   const cls = info.config.class_token;
   if (head === 'rollout') {
     return {
@@ -201,7 +162,7 @@ function patchCaption({ current, patch }, layer, head) {
 
 /** Draws the current result: the picture, the chosen map, the head grid, the top-5 and timings. */
 export function renderView(state) {
-  const { current, info, patch, backend } = state;
+  const { current, info, patch, backend, view } = state;
   if (!current || !info) return;
   const { result, bitmap, viewBox } = current;
   const [x0, y0, x1, y1] = viewBox;
@@ -209,7 +170,7 @@ export function renderView(state) {
   const ctx = img.getContext('2d');
   ctx.fillStyle = 'black';
   ctx.fillRect(0, 0, img.width, img.height);
-  if (one('input[name="picture"]:checked').value === 'input') {
+  if (view.picture === 'input') {
     // The tensor the model received, its normalisation undone: pixel for pixel.
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(inputPicture(result.input, info.preprocess), 0, 0, img.width, img.height);
@@ -220,19 +181,19 @@ export function renderView(state) {
   }
 
   const { map, what } = chosenMap(state);
-  const mask = map && $('threshold').checked ? thresholdMask(map, Number($('mass').value)) : null;
-  if (map) drawMap($('overlay'), map, result.grid, { ...style(), mask });
+  const mask = map && view.threshold ? thresholdMask(map, view.mass) : null;
+  if (map) drawMap($('overlay'), map, result.grid, { ...style(view), mask });
   else $('overlay').getContext('2d').clearRect(0, 0, $('overlay').width, $('overlay').height);
-  $('overlay').style.opacity = $('opacity').value;
+  showOpacity(view);
   drawPatchCursor($('cursor'), patch, result.grid);
-  $('caption').textContent = what + (mask ? ` Only the patches holding ${Math.round($('mass').value * 100)}% of it are left uncovered.` : '');
-  const share = showNow() === 'relevance' && patch < 0 ? 'relevance' : 'attention';
+  $('caption').textContent = what + (mask ? ` Only the patches holding ${Math.round(view.mass * 100)}% of it are left uncovered.` : '');
+  const share = view.show === 'relevance' && patch < 0 ? 'relevance' : 'attention';
   $('mass-what').textContent = `of the ${share}`;
   $('mass').setAttribute('aria-label', `Share of the ${share} kept`);
   renderHeads(state);
 
   const order = Array.from(result.probabilities.keys()).sort((a, b) => result.probabilities[b] - result.probabilities[a]);
-  const explaining = showNow() === 'relevance';
+  const explaining = view.show === 'relevance';
   $('top').replaceChildren(...order.slice(0, 5).map((i) => {
     const li = document.createElement('li');
     const p = result.probabilities[i];
@@ -268,38 +229,43 @@ const whyMs = ({ timings: t }) => (t.forward + t.readback).toFixed(1);
  * Small maps of every head of the chosen layer, plus the layer-wide ones
  * (mean and rollout, or the two relevance maps); each selects itself.
  */
-function renderHeads({ current, rerender }) {
+function renderHeads({ current, view }) {
   const { result } = current;
   const [gr, gc] = result.grid;
   const n = gr * gc;
-  const layer = layerNow();
+  const { layer } = view;
   const heads = Array.from({ length: result.heads }, (_, h) => [String(h), `head ${h}`]);
   const r = current.relevance[current.why];
-  if (showNow() === 'relevance') {
+  if (view.show === 'relevance') {
     if (!r) { $('heads').replaceChildren(); return; }
     const at = (h) => r.heads.subarray((layer * result.heads + h) * n, (layer * result.heads + h + 1) * n);
     const maps = { chefer: r.chefer, 'grad-rollout': r.gradRollout };
     return drawChoices([['chefer', 'Chefer'], ['grad-rollout', 'grad rollout'], ...heads],
-      (value) => maps[value] ?? at(Number(value)), result.grid, rerender);
+      (value) => maps[value] ?? at(Number(value)), result.grid, view);
   }
   const choices = [['mean', 'mean'], ['rollout', 'rollout'], ...heads];
   drawChoices(choices, (value) => (value === 'rollout' ? result.rollout
-    : headMap(result, n, layer, value === 'mean' ? 'mean' : Number(value))), result.grid, rerender);
+    : headMap(result, n, layer, value === 'mean' ? 'mean' : Number(value))), result.grid, view);
 }
 
-function drawChoices(choices, mapOf, grid, rerender) {
+function drawChoices(choices, mapOf, grid, view) {
   $('heads').replaceChildren(...choices.map(([value, text]) => {
     const button = document.createElement('button');
     button.type = 'button';
     button.className = 'head';
-    button.setAttribute('aria-pressed', String($('head').value === value));
+    button.setAttribute('aria-pressed', String(view.head === value));
     const canvas = document.createElement('canvas');
     canvas.width = canvas.height = 72;
-    drawMap(canvas, mapOf(value), grid, style());
+    drawMap(canvas, mapOf(value), grid, style(view));
     const caption = document.createElement('span');
     caption.textContent = text;
     button.append(canvas, caption);
-    button.addEventListener('click', () => { $('head').value = value; rerender(); });
+    button.addEventListener('click', () => setView({ head: value }));
     return button;
   }));
+}
+
+/** The map's opacity: a style, no redraw. */
+export function showOpacity({ opacity }) {
+  $('overlay').style.opacity = String(opacity);
 }

@@ -27,6 +27,8 @@ export interface ModelInfo {
   /** What the model's config calls it (timm architecture, transformers repo or class), or null. */
   name: string | null;
   grid: [number, number];
+  /** How many numbers the head sees (D, or 2·D for the class token beside the patches' mean). */
+  pooledWidth: number;
   parameters: number;
   weightBytes: number;
   /** What runs it: "fused CPU kernels" or "Burn's operations". */
@@ -99,6 +101,18 @@ export interface Walkthrough {
   probabilities: Float32Array;
 }
 
+/** `Vitrine.attention`: one layer's full attention [H, T, T] and its mean over heads [T, T]. */
+export interface LayerAttention {
+  layerAttention: Float32Array;
+  layerMean: Float32Array;
+}
+
+/** `Vitrine.memory`: what the device's memory pools hold. */
+export interface DevicePools {
+  bytesInUse: number;
+  bytesReserved: number;
+}
+
 /** What the page leaves on `window` for tests and the curious. */
 declare global {
   interface Window {
@@ -106,7 +120,9 @@ declare global {
     vitrineWhy?: RelevanceMaps;
     vitrineWalk?: Walkthrough;
     vitrineState?: import('./store.js').State;
-    vitrineMemory?: () => Promise<{ wasmBytes: number; device: object | null }>;
+    vitrineMemory?: () => Promise<{ wasmBytes: number; device: DevicePools | null }>;
     vitrineRelevance?: (k: number) => Promise<{ relevance?: RelevanceMaps; stale?: boolean }>;
+    /** The bench page's figures, once its runs are done (www/bench.js). */
+    vitrineBench?: unknown;
   }
 }

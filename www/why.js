@@ -2,13 +2,12 @@
 // per image and class, only when wanted. The page's view and the
 // walk-through share them; they are kept with the image they are for
 // (`current.relevance`, `current.failed`), a cache of the image shown.
-import { one } from './dom.js';
-import { mapChoices, showNow } from './view.js';
+import { setView } from './controls.js';
 import { run } from './models.js';
 import { state, update } from './store.js';
 
 /** Redraws from the state (after a cache of the image shown was filled). */
-const redraw = () => update({});
+const redraw = () => update({ current: state.current });
 
 /**
  * Shows why the model scored class `k`: the maps follow its gradient
@@ -18,10 +17,7 @@ export function explain(k) {
   const { current, info } = state;
   if (!current || !info?.config.num_classes) return;
   current.why = k;
-  if (showNow() !== 'relevance') {
-    one('input[name="show"][value="relevance"]').checked = true;
-    mapChoices('relevance', info.config.num_heads);
-  }
+  if (state.view.show !== 'relevance') setView({ show: 'relevance' });
   ensureRelevance();
   redraw();
 }
@@ -61,7 +57,7 @@ export function fetchRelevance(mine, k) {
 /** Fetches the chosen class's relevance maps if they are wanted and missing, then redraws. */
 export async function ensureRelevance() {
   const mine = state.current;
-  if (!mine || showNow() !== 'relevance' || mine.why < 0) return;
+  if (!mine || state.view.show !== 'relevance' || mine.why < 0) return;
   const k = mine.why;
   if (mine.relevance[k] || mine.failed[k]) return;
   document.body.dataset.explaining = String(k);

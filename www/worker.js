@@ -1,13 +1,20 @@
-// The model runs here, off the main thread: the page never freezes.
+// @ts-check
+// The model runs here, off the main thread: the page never freezes. The
+// requests and answers are protocol.js's; the wasm handle's results are
+// typed by its generated declaration (pkg/vitrine.d.ts), which names
+// vitrine.d.ts's types.
 import init, { Vitrine } from './pkg/vitrine.js';
 import { readBlob } from './progress.js';
 import { ANSWERS, checkRequest } from './protocol.js';
 
+/** @type {Vitrine | null} */
 let model = null;
 let modelSeq = -1; // the page's number for the load that gave `model`: a later-numbered load wins
 let backend = 'cpu';
 let ready = null;
+/** @type {any} */
 let adapter = null; // the WebGPU adapter in use, for its limits
+/** @type {WebAssembly.Memory | null} */
 let memory = null; // the wasm module's memory, for the bench page
 let keptImage = null; // the page's id of the image the model keeps (the last classified)
 

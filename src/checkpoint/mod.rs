@@ -32,7 +32,7 @@ use std::path::Path;
 use burn::tensor::Device;
 
 pub use budget::{F16Matrices, MemoryLimits};
-pub use config::{default_labels, timm_config_json};
+pub use config::{IMAGENET_1K, default_labels, timm_config_json};
 pub use error::CheckpointError;
 pub use family::{HF_TO_TIMM, HfFamily, Layout};
 use stored::{Entry, Stored};
@@ -241,9 +241,18 @@ impl<'a> LoadOptions<'a> {
             ));
         }
         // Made only now that the head's tensors bear the class count out.
-        let labels = configured
-            .labels
-            .unwrap_or_else(|| default_labels(config.num_classes));
+        let labels = match configured.labels {
+            Some(labels) => labels,
+            // timm's rule: a classifier of 1,000 unnamed classes is ImageNet-1k's.
+            None if config.num_classes == IMAGENET_1K.len() => {
+                notes.push(
+                    "its config names no classes: ImageNet-1k's, as timm assumes for 1,000 classes"
+                        .into(),
+                );
+                IMAGENET_1K.iter().map(|s| s.to_string()).collect()
+            }
+            None => default_labels(config.num_classes),
+        };
         let mut checkpoint = Checkpoint {
             name: configured.name,
             native_size: config.img_size,

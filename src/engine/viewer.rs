@@ -234,8 +234,9 @@ mod tests {
         assert!(mean.iter().zip(&by_hand).all(|(a, b)| (a - b).abs() < 1e-6));
         let (walk, kept) = block(viewer.walkthrough(&focus)).unwrap();
         assert_eq!(kept.input, fresh.input);
-        // The walk-through runs Burn's operations, classification the fused
-        // blocks natively: the same logits within float32 rounding.
+        // The walk-through runs the layer it shows through Burn's
+        // operations, classification all of them on the executor: the same
+        // logits within float32 rounding.
         let largest = fresh.logits.iter().fold(1f32, |m, v| m.max(v.abs()));
         assert!(
             walk.logits

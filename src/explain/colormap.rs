@@ -1,6 +1,9 @@
 //! Colour maps: matplotlib's perceptually uniform ones (viridis, magma,
-//! inferno, cividis) and gray, 17 evenly spaced samples each, read from the
-//! same `www/colormaps.json` the page draws with.
+//! inferno, cividis) and gray, as matplotlib's own 256-entry tables, read
+//! from the same `www/colormaps.json` the page draws with
+//! (`tests/fixtures/make_colormaps.py` writes it). A value picks its entry
+//! as matplotlib does; nothing is interpolated, so the CLI's pictures and
+//! the page's have the same colours.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -15,15 +18,12 @@ pub fn colormaps() -> &'static BTreeMap<String, Vec<[u8; 3]>> {
 }
 
 /// The colour of `t` in [0, 1] (clamped) on colormap `name` (viridis when
-/// unknown), linearly interpolated between samples.
+/// unknown): entry ⌊t·256⌋ of its table, the last for t = 1.
 pub fn colour(t: f32, name: &str) -> [u8; 3] {
     let tables = colormaps();
     let table = tables.get(name).unwrap_or(&tables["viridis"]);
-    let x = t.clamp(0.0, 1.0) * (table.len() - 1) as f32;
-    let i = (x.floor() as usize).min(table.len() - 2);
-    let f = x - i as f32;
-    let (a, b) = (table[i], table[i + 1]);
-    [0, 1, 2].map(|c| (a[c] as f32 + (b[c] as f32 - a[c] as f32) * f).round() as u8)
+    let i = (t.clamp(0.0, 1.0) * table.len() as f32) as usize;
+    table[i.min(table.len() - 1)]
 }
 
 /// [`colour`] on viridis.
@@ -43,11 +43,17 @@ mod tests {
         assert_eq!(viridis(7.0), viridis(1.0));
     }
 
+    /// matplotlib's own colours of these values (`cm.NAME(t)`, times 255).
     #[test]
-    fn every_table_has_17_samples() {
+    fn colours_are_matplotlibs() {
         for (name, table) in colormaps() {
-            assert_eq!(table.len(), 17, "{name}");
+            assert_eq!(table.len(), 256, "{name}");
         }
+        assert_eq!(colour(0.1, "viridis"), [72, 36, 117]);
+        assert_eq!(colour(0.25, "viridis"), [59, 82, 139]);
+        assert_eq!(colour(0.999, "magma"), [252, 253, 191]);
+        assert_eq!(colour(0.7, "cividis"), [174, 163, 113]);
+        assert_eq!(colour(0.0039, "inferno"), [0, 0, 4]);
         assert_eq!(colour(0.0, "magma"), [0, 0, 4]);
         assert_eq!(colour(1.0, "no such map"), viridis(1.0));
     }

@@ -207,16 +207,25 @@ pub fn grad_rollout(fused: &[f32], t: usize, q: MapQueries, discard_ratio: f64) 
     // vit-explain: int(T² · ratio) entries, the smallest, set to 0.
     let discard = (tt as f64 * discard_ratio) as usize;
     let mut r: Vec<f64> = start_row(t, q).into_iter().map(f64::from).collect();
-    let mut order: Vec<usize> = (0..tt).collect();
+    let mut values = vec![0.0f32; tt];
     for layer in fused.chunks_exact(tt).rev() {
         let mut a: Vec<f64> = layer.iter().map(|&v| f64::from(v)).collect();
         if discard > 0 {
-            order.iter_mut().enumerate().for_each(|(i, slot)| *slot = i);
-            order.select_nth_unstable_by(discard - 1, |&i, &j| {
-                a[i].total_cmp(&a[j]).then(i.cmp(&j))
-            });
-            for &i in &order[..discard] {
-                a[i] = 0.0;
+            // The `discard` smallest, ties taken in index order: all below
+            // the discard-th smallest value, then as many equal to it as
+            // are still to go, first come first.
+            values.copy_from_slice(layer);
+            let (_, &mut cut, _) = values.select_nth_unstable_by(discard - 1, f32::total_cmp);
+            let mut equal = discard - layer.iter().filter(|v| v.total_cmp(&cut).is_lt()).count();
+            for (v, a) in layer.iter().zip(a.iter_mut()) {
+                match v.total_cmp(&cut) {
+                    std::cmp::Ordering::Less => *a = 0.0,
+                    std::cmp::Ordering::Equal if equal > 0 => {
+                        *a = 0.0;
+                        equal -= 1;
+                    }
+                    _ => {}
+                }
             }
         }
         // (A + I) / 2, rows renormalised; then r ← r · that.

@@ -2,6 +2,8 @@
 //! patch embedding, class token, position embedding, L pre-norm blocks, final
 //! norm, and a linear head on the class token.
 
+use std::ops::Range;
+
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
@@ -156,6 +158,26 @@ impl VisionTransformer {
             look(i, &steps);
             x = steps.output;
         }
+        self.final_norm(x)
+    }
+
+    /// Blocks `range` alone, without the final norm: tokens [B, T, D] →
+    /// [B, T, D], `look(i, steps)` seeing block i's values.
+    pub fn encode_blocks(
+        &self,
+        tokens: Tensor<3>,
+        range: Range<usize>,
+        mut look: impl FnMut(usize, &BlockSteps),
+    ) -> Tensor<3> {
+        range.fold(tokens, |x, i| {
+            let steps = self.blocks[i].forward(x);
+            look(i, &steps);
+            steps.output
+        })
+    }
+
+    /// The LayerNorm after the last block (none in some backbones).
+    pub fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
         match &self.norm {
             Some(norm) => norm.forward(x),
             None => x,

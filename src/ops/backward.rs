@@ -18,39 +18,83 @@ use rayon::{current_num_threads, prelude::*};
 use super::attention::serial::*;
 use super::attention::{SendPtr, product};
 use super::encoder::{BlockWeights, Dense, FusedEncoder, Kept, Norm};
-use super::host::Weight;
-use super::kernels::gelu_parts;
+use super::host::{Values, Weight};
+use super::kernels::gelu_back;
 
 impl Dense {
     /// `out` = `g`·Wᵀ for the rows of `g` (`outputs` wide), split by rows
-    /// between the threads: the gradient reaching the layer's input.
-    /// `None` for a weight kept in f16.
-    fn back(&self, g: &[f32], out: &mut [f32]) -> Option<()> {
+    /// between the threads: the gradient reaching the layer's input. With
+    /// `wt`, W's transpose [outputs, inputs], the product is the forward
+    /// pass's own (the right operand read by rows); without, W is read by
+    /// columns. `None` for a weight kept in f16.
+    fn back(&self, g: &[f32], out: &mut [f32], wt: Option<&[f32]>) -> Option<()> {
         let Weight::F32(w) = &self.weight else {
             return None;
         };
         let (n, k) = (self.weight.len() / self.outputs, self.outputs);
         let m = g.len() / k;
         assert!(g.len() == m * k && out.len() == m * n, "dense back: shapes");
+        assert!(wt.is_none_or(|wt| wt.len() == n * k), "dense back: Wᵀ");
         let chunk = m.div_ceil(current_num_threads().max(1)).max(1);
         g.par_chunks(chunk * k)
             .zip(out.par_chunks_mut(chunk * n))
             .for_each(|(g, out)| {
-                // SAFETY: g is [m, k], W [n, k] row-major, out [m, n].
+                let m = g.len() / k;
+                // SAFETY: g is [m, k], W [n, k] and Wᵀ [k, n] row-major,
+                // out [m, n], as just checked.
                 unsafe {
-                    product_wt(
-                        g.len() / k,
-                        n,
-                        k,
-                        out.as_mut_ptr(),
-                        g.as_ptr(),
-                        w.get().as_ptr(),
-                    )
+                    match wt {
+                        Some(wt) => product(
+                            m,
+                            n,
+                            k,
+                            out.as_mut_ptr(),
+                            n,
+                            false,
+                            g.as_ptr(),
+                            k,
+                            wt.as_ptr(),
+                            n,
+                            1,
+                            1.0,
+                        ),
+                        None => product_wt(m, n, k, out.as_mut_ptr(), g.as_ptr(), w.get().as_ptr()),
+                    }
                 };
             });
         Some(())
     }
+
+    /// W's transpose, [outputs, inputs] row-major (`None` for f16).
+    fn transposed(&self) -> Option<Vec<f32>> {
+        let Weight::F32(w) = &self.weight else {
+            return None;
+        };
+        let (w, k) = (w.get(), self.outputs);
+        let n = w.len() / k;
+        let mut wt = vec![0.0; w.len()];
+        // In bands of rows of Wᵀ, each filled tile by tile, so that what is
+        // read of W stays in cache.
+        const TILE: usize = 64;
+        wt.par_chunks_mut(TILE * n).enumerate().for_each(|(band, out)| {
+            let p0 = band * TILE;
+            let rows = out.len() / n;
+            for j0 in (0..n).step_by(TILE) {
+                for j in j0..(j0 + TILE).min(n) {
+                    let from = &w[j * k + p0..j * k + p0 + rows];
+                    for (p, v) in from.iter().enumerate() {
+                        out[p * n + j] = *v;
+                    }
+                }
+            }
+        });
+        Some(wt)
+    }
 }
+
+/// One block's weight matrices transposed, for the backward pass: qkv,
+/// proj, fc₁, fc₂.
+pub(super) type Transposed = [Vec<f32>; 4];
 
 impl Norm {
     /// The gradient reaching the norm's input rows `x` (as wide as γ) from
@@ -93,12 +137,48 @@ impl FusedEncoder {
         })
     }
 
+    /// The bytes of the weight matrices' transposes that
+    /// [`FusedEncoder::attention_gradients`] keeps when asked to.
+    pub fn transposed_bytes(&self) -> u64 {
+        let matrices = |b: &BlockWeights| [&b.qkv, &b.proj, &b.fc1, &b.fc2].map(|d| d.weight.len() as u64);
+        self.blocks.iter().map(|b| matrices(b).iter().sum::<u64>()).sum::<u64>() * 4
+    }
+
     /// ∂logit/∂A of every layer, [H, T, T] each, first layer first, for
     /// one image whose forward pass `kept` holds; `g` is the gradient at
-    /// the last block's output [T, D]. `None` where a weight is kept in
-    /// f16 (the operations' backward runs then).
-    pub fn attention_gradients(&self, kept: &Kept, mut g: Vec<f32>) -> Option<Vec<Vec<f32>>> {
+    /// the last block's output [T, D]. With `transpose`, the weight
+    /// matrices' transposes are made (once; [`FusedEncoder::transposed_bytes`])
+    /// and kept, so that every product reads its right operand by rows as
+    /// the forward pass does; without, those already made are used, else
+    /// the weights are read by columns (slower where a matrix is wide).
+    /// `None` where a weight is kept in f16 (the operations' backward runs
+    /// then).
+    pub fn attention_gradients(
+        &self,
+        kept: &Kept,
+        mut g: Vec<f32>,
+        transpose: bool,
+    ) -> Option<Vec<Vec<f32>>> {
         let first = self.blocks.first()?;
+        let transposed = if transpose {
+            self.transposed
+                .get_or_init(|| {
+                    self.blocks
+                        .iter()
+                        .map(|b| {
+                            Some([
+                                b.qkv.transposed()?,
+                                b.proj.transposed()?,
+                                b.fc1.transposed()?,
+                                b.fc2.transposed()?,
+                            ])
+                        })
+                        .collect()
+                })
+                .as_ref()
+        } else {
+            self.transposed.get().and_then(Option::as_ref)
+        };
         let d = first.norm1.gamma.get().len();
         let t = g.len() / d;
         let (heads, hidden) = (first.heads, first.fc1.outputs);
@@ -106,8 +186,12 @@ impl FusedEncoder {
         let mut scratch = vec![0.0; t * hidden.max(3 * d)];
         let mut g_mid_in = vec![0.0; t * d];
         for (i, (block, keep)) in self.blocks.iter().zip(&kept.blocks).enumerate().rev() {
+            let [qkv_t, proj_t, fc1_t, fc2_t] = match transposed {
+                Some(all) => all[i].each_ref().map(|w| Some(w.as_slice())),
+                None => [None; 4],
+            };
             // The MLP branch: g_out = fc₂ᵀ(s₂ ⊙ g), then the activation's slope.
-            let scaled = |g: &[f32], ls: Option<&super::host::Values>| -> Vec<f32> {
+            let scaled = |g: &[f32], ls: Option<&Values>| -> Vec<f32> {
                 match ls {
                     Some(gamma) => g
                         .chunks_exact(d)
@@ -117,9 +201,9 @@ impl FusedEncoder {
                 }
             };
             let g_out = &mut scratch[..t * hidden];
-            block.fc2.back(&scaled(&g, block.ls2.as_ref()), g_out)?;
+            block.fc2.back(&scaled(&g, block.ls2.as_ref()), g_out, fc2_t)?;
             activation_back(block, &keep.hidden, g_out);
-            block.fc1.back(g_out, &mut g_mid_in)?;
+            block.fc1.back(g_out, &mut g_mid_in, fc1_t)?;
             block.norm2.back(&keep.mid, &mut g_mid_in);
             let g_mid: Vec<f32> = g.iter().zip(&g_mid_in).map(|(a, b)| a + b).collect();
 
@@ -127,7 +211,7 @@ impl FusedEncoder {
             let mut g_context = vec![0.0; t * d];
             block
                 .proj
-                .back(&scaled(&g_mid, block.ls1.as_ref()), &mut g_context)?;
+                .back(&scaled(&g_mid, block.ls1.as_ref()), &mut g_context, proj_t)?;
             let mut g_weights = vec![0.0; heads * t * t];
             let g_qkv = &mut scratch[..t * 3 * d];
             g_qkv.fill(0.0);
@@ -146,7 +230,7 @@ impl FusedEncoder {
                 qk_norm_back(block, q, k, &keep.input, g_qkv, [t, d, heads])?;
             }
             let mut g_normed = vec![0.0; t * d];
-            block.qkv.back(g_qkv, &mut g_normed)?;
+            block.qkv.back(g_qkv, &mut g_normed, qkv_t)?;
             block.norm1.back(&keep.input, &mut g_normed);
             g = g_mid.iter().zip(&g_normed).map(|(a, b)| a + b).collect();
         }
@@ -167,19 +251,17 @@ fn activation_back(block: &BlockWeights, h: &[f32], g_out: &mut [f32]) {
         let chunk = h.len().div_ceil(current_num_threads().max(1)).max(1);
         h.par_chunks(chunk)
             .zip(g_out.par_chunks_mut(chunk))
-            .for_each(|(h, g_out)| {
-                let mut cdf = h.to_vec();
-                let mut slope = h.to_vec();
-                gelu_parts(&mut cdf, &mut slope);
-                for ((g, c), s) in g_out.iter_mut().zip(&cdf).zip(&slope) {
-                    *g *= c + s;
-                }
-            });
+            .for_each(|(h, g_out)| gelu_back(g_out, h));
     }
 }
 
-/// Per head, in parallel: ∇A = c·Vᵀ into `g_weights` [H, T, T]; and, when
-/// `g_qkv` is given, ∇Q, ∇K, ∇V into its head's columns ([T, 3D]).
+/// ∇A = c·Vᵀ into `g_weights` [H, T, T]; and, when `g_qkv` is given, ∇Q,
+/// ∇K, ∇V into each head's columns of it ([T, 3D]). In two passes, each
+/// split between the threads by head and by rows, so that a few heads
+/// (three in ViT-Ti) still keep every thread busy: first by rows of
+/// queries (∇A, ∇S = A ⊙ (∇A − rowsum(∇A ⊙ A)), ∇Q = ∇S·K/√d), then,
+/// once every row of ∇S is there, by rows of keys (∇V = Aᵀ·c,
+/// ∇K = ∇Sᵀ·Q/√d).
 fn heads_back(
     keep: &super::encoder::BlockKeep,
     g_context: &[f32],
@@ -192,48 +274,81 @@ fn heads_back(
     let row = 3 * d;
     let out = g_qkv.map(|g| SendPtr(g.as_mut_ptr()));
     let qkv = &keep.qkv;
-    g_weights
-        .par_chunks_mut(t * t)
-        .zip(keep.weights.par_chunks(t * t))
-        .enumerate()
-        .for_each(|(h, (ga, a))| {
-            // SAFETY: every pointer and stride stays inside g_context [T, D],
-            // qkv [T, 3D], this head's ga and a [T, T], and this head's
-            // columns of g_qkv, which no other head writes.
-            unsafe {
-                let c = g_context.as_ptr().add(h * hd);
-                let (q, k, v) = (
-                    qkv.as_ptr().add(h * hd),
-                    qkv.as_ptr().add(d + h * hd),
-                    qkv.as_ptr().add(2 * d + h * hd),
-                );
-                // ∇A = c·Vᵀ: Vᵀ's (p, j) is token j's value p.
-                product(t, t, hd, ga.as_mut_ptr(), t, false, c, d, v, 1, row, 1.0);
-                let Some(out) = out else { return };
-                // ∇V = Aᵀ·c (the kernels read their left operand by rows).
-                let at = transposed(a, t);
-                let gv = out.0.add(2 * d + h * hd);
-                product(t, hd, t, gv, row, false, at.as_ptr(), t, c, d, 1, 1.0);
-                // ∇S = A ⊙ (∇A − rowsum(∇A ⊙ A)).
-                let mut gs = vec![0.0; t * t];
-                for ((gs, ga), a) in gs
-                    .chunks_exact_mut(t)
-                    .zip(ga.chunks_exact(t))
-                    .zip(a.chunks_exact(t))
-                {
-                    let dot: f32 = ga.iter().zip(a).map(|(g, a)| g * a).sum();
-                    for ((s, g), a) in gs.iter_mut().zip(ga).zip(a) {
-                        *s = a * (g - dot);
-                    }
+    let attention = Values::of(keep.weights.clone()).expect("kept weights are f32 on the CPU");
+    let a_all = attention.get();
+    // Row chunks per head: enough tasks for every thread.
+    let parts = (2 * current_num_threads()).div_ceil(heads).clamp(1, t.max(1));
+    let rows = t.div_ceil(parts);
+    let tasks = |len: usize| (0..heads * parts).map(move |task| {
+        let (h, part) = (task / parts, task % parts);
+        let r0 = (part * rows).min(len);
+        (h, r0, (r0 + rows).min(len))
+    });
+    let mut gs_all = vec![0.0f32; if out.is_some() { heads * t * t } else { 0 }];
+    let gw = SendPtr(g_weights.as_mut_ptr());
+    let gs_ptr = SendPtr(gs_all.as_mut_ptr());
+    let first: Vec<_> = tasks(t).collect();
+    first.into_par_iter().for_each(|(h, r0, r1)| {
+        let m = r1 - r0;
+        if m == 0 {
+            return;
+        }
+        // SAFETY: every pointer and stride stays inside g_context [T, D],
+        // qkv [T, 3D], A and ∇A [H, T, T] and ∇S [H, T, T]; each task writes
+        // only rows r0..r1 of its head's ∇A, ∇S and ∇Q columns.
+        unsafe {
+            let c = g_context.as_ptr().add(r0 * d + h * hd);
+            let v = qkv.as_ptr().add(2 * d + h * hd);
+            let ga = gw.rows((h * t + r0) * t, m * t);
+            // ∇A = c·Vᵀ: Vᵀ's (p, j) is token j's value p.
+            product(m, t, hd, ga.as_mut_ptr(), t, false, c, d, v, 1, row, 1.0);
+            let Some(out) = out else { return };
+            let a = &a_all[(h * t + r0) * t..(h * t + r1) * t];
+            let gs = gs_ptr.rows((h * t + r0) * t, m * t);
+            for ((gs, ga), a) in gs.chunks_exact_mut(t).zip(ga.chunks_exact(t)).zip(a.chunks_exact(t)) {
+                let dot: f32 = ga.iter().zip(a).map(|(g, a)| g * a).sum();
+                for ((s, g), a) in gs.iter_mut().zip(ga).zip(a) {
+                    *s = a * (g - dot);
                 }
-                // ∇Q = ∇S·K/√d, ∇K = ∇Sᵀ·Q/√d.
-                let gq = out.0.add(h * hd);
-                product(t, hd, t, gq, row, false, gs.as_ptr(), t, k, row, 1, scale);
-                let gk = out.0.add(d + h * hd);
-                let gst = transposed(&gs, t);
-                product(t, hd, t, gk, row, false, gst.as_ptr(), t, q, row, 1, scale);
             }
-        });
+            // ∇Q = ∇S·K/√d.
+            let k = qkv.as_ptr().add(d + h * hd);
+            let gq = out.0.add(r0 * row + h * hd);
+            product(m, hd, t, gq, row, false, gs.as_ptr(), t, k, row, 1, scale);
+        }
+    });
+    let Some(out) = out else { return };
+    let second: Vec<_> = tasks(t).collect();
+    second.into_par_iter().for_each(|(h, j0, j1)| {
+        let m = j1 - j0;
+        if m == 0 {
+            return;
+        }
+        // Rows j0..j1 of Aᵀ and ∇Sᵀ: columns of this head's A and ∇S.
+        let columns = |from: &[f32]| {
+            let mut out = vec![0.0; m * t];
+            for (i, src) in from.chunks_exact(t).enumerate() {
+                for (j, v) in src[j0..j1].iter().enumerate() {
+                    out[j * t + i] = *v;
+                }
+            }
+            out
+        };
+        let at = columns(&a_all[h * t * t..(h + 1) * t * t]);
+        let gst = columns(&gs_all[h * t * t..(h + 1) * t * t]);
+        let out = out; // the whole pointer, which is Sync, not its field
+        // SAFETY: as above; each task writes only rows j0..j1 of its
+        // head's ∇V and ∇K columns.
+        unsafe {
+            let c = g_context.as_ptr().add(h * hd);
+            let q = qkv.as_ptr().add(h * hd);
+            // ∇V = Aᵀ·c, ∇K = ∇Sᵀ·Q/√d.
+            let gv = out.0.add(j0 * row + 2 * d + h * hd);
+            product(m, hd, t, gv, row, false, at.as_ptr(), t, c, d, 1, 1.0);
+            let gk = out.0.add(j0 * row + d + h * hd);
+            product(m, hd, t, gk, row, false, gst.as_ptr(), t, q, row, 1, scale);
+        }
+    });
 }
 
 /// out [m, n] = g [m, k]·Wᵀ for W [n, k] row-major (a layer's weight in
@@ -275,17 +390,6 @@ unsafe fn product_wt(m: usize, n: usize, k: usize, out: *mut f32, g: *const f32,
 unsafe fn product_wt(m: usize, n: usize, k: usize, out: *mut f32, g: *const f32, w: *const f32) {
     // SAFETY: as the caller's; Wᵀ's (p, j) is W's (j, p), at j·k + p.
     unsafe { product(m, n, k, out, n, false, g, k, w, 1, k, 1.0) }
-}
-
-/// A square [t, t] matrix transposed.
-fn transposed(a: &[f32], t: usize) -> Vec<f32> {
-    let mut out = vec![0.0; t * t];
-    for (i, row) in a.chunks_exact(t).enumerate() {
-        for (j, v) in row.iter().enumerate() {
-            out[j * t + i] = *v;
-        }
-    }
-    out
 }
 
 /// Through QK norm: the gradients of Q and K in `g_qkv` taken back to

@@ -27,6 +27,9 @@
 //! block has the same sizes; anything else (WebGPU, training) keeps Burn's
 //! operations.
 
+use std::ops::Range;
+use std::sync::OnceLock;
+
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Tensor, TensorData};
 #[cfg(not(target_arch = "wasm32"))]
@@ -294,6 +297,9 @@ struct Scratch<'a> {
 pub struct FusedEncoder {
     pub(super) blocks: Vec<BlockWeights>,
     norm: Option<Norm>,
+    /// The weight matrices transposed, made when a backward pass first
+    /// asks for them (`super::backward`); `None` inside when one is f16.
+    pub(super) transposed: OnceLock<Option<Vec<super::backward::Transposed>>>,
 }
 
 impl FusedEncoder {
@@ -314,6 +320,7 @@ impl FusedEncoder {
                 Some(n) => Some(Norm::of(n, eps)?),
                 None => None,
             },
+            transposed: OnceLock::new(),
         };
         fused.sizes_agree().then_some(fused)
     }
@@ -349,7 +356,19 @@ impl FusedEncoder {
     /// tokens [B, T, D] → the final norm's output [B, T, D]; `look(i, A)`
     /// sees block i's attention weights [B, heads, T, T] when given.
     pub fn encode(&self, tokens: Tensor<3>, look: Option<LookAttention>) -> Tensor<3> {
-        self.run(tokens, look, None)
+        self.run(tokens, 0..self.blocks.len(), self.norm.as_ref(), look, None)
+    }
+
+    /// Blocks `range` alone (no final norm): tokens [B, T, D] → [B, T, D];
+    /// `look(i, A)` sees block i's attention weights, i counted from the
+    /// first block of the encoder.
+    pub fn encode_blocks(
+        &self,
+        tokens: Tensor<3>,
+        range: Range<usize>,
+        look: Option<LookAttention>,
+    ) -> Tensor<3> {
+        self.run(tokens, range, None, look, None)
     }
 
     /// [`FusedEncoder::encode`], keeping what the backward pass of
@@ -359,19 +378,31 @@ impl FusedEncoder {
             blocks: Vec::with_capacity(self.blocks.len()),
             last: Vec::new(),
         };
-        let out = self.run(tokens, None, Some(&mut kept));
+        let out = self.run(
+            tokens,
+            0..self.blocks.len(),
+            self.norm.as_ref(),
+            None,
+            Some(&mut kept),
+        );
         (out, kept)
     }
 
     fn run(
         &self,
         tokens: Tensor<3>,
+        range: Range<usize>,
+        norm: Option<&Norm>,
         mut look: Option<LookAttention>,
         mut keep: Option<&mut Kept>,
     ) -> Tensor<3> {
         let device = tokens.device();
         let [b, t, d] = tokens.dims();
-        let first = &self.blocks[0];
+        let offset = range.start;
+        let blocks = &self.blocks[range];
+        let Some(first) = blocks.first() else {
+            return tokens;
+        };
         assert_eq!(
             first.norm1.gamma.get().len(),
             d,
@@ -382,8 +413,8 @@ impl FusedEncoder {
         if rows == 0 {
             // No tokens: nothing to compute, but each block is still seen.
             if let Some(look) = look.as_mut() {
-                for i in 0..self.blocks.len() {
-                    look(i, &Tensor::zeros([b, heads, t, t], &device));
+                for i in 0..blocks.len() {
+                    look(offset + i, &Tensor::zeros([b, heads, t, t], &device));
                 }
             }
             return tokens;
@@ -404,7 +435,7 @@ impl FusedEncoder {
             .zip(normed.par_chunks_mut(chunk * d))
             .zip(qkv.par_chunks_mut(chunk * 3 * d))
             .for_each(|((x, normed), qkv)| first.project(x, normed, qkv));
-        for (i, block) in self.blocks.iter().enumerate() {
+        for (i, block) in blocks.iter().enumerate() {
             let len = b * heads * t * t;
             let mut weights = match look {
                 Some(_) => vec![0.0; len],
@@ -416,14 +447,22 @@ impl FusedEncoder {
             // What the backward pass needs of this block, filled below.
             let kept = match (keep.as_deref_mut(), input) {
                 (Some(k), Some((input, qkv))) => {
+                    // The weights move into the tensor; a new buffer serves the next block.
+                    let kept_weights = match look {
+                        Some(_) => weights.clone(),
+                        None => std::mem::take(&mut weights),
+                    };
                     k.blocks.push(BlockKeep {
                         input,
                         qkv,
-                        weights: weights.clone(),
+                        weights: Tensor::from_data(
+                            TensorData::new(kept_weights, [b * heads, t, t]),
+                            &device,
+                        ),
                         mid: vec![0.0; rows * d],
                         hidden: vec![0.0; rows * hidden_width],
                     });
-                    if i + 1 == self.blocks.len() {
+                    if i + 1 == blocks.len() {
                         k.last = vec![0.0; rows * d];
                     }
                     let (block, last) = (k.blocks.last_mut().expect("just pushed"), &mut k.last);
@@ -439,11 +478,11 @@ impl FusedEncoder {
                 Some(look) => {
                     let w =
                         Tensor::<4>::from_data(TensorData::new(weights, [b, heads, t, t]), &device);
-                    look(i, &w);
+                    look(offset + i, &w);
                 }
                 None => scores = weights,
             }
-            let next = self.blocks.get(i + 1);
+            let next = blocks.get(i + 1);
             x.par_chunks_mut(chunk * d)
                 .zip(context.par_chunks(chunk * d))
                 .zip(normed.par_chunks_mut(chunk * d))
@@ -466,7 +505,7 @@ impl FusedEncoder {
                         )
                     });
                     block.finish(x, context, &mut scratch, keep);
-                    match (next, &self.norm) {
+                    match (next, norm) {
                         (Some(next), _) => next.project(x, scratch.normed, qkv),
                         (None, norm) => {
                             if let Some(k) = kept {
@@ -492,8 +531,9 @@ pub struct BlockKeep {
     /// Queries, keys and values as attention used them (after QK norm),
     /// [B·T, 3D].
     pub qkv: Vec<f32>,
-    /// The attention weights, [B, H, T, T].
-    pub weights: Vec<f32>,
+    /// The attention weights, [B·H, T, T], held as the tensor the maps
+    /// read (no copy on the way) and read in place by the backward pass.
+    pub weights: Tensor<3>,
     /// x + attention, [B·T, D].
     pub mid: Vec<f32>,
     /// The MLP's first layer's output before its activation, [B·T, hidden].

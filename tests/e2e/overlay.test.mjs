@@ -32,9 +32,13 @@ test('patchRow reads row 1 + patch of [H, T, T] or of the mean [T, T], without t
   assert.deepEqual([...patchRow(kept, 2, 1, 'mean')].map((v) => +v.toFixed(6)), [0.4, 0.5]);
 });
 
-test('colour interpolates the colormap tables', () => {
+test('colour picks matplotlib\'s own colours (cm.NAME(t) × 255)', () => {
   assert.deepEqual(colour(0), [68, 1, 84]);
   assert.deepEqual(colour(1), [253, 231, 37]);
   assert.deepEqual(colour(2), [253, 231, 37], 'clamped');
   assert.deepEqual(colour(0.5, 'gray'), [128, 128, 128]);
+  assert.deepEqual(colour(0.1), [72, 36, 117]);
+  assert.deepEqual(colour(0.25), [59, 82, 139]);
+  assert.deepEqual(colour(0.999, 'magma'), [252, 253, 191]);
+  assert.deepEqual(colour(0.7, 'cividis'), [174, 163, 113]);
 });

@@ -174,6 +174,11 @@ pub(super) fn parse_json(bytes: &[u8], file: &str) -> Result<Value, CheckpointEr
     Ok(value)
 }
 
+/// ImageNet-1k's class names in class order, timm's
+/// (`tests/fixtures/make_imagenet_labels.py` writes the file).
+pub static IMAGENET_1K: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| include_str!("../imagenet-1k.txt").lines().collect());
+
 /// `class 0`, `class 1`, …: the labels of a checkpoint that names none.
 pub fn default_labels(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("class {i}")).collect()

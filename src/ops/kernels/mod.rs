@@ -296,6 +296,20 @@ fn gelu_parts_loop(cdf: &mut [f32], slope: &mut [f32]) {
     }
 }
 
+simd_dispatch! {
+    /// `g` ⊙= GELU's slope at `x`, Φ(x) + x·φ(x): the gradient through it.
+    pub fn gelu_back(g: &mut [f32], x: &[f32]) => gelu_back_loop
+}
+
+#[inline(always)]
+fn gelu_back_loop(g: &mut [f32], x: &[f32]) {
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    for (g, &x) in g.iter_mut().zip(x) {
+        let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+        *g *= cdf + x * INV_SQRT_2PI * exp_nonpositive(-0.5 * x * x);
+    }
+}
+
 #[inline(always)]
 fn gelu_loop(values: &mut [f32]) {
     if cfg!(target_arch = "wasm32") {

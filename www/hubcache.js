@@ -1,0 +1,167 @@
+// @ts-check
+// Models downloaded from the Hub, kept in the browser's Cache Storage so
+// that a second visit, or an offline one, loads them with no network. Each
+// file is kept under its /resolve/ URL at the commit it came from; a record
+// of the model's files, then the revision's commit, are written last, so a
+// download that failed half-way leaves nothing a later load would take for
+// a whole model.
+import { resolveUrl } from './hub.js';
+
+const CACHE = 'vitrine-hub-v1';
+
+/**
+ * What the cache holds of one model at one commit.
+ * @typedef {{ endpoint: string, repo: string, commit: string, revisions: string[],
+ *   weightsName: string, preprocessor: boolean, bytes: number, savedAt: number }} CachedModel
+ */
+
+/** @typedef {{ config: ArrayBuffer, preprocessor?: ArrayBuffer, weights: Blob, weightsName: string, commit: string }} HubFiles */
+
+const recordKey = (/** @type {string} */ endpoint, /** @type {string} */ repo, /** @type {string} */ commit) =>
+  `${endpoint}/${repo}/vitrine-model/${commit}`;
+const refKey = (/** @type {string} */ endpoint, /** @type {string} */ repo, /** @type {string} */ revision) =>
+  `${endpoint}/${repo}/vitrine-ref/${encodeURIComponent(revision)}`;
+
+/** The cache, or null where the page cannot have one (not a secure context, storage blocked). */
+async function open() {
+  try {
+    return globalThis.caches ? await caches.open(CACHE) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The model `repo` at `revision`, whole from the cache, or null.
+ * @param {string} endpoint
+ * @param {string} repo
+ * @param {string} revision
+ * @returns {Promise<HubFiles | null>}
+ */
+export async function cachedModel(endpoint, repo, revision) {
+  const cache = await open();
+  if (!cache) return null;
+  const ref = await cache.match(refKey(endpoint, repo, revision));
+  if (!ref) return null;
+  const commit = await ref.text();
+  const record = await cache.match(recordKey(endpoint, repo, commit));
+  if (!record) return null;
+  /** @type {CachedModel} */
+  const model = await record.json();
+  const file = (/** @type {string} */ name) => cache.match(resolveUrl(endpoint, repo, commit, name));
+  const [config, preprocessor, weights] = await Promise.all([
+    file('config.json'), model.preprocessor ? file('preprocessor_config.json') : null, file(model.weightsName),
+  ]);
+  if (!config || !weights || (model.preprocessor && !preprocessor)) return null;
+  return {
+    config: await config.arrayBuffer(),
+    preprocessor: preprocessor ? await preprocessor.arrayBuffer() : undefined,
+    // A Blob of the cached file: posted to the worker by reference, read there.
+    weights: await weights.blob(),
+    weightsName: model.weightsName,
+    commit,
+  };
+}
+
+/**
+ * Keeps a downloaded model. Returns its files with the weights as a Blob of
+ * the cached copy (the downloaded bytes can then be let go of), or throws
+ * an Error (`code: 'quota'` when storage is full: `needed` bytes).
+ * @param {string} endpoint
+ * @param {string} repo
+ * @param {string} revision
+ * @param {{ config: Uint8Array, preprocessor?: Uint8Array, weights: Uint8Array, weightsName: string, commit: string }} files
+ * @returns {Promise<HubFiles>}
+ */
+export async function keepModel(endpoint, repo, revision, files) {
+  const cache = await open();
+  if (!cache) throw Object.assign(new Error('this page cannot use the browser’s storage'), { code: 'storage' });
+  const { commit } = files;
+  const bytes = files.config.length + (files.preprocessor?.length ?? 0) + files.weights.length;
+  const put = (/** @type {string} */ key, /** @type {BodyInit} */ body) => cache.put(key, new Response(body));
+  try {
+    await put(resolveUrl(endpoint, repo, commit, files.weightsName), /** @type {BodyInit} */ (files.weights));
+    await put(resolveUrl(endpoint, repo, commit, 'config.json'), /** @type {BodyInit} */ (files.config));
+    if (files.preprocessor) await put(resolveUrl(endpoint, repo, commit, 'preprocessor_config.json'), /** @type {BodyInit} */ (files.preprocessor));
+    const old = await cache.match(recordKey(endpoint, repo, commit));
+    /** @type {CachedModel} */
+    const record = {
+      endpoint, repo, commit, weightsName: files.weightsName, preprocessor: Boolean(files.preprocessor), bytes,
+      revisions: [...new Set([...(old ? (await old.json()).revisions : []), revision])], savedAt: Date.now(),
+    };
+    await put(recordKey(endpoint, repo, commit), JSON.stringify(record));
+    await put(refKey(endpoint, repo, revision), commit);
+  } catch (e) {
+    await forget(cache, endpoint, repo, commit, files.weightsName);
+    if (e?.name === 'QuotaExceededError') {
+      throw Object.assign(new Error(`the browser’s storage is full (${repo} needs ${(bytes / 1e6).toFixed(0)} MB)`), { code: 'quota', needed: bytes });
+    }
+    throw e;
+  }
+  const weights = await cache.match(resolveUrl(endpoint, repo, commit, files.weightsName));
+  return {
+    config: files.config.slice().buffer,
+    preprocessor: files.preprocessor?.slice().buffer,
+    weights: weights ? await weights.blob() : new Blob([/** @type {BlobPart} */ (files.weights)]),
+    weightsName: files.weightsName,
+    commit,
+  };
+}
+
+/**
+ * Every model kept, newest first.
+ * @returns {Promise<CachedModel[]>}
+ */
+export async function keptModels() {
+  const cache = await open();
+  if (!cache) return [];
+  const records = [];
+  for (const request of await cache.keys()) {
+    if (!request.url.includes('/vitrine-model/')) continue;
+    const response = await cache.match(request);
+    if (response) records.push(await response.json());
+  }
+  return records.sort((a, b) => b.savedAt - a.savedAt);
+}
+
+/**
+ * Deletes a kept model: its files, its record and the revisions naming it.
+ * @param {CachedModel} model
+ */
+export async function deleteModel({ endpoint, repo, commit, weightsName, revisions }) {
+  const cache = await open();
+  if (!cache) return;
+  for (const revision of revisions) {
+    const ref = await cache.match(refKey(endpoint, repo, revision));
+    if (ref && (await ref.text()) === commit) await cache.delete(refKey(endpoint, repo, revision));
+  }
+  await forget(cache, endpoint, repo, commit, weightsName);
+}
+
+/**
+ * Removes one commit's files and record.
+ * @param {Cache} cache
+ * @param {string} endpoint
+ * @param {string} repo
+ * @param {string} commit
+ * @param {string} weightsName
+ */
+async function forget(cache, endpoint, repo, commit, weightsName) {
+  for (const name of [weightsName, 'config.json', 'preprocessor_config.json']) {
+    await cache.delete(resolveUrl(endpoint, repo, commit, name)).catch(() => false);
+  }
+  await cache.delete(recordKey(endpoint, repo, commit)).catch(() => false);
+}
+
+/**
+ * The storage this site uses and may use, in bytes, and whether the
+ * browser keeps it under pressure (`persist`).
+ * @returns {Promise<{ usage: number, quota: number, persisted: boolean } | null>}
+ */
+export async function storageUse() {
+  const storage = globalThis.navigator?.storage;
+  if (!storage?.estimate) return null;
+  const { usage = 0, quota = 0 } = await storage.estimate();
+  const persisted = storage.persisted ? await storage.persisted() : false;
+  return { usage, quota, persisted };
+}

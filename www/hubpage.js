@@ -1,0 +1,223 @@
+// @ts-check
+// Models from the Hugging Face Hub in the page: the gallery the host lists
+// (models/hub.json), any repo by name or link, `?model=hf:org/name[@rev]`;
+// each downloaded once with its progress and a Cancel button, kept in the
+// browser (hubcache.js), and listed with its size and a Delete button.
+// Nothing is asked of the Hub until the user asks for a model.
+import { HUB_ENDPOINT, modelFiles, parseModelRef } from './hub.js';
+import { cachedModel, deleteModel, keepModel, keptModels, storageUse } from './hubcache.js';
+import { loadFiles, loadProgress, nextLoad } from './models.js';
+import { notify, state } from './store.js';
+import { $ } from './dom.js';
+
+/**
+ * A model the host suggests.
+ * @typedef {{ repo: string, title: string, bytes: number, kind: string, patch: number, px: number, note: string }} Suggested
+ */
+
+const params = new URLSearchParams(location.search);
+/** Where models come from: `?hub=URL`, else the host's models/hub.json, else the Hub. */
+let endpoint = HUB_ENDPOINT;
+/** The download in progress, to cancel. */
+let downloading = /** @type {AbortController | null} */ (null);
+
+/** The largest weights file the page takes: WebAssembly's memory is 4 GB, and it holds the file and its weights. */
+const MAX_WEIGHTS_BYTES = 4e9;
+
+const mb = (/** @type {number} */ bytes) => (bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`);
+const hostOf = (/** @type {string} */ url) => { try { return new URL(url).host; } catch { return url; } };
+
+/**
+ * models/hub.json, read strictly: `{ endpoint?, models: [{ repo, title, bytes, kind, patch, px, note }] }`.
+ * @param {string} text
+ * @returns {{ endpoint: string | null, models: Suggested[] }}
+ */
+export function parseHubList(text) {
+  const fail = (/** @type {string} */ why) => { throw new Error(`models/hub.json: ${why}`); };
+  let json;
+  try { json = JSON.parse(text); } catch (e) { fail(`not valid JSON (${e.message})`); }
+  if (!json || typeof json !== 'object' || !Array.isArray(json.models)) fail('must be an object with a `models` list');
+  if (json.endpoint !== undefined && !/^https?:\/\/[^/]+/.test(String(json.endpoint))) fail('`endpoint` must be an http(s) URL');
+  const models = json.models.map((m, i) => {
+    for (const key of ['repo', 'title', 'kind', 'note']) if (typeof m?.[key] !== 'string') fail(`models[${i}].${key} must be a string`);
+    for (const key of ['bytes', 'patch', 'px']) if (!Number.isFinite(m[key]) || m[key] <= 0) fail(`models[${i}].${key} must be a positive number`);
+    parseModelRef(m.repo);
+    return { repo: m.repo, title: m.title, bytes: m.bytes, kind: m.kind, patch: m.patch, px: m.px, note: m.note };
+  });
+  return { endpoint: json.endpoint?.replace(/\/+$/, '') ?? null, models };
+}
+
+/** The Hub part of the page: its endpoint, its gallery, the field, Cancel, the downloaded models. */
+export async function setupHub() {
+  /** @type {Suggested[]} */
+  let models = [];
+  try {
+    const list = parseHubList(await (await fetch('models/hub.json')).text());
+    models = list.models;
+    if (list.endpoint) endpoint = list.endpoint;
+  } catch (e) {
+    $('hub-gallery').replaceChildren();
+    if (!/404|Failed to fetch/.test(String(e?.message))) notify({ warning: e.message });
+  }
+  const asked = params.get('hub');
+  if (asked) {
+    if (/^https?:\/\/[^/]+/.test(asked)) endpoint = asked.replace(/\/+$/, '');
+    else notify({ warning: `?hub= must be an http(s) address; models come from ${hostOf(endpoint)}.` });
+  }
+  for (const el of document.querySelectorAll('.hub-host')) el.textContent = hostOf(endpoint);
+  $('hub-gallery').replaceChildren(...models.map(suggestion));
+  $('hub-form').addEventListener('submit', (/** @type {Event} */ e) => {
+    e.preventDefault();
+    loadHubModel($('hub-ref').value);
+  });
+  $('hub-cancel').addEventListener('click', () => downloading?.abort());
+  showKept();
+}
+
+/** @param {Suggested} m */
+function suggestion(m) {
+  const li = document.createElement('li');
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = 'hub-model';
+  button.dataset.repo = m.repo;
+  const title = document.createElement('strong');
+  title.textContent = m.title;
+  const facts = document.createElement('span');
+  facts.textContent = `${m.repo} · ${mb(m.bytes)} · ${m.kind} · ${m.patch}-px patches at ${m.px} px`;
+  const note = document.createElement('span');
+  note.className = 'hint';
+  note.textContent = m.note;
+  button.append(title, facts, note);
+  button.addEventListener('click', () => loadHubModel(m.repo, nextLoad(), m.bytes));
+  li.append(button);
+  return li;
+}
+
+/**
+ * Loads a model from the Hub (`text`: a repo, `org/name@rev`, a link, or
+ * `hf:…`) as load number `seq`: from the browser's copy when it has one,
+ * else downloaded and kept. `bytes`, when known beforehand, refuses a model
+ * too big before any download.
+ * @param {string} text
+ * @param {number} [seq]
+ * @param {number} [bytes]
+ */
+export async function loadHubModel(text, seq = nextLoad(), bytes = 0) {
+  let ref;
+  try {
+    ref = parseModelRef(text);
+  } catch (e) {
+    notify({ error: e.message });
+    return;
+  }
+  const { repo, revision } = ref;
+  if (bytes > MAX_WEIGHTS_BYTES) {
+    notify({ error: `${repo} is ${mb(bytes)}: more than this page can hold (WebAssembly’s memory is 4 GB). The previous model is still in use.` });
+    return;
+  }
+  downloading?.abort();
+  const controller = new AbortController();
+  downloading = controller;
+  const progress = loadProgress(repo, seq);
+  notify({ error: '', warning: '' });
+  $('hub-cancel').hidden = false;
+  document.body.dataset.hubLoad = 'started';
+  try {
+    let files = await cachedModel(endpoint, repo, revision);
+    let warning = '';
+    if (!files) {
+      const got = await modelFiles(endpoint, repo, revision, {
+        signal: controller.signal,
+        onProgress: (p) => {
+          if (p.total !== null && p.total > MAX_WEIGHTS_BYTES) controller.abort(new Error('too big'));
+          progress.report('downloading', p.done, p.total ?? 0, { file: p.file, rate: p.bytesPerSecond, left: p.secondsLeft });
+        },
+      });
+      const commit = got.commit ?? revision;
+      try {
+        files = await keepModel(endpoint, repo, revision, { ...got, commit });
+      } catch (e) {
+        // Not kept (the storage is full, or the page may not use it): loaded all the same.
+        warning = e.code === 'quota'
+          ? `${repo} is loaded but not kept for next time: ${e.message}. Delete a downloaded model below to make room.`
+          : `${repo} is loaded but not kept for next time: ${e.message}.`;
+        files = {
+          config: got.config.slice().buffer, preprocessor: got.preprocessor?.slice().buffer,
+          weights: new Blob([/** @type {BlobPart} */ (got.weights)]), weightsName: got.weightsName, commit,
+        };
+      }
+    }
+    if (seq < state.loads) return; // a newer load was asked for: it wins
+    const origin = `${repo}@${/^[0-9a-f]{40}$/.test(files.commit) ? files.commit.slice(0, 7) : files.commit} from ${hostOf(endpoint)}`;
+    await loadFiles(repo, {
+      name: files.weightsName, weights: files.weights, config: files.config, preprocessor: files.preprocessor,
+    }, seq, progress, origin);
+    if (warning) notify({ warning });
+    document.body.dataset.hubLoad = 'done';
+  } catch (e) {
+    document.body.dataset.hubLoad = 'failed';
+    if (seq === state.loads) notify({ error: await failure(repo, e, controller.signal) });
+  } finally {
+    progress.end();
+    if (downloading === controller) {
+      downloading = null;
+      $('hub-cancel').hidden = true;
+    }
+    showKept();
+  }
+}
+
+/**
+ * What to tell the user when a Hub load failed: the Hub's own reason, a
+ * cancellation, or an unreachable host with what the browser has kept.
+ * @param {string} repo
+ * @param {any} e
+ * @param {AbortSignal} signal
+ */
+async function failure(repo, e, signal) {
+  const still = state.info ? ' The previous model is still in use.' : '';
+  if (signal.reason?.message === 'too big') return `${repo}'s weights are more than this page can hold (WebAssembly’s memory is 4 GB).${still}`;
+  if (e?.code === 'cancelled') return `The download of ${repo} was cancelled.${still}`;
+  if (e?.code === 'network') {
+    const kept = (await keptModels()).filter((m) => m.endpoint === endpoint);
+    const offer = kept.length ? ` Downloaded before, and loadable offline: ${kept.map((m) => m.repo).join(', ')}.` : '';
+    return `Could not reach ${hostOf(endpoint)} for ${repo}: offline, or the address is blocked.${offer}${still}`;
+  }
+  const message = String(e?.message ?? e).replace(/\.$/, '');
+  // The Hub's own refusals name the repo already.
+  if (['gated', 'repo', 'revision', 'file', 'cut'].includes(e?.code)) return `${message}.${still}`;
+  return `Could not load ${repo}: ${message}.${still}`;
+}
+
+/** The downloaded models, each with its size and a Delete button, and the storage used. */
+async function showKept() {
+  const kept = await keptModels();
+  $('hub-kept-title').hidden = kept.length === 0;
+  $('hub-kept').replaceChildren(...kept.map((m) => {
+    const li = document.createElement('li');
+    const load = document.createElement('button');
+    load.type = 'button';
+    load.textContent = `${m.repo}@${m.revisions[0] ?? m.commit.slice(0, 7)}`;
+    load.title = `Load it (commit ${m.commit})`;
+    load.addEventListener('click', () => loadHubModel(`${m.repo}@${m.revisions[0] ?? m.commit}`));
+    const size = document.createElement('span');
+    size.textContent = ` ${mb(m.bytes)} `;
+    const remove = document.createElement('button');
+    remove.type = 'button';
+    remove.className = 'hub-delete';
+    remove.textContent = 'Delete';
+    remove.setAttribute('aria-label', `Delete ${m.repo} from this browser`);
+    remove.addEventListener('click', async () => {
+      await deleteModel(m);
+      showKept();
+    });
+    li.append(load, size, remove);
+    return li;
+  }));
+  const use = await storageUse();
+  $('hub-storage').textContent = use && kept.length
+    ? `This site uses ${mb(use.usage)} of the ${mb(use.quota)} the browser allows it${use.persisted ? '' : ' (the browser may clear it when space runs low)'}.`
+    : '';
+  document.body.dataset.hubKept = String(kept.length);
+}
