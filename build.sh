@@ -147,7 +147,7 @@ build_site() {
   # one takes seconds.
   say "building the wasm modules (CPU and WebGPU backends; SIMD128, and SIMD128 + relaxed SIMD)"
   cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features cpu,webgpu,relaxed-simd
-  wasm-bindgen --target web --no-typescript --out-dir "$out/pkg-relaxed" "$wasm"
+  wasm-bindgen --target web --out-dir "$out/pkg-relaxed" "$wasm"
   cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features cpu,webgpu
   wasm-bindgen --target web --out-dir "$out/pkg" "$wasm"
   cmp -s "$out/pkg/vitrine.js" "$out/pkg-relaxed/vitrine.js" ||

@@ -43,6 +43,29 @@ fn not_safetensors() {
     assert!(m.contains("not valid JSON"), "{m}");
 }
 
+/// A file named as PyTorch's that is neither of its formats says so (not
+/// that it is no safetensors file), naming the file.
+#[test]
+fn not_pytorch_either() {
+    let png = std::fs::read(fixtures().join("images/camera.png")).unwrap();
+    for name in ["pytorch_model.bin", "dino.PTH", "model.pt"] {
+        let (e, m) = message(
+            vitrine::checkpoint::LoadOptions::new()
+                .file_name(name)
+                .load(&png, None, None),
+        );
+        assert!(matches!(e, CheckpointError::Torch(_)), "{m}");
+        assert!(m.starts_with(&format!("{name} is not a PyTorch checkpoint")), "{m}");
+    }
+    // Named as safetensors, it is judged as one.
+    let (_, m) = message(
+        vitrine::checkpoint::LoadOptions::new()
+            .file_name("model.safetensors")
+            .load(&png, None, None),
+    );
+    assert!(m.starts_with("not a safetensors file"), "{m}");
+}
+
 #[test]
 fn truncated_file_names_the_tensor() {
     let bytes = read("timm_gray", "model.safetensors");

@@ -113,11 +113,16 @@ const hubReady = setupHub();
 // while the worker is still starting comes later, and wins. `?model=hf:…`
 // names a model of the Hub instead (a link to a lesson, say).
 const siteLoad = nextLoad();
-const fromHub = params.get('model')?.startsWith('hf:');
+const fromHub = /^hf:/i.test(params.get('model') ?? '');
 startWorker(params.get('backend')).then(async () => {
   if (fromHub) {
     await hubReady;
-    return loadHubModel(params.get('model'), siteLoad);
+    if (await loadHubModel(params.get('model'), { seq: siteLoad })) return;
+    // Not loaded (its message is shown): the site's own model, unless the user gave one since.
+    if (state.info || state.loads !== siteLoad) return;
+    const why = state.notices.error;
+    await loadSiteModel(nextLoad());
+    if (state.info) notify({ error: `${why} The site's own model is loaded instead.` });
   }
   return loadSiteModel(siteLoad);
 }, () => {}); // a failed start is shown

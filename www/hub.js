@@ -270,10 +270,10 @@ function mb(/** @type {number} */ bytes, /** @type {number} */ scale = bytes) {
  * `code: 'cancelled'` when `signal` aborts, and one with `code: 'network'`
  * when the host cannot be reached or read.
  * @param {string} url
- * @param {{ signal?: AbortSignal, onProgress?: (p: Progress) => void, fetch?: FetchFn, name?: string, target?: HubTarget }} [options]
+ * @param {{ signal?: AbortSignal, onProgress?: (p: Progress) => void, fetch?: FetchFn, name?: string, target?: HubTarget, maxBytes?: number }} [options]
  * @returns {Promise<Downloaded>}
  */
-export async function download(url, { signal, onProgress, fetch: fetchFn = globalThis.fetch, name, target } = {}) {
+export async function download(url, { signal, onProgress, fetch: fetchFn = globalThis.fetch, name, target, maxBytes = Infinity } = {}) {
   const label = name ?? fileName(url);
   const cancelled = (/** @type {unknown} */ cause) => coded(`The download of ${label} was cancelled.`, 'cancelled', { name: 'AbortError', cause });
   if (signal?.aborted) throw cancelled(signal.reason);
@@ -319,6 +319,13 @@ export async function download(url, { signal, onProgress, fetch: fetchFn = globa
 
   // Into one buffer of the announced size, read chunk by chunk: no second
   // copy of a big checkpoint. Without a size, it grows by doubling.
+  // More than the caller can hold: refused before the buffer is made (one
+  // of 4 GB cannot be), or as soon as a body of unknown size passes it.
+  const tooBig = () => {
+    response.body?.cancel().catch(() => {});
+    return coded(`${label} is more than ${mb(maxBytes)} MB, more than this page can hold.`, 'too-big', { total });
+  };
+  if (total !== null && total > maxBytes) throw tooBig();
   let buffer = new Uint8Array(total ?? 1 << 20);
   if (!response.body) {
     buffer = new Uint8Array(await response.arrayBuffer());
@@ -329,6 +336,7 @@ export async function download(url, { signal, onProgress, fetch: fetchFn = globa
       for (;;) {
         const { value, done: end } = await reader.read();
         if (end) break;
+        if (done + value.length > maxBytes) throw tooBig();
         if (done + value.length > buffer.length) {
           total = null; // more than announced: the size was not the body's
           const bigger = new Uint8Array(Math.max(buffer.length * 2, done + value.length));
@@ -361,14 +369,15 @@ export async function download(url, { signal, onProgress, fetch: fetchFn = globa
  * @param {string} endpoint
  * @param {string} repo
  * @param {string} revision
- * @param {{ signal?: AbortSignal, onProgress?: (p: Progress & { file: string }) => void, fetch?: FetchFn }} [options]
+ * @param {{ signal?: AbortSignal, onProgress?: (p: Progress & { file: string }) => void, fetch?: FetchFn, maxBytes?: number }} [options]
  * @returns {Promise<{ config: Uint8Array, preprocessor: Uint8Array | undefined, weights: Uint8Array, weightsName: string, commit: string | null }>}
  */
-export async function modelFiles(endpoint, repo, revision, { signal, onProgress, fetch } = {}) {
+export async function modelFiles(endpoint, repo, revision, { signal, onProgress, fetch, maxBytes } = {}) {
   let pinned = revision;
   const get = (/** @type {string} */ file) => download(resolveUrl(endpoint, repo, pinned, file), {
     signal,
     fetch,
+    maxBytes,
     name: file,
     target: { repo, revision, file, endpoint },
     onProgress: onProgress && ((p) => onProgress({ ...p, file })),

@@ -41,9 +41,10 @@ async function open() {
 export async function cachedModel(endpoint, repo, revision) {
   const cache = await open();
   if (!cache) return null;
-  const ref = await cache.match(refKey(endpoint, repo, revision));
-  if (!ref) return null;
-  const commit = await ref.text();
+  // A full commit is its own key; any other revision is looked up.
+  const ref = /^[0-9a-f]{40}$/.test(revision) ? null : await cache.match(refKey(endpoint, repo, revision));
+  if (!ref && !/^[0-9a-f]{40}$/.test(revision)) return null;
+  const commit = ref ? await ref.text() : revision;
   const record = await cache.match(recordKey(endpoint, repo, commit));
   if (!record) return null;
   /** @type {CachedModel} */
@@ -79,18 +80,32 @@ export async function keepModel(endpoint, repo, revision, files) {
   const { commit } = files;
   const bytes = files.config.length + (files.preprocessor?.length ?? 0) + files.weights.length;
   const put = (/** @type {string} */ key, /** @type {BodyInit} */ body) => cache.put(key, new Response(body));
+  const old = await cache.match(recordKey(endpoint, repo, commit));
+  if (old) {
+    // This commit is kept already (under another revision): only the new
+    // name is added, and the copy kept is left as it is.
+    /** @type {CachedModel} */
+    const record = await old.json();
+    record.revisions = [...new Set([...record.revisions, revision])];
+    await put(recordKey(endpoint, repo, commit), JSON.stringify(record));
+    await put(refKey(endpoint, repo, revision), commit);
+    const kept = await cachedModel(endpoint, repo, commit);
+    if (kept) return kept;
+  }
   try {
     await put(resolveUrl(endpoint, repo, commit, files.weightsName), /** @type {BodyInit} */ (files.weights));
     await put(resolveUrl(endpoint, repo, commit, 'config.json'), /** @type {BodyInit} */ (files.config));
     if (files.preprocessor) await put(resolveUrl(endpoint, repo, commit, 'preprocessor_config.json'), /** @type {BodyInit} */ (files.preprocessor));
-    const old = await cache.match(recordKey(endpoint, repo, commit));
     /** @type {CachedModel} */
     const record = {
       endpoint, repo, commit, weightsName: files.weightsName, preprocessor: Boolean(files.preprocessor), bytes,
-      revisions: [...new Set([...(old ? (await old.json()).revisions : []), revision])], savedAt: Date.now(),
+      revisions: [revision], savedAt: Date.now(),
     };
     await put(recordKey(endpoint, repo, commit), JSON.stringify(record));
     await put(refKey(endpoint, repo, revision), commit);
+    // Ask the browser to keep the site's storage under pressure (granted
+    // or not without a prompt in most browsers; the page says which).
+    await globalThis.navigator?.storage?.persist?.().catch(() => false);
   } catch (e) {
     await forget(cache, endpoint, repo, commit, files.weightsName);
     if (e?.name === 'QuotaExceededError') {

@@ -49,15 +49,25 @@ export function parseHubList(text) {
 
 /** The Hub part of the page: its endpoint, its gallery, the field, Cancel, the downloaded models. */
 export async function setupHub() {
+  $('hub-form').addEventListener('submit', (/** @type {Event} */ e) => {
+    e.preventDefault();
+    loadHubModel($('hub-ref').value);
+  });
+  $('hub-cancel').addEventListener('click', () => downloading?.abort());
   /** @type {Suggested[]} */
   let models = [];
   try {
-    const list = parseHubList(await (await fetch('models/hub.json')).text());
-    models = list.models;
-    if (list.endpoint) endpoint = list.endpoint;
+    const listing = await fetch('models/hub.json');
+    // A host may leave the list out: the field still takes any model.
+    if (listing.ok) {
+      const list = parseHubList(await listing.text());
+      models = list.models;
+      if (list.endpoint) endpoint = list.endpoint;
+    } else if (listing.status !== 404) {
+      throw new Error(`models/hub.json: HTTP ${listing.status}`);
+    }
   } catch (e) {
-    $('hub-gallery').replaceChildren();
-    if (!/404|Failed to fetch/.test(String(e?.message))) notify({ warning: e.message });
+    notify({ warning: e.message });
   }
   const asked = params.get('hub');
   if (asked) {
@@ -66,11 +76,6 @@ export async function setupHub() {
   }
   for (const el of document.querySelectorAll('.hub-host')) el.textContent = hostOf(endpoint);
   $('hub-gallery').replaceChildren(...models.map(suggestion));
-  $('hub-form').addEventListener('submit', (/** @type {Event} */ e) => {
-    e.preventDefault();
-    loadHubModel($('hub-ref').value);
-  });
-  $('hub-cancel').addEventListener('click', () => downloading?.abort());
   showKept();
 }
 
@@ -89,54 +94,60 @@ function suggestion(m) {
   note.className = 'hint';
   note.textContent = m.note;
   button.append(title, facts, note);
-  button.addEventListener('click', () => loadHubModel(m.repo, nextLoad(), m.bytes));
+  button.addEventListener('click', () => loadHubModel(m.repo, { bytes: m.bytes }));
   li.append(button);
   return li;
 }
 
 /**
  * Loads a model from the Hub (`text`: a repo, `org/name@rev`, a link, or
- * `hf:…`) as load number `seq`: from the browser's copy when it has one,
- * else downloaded and kept. `bytes`, when known beforehand, refuses a model
- * too big before any download.
+ * `hf:…`): from the browser's copy when it has one, else downloaded, kept,
+ * then loaded (a copy the model cannot load from is not kept). `seq` is
+ * its load number (a new one when not given: taken only once the request
+ * is good, so a bad one never stops the load under way); `bytes`, when
+ * known beforehand, refuses a model too big before any download; `from`
+ * is the endpoint (the page's).
  * @param {string} text
- * @param {number} [seq]
- * @param {number} [bytes]
+ * @param {{ seq?: number, bytes?: number, from?: string }} [options]
  */
-export async function loadHubModel(text, seq = nextLoad(), bytes = 0) {
+export async function loadHubModel(text, { seq, bytes = 0, from = endpoint } = {}) {
   let ref;
   try {
     ref = parseModelRef(text);
   } catch (e) {
     notify({ error: e.message });
-    return;
+    return false;
   }
   const { repo, revision } = ref;
   if (bytes > MAX_WEIGHTS_BYTES) {
-    notify({ error: `${repo} is ${mb(bytes)}: more than this page can hold (WebAssembly’s memory is 4 GB). The previous model is still in use.` });
-    return;
+    notify({ error: `${repo} is ${mb(bytes)}: more than this page can hold (WebAssembly’s memory is 4 GB).${state.info ? ' The previous model is still in use.' : ''}` });
+    return false;
   }
+  seq ??= nextLoad();
   downloading?.abort();
   const controller = new AbortController();
-  downloading = controller;
   const progress = loadProgress(repo, seq);
   notify({ error: '', warning: '' });
-  $('hub-cancel').hidden = false;
   document.body.dataset.hubLoad = 'started';
+  let fresh = null; // what this load kept, to forget if the model cannot be loaded from it
   try {
-    let files = await cachedModel(endpoint, repo, revision);
+    let files = await cachedModel(from, repo, revision);
     let warning = '';
     if (!files) {
-      const got = await modelFiles(endpoint, repo, revision, {
+      // Cancel is offered while bytes come in.
+      downloading = controller;
+      $('hub-cancel').hidden = false;
+      const got = await modelFiles(from, repo, revision, {
         signal: controller.signal,
-        onProgress: (p) => {
-          if (p.total !== null && p.total > MAX_WEIGHTS_BYTES) controller.abort(new Error('too big'));
-          progress.report('downloading', p.done, p.total ?? 0, { file: p.file, rate: p.bytesPerSecond, left: p.secondsLeft });
-        },
+        maxBytes: MAX_WEIGHTS_BYTES,
+        onProgress: (p) => progress.report('downloading', p.done, p.total ?? 0, { file: p.file, rate: p.bytesPerSecond, left: p.secondsLeft }),
       });
+      downloading = null;
+      $('hub-cancel').hidden = true;
       const commit = got.commit ?? revision;
       try {
-        files = await keepModel(endpoint, repo, revision, { ...got, commit });
+        files = await keepModel(from, repo, revision, { ...got, commit });
+        fresh = { endpoint: from, repo, commit, weightsName: got.weightsName, revisions: [revision] };
       } catch (e) {
         // Not kept (the storage is full, or the page may not use it): loaded all the same.
         warning = e.code === 'quota'
@@ -148,22 +159,23 @@ export async function loadHubModel(text, seq = nextLoad(), bytes = 0) {
         };
       }
     }
-    if (seq < state.loads) return; // a newer load was asked for: it wins
-    const origin = `${repo}@${/^[0-9a-f]{40}$/.test(files.commit) ? files.commit.slice(0, 7) : files.commit} from ${hostOf(endpoint)}`;
+    if (seq < state.loads) return false; // a newer load was asked for: it wins
+    const origin = `${repo}@${/^[0-9a-f]{40}$/.test(files.commit) ? files.commit.slice(0, 7) : files.commit} from ${hostOf(from)}`;
     await loadFiles(repo, {
       name: files.weightsName, weights: files.weights, config: files.config, preprocessor: files.preprocessor,
     }, seq, progress, origin);
     if (warning) notify({ warning });
     document.body.dataset.hubLoad = 'done';
+    return true;
   } catch (e) {
+    if (fresh) await deleteModel(/** @type {any} */ (fresh)).catch(() => {});
     document.body.dataset.hubLoad = 'failed';
-    if (seq === state.loads) notify({ error: await failure(repo, e, controller.signal) });
+    if (seq === state.loads) notify({ error: await failure(repo, from, e) });
+    return false;
   } finally {
     progress.end();
-    if (downloading === controller) {
-      downloading = null;
-      $('hub-cancel').hidden = true;
-    }
+    if (downloading === controller) downloading = null;
+    if (!downloading) $('hub-cancel').hidden = true;
     showKept();
   }
 }
@@ -172,21 +184,21 @@ export async function loadHubModel(text, seq = nextLoad(), bytes = 0) {
  * What to tell the user when a Hub load failed: the Hub's own reason, a
  * cancellation, or an unreachable host with what the browser has kept.
  * @param {string} repo
+ * @param {string} from the endpoint
  * @param {any} e
- * @param {AbortSignal} signal
  */
-async function failure(repo, e, signal) {
+async function failure(repo, from, e) {
   const still = state.info ? ' The previous model is still in use.' : '';
-  if (signal.reason?.message === 'too big') return `${repo}'s weights are more than this page can hold (WebAssembly’s memory is 4 GB).${still}`;
+  if (e?.code === 'too-big') return `${repo}'s weights are more than this page can hold (WebAssembly’s memory is 4 GB).${still}`;
   if (e?.code === 'cancelled') return `The download of ${repo} was cancelled.${still}`;
   if (e?.code === 'network') {
-    const kept = (await keptModels()).filter((m) => m.endpoint === endpoint);
+    const kept = (await keptModels()).filter((m) => m.endpoint === from);
     const offer = kept.length ? ` Downloaded before, and loadable offline: ${kept.map((m) => m.repo).join(', ')}.` : '';
-    return `Could not reach ${hostOf(endpoint)} for ${repo}: offline, or the address is blocked.${offer}${still}`;
+    return `Could not reach ${hostOf(from)} for ${repo} (offline, or the address is blocked): ${String(e.message).replace(/\.$/, '')}.${offer}${still}`;
   }
   const message = String(e?.message ?? e).replace(/\.$/, '');
   // The Hub's own refusals name the repo already.
-  if (['gated', 'repo', 'revision', 'file', 'cut'].includes(e?.code)) return `${message}.${still}`;
+  if (['gated', 'repo', 'revision', 'file'].includes(e?.code)) return `${message}.${still}`;
   return `Could not load ${repo}: ${message}.${still}`;
 }
 
@@ -200,7 +212,7 @@ async function showKept() {
     load.type = 'button';
     load.textContent = `${m.repo}@${m.revisions[0] ?? m.commit.slice(0, 7)}`;
     load.title = `Load it (commit ${m.commit})`;
-    load.addEventListener('click', () => loadHubModel(`${m.repo}@${m.revisions[0] ?? m.commit}`));
+    load.addEventListener('click', () => loadHubModel(`${m.repo}@${m.revisions[0] ?? m.commit}`, { from: m.endpoint }));
     const size = document.createElement('span');
     size.textContent = ` ${mb(m.bytes)} `;
     const remove = document.createElement('button');

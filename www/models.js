@@ -116,7 +116,7 @@ async function loadModel(name, files, seq, progress, origin = null) {
   if (typeof name === 'function') name = name(info);
   update({
     applied: seq,
-    source: { name, files, seq },
+    source: { name, files, seq, origin },
     info: { ...info, name, ...(origin ? { origin } : {}) }, // the page's own fields beside the handle's
     notices: { ...state.notices, error: '', modelNotes: info.notes.map(sentence) },
   });
@@ -171,7 +171,9 @@ export async function loadSiteModel(seq) {
     const listing = await fetch('models/manifest.json');
     if (!listing.ok) throw new Error(`models/manifest.json: HTTP ${listing.status}`);
     const manifest = parseManifest(await listing.text());
-    const name = params.get('model') ?? manifest.default;
+    // `?model=hf:…` names a model of the Hub (hubpage.js), not one of the site's.
+    const asked = params.get('model');
+    const name = asked && !/^hf:/i.test(asked) ? asked : manifest.default;
     if (!name) {
       notify({ error: 'No model is bundled with this site: drop a checkpoint (model.safetensors with its config.json).' });
       return;
@@ -203,7 +205,7 @@ export async function reloadModel(change, control, fail, undo) {
   const seq = nextLoad();
   const progress = loadProgress(source.name, seq);
   try {
-    await loadModel(source.name, { ...source.files, ...change }, seq, progress);
+    await loadModel(source.name, { ...source.files, ...change }, seq, progress, source.origin);
     return true;
   } catch (e) {
     notify({ error: fail(e) });

@@ -21,6 +21,7 @@
  * @property {Record<number, string>} failed why a class's maps could not be had
  * @property {Map<number, Promise<void>>} pending the requests for maps in flight
  * @property {Set<number>} pendingRows the layers whose rows are being read
+ * @property {Set<number>} [awaiting] the classes whose maps a redraw waits for
  */
 
 /**
@@ -34,7 +35,7 @@
  * @typedef {object} State
  * @property {string | null} backend 'webgpu' or 'cpu', as the worker chose
  * @property {(ModelInfo & { name: string, origin?: string | null }) | null} info the model in use, named, and where it came from (the Hub's repo@commit)
- * @property {{ name: string, files: ModelFiles, seq: number } | null} source what to reload if the worker restarts
+ * @property {{ name: string, files: ModelFiles, seq: number, origin?: string | null } | null} source what to reload if the worker restarts (or at another size)
  * @property {number} loads the number of the newest model load asked for
  * @property {number} applied the number of the load whose model is in use
  * @property {{ blob: Blob, truth: string | null } | null} given the newest image the user gave

@@ -59,9 +59,15 @@ export async function ensureRelevance() {
   const mine = state.current;
   if (!mine || state.view.show !== 'relevance' || mine.why < 0) return;
   const k = mine.why;
-  if (mine.relevance[k] || mine.failed[k]) return;
+  // One waiter a class: the redraw when its maps come is done once.
+  if (mine.relevance[k] || mine.failed[k] || mine.awaiting?.has(k)) return;
+  (mine.awaiting ??= new Set()).add(k);
   document.body.dataset.explaining = String(k);
-  await fetchRelevance(mine, k);
+  try {
+    await fetchRelevance(mine, k);
+  } finally {
+    mine.awaiting.delete(k);
+  }
   if (mine === state.current) {
     redraw();
     document.body.dataset.explained = `${mine.id}:${k}`; // for tests: these maps are drawn

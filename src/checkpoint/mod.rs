@@ -210,7 +210,22 @@ impl<'a> LoadOptions<'a> {
             (weights_key, weights_keys) = (torch.key, torch.keys);
             torch.tensors
         } else {
-            safetensors::SafeTensors::parse(weights)?
+            safetensors::SafeTensors::parse(weights).map_err(|e| {
+                // Named as PyTorch's but neither of its formats: say so,
+                // rather than that it is no safetensors file.
+                let torch_name = [".bin", ".pth", ".pt"]
+                    .iter()
+                    .any(|ext| self.file_name.to_ascii_lowercase().ends_with(ext));
+                match e {
+                    safetensors::SafetensorsError::NotSafetensors { .. } if torch_name => {
+                        CheckpointError::Torch(pytorch::TorchError(format!(
+                            "{} is not a PyTorch checkpoint (neither the zip archive torch.save writes nor its legacy format), nor a safetensors file: is it damaged, or another kind of file?",
+                            self.file_name
+                        )))
+                    }
+                    e => e.into(),
+                }
+            })?
         };
         // 2. The budget, then the values.
         let plan = budget::plan(&file, &self.limits, self.f16_matrices)?;

@@ -57,7 +57,7 @@ test('a Hub model by link and by name: downloaded once, kept, loaded offline, de
   // timm's config names no classes: ImageNet-1k's (a random model, so any of them).
   const names = fs.readFileSync(path.join(import.meta.dirname, '../../src/checkpoint/imagenet-1k.txt'), 'utf8').split('\n');
   for (const t of top) assert.ok(names.includes(t.split(' — ')[0]), t);
-  assert.equal(await page.evaluate(() => document.body.dataset.hubKept), '1');
+  await page.waitForFunction(() => document.body.dataset.hubKept === '1');
   assert.match(await page.textContent('#hub-kept'), /acme\/tiny@main/);
 
   // Only the site, the endpoint and its CDN were asked, and the Hub only for this model.
@@ -79,7 +79,7 @@ test('a Hub model by link and by name: downloaded once, kept, loaded offline, de
   await hubLoaded(page);
   assert.match(await page.textContent('#model-info'), /From acme\/deit-bin@/);
   assert.ok(hub.requests.slice(before).some((r) => r.url.includes('pytorch_model.bin')), 'pytorch_model.bin was fetched');
-  assert.equal(await page.evaluate(() => document.body.dataset.hubKept), '2');
+  await page.waitForFunction(() => document.body.dataset.hubKept === '2');
   await page.close();
 
   // The Hub gone: the link still loads, from what the browser kept.
@@ -110,6 +110,12 @@ test('gated, missing, cut off and cancelled: a message each, and the previous mo
     await page.click('#hub-form button[type="submit"]');
     await hubLoaded(page, state);
   };
+  // Not a model's name: said at once, nothing asked of the Hub.
+  const asked = hub.requests.length;
+  await page.fill('#hub-ref', 'gpt2');
+  await page.click('#hub-form button[type="submit"]');
+  await messageIncludes(page, '“gpt2” names no owner (a model is org/name)');
+  assert.equal(hub.requests.length, asked);
   await load('acme/gated');
   await messageIncludes(page, 'acme/gated is gated: accept its terms on the Hub, download the files and drop them here');
   await load('acme/nothing-here');

@@ -338,7 +338,7 @@ mod tests {
     /// transformers reads them.
     #[test]
     fn preprocessor_files_in_every_form() {
-        // google/vit-base-patch16-224's own file: `size` an integer.
+        // In the form of google/vit-base-patch16-224's file: `size` an integer.
         let p = read(
             r#"{"do_normalize": true, "do_resize": true, "image_mean": [0.5, 0.5, 0.5],
                 "image_std": [0.5, 0.5, 0.5], "resample": 2, "size": 224,
@@ -348,7 +348,7 @@ mod tests {
         assert_eq!(p.input_size, [3, 224, 224]);
         assert_eq!(p.resize, Some(Resize::Exact([224, 224])));
         assert_eq!(p.interpolation, Interpolation::Bilinear);
-        // facebook/dino-vits16's: resize to 256×256, then the centre crop it asks for.
+        // A ViT feature extractor that crops: resize to 256×256, then the centre crop it asks for.
         let p = read(
             r#"{"crop_size": 224, "do_center_crop": true, "do_normalize": true, "do_resize": true,
                 "feature_extractor_type": "ViTFeatureExtractor", "image_mean": [0.485, 0.456, 0.406],
