@@ -1,20 +1,26 @@
 // The page, wired: the state lives in store.js, the model worker and model
 // loading in models.js, images in images.js, drawing in view.js; this file
 // connects the controls to them and the views to the state.
+import { readQuery, writeQuery } from './address.js';
 import { setupCamera } from './camera.js';
-import { bindControls, showControls, viewFor } from './controls.js';
-import { loadGallery } from './gallery.js';
+import { bindControls, fitView, showControls, viewFor } from './controls.js';
+import { classifySample, loadGallery } from './gallery.js';
 import { classifyBlob, handleFiles } from './images.js';
 import { loadHubModel, setupHub } from './hubpage.js';
 import { setupLearn } from './learn.js';
 import { loadSiteModel, nextLoad, reloadModel, run, startWorker } from './models.js';
 import { ensureRows, setupPointer } from './pointer.js';
-import { onUpdate, notify, state, update } from './store.js';
+import { onUpdate, notify, sentence, state, update } from './store.js';
 import { clearResults, downloadView, renderNotices, renderView, showModel, showOpacity } from './view.js';
 import { ensureRelevance, explain, fetchRelevance } from './why.js';
 import { $ } from './dom.js';
 
 const params = new URLSearchParams(location.search);
+// What the link asks of the view: applied once, to the first model (and
+// image) it brings; what cannot be taken is said as a note.
+const linkNotes = [];
+let link = readQuery(params, linkNotes);
+const defaults = { ...state.view };
 
 const render = () => renderView({ ...state, explain });
 
@@ -33,10 +39,25 @@ onUpdate((s, changed) => {
     // A new model: its controls, no results yet; the image the user gave
     // last (perhaps before any model was ready) is answered by it.
     showModel(s.info);
-    update({ view: viewFor(s.info), current: null, patch: -1 });
+    update({ view: link ? linkedView(s.info) : viewFor(s.info), current: null, patch: -1 });
     learn.update();
-    if (s.given) classifyBlob(s.given.blob, s.given.truth);
+    if (s.given) classifyBlob(s.given.blob, s.given.truth, '', s.given.sample);
+    else if (link?.image) {
+      const name = link.image;
+      classifySample(name).then((found) => {
+        if (!found) notify({ imageNotes: [`The link's image=${name} is not one of this site's samples.`] });
+      });
+    }
+    if (link && link.patch === null) link = null;
     return;
+  }
+  if ('current' in changed && s.current && link?.patch != null) {
+    // The link's patch, once its image is shown.
+    const [rows, cols] = s.current.result.grid;
+    const { patch } = link;
+    link = null;
+    if (patch < rows * cols) update({ patch });
+    else notify({ imageNotes: [...s.notices.imageNotes, `The link's patch ${patch} is past this model's ${rows * cols} patches.`] });
   }
   if ('view' in changed) showControls(s.view, s.info);
   if ('current' in changed && s.current) learn.update();
@@ -53,6 +74,24 @@ onUpdate((s, changed) => {
 onUpdate((s, changed) => {
   if ('notices' in changed) renderNotices(s.notices);
 });
+// The address follows the view (replacing itself: no history entry a move).
+onUpdate((s, changed) => {
+  if (!s.info || !['view', 'patch', 'current', 'info'].some((k) => k in changed)) return;
+  const query = writeQuery(params, s.view, defaults, { patch: s.patch, image: s.current?.sample ?? null, model: s.source?.link ?? null });
+  history.replaceState(history.state, '', `${location.pathname}?${query}${location.hash}`);
+});
+
+/** The view the link asks for on the first model, where it fits; what does not, said. */
+function linkedView(info) {
+  const asked = link.view;
+  const { depth, num_heads: heads, num_classes: classes } = info.config;
+  const notes = [...linkNotes];
+  if (asked.layer !== undefined && asked.layer >= depth) notes.push(`The link's layer ${asked.layer} is past this model's ${depth} layers: the last is shown.`);
+  if (/^\d+$/.test(asked.head ?? '') && Number(asked.head) >= heads) notes.push(`The link's map ${asked.head} is past this model's ${heads} heads.`);
+  if (asked.show === 'relevance' && !classes) notes.push('The link asks why a class, but this model is a backbone, with no classes.');
+  if (notes.length) notify({ modelNotes: [...state.notices.modelNotes, ...notes.map(sentence)] });
+  return fitView({ ...viewFor(info), ...asked }, info);
+}
 
 // ---- the controls -----------------------------------------------------------------------
 
@@ -71,6 +110,17 @@ document.addEventListener('paste', (e) => {
   if (item) classifyBlob(item.getAsFile());
 });
 bindControls();
+// The address is the view: copied, it opens the page on the same model,
+// sample, maps and patch (a user's own image stays here).
+$('copy-link').addEventListener('click', async () => {
+  try {
+    await navigator.clipboard.writeText(location.href);
+    $('copy-link').textContent = 'Link copied';
+    setTimeout(() => { $('copy-link').textContent = 'Copy link'; }, 2000);
+  } catch {
+    notify({ warning: `The browser did not let the page copy the link; here it is to copy by hand: ${location.href}` });
+  }
+});
 $('download').addEventListener('click', () => {
   if (!state.current) {
     notify({ error: 'Classify an image first: then its attention overlay can be downloaded.' });

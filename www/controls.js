@@ -39,12 +39,22 @@ export const headIndex = (/** @type {string} */ head) => (/^\d+$/.test(head) ? N
  * @param {Partial<View>} change
  */
 export function setView(change) {
-  const view = { ...state.view, ...change };
-  const heads = state.info?.config.num_heads ?? 0;
-  if (!state.info?.config.num_classes) view.show = 'attention'; // a backbone has no class to explain
-  view.head = headIn(view.show, view.head, heads);
-  view.layer = Math.max(0, Math.min(view.layer, (state.info?.config.depth ?? 1) - 1));
-  update({ view });
+  update({ view: fitView({ ...state.view, ...change }, state.info) });
+}
+
+/**
+ * `view` made to fit the model `info`: a backbone shows attention (it has
+ * no class to explain), the head one the menu has, a layer it has.
+ * @param {View} view
+ * @param {ModelInfo | null} info
+ * @returns {View}
+ */
+export function fitView(view, info) {
+  const fitted = { ...view };
+  if (!info?.config.num_classes) fitted.show = 'attention';
+  fitted.head = headIn(fitted.show, fitted.head, info?.config.num_heads ?? 0);
+  fitted.layer = Math.max(0, Math.min(fitted.layer, (info?.config.depth ?? 1) - 1));
+  return fitted;
 }
 
 /**

@@ -1,31 +1,48 @@
 // The sample images (samples/samples.json): a click classifies one, with
-// its true label when it has one.
+// its true label when it has one; a link names one by its file's stem
+// (`?image=chelsea`).
 import { classifyBlob } from './images.js';
 import { $ } from './dom.js';
 
+/** The samples, once listed. */
+let listed = Promise.resolve([]);
+
+/** A sample's name in a link: its file without the extension. */
+export const sampleName = (file) => file.replace(/\.[^.]+$/, '');
+
+async function classifySampleEntry(s) {
+  const blob = await (await fetch(`samples/${s.file}`)).blob();
+  classifyBlob(new File([blob], s.file, { type: blob.type }), s.truth, '', sampleName(s.file));
+}
+
+/** Classifies the sample named `name`; false when there is none of that name. */
+export async function classifySample(name) {
+  const s = (await listed).find((x) => sampleName(x.file) === name);
+  if (!s) return false;
+  await classifySampleEntry(s);
+  return true;
+}
 
 export async function loadGallery() {
-  try {
-    const { samples } = await (await fetch('samples/samples.json')).json();
-    $('gallery').replaceChildren(...samples.map((s) => {
-      const li = document.createElement('li');
-      const button = document.createElement('button');
-      button.type = 'button';
-      button.className = `sample ${s.kind}`;
-      button.title = s.truth ? `${s.title} (true label: ${s.truth})` : s.title;
-      const img = document.createElement('img');
-      img.src = `samples/${s.file}`;
-      img.alt = button.title;
-      img.width = img.height = 64;
-      button.append(img);
-      button.addEventListener('click', async () => {
-        const blob = await (await fetch(`samples/${s.file}`)).blob();
-        classifyBlob(new File([blob], s.file, { type: blob.type }), s.truth);
-      });
-      li.append(button);
-      return li;
-    }));
-  } catch {
+  listed = fetch('samples/samples.json').then((r) => r.json()).then((j) => j.samples).catch(() => []);
+  const samples = await listed;
+  if (!samples.length) {
     $('gallery-title').hidden = true;
+    return;
   }
+  $('gallery').replaceChildren(...samples.map((s) => {
+    const li = document.createElement('li');
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = `sample ${s.kind}`;
+    button.title = s.truth ? `${s.title} (true label: ${s.truth})` : s.title;
+    const img = document.createElement('img');
+    img.src = `samples/${s.file}`;
+    img.alt = button.title;
+    img.width = img.height = 64;
+    button.append(img);
+    button.addEventListener('click', () => classifySampleEntry(s));
+    li.append(button);
+    return li;
+  }));
 }

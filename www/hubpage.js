@@ -163,7 +163,7 @@ export async function loadHubModel(text, { seq, bytes = 0, from = endpoint } = {
     const origin = `${repo}@${/^[0-9a-f]{40}$/.test(files.commit) ? files.commit.slice(0, 7) : files.commit} from ${hostOf(from)}`;
     await loadFiles(repo, {
       name: files.weightsName, weights: files.weights, config: files.config, preprocessor: files.preprocessor,
-    }, seq, progress, origin);
+    }, seq, progress, origin, `hf:${repo}${revision === 'main' ? '' : `@${revision}`}`);
     if (warning) notify({ warning });
     document.body.dataset.hubLoad = 'done';
     return true;

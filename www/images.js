@@ -20,10 +20,10 @@ const topClass = (p) => p.reduce((best, v, i) => (v > p[best] ? i : best), 0);
  * answered again by each model loaded later). `shown(current)` hears of
  * each image shown.
  */
-export async function classifyBlob(blob, truth = null, note = '') {
+export async function classifyBlob(blob, truth = null, note = '', sample = null) {
   const name = blob.name ? `“${blob.name}”` : 'The pasted image';
   const id = state.latest + 1;
-  update({ given: { blob, truth }, latest: id });
+  update({ given: { blob, truth, sample }, latest: id });
   document.body.dataset.requested = String(id);
   notify({ error: '', warning: '', imageNotes: [] });
   if (!state.info) {
@@ -42,7 +42,7 @@ export async function classifyBlob(blob, truth = null, note = '') {
   const { canvas, w, h, scale } = fitCanvas(bitmap, MAX_SIDE);
   const size = [bitmap.width, bitmap.height];
   bitmap.close();
-  submit({ id, name, truth, note, canvas, size, scale, w, h, model: state.applied });
+  submit({ id, name, truth, note, sample, canvas, size, scale, w, h, model: state.applied });
 }
 
 /**
@@ -64,7 +64,7 @@ function submit(job) {
   });
 }
 
-async function classifyJob({ id, name, truth, note, canvas, size, scale, w, h, model }) {
+async function classifyJob({ id, name, truth, note, sample, canvas, size, scale, w, h, model }) {
   const rgba = canvas.getContext('2d').getImageData(0, 0, w, h).data.buffer;
   try {
     // In "why this class" a relevance map follows: keep the forward pass for it.
@@ -82,7 +82,7 @@ async function classifyJob({ id, name, truth, note, canvas, size, scale, w, h, m
       notes.push(`${name} is only ${size.join('×')} pixels, smaller than the model's ${input.join('×')} input: it was enlarged, so expect a blurry view.`);
     }
     notify({ imageNotes: notes });
-    const current = { result, bitmap: canvas, viewBox: Array.from(result.viewBox), rows: {}, truth, id, why, relevance: {}, failed: {}, pending: new Map(), pendingRows: new Set() };
+    const current = { result, bitmap: canvas, viewBox: Array.from(result.viewBox), rows: {}, truth, sample, id, why, relevance: {}, failed: {}, pending: new Map(), pendingRows: new Set() };
     update({ current, patch: -1 });
     document.body.dataset.classified = String(id);
   } catch (e) {

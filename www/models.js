@@ -108,7 +108,7 @@ export function nextLoad() {
  * default model is still downloading, is not replaced by it. Returns the
  * model's info, or null when a newer load has already taken its place.
  */
-async function loadModel(name, files, seq, progress, origin = null) {
+async function loadModel(name, files, seq, progress, origin = null, link = null) {
   const onProgress = ({ stage, done, total }) => progress?.report(stage, done, total);
   files.keepF16 = keepF16;
   const { info, superseded } = await run({ type: 'load', files, seq }, onProgress);
@@ -116,7 +116,7 @@ async function loadModel(name, files, seq, progress, origin = null) {
   if (typeof name === 'function') name = name(info);
   update({
     applied: seq,
-    source: { name, files, seq, origin },
+    source: { name, files, seq, origin, link },
     info: { ...info, name, ...(origin ? { origin } : {}) }, // the page's own fields beside the handle's
     notices: { ...state.notices, error: '', modelNotes: info.notes.map(sentence) },
   });
@@ -126,9 +126,9 @@ async function loadModel(name, files, seq, progress, origin = null) {
 /**
  * Loads checkpoint files fetched elsewhere (the Hub) as model `name`, load
  * number `seq`, with `progress` from `loadProgress`; `origin` says where
- * they came from, on the model's line.
+ * they came from, on the model's line, and `link` how the address names it.
  */
-export const loadFiles = (name, files, seq, progress, origin) => loadModel(name, files, seq, progress, origin);
+export const loadFiles = (name, files, seq, progress, origin, link) => loadModel(name, files, seq, progress, origin, link);
 
 /** A weights file's name: safetensors, or what torch.save writes (read without running its pickle). */
 export const isWeights = (name) => /\.(safetensors|pth|pt|bin)$/i.test(name);
@@ -184,7 +184,8 @@ export async function loadSiteModel(seq) {
     }
     const files = await fetchModelFiles(entry, fetch, (done, total) => progress.report('reading', done, total));
     if (seq < state.loads) return; // the user's own checkpoint came first: it wins
-    await loadModel(name, files, seq, progress);
+    // The address names a model of the site other than its default.
+    await loadModel(name, files, seq, progress, null, name === manifest.default ? null : name);
   } catch (e) {
     if (seq === state.loads) notify({ error: `Could not load the model: ${e.message}` });
   } finally {
@@ -205,7 +206,7 @@ export async function reloadModel(change, control, fail, undo) {
   const seq = nextLoad();
   const progress = loadProgress(source.name, seq);
   try {
-    await loadModel(source.name, { ...source.files, ...change }, seq, progress, source.origin);
+    await loadModel(source.name, { ...source.files, ...change }, seq, progress, source.origin, source.link);
     return true;
   } catch (e) {
     notify({ error: fail(e) });

@@ -15,6 +15,7 @@
  * @property {number[]} viewBox the part of the image the model saw
  * @property {Record<number, { layerAttention: Float32Array, layerMean: Float32Array }>} rows each layer's full attention, once read
  * @property {string | null} truth the sample's true label, if known
+ * @property {string | null} sample the sample's name (samples/samples.json), null for the user's own image
  * @property {number} id the classification's number
  * @property {number} why the class "why this class" explains (-1: none)
  * @property {Record<number, RelevanceMaps>} relevance the maps of each class asked for
@@ -35,10 +36,10 @@
  * @typedef {object} State
  * @property {string | null} backend 'webgpu' or 'cpu', as the worker chose
  * @property {(ModelInfo & { name: string, origin?: string | null }) | null} info the model in use, named, and where it came from (the Hub's repo@commit)
- * @property {{ name: string, files: ModelFiles, seq: number, origin?: string | null } | null} source what to reload if the worker restarts (or at another size)
+ * @property {{ name: string, files: ModelFiles, seq: number, origin?: string | null, link?: string | null } | null} source what to reload if the worker restarts (or at another size), and how a link names it
  * @property {number} loads the number of the newest model load asked for
  * @property {number} applied the number of the load whose model is in use
- * @property {{ blob: Blob, truth: string | null } | null} given the newest image the user gave
+ * @property {{ blob: Blob, truth: string | null, sample?: string | null } | null} given the newest image the user gave
  * @property {number} latest the number of the newest classification asked for
  * @property {Shown | null} current the image shown
  * @property {number} patch the patch pointed at, or -1 for the class token

@@ -1,0 +1,93 @@
+// The view is the address: a link sets the maps, the sample and the patch;
+// the address follows every change without adding history entries; values
+// the model cannot take are left out with a note; a user's own image is
+// never named; "Copy link" copies it. The query's reading and writing are
+// checked in Node too.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { startSite, open, classify, fixtures, defaultModel } from './harness.mjs';
+import { readQuery, writeQuery } from '../../www/address.js';
+
+let site;
+before(async () => { site = await startSite('address'); });
+after(async () => { await site?.stop(); });
+
+const classified = (page) => page.waitForFunction(() => document.body.dataset.classified === document.body.dataset.requested
+  && Number(document.body.dataset.classified) > 0, null, { timeout: 120_000 });
+const query = (page) => page.evaluate(() => Object.fromEntries(new URLSearchParams(location.search)));
+
+test('a link sets the view, the sample and the patch; the address follows each change', { timeout: 600_000 }, async () => {
+  const depth = defaultModel.depth;
+  const { page, context } = await open(site, '?backend=cpu&layer=1&map=2&cmap=magma&opacity=0.4&keep=0.5&upsample=blocky&picture=input&image=fmnist-19&patch=3');
+  await classified(page);
+  await page.waitForFunction(() => window.vitrineState.patch === 3);
+  assert.equal(await page.inputValue('#layer'), '1');
+  assert.equal(await page.inputValue('#head'), '2');
+  assert.equal(await page.inputValue('#colormap'), 'magma');
+  assert.equal(await page.inputValue('#opacity'), '0.4');
+  assert.equal(await page.isChecked('#threshold'), true);
+  assert.equal(await page.inputValue('#mass'), '0.5');
+  assert.equal(await page.isChecked('input[name="upsample"][value="blocky"]'), true);
+  assert.equal(await page.isChecked('input[name="picture"][value="input"]'), true);
+  await page.waitForFunction(() => /^Layer 1, head 2: where the patch at row 0, column 3 looks\./.test(document.getElementById('caption').textContent));
+  assert.deepEqual(await query(page), {
+    backend: 'cpu', layer: '1', map: '2', cmap: 'magma', opacity: '0.4', keep: '0.5', upsample: 'blocky', picture: 'input', image: 'fmnist-19', patch: '3',
+  });
+
+  // Each change rewrites the address in place: no new history entries.
+  const entries = await page.evaluate(() => history.length);
+  await page.press('#stage', 'Escape');
+  await page.fill('#layer', String(depth - 1));
+  await page.selectOption('#head', 'mean');
+  await page.selectOption('#colormap', 'viridis');
+  await page.uncheck('#threshold');
+  const q = await query(page);
+  assert.equal(q.layer, String(depth - 1));
+  assert.equal(q.map, 'mean');
+  assert.equal(q.cmap, undefined, 'the default colour map is left out');
+  assert.equal(q.keep, undefined);
+  assert.equal(q.patch, undefined);
+  assert.equal(await page.evaluate(() => history.length), entries);
+
+  // Copy link: the address itself.
+  await context.grantPermissions(['clipboard-read', 'clipboard-write']);
+  await page.click('#copy-link');
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), await page.evaluate(() => location.href));
+
+  // The user's own image is never named.
+  await classify(page, path.join(fixtures, 'images/chelsea.png'));
+  assert.equal((await query(page)).image, undefined);
+  await context.close();
+});
+
+test('what a link asks that the model cannot take is left out with a note', { timeout: 600_000 }, async () => {
+  const { page, context, errors } = await open(site, '?backend=cpu&layer=99&map=banana&cmap=nope&opacity=7&image=no-such-sample');
+  await page.waitForFunction(() => /no-such-sample/.test(document.getElementById('note').textContent));
+  const note = await page.textContent('#note');
+  assert.match(note, new RegExp(`The link's layer 99 is past this model's ${defaultModel.depth} layers: the last is shown\\.`));
+  assert.match(note, /The link's map=banana was left out: map takes mean, rollout, chefer, grad-rollout or a head's number\./);
+  assert.match(note, /The link's cmap=nope was left out/);
+  assert.match(note, /The link's opacity=7 was left out: opacity takes a number from 0 to 1\./);
+  assert.match(note, /The link's image=no-such-sample is not one of this site's samples\./);
+  assert.equal(await page.inputValue('#layer'), String(defaultModel.depth - 1));
+  // Still usable.
+  await classify(page, path.join(fixtures, 'images/chelsea.png'));
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('the query, read and written in Node', () => {
+  const notes = [];
+  const { view, patch, image } = readQuery(new URLSearchParams('show=relevance&layer=3&map=chefer&keep=off&patch=-1&image=../x'), notes);
+  assert.deepEqual(view, { show: 'relevance', layer: 3, head: 'chefer', threshold: false });
+  assert.equal(patch, -1);
+  assert.equal(image, null, 'a name that is no sample file stem is dropped');
+  assert.deepEqual(notes, []);
+  readQuery(new URLSearchParams('layer=1.5&keep=2&show=why'), notes);
+  assert.equal(notes.length, 3, notes.join('\n'));
+  const defaults = { show: 'attention', layer: 0, head: 'mean', colormap: 'viridis', smooth: true, picture: 'photo', threshold: false, mass: 0.6, opacity: 0.6 };
+  const out = writeQuery(new URLSearchParams('backend=cpu&layer=9&hub=http://x'), { ...defaults, layer: 2, threshold: true, mass: 0.3 }, defaults,
+    { patch: 4, image: 'chelsea', model: 'hf:acme/tiny' });
+  assert.equal(out.toString(), 'backend=cpu&hub=http%3A%2F%2Fx&model=hf%3Aacme%2Ftiny&layer=2&map=mean&keep=0.3&patch=4&image=chelsea');
+});

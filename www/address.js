@@ -1,0 +1,105 @@
+// @ts-check
+// The view is the address: the model, the sample image, the maps' settings
+// and the patch pointed at live in the page's query, so that a link (from a
+// slide, a course) opens the page on that view. The address follows the
+// view by replacing itself (no new history entry per slider move). A value
+// the page cannot take (a layer the model lacks, an unknown map) is left
+// out with a note, never an error. A user's own image is never named.
+import { COLORMAPS } from './overlay.js';
+
+/** @typedef {import('./store.js').View} View */
+
+/** The query's names for the view's settings, and the page's other parameters, which are kept as they are. */
+export const VIEW_PARAMS = ['show', 'layer', 'map', 'cmap', 'opacity', 'keep', 'upsample', 'picture', 'patch', 'image'];
+
+const NAMED_MAPS = ['mean', 'rollout', 'chefer', 'grad-rollout'];
+
+/**
+ * What a query asks of the view, each value checked for its form; what
+ * cannot be taken is said in `notes` and left out.
+ * @param {URLSearchParams} params
+ * @param {string[]} notes
+ * @returns {{ view: Partial<View>, patch: number | null, image: string | null }}
+ */
+export function readQuery(params, notes) {
+  /** @type {Partial<View>} */
+  const view = {};
+  const bad = (/** @type {string} */ key, /** @type {string} */ value, /** @type {string} */ takes) =>
+    notes.push(`The link's ${key}=${value.slice(0, 40)} was left out: ${key} takes ${takes}.`);
+  const get = (/** @type {string} */ key) => params.get(key);
+  const number = (/** @type {string} */ key, /** @type {number} */ lo, /** @type {number} */ hi, /** @type {boolean} */ integer) => {
+    const text = get(key);
+    if (text === null) return null;
+    const v = Number(text);
+    if (text.trim() === '' || !Number.isFinite(v) || v < lo || v > hi || (integer && !Number.isInteger(v))) {
+      bad(key, text, integer ? `a whole number from ${lo}` : `a number from ${lo} to ${hi}`);
+      return null;
+    }
+    return v;
+  };
+  const choice = (/** @type {string} */ key, /** @type {string[]} */ options) => {
+    const text = get(key);
+    if (text === null) return null;
+    if (!options.includes(text)) {
+      bad(key, text, options.join(', '));
+      return null;
+    }
+    return text;
+  };
+  const show = choice('show', ['attention', 'relevance']);
+  if (show) view.show = /** @type {View['show']} */ (show);
+  const layer = number('layer', 0, 1e4, true);
+  if (layer !== null) view.layer = layer;
+  const map = get('map');
+  if (map !== null) {
+    if (NAMED_MAPS.includes(map) || /^(0|[1-9]\d{0,3})$/.test(map)) view.head = map;
+    else bad('map', map, `${NAMED_MAPS.join(', ')} or a head's number`);
+  }
+  const cmap = choice('cmap', Object.keys(COLORMAPS));
+  if (cmap) view.colormap = cmap;
+  const opacity = number('opacity', 0, 1, false);
+  if (opacity !== null) view.opacity = opacity;
+  const keep = get('keep');
+  if (keep === 'off') view.threshold = false;
+  else if (keep !== null) {
+    const mass = number('keep', 0.05, 0.95, false);
+    if (mass !== null) Object.assign(view, { threshold: true, mass });
+  }
+  const upsample = choice('upsample', ['smooth', 'blocky']);
+  if (upsample) view.smooth = upsample === 'smooth';
+  const picture = choice('picture', ['photo', 'input']);
+  if (picture) view.picture = /** @type {View['picture']} */ (picture);
+  const patch = number('patch', -1, 1e6, true);
+  const image = get('image');
+  return { view, patch, image: image && /^[\w.-]{1,80}$/.test(image) ? image : null };
+}
+
+/**
+ * The query for a view: `base`'s other parameters kept (the backend, the
+ * Hub's endpoint, the model), the view's written where it differs from the
+ * page's defaults, the sample shown named (a user's own image never is).
+ * @param {URLSearchParams} base
+ * @param {View} view
+ * @param {View} defaults
+ * @param {{ patch: number, image: string | null, model: string | null }} rest
+ */
+export function writeQuery(base, view, defaults, { patch, image, model }) {
+  const out = new URLSearchParams(base);
+  for (const key of VIEW_PARAMS) out.delete(key);
+  if (model === null) out.delete('model');
+  else out.set('model', model);
+  const set = (/** @type {string} */ key, /** @type {unknown} */ value, /** @type {unknown} */ fallback) => {
+    if (value !== fallback) out.set(key, String(value));
+  };
+  set('show', view.show, defaults.show);
+  out.set('layer', String(view.layer));
+  out.set('map', view.head);
+  set('cmap', view.colormap, defaults.colormap);
+  set('opacity', view.opacity, defaults.opacity);
+  if (view.threshold) out.set('keep', String(view.mass));
+  set('upsample', view.smooth ? 'smooth' : 'blocky', defaults.smooth ? 'smooth' : 'blocky');
+  set('picture', view.picture, defaults.picture);
+  if (patch >= 0) out.set('patch', String(patch));
+  if (image) out.set('image', image);
+  return out;
+}
