@@ -10,7 +10,7 @@ import { COLORMAPS } from './overlay.js';
 /** @typedef {import('./store.js').View} View */
 
 /** The query's names for the view's settings, and the page's other parameters, which are kept as they are. */
-export const VIEW_PARAMS = ['show', 'layer', 'map', 'cmap', 'opacity', 'keep', 'upsample', 'picture', 'patch', 'image'];
+export const VIEW_PARAMS = ['show', 'layer', 'map', 'cmap', 'opacity', 'keep', 'upsample', 'picture', 'patch', 'class', 'image'];
 
 const NAMED_MAPS = ['mean', 'rollout', 'chefer', 'grad-rollout'];
 
@@ -19,7 +19,7 @@ const NAMED_MAPS = ['mean', 'rollout', 'chefer', 'grad-rollout'];
  * cannot be taken is said in `notes` and left out.
  * @param {URLSearchParams} params
  * @param {string[]} notes
- * @returns {{ view: Partial<View>, patch: number | null, image: string | null }}
+ * @returns {{ view: Partial<View>, patch: number | null, klass: number | null, image: string | null }}
  */
 export function readQuery(params, notes) {
   /** @type {Partial<View>} */
@@ -70,8 +70,9 @@ export function readQuery(params, notes) {
   const picture = choice('picture', ['photo', 'input']);
   if (picture) view.picture = /** @type {View['picture']} */ (picture);
   const patch = number('patch', -1, 1e6, true);
+  const klass = number('class', 0, 1e6, true);
   const image = get('image');
-  return { view, patch, image: image && /^[\w.-]{1,80}$/.test(image) ? image : null };
+  return { view, patch, klass, image: image && /^[\w.-]{1,80}$/.test(image) ? image : null };
 }
 
 /**
@@ -81,9 +82,9 @@ export function readQuery(params, notes) {
  * @param {URLSearchParams} base
  * @param {View} view
  * @param {View} defaults
- * @param {{ patch: number, image: string | null, model: string | null }} rest
+ * @param {{ patch: number, klass?: number | null, image: string | null, model: string | null }} rest
  */
-export function writeQuery(base, view, defaults, { patch, image, model }) {
+export function writeQuery(base, view, defaults, { patch, klass = null, image, model }) {
   const out = new URLSearchParams(base);
   for (const key of VIEW_PARAMS) out.delete(key);
   if (model === null) out.delete('model');
@@ -100,6 +101,7 @@ export function writeQuery(base, view, defaults, { patch, image, model }) {
   set('upsample', view.smooth ? 'smooth' : 'blocky', defaults.smooth ? 'smooth' : 'blocky');
   set('picture', view.picture, defaults.picture);
   if (patch >= 0) out.set('patch', String(patch));
+  if (view.show === 'relevance' && klass !== null && klass >= 0) out.set('class', String(klass));
   if (image) out.set('image', image);
   return out;
 }

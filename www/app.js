@@ -48,16 +48,19 @@ onUpdate((s, changed) => {
         if (!found) notify({ imageNotes: [`The link's image=${name} is not one of this site's samples.`] });
       });
     }
-    if (link && link.patch === null) link = null;
+    if (link && link.patch === null && link.klass === null) link = null;
     return;
   }
-  if ('current' in changed && s.current && link?.patch != null) {
-    // The link's patch, once its image is shown.
+  if ('current' in changed && s.current && link) {
+    // The link's patch and class, once its image is shown.
     const [rows, cols] = s.current.result.grid;
-    const { patch } = link;
+    const { patch, klass } = link;
     link = null;
-    if (patch < rows * cols) update({ patch });
-    else notify({ imageNotes: [...s.notices.imageNotes, `The link's patch ${patch} is past this model's ${rows * cols} patches.`] });
+    const classes = s.info.config.num_classes;
+    if (klass !== null && klass < classes) explain(klass);
+    else if (klass !== null) notify({ imageNotes: [...s.notices.imageNotes, `The link's class ${klass} is past this model's ${classes} classes.`] });
+    if (patch !== null && patch < rows * cols) update({ patch });
+    else if (patch !== null) notify({ imageNotes: [...s.notices.imageNotes, `The link's patch ${patch} is past this model's ${rows * cols} patches.`] });
   }
   if ('view' in changed) showControls(s.view, s.info);
   if ('current' in changed && s.current) learn.update();
@@ -77,7 +80,9 @@ onUpdate((s, changed) => {
 // The address follows the view (replacing itself: no history entry a move).
 onUpdate((s, changed) => {
   if (!s.info || !['view', 'patch', 'current', 'info'].some((k) => k in changed)) return;
-  const query = writeQuery(params, s.view, defaults, { patch: s.patch, image: s.current?.sample ?? null, model: s.source?.link ?? null });
+  const query = writeQuery(params, s.view, defaults, {
+    patch: s.patch, klass: s.current?.why ?? null, image: s.current?.sample ?? null, model: s.source?.link ?? null,
+  });
   history.replaceState(history.state, '', `${location.pathname}?${query}${location.hash}`);
 });
 

@@ -77,6 +77,24 @@ test('what a link asks that the model cannot take is left out with a note', { ti
   await context.close();
 });
 
+test('a link asks why a class: the sample\'s maps for that class', { timeout: 600_000 }, async () => {
+  const { page, context } = await open(site, '?backend=cpu&show=relevance&class=3&image=fmnist-19');
+  await page.waitForFunction(() => /:3$/.test(document.body.dataset.explained ?? ''), null, { timeout: 120_000 });
+  assert.equal(await page.isChecked('input[name="show"][value="relevance"]'), true);
+  // Fashion-MNIST's class 3, whatever its rank for this image.
+  assert.match(await page.textContent('#caption'), /^Why “Dress” \(/);
+  const q = await query(page);
+  assert.equal(q.show, 'relevance');
+  assert.equal(q.class, '3');
+  assert.equal(q.map, 'chefer');
+  // Another class chosen: the address follows.
+  await page.evaluate(() => { delete document.body.dataset.explained; });
+  await page.click('#top li:first-child .class-pick');
+  await page.waitForFunction(() => document.body.dataset.explained);
+  assert.equal((await query(page)).class, await page.getAttribute('#top li:first-child', 'data-index'));
+  await context.close();
+});
+
 test('the query, read and written in Node', () => {
   const notes = [];
   const { view, patch, image } = readQuery(new URLSearchParams('show=relevance&layer=3&map=chefer&keep=off&patch=-1&image=../x'), notes);
@@ -90,4 +108,8 @@ test('the query, read and written in Node', () => {
   const out = writeQuery(new URLSearchParams('backend=cpu&layer=9&hub=http://x'), { ...defaults, layer: 2, threshold: true, mass: 0.3 }, defaults,
     { patch: 4, image: 'chelsea', model: 'hf:acme/tiny' });
   assert.equal(out.toString(), 'backend=cpu&hub=http%3A%2F%2Fx&model=hf%3Aacme%2Ftiny&layer=2&map=mean&keep=0.3&patch=4&image=chelsea');
+  // The class explained, only in "why this class".
+  const why = writeQuery(new URLSearchParams(), { ...defaults, show: 'relevance', head: 'chefer' }, defaults, { patch: -1, klass: 7, image: null, model: null });
+  assert.equal(why.toString(), 'show=relevance&layer=0&map=chefer&class=7');
+  assert.equal(writeQuery(new URLSearchParams(), defaults, defaults, { patch: -1, klass: 7, image: null, model: null }).get('class'), null);
 });
