@@ -41,14 +41,16 @@ onUpdate((s, changed) => {
     showModel(s.info);
     update({ view: link ? linkedView(s.info) : viewFor(s.info), current: null, patch: -1 });
     learn.update();
-    if (s.given) classifyBlob(s.given.blob, s.given.truth, '', s.given.sample);
-    else if (link?.image) {
-      const name = link.image;
-      classifySample(name).then((found) => {
-        if (!found) notify({ imageNotes: [`The link's image=${name} is not one of this site's samples.`] });
-      });
+    if (link?.size && link.size !== s.info.config.img_size[0]) {
+      // The link's input size: the model again at that size, as the Input
+      // size menu does; its image waits for it (or, if it cannot, comes at
+      // the size in use).
+      const px = link.size;
+      link.size = null;
+      atSize(px, (e) => `The link's size=${px} could not be used: ${e.message}`, () => answerGiven());
+      return;
     }
-    if (link && link.patch === null && link.klass === null) link = null;
+    answerGiven();
     return;
   }
   if ('current' in changed && s.current && link) {
@@ -80,11 +82,25 @@ onUpdate((s, changed) => {
 // The address follows the view (replacing itself: no history entry a move).
 onUpdate((s, changed) => {
   if (!s.info || !['view', 'patch', 'current', 'info'].some((k) => k in changed)) return;
+  const size = s.info.config.img_size[0] === s.info.nativeSize[0] ? null : s.info.config.img_size[0];
   const query = writeQuery(params, s.view, defaults, {
-    patch: s.patch, klass: s.current?.why ?? null, image: s.current?.sample ?? null, model: s.source?.link ?? null,
+    size, patch: s.patch, klass: s.current?.why ?? null, image: s.current?.sample ?? null, model: s.source?.link ?? null,
   });
   history.replaceState(history.state, '', `${location.pathname}?${query}${location.hash}`);
 });
+
+/** The image the user gave (perhaps before any model was ready), else the link's sample, classified by the model now in use. */
+function answerGiven() {
+  const { given } = state;
+  if (given) classifyBlob(given.blob, given.truth, '', given.sample);
+  else if (link?.image) {
+    const name = link.image;
+    classifySample(name).then((found) => {
+      if (!found) notify({ imageNotes: [`The link's image=${name} is not one of this site's samples.`] });
+    });
+  }
+  if (link && link.patch === null && link.klass === null) link = null;
+}
 
 /** The view the link asks for on the first model, where it fits; what does not, said. */
 function linkedView(info) {
@@ -140,10 +156,16 @@ setupCamera();
 // image shown is answered again.
 $('resolution').addEventListener('change', () => {
   const px = Number($('resolution').value);
-  reloadModel({ imageSize: px === state.info?.nativeSize[0] ? undefined : px }, $('resolution'),
-    (e) => `Could not run the model at ${px} px: ${e.message}`,
-    () => { $('resolution').value = String(state.info.config.img_size[0]); }); // the size still in use
+  atSize(px, (e) => `Could not run the model at ${px} px: ${e.message}`);
 });
+
+/** The model in use again at `px` (its own size: as it came); on failure `fail(e)` is shown and `undone()` heard. */
+function atSize(px, fail, undone = () => {}) {
+  reloadModel({ imageSize: px === state.info?.nativeSize[0] ? undefined : px }, $('resolution'), fail, () => {
+    $('resolution').value = String(state.info.config.img_size[0]); // the size still in use
+    undone();
+  });
+}
 
 // Another state dict of the same training checkpoint (DINO's student rather
 // than its teacher).

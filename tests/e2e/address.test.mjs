@@ -62,7 +62,7 @@ test('a link sets the view, the sample and the patch; the address follows each c
 });
 
 test('what a link asks that the model cannot take is left out with a note', { timeout: 600_000 }, async () => {
-  const { page, context, errors } = await open(site, '?backend=cpu&layer=99&map=banana&cmap=nope&opacity=7&image=no-such-sample');
+  const { page, context, errors } = await open(site, '?backend=cpu&size=30&layer=99&map=banana&cmap=nope&opacity=7&image=no-such-sample');
   await page.waitForFunction(() => /no-such-sample/.test(document.getElementById('note').textContent));
   const note = await page.textContent('#note');
   assert.match(note, new RegExp(`The link's layer 99 is past this model's ${defaultModel.depth} layers: the last is shown\\.`));
@@ -71,9 +71,26 @@ test('what a link asks that the model cannot take is left out with a note', { ti
   assert.match(note, /The link's opacity=7 was left out: opacity takes a number from 0 to 1\./);
   assert.match(note, /The link's image=no-such-sample is not one of this site's samples\./);
   assert.equal(await page.inputValue('#layer'), String(defaultModel.depth - 1));
+  // 30 px is no whole number of the model's 4-px patches: said, and the model kept at its own size.
+  assert.match(await page.textContent('#message'), /^The link's size=30 could not be used: /);
+  assert.match(await page.textContent('#model-info'), /28×28×1 input/);
   // Still usable.
   await classify(page, path.join(fixtures, 'images/chelsea.png'));
   assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('a link sets the input size: the model runs at it, and the address keeps it', { timeout: 600_000 }, async () => {
+  const { page, context } = await open(site, '?backend=cpu&size=56&image=fmnist-19&patch=20');
+  await page.waitForFunction(() => window.vitrineState.patch === 20, null, { timeout: 120_000 });
+  assert.match(await page.textContent('#model-info'), /56×56×1 input → 196 patches of 4×4/);
+  assert.equal(await page.evaluate(() => document.body.dataset.imageSize), '28x28');
+  const q = await query(page);
+  assert.equal(q.size, '56');
+  assert.equal(q.patch, '20');
+  // Back to its own size: the address drops it.
+  await page.selectOption('#resolution', '28');
+  await page.waitForFunction(() => !new URLSearchParams(location.search).has('size'), null, { timeout: 120_000 });
   await context.close();
 });
 
