@@ -230,7 +230,9 @@ impl KeptForward {
         match self {
             KeptForward::Operations(f) => f.weights(),
             #[cfg(feature = "cpu")]
-            KeptForward::Fused { kept, .. } => kept.blocks.iter().map(|b| b.weights.clone()).collect(),
+            KeptForward::Fused { kept, .. } => {
+                kept.blocks.iter().map(|b| b.weights.clone()).collect()
+            }
         }
     }
 
@@ -353,7 +355,11 @@ mod tests {
     fn blocks_in_parts_are_the_whole() {
         let cfg = &variants()[1].1;
         let model = random_model(cfg);
-        let images = Tensor::<4>::random([1, 3, 16, 16], Distribution::Normal(0.0, 1.0), &Device::flex());
+        let images = Tensor::<4>::random(
+            [1, 3, 16, 16],
+            Distribution::Normal(0.0, 1.0),
+            &Device::flex(),
+        );
         let tokens = model.embed(images);
         let executor = Executor::for_model(&model);
         let depth = model.blocks.len();
@@ -369,8 +375,17 @@ mod tests {
         let operations = Executor::Operations.encode_blocks(&model, tokens.clone(), 0..depth, None);
         assert_close("blocks", &whole, &values(operations));
         // With the final norm, the whole encoder.
-        let normed = values(model.final_norm(executor.encode_blocks(&model, tokens.clone(), 0..depth, None)));
-        assert_close("encoder", &normed, &values(executor.encode(&model, tokens, None)));
+        let normed = values(model.final_norm(executor.encode_blocks(
+            &model,
+            tokens.clone(),
+            0..depth,
+            None,
+        )));
+        assert_close(
+            "encoder",
+            &normed,
+            &values(executor.encode(&model, tokens, None)),
+        );
     }
 
     /// No images: nothing computed, every block still seen.
@@ -449,7 +464,12 @@ mod tests {
                 &values(operations.logits()),
             );
             // The weights read by columns, then their transposes by rows.
-            for (class, transpose) in [(0, false), (cfg.num_classes - 1, false), (0, true), (cfg.num_classes - 1, true)] {
+            for (class, transpose) in [
+                (0, false),
+                (cfg.num_classes - 1, false),
+                (0, true),
+                (cfg.num_classes - 1, true),
+            ] {
                 let got = fused.attention_gradients(&model, &kept, class, cfg.norm_eps, transpose);
                 let want = Executor::Operations.attention_gradients(
                     &model,

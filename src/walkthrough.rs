@@ -132,9 +132,8 @@ pub async fn walk(
     let distances = distance_matrix(c.grid(), c.patch_size, device);
     let norm = |x: &Tensor<3>| x.clone().powf_scalar(2.0).sum_dim(2).sqrt().reshape([t]);
     let mut mean_distances = Vec::with_capacity(c.depth);
-    let mut distance_of = |_: usize, weights: &Tensor<4>| {
-        mean_distances.push(mean_distance(weights, &distances))
-    };
+    let mut distance_of =
+        |_: usize, weights: &Tensor<4>| mean_distances.push(mean_distance(weights, &distances));
     let before = executor.encode_blocks(model, tokens, 0..focus.layer, Some(&mut distance_of));
     let mut focus_parts = None;
     let after_focus = model.encode_blocks(before.clone(), focus.layer..focus.layer + 1, |l, s| {

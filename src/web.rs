@@ -111,7 +111,9 @@ impl Vitrine {
         image_size: Option<u32>,
         name: Option<String>,
         key: Option<String>,
-        #[wasm_bindgen(unchecked_param_type = "(stage: string, done: number, total: number) => void")]
+        #[wasm_bindgen(
+            unchecked_param_type = "(stage: string, done: number, total: number) => void"
+        )]
         progress: Option<js_sys::Function>,
         keep_f16: Option<bool>,
     ) -> Result<Vitrine, JsError> {

@@ -55,7 +55,10 @@ fn not_pytorch_either() {
                 .load(&png, None, None),
         );
         assert!(matches!(e, CheckpointError::Torch(_)), "{m}");
-        assert!(m.starts_with(&format!("{name} is not a PyTorch checkpoint")), "{m}");
+        assert!(
+            m.starts_with(&format!("{name} is not a PyTorch checkpoint")),
+            "{m}"
+        );
     }
     // Named as safetensors, it is judged as one.
     let (_, m) = message(

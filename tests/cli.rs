@@ -393,3 +393,81 @@ fn explain_gives_both_maps_for_the_class_and_draws_one() {
     assert!(err.contains("needs a classifier"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `--model hf:org/name[@revision]` reads the Hugging Face cache as
+/// `huggingface_hub` writes it (blobs, the snapshot's links to them, a
+/// revision's commit in refs/; checked against a cache its own client
+/// wrote: tests/hub/check_standin.py and docs/checkpoints.md), by branch,
+/// tag and full commit, and answers as the same files loaded from a folder;
+/// what the cache lacks is said, with how to get it.
+#[test]
+fn hub_models_come_from_the_hugging_face_cache() {
+    let cache = std::env::temp_dir().join(format!("vitrine-hf-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let model = cache.join("models--acme--tiny");
+    let commit = "cca5a36fb03cf1e446267219f4fbbe7e7ca7871e";
+    let snapshot = model.join("snapshots").join(commit);
+    std::fs::create_dir_all(model.join("blobs")).unwrap();
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(model.join("refs")).unwrap();
+    let source = fixtures().join("models/timm_tiny");
+    for (i, file) in ["config.json", "model.safetensors"].iter().enumerate() {
+        let blob = model.join("blobs").join(format!("{i:040x}"));
+        std::fs::copy(source.join(file), &blob).unwrap();
+        std::os::unix::fs::symlink(format!("../../blobs/{i:040x}"), snapshot.join(file)).unwrap();
+    }
+    for name in ["main", "v1.0"] {
+        std::fs::write(model.join("refs").join(name), commit).unwrap();
+    }
+    let img = fixtures().join("images/chelsea.png");
+    let run = |model: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_vitrine"))
+            .args([
+                "classify",
+                img.to_str().unwrap(),
+                "--model",
+                model,
+                "--json",
+            ])
+            .env("HF_HUB_CACHE", &cache)
+            .output()
+            .expect("runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let top = |out: &str| {
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        v["top"].clone()
+    };
+    let (code, want, err) = run(source.to_str().unwrap());
+    assert_eq!(code, 0, "{err}");
+    for name in [
+        "hf:acme/tiny",
+        "hf:acme/tiny@v1.0",
+        &format!("hf:acme/tiny@{commit}"),
+    ] {
+        let (code, out, err) = run(name);
+        assert_eq!(code, 0, "{name}: {err}");
+        assert_eq!(top(&out), top(&want), "{name}");
+    }
+    let (code, _, err) = run("hf:acme/tiny@v2");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("acme/tiny@v2 is not in the Hugging Face cache")
+            && err.contains("hf download acme/tiny --revision v2"),
+        "{err}"
+    );
+    let (code, _, err) = run("hf:acme/other");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("acme/other is not in the Hugging Face cache"),
+        "{err}"
+    );
+    let (code, _, err) = run("hf:gpt2");
+    assert_eq!(code, 2);
+    assert!(err.contains("is not a Hub model"), "{err}");
+    let _ = std::fs::remove_dir_all(&cache);
+}

@@ -247,7 +247,11 @@ fn without_config_the_shapes_are_inferred() {
     assert_eq!(ck.labels.len(), 1000);
     assert_eq!(
         [&ck.labels[0], &ck.labels[281], &ck.labels[999]],
-        ["tench, Tinca tinca", "tabby, tabby cat", "toilet tissue, toilet paper, bathroom tissue"]
+        [
+            "tench, Tinca tinca",
+            "tabby, tabby cat",
+            "toilet tissue, toilet paper, bathroom tissue"
+        ]
     );
     check_against_reference("timm_tiny", &Classifier::new(ck, Device::flex()));
 

@@ -21,6 +21,8 @@ mod budget;
 mod config;
 mod error;
 mod family;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod hf_cache;
 pub mod pos_embed;
 pub mod pytorch;
 pub mod safetensors;

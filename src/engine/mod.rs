@@ -214,7 +214,15 @@ impl Classifier {
     /// Panics when `input` has the wrong length or `focus` names a patch,
     /// layer or head that does not exist (callers check against the config).
     pub async fn walkthrough(&self, input: &[f32], focus: &Focus) -> Walkthrough {
-        crate::walkthrough::walk(&self.model, &self.executor, &self.config, &self.device, input, focus).await
+        crate::walkthrough::walk(
+            &self.model,
+            &self.executor,
+            &self.config,
+            &self.device,
+            input,
+            focus,
+        )
+        .await
     }
 
     /// Classifies an already preprocessed input, [C, H, W] row-major. Fails

@@ -131,15 +131,13 @@ impl Classifier {
         };
         // The weights' transposes speed the backward pass up where the
         // budget holds them beside the pass itself.
-        let transpose = self.relevance_bytes().saturating_add(self.executor.transposed_bytes())
+        let transpose = self
+            .relevance_bytes()
+            .saturating_add(self.executor.transposed_bytes())
             <= self.relevance_budget;
-        let layers = self.executor.attention_gradients(
-            &self.model,
-            forward,
-            class,
-            c.norm_eps,
-            transpose,
-        );
+        let layers =
+            self.executor
+                .attention_gradients(&self.model, forward, class, c.norm_eps, transpose);
         let tensors = relevance::device_maps(layers, MapQueries::of(&self.model));
         let flat = match logits {
             Some(_) => tensors.flat.clone(),

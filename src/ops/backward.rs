@@ -76,18 +76,20 @@ impl Dense {
         // In bands of rows of Wᵀ, each filled tile by tile, so that what is
         // read of W stays in cache.
         const TILE: usize = 64;
-        wt.par_chunks_mut(TILE * n).enumerate().for_each(|(band, out)| {
-            let p0 = band * TILE;
-            let rows = out.len() / n;
-            for j0 in (0..n).step_by(TILE) {
-                for j in j0..(j0 + TILE).min(n) {
-                    let from = &w[j * k + p0..j * k + p0 + rows];
-                    for (p, v) in from.iter().enumerate() {
-                        out[p * n + j] = *v;
+        wt.par_chunks_mut(TILE * n)
+            .enumerate()
+            .for_each(|(band, out)| {
+                let p0 = band * TILE;
+                let rows = out.len() / n;
+                for j0 in (0..n).step_by(TILE) {
+                    for j in j0..(j0 + TILE).min(n) {
+                        let from = &w[j * k + p0..j * k + p0 + rows];
+                        for (p, v) in from.iter().enumerate() {
+                            out[p * n + j] = *v;
+                        }
                     }
                 }
-            }
-        });
+            });
         Some(wt)
     }
 }
@@ -140,8 +142,13 @@ impl FusedEncoder {
     /// The bytes of the weight matrices' transposes that
     /// [`FusedEncoder::attention_gradients`] keeps when asked to.
     pub fn transposed_bytes(&self) -> u64 {
-        let matrices = |b: &BlockWeights| [&b.qkv, &b.proj, &b.fc1, &b.fc2].map(|d| d.weight.len() as u64);
-        self.blocks.iter().map(|b| matrices(b).iter().sum::<u64>()).sum::<u64>() * 4
+        let matrices =
+            |b: &BlockWeights| [&b.qkv, &b.proj, &b.fc1, &b.fc2].map(|d| d.weight.len() as u64);
+        self.blocks
+            .iter()
+            .map(|b| matrices(b).iter().sum::<u64>())
+            .sum::<u64>()
+            * 4
     }
 
     /// ∂logit/∂A of every layer, [H, T, T] each, first layer first, for
@@ -201,7 +208,9 @@ impl FusedEncoder {
                 }
             };
             let g_out = &mut scratch[..t * hidden];
-            block.fc2.back(&scaled(&g, block.ls2.as_ref()), g_out, fc2_t)?;
+            block
+                .fc2
+                .back(&scaled(&g, block.ls2.as_ref()), g_out, fc2_t)?;
             activation_back(block, &keep.hidden, g_out);
             block.fc1.back(g_out, &mut g_mid_in, fc1_t)?;
             block.norm2.back(&keep.mid, &mut g_mid_in);
@@ -277,13 +286,17 @@ fn heads_back(
     let attention = Values::of(keep.weights.clone()).expect("kept weights are f32 on the CPU");
     let a_all = attention.get();
     // Row chunks per head: enough tasks for every thread.
-    let parts = (2 * current_num_threads()).div_ceil(heads).clamp(1, t.max(1));
+    let parts = (2 * current_num_threads())
+        .div_ceil(heads)
+        .clamp(1, t.max(1));
     let rows = t.div_ceil(parts);
-    let tasks = |len: usize| (0..heads * parts).map(move |task| {
-        let (h, part) = (task / parts, task % parts);
-        let r0 = (part * rows).min(len);
-        (h, r0, (r0 + rows).min(len))
-    });
+    let tasks = |len: usize| {
+        (0..heads * parts).map(move |task| {
+            let (h, part) = (task / parts, task % parts);
+            let r0 = (part * rows).min(len);
+            (h, r0, (r0 + rows).min(len))
+        })
+    };
     let mut gs_all = vec![0.0f32; if out.is_some() { heads * t * t } else { 0 }];
     let gw = SendPtr(g_weights.as_mut_ptr());
     let gs_ptr = SendPtr(gs_all.as_mut_ptr());
@@ -305,7 +318,11 @@ fn heads_back(
             let Some(out) = out else { return };
             let a = &a_all[(h * t + r0) * t..(h * t + r1) * t];
             let gs = gs_ptr.rows((h * t + r0) * t, m * t);
-            for ((gs, ga), a) in gs.chunks_exact_mut(t).zip(ga.chunks_exact(t)).zip(a.chunks_exact(t)) {
+            for ((gs, ga), a) in gs
+                .chunks_exact_mut(t)
+                .zip(ga.chunks_exact(t))
+                .zip(a.chunks_exact(t))
+            {
                 let dot: f32 = ga.iter().zip(a).map(|(g, a)| g * a).sum();
                 for ((s, g), a) in gs.iter_mut().zip(ga).zip(a) {
                     *s = a * (g - dot);

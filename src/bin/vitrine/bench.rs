@@ -2,7 +2,6 @@
 //! `--explain`, a relevance map (the top class's) beside it.
 
 use pollster::FutureExt;
-use std::path::Path;
 use std::process::ExitCode;
 
 use burn::tensor::{Distribution, Tensor};
@@ -24,7 +23,7 @@ pub fn bench(raw: &[String]) -> Result<ExitCode, String> {
     let (kind, device) = pick_backend(&args)?;
     let (name, config, model) = match args.value("model") {
         Some(path) => {
-            let ck = Checkpoint::from_path(Path::new(path))
+            let ck = Checkpoint::from_path(&super::model_path(path)?)
                 .map_err(|e| format!("cannot load model {path}: {e}"))?;
             (path.to_string(), ck.config.clone(), ck.build(&device))
         }

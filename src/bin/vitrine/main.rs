@@ -2,12 +2,13 @@
 //! walkthrough; train, eval and export for the default model), the flag
 //! parser and what they share here.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use vitrine::Checkpoint;
 use vitrine::backend::{self, BackendKind};
 use vitrine::checkpoint::LoadOptions;
+use vitrine::checkpoint::hf_cache::{HubRef, hub_cache, snapshot};
 
 mod bench;
 mod classify;
@@ -38,7 +39,10 @@ usage:
 
 PATH is a .safetensors file, a PyTorch file (.pth, .pt, pytorch_model.bin: read
 without running its pickle), or a directory with one of them, config.json and
-optionally preprocessor_config.json (timm or transformers layout); without
+optionally preprocessor_config.json (timm or transformers layout), or
+hf:ORG/NAME[@REVISION], a model of the Hugging Face Hub that the Hugging Face
+cache holds (HF_HUB_CACHE, HF_HOME: where timm, transformers and
+huggingface_hub put it; vitrine reads it, it does not download); without
 --model, vitrine's own Fashion-MNIST model (built in) is used. --checkpoint-key
 reads a PyTorch checkpoint's weights from under KEY (e.g. DINO's `student`;
 default: state_dict, model, teacher, … whichever it has).
@@ -175,6 +179,16 @@ fn load_image(path: &Path) -> Result<image::RgbaImage, String> {
     vitrine::decode::decode_image(&bytes)
 }
 
+/// Where `--model` points: a file or folder, or for `hf:org/name[@rev]`
+/// that model's files in the Hugging Face cache.
+fn model_path(arg: &str) -> Result<PathBuf, String> {
+    match HubRef::parse(arg) {
+        None => Ok(PathBuf::from(arg)),
+        Some(Err(e)) => Err(e),
+        Some(Ok(model)) => snapshot(&hub_cache(|k| std::env::var(k).ok()), &model),
+    }
+}
+
 /// The checkpoint `--model PATH` names, or the embedded default model, at
 /// `--image-size` when given.
 fn load_model(args: &Args) -> Result<(String, Checkpoint), String> {
@@ -191,7 +205,7 @@ fn load_model(args: &Args) -> Result<(String, Checkpoint), String> {
     }
     match args.value("model") {
         Some(path) => options
-            .open(Path::new(path))
+            .open(&model_path(path)?)
             .map(|c| (path.to_string(), c))
             .map_err(|e| format!("cannot load model {path}: {e}")),
         None => Checkpoint::default_model_with(&options)
