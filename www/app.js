@@ -28,6 +28,7 @@ const learn = setupLearn({
   run,
   state: () => ({ info: state.info, current: state.current, name: state.info?.name }),
   relevance: fetchRelevance,
+  onStep: (step) => { if (step !== state.learn) update({ learn: step }); },
 });
 
 // ---- views of the state -----------------------------------------------------------------
@@ -56,8 +57,9 @@ onUpdate((s, changed) => {
   if ('current' in changed && s.current && link) {
     // The link's patch and class, once its image is shown.
     const [rows, cols] = s.current.result.grid;
-    const { patch, klass } = link;
+    const { patch, klass, learn: step } = link;
     link = null;
+    if (step !== null) learn.open(step);
     const classes = s.info.config.num_classes;
     if (klass !== null && klass < classes) explain(klass);
     else if (klass !== null) notify({ imageNotes: [...s.notices.imageNotes, `The link's class ${klass} is past this model's ${classes} classes.`] });
@@ -81,10 +83,10 @@ onUpdate((s, changed) => {
 });
 // The address follows the view (replacing itself: no history entry a move).
 onUpdate((s, changed) => {
-  if (!s.info || !['view', 'patch', 'current', 'info'].some((k) => k in changed)) return;
+  if (!s.info || !['view', 'patch', 'current', 'info', 'learn'].some((k) => k in changed)) return;
   const size = s.info.config.img_size[0] === s.info.nativeSize[0] ? null : s.info.config.img_size[0];
   const query = writeQuery(params, s.view, defaults, {
-    size, patch: s.patch, klass: s.current?.why ?? null, image: s.current?.sample ?? null, model: s.source?.link ?? null,
+    size, patch: s.patch, klass: s.current?.why ?? null, learn: s.learn, image: s.current?.sample ?? null, model: s.source?.link ?? null,
   });
   history.replaceState(history.state, '', `${location.pathname}?${query}${location.hash}`);
 });
@@ -99,7 +101,7 @@ function answerGiven() {
       if (!found) notify({ imageNotes: [`The link's image=${name} is not one of this site's samples.`] });
     });
   }
-  if (link && link.patch === null && link.klass === null) link = null;
+  if (link && link.patch === null && link.klass === null && link.learn === null) link = null;
 }
 
 /** The view the link asks for on the first model, where it fits; what does not, said. */

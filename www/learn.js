@@ -100,9 +100,10 @@ function distancePlot(distances, layers, heads, maxDistance, t) {
  * Wires the view. `run(message)` sends a worker request; `state()` returns
  * { info, current, name }; `relevance(current, k)` fetches class k's
  * relevance maps into `current` (shared with the page's "why this class");
- * the view follows the current image and model.
+ * `onStep(step)` hears which step is read (0: the view is closed); the
+ * view follows the current image and model.
  */
-export function setupLearn({ run, state, relevance }) {
+export function setupLearn({ run, state, relevance, onStep = (/** @type {number} */ _step) => {} }) {
   const section = $('learn');
   const focus = { layer: 0, head: 0 };
   let walk = null;
@@ -117,13 +118,33 @@ export function setupLearn({ run, state, relevance }) {
     try { localStorage.setItem('vitrine-lang', lang); } catch { /* private mode: not remembered */ }
     render();
   });
-  $('learn-open').addEventListener('click', () => {
+  $('learn-open').addEventListener('click', () => open(1));
+  $('learn-close').addEventListener('click', () => {
+    section.hidden = true;
+    onStep(0);
+    $('learn-open').focus();
+  });
+  // The step read is the one nearest the top of the window.
+  const visible = new Set(); // the steps in the top part of the window
+  const reading = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const step = Number(e.target.id.replace('step-', ''));
+      if (e.isIntersecting) visible.add(step);
+      else visible.delete(step);
+    }
+    if (!section.hidden && visible.size) onStep(Math.min(...visible));
+  }, { rootMargin: '0px 0px -60% 0px' });
+  let wanted = 0; // a step to bring into view once the walk is drawn
+
+  /** Opens the view at step `step` (1 to 9). */
+  function open(step) {
     section.hidden = false;
+    wanted = step;
+    onStep(step);
     refresh();
     section.scrollIntoView({ behavior: 'smooth' });
     $('learn-heading').focus();
-  });
-  $('learn-close').addEventListener('click', () => { section.hidden = true; $('learn-open').focus(); });
+  }
 
   function sizes() {
     const { info, name } = state();
@@ -275,6 +296,11 @@ export function setupLearn({ run, state, relevance }) {
       el('h3', { textContent: step.title }),
       el('p', { textContent: step.body(s) }),
       el('div', { className: 'figures' }, ...steps[i]))));
+    reading.disconnect();
+    visible.clear();
+    for (const step of $('learn-steps').querySelectorAll('.step')) reading.observe(step);
+    if (wanted > 1) document.getElementById(`step-${wanted}`)?.scrollIntoView();
+    wanted = 0;
     document.body.dataset.walkthrough = String(Date.now());
   }
 
@@ -282,5 +308,6 @@ export function setupLearn({ run, state, relevance }) {
   return {
     /** Called after every classification and model change. */
     update() { if (!section.hidden && state().current !== shown) refresh(); },
+    open,
   };
 }

@@ -112,6 +112,18 @@ test('a link asks why a class: the sample\'s maps for that class', { timeout: 60
   await context.close();
 });
 
+test('a link opens the walk-through at a step; the address follows the step read and its closing', { timeout: 600_000 }, async () => {
+  const { page, context } = await open(site, '?backend=cpu&image=fmnist-19&learn=4');
+  await page.waitForSelector('#learn:not([hidden]) #step-4', { timeout: 120_000 });
+  await page.waitForFunction(() => new URLSearchParams(location.search).get('learn') === '4');
+  // Scrolled to another step, the address says which.
+  await page.evaluate(() => document.getElementById('step-7').scrollIntoView());
+  await page.waitForFunction(() => new URLSearchParams(location.search).get('learn') === '7');
+  await page.click('#learn-close');
+  await page.waitForFunction(() => !new URLSearchParams(location.search).has('learn'));
+  await context.close();
+});
+
 test('the query, read and written in Node', () => {
   const notes = [];
   const { view, patch, image } = readQuery(new URLSearchParams('show=relevance&layer=3&map=chefer&keep=off&patch=-1&image=../x'), notes);
