@@ -81,14 +81,25 @@ onUpdate((s, changed) => {
 onUpdate((s, changed) => {
   if ('notices' in changed) renderNotices(s.notices);
 });
-// The address follows the view (replacing itself: no history entry a move).
-onUpdate((s, changed) => {
-  if (!s.info || !['view', 'patch', 'current', 'info', 'learn'].some((k) => k in changed)) return;
+// The address follows the view (replacing itself: no history entry a
+// move), once the changes pause: a dragged slider changes it many times a
+// second, and browsers refuse more than about a hundred replacements in
+// half a minute.
+let addressTimer = 0;
+function writeAddress() {
+  const s = state;
   const size = s.info.config.img_size[0] === s.info.nativeSize[0] ? null : s.info.config.img_size[0];
   const query = writeQuery(params, s.view, defaults, {
     size, patch: s.patch, klass: s.current?.why ?? null, learn: s.learn, image: s.current?.sample ?? null, model: s.source?.link ?? null,
   });
   history.replaceState(history.state, '', `${location.pathname}?${query}${location.hash}`);
+  delete document.body.dataset.addressPending; // for tests: the address is the view
+}
+onUpdate((s, changed) => {
+  if (!s.info || !['view', 'patch', 'current', 'info', 'learn'].some((k) => k in changed)) return;
+  clearTimeout(addressTimer);
+  document.body.dataset.addressPending = 'true';
+  addressTimer = setTimeout(writeAddress, 250);
 });
 
 /** The image the user gave (perhaps before any model was ready), else the link's sample, classified by the model now in use. */

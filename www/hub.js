@@ -172,8 +172,8 @@ export function resolveUrl(endpoint, repo, revision, file) {
  * @typedef {{ repo: string, revision: string, file: string, endpoint: string }} HubTarget
  */
 
-/** @param {string} endpoint */
-function hostOf(endpoint) {
+/** An address's host, for messages (the address itself when it is none). @param {string} endpoint */
+export function hostOf(endpoint) {
   try {
     return new URL(endpoint).host;
   } catch {

@@ -4,9 +4,9 @@
 // each downloaded once with its progress and a Cancel button, kept in the
 // browser (hubcache.js), and listed with its size and a Delete button.
 // Nothing is asked of the Hub until the user asks for a model.
-import { HUB_ENDPOINT, modelFiles, parseModelRef } from './hub.js';
+import { HUB_ENDPOINT, hostOf, modelFiles, parseModelRef } from './hub.js';
 import { cachedModel, deleteModel, keepModel, keptModels, storageUse } from './hubcache.js';
-import { loadFiles, loadProgress, nextLoad } from './models.js';
+import { loadModel, loadProgress, nextLoad } from './models.js';
 import { notify, state } from './store.js';
 import { $ } from './dom.js';
 
@@ -25,7 +25,6 @@ let downloading = /** @type {AbortController | null} */ (null);
 const MAX_WEIGHTS_BYTES = 4e9;
 
 const mb = (/** @type {number} */ bytes) => (bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`);
-const hostOf = (/** @type {string} */ url) => { try { return new URL(url).host; } catch { return url; } };
 
 /**
  * models/hub.json, read strictly: `{ endpoint?, models: [{ repo, title, bytes, kind, patch, px, note }] }`.
@@ -161,7 +160,7 @@ export async function loadHubModel(text, { seq, bytes = 0, from = endpoint } = {
     }
     if (seq < state.loads) return false; // a newer load was asked for: it wins
     const origin = `${repo}@${/^[0-9a-f]{40}$/.test(files.commit) ? files.commit.slice(0, 7) : files.commit} from ${hostOf(from)}`;
-    await loadFiles(repo, {
+    await loadModel(repo, {
       name: files.weightsName, weights: files.weights, config: files.config, preprocessor: files.preprocessor,
     }, seq, progress, origin, `hf:${repo}${revision === 'main' ? '' : `@${revision}`}`);
     if (warning) notify({ warning });

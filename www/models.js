@@ -107,8 +107,11 @@ export function nextLoad() {
  * order they finish in: the user's checkpoint, dropped while the site's
  * default model is still downloading, is not replaced by it. Returns the
  * model's info, or null when a newer load has already taken its place.
+ * `progress` comes from `loadProgress`; `origin` says where the files came
+ * from (the Hub's repo@commit, on the model's line) and `link` how the
+ * address names the model (null: it cannot, as for a dropped file).
  */
-async function loadModel(name, files, seq, progress, origin = null, link = null) {
+export async function loadModel(name, files, seq, progress, origin = null, link = null) {
   const onProgress = ({ stage, done, total }) => progress?.report(stage, done, total);
   files.keepF16 = keepF16;
   const { info, superseded } = await run({ type: 'load', files, seq }, onProgress);
@@ -122,13 +125,6 @@ async function loadModel(name, files, seq, progress, origin = null, link = null)
   });
   return info;
 }
-
-/**
- * Loads checkpoint files fetched elsewhere (the Hub) as model `name`, load
- * number `seq`, with `progress` from `loadProgress`; `origin` says where
- * they came from, on the model's line, and `link` how the address names it.
- */
-export const loadFiles = (name, files, seq, progress, origin, link) => loadModel(name, files, seq, progress, origin, link);
 
 /** A weights file's name: safetensors, or what torch.save writes (read without running its pickle). */
 export const isWeights = (name) => /\.(safetensors|pth|pt|bin)$/i.test(name);

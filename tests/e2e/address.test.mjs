@@ -15,7 +15,11 @@ after(async () => { await site?.stop(); });
 
 const classified = (page) => page.waitForFunction(() => document.body.dataset.classified === document.body.dataset.requested
   && Number(document.body.dataset.classified) > 0, null, { timeout: 120_000 });
-const query = (page) => page.evaluate(() => Object.fromEntries(new URLSearchParams(location.search)));
+/** The address's query, once the page has written the view into it. */
+async function query(page) {
+  await page.waitForFunction(() => !document.body.dataset.addressPending);
+  return page.evaluate(() => Object.fromEntries(new URLSearchParams(location.search)));
+}
 
 test('a link sets the view, the sample and the patch; the address follows each change', { timeout: 600_000 }, async () => {
   const depth = defaultModel.depth;
