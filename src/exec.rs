@@ -20,10 +20,13 @@
 
 use burn::tensor::{Tensor, TensorData};
 
-use crate::explain::gradient;
+use crate::explain::relevance::{self, RelevanceTensors};
+use crate::explain::{MapQueries, gradient};
 use crate::model::VisionTransformer;
 #[cfg(feature = "cpu")]
 use crate::ops::encoder::{BlockParams, FusedEncoder, Kept};
+#[cfg(feature = "cpu")]
+use crate::ops::host::Values;
 
 /// Called with each block's index and attention weights [B, heads, T, T].
 pub type LookAttention<'a> = &'a mut dyn FnMut(usize, &Tensor<4>);
@@ -172,17 +175,8 @@ impl Executor {
     ) -> Vec<(Tensor<3>, Tensor<3>)> {
         match (self, forward) {
             #[cfg(feature = "cpu")]
-            (
-                Executor::Fused(fused),
-                KeptForward::Fused {
-                    tokens, last, kept, ..
-                },
-            ) => {
-                let g = gradient::head_back(model, last, tokens, class, eps);
-                let g = g.into_data().try_into_vec::<f32>().expect("f32 gradient");
-                let grads = fused
-                    .attention_gradients(kept, g, transpose)
-                    .expect("checked when the forward pass was kept");
+            (Executor::Fused(fused), KeptForward::Fused { last, .. }) => {
+                let grads = fused_gradients(fused, model, forward, class, eps, transpose);
                 let [t, _] = last.dims();
                 let device = last.device();
                 let square = |v: Vec<f32>| {
@@ -206,6 +200,65 @@ impl Executor {
             }
         }
     }
+
+    /// The relevance maps of logit `class` up to the host's last step
+    /// ([`RelevanceTensors::finish`]): from [`Executor::attention_gradients`]
+    /// on the device, or on the fused path on the host, where its
+    /// gradients and the kept attention weights are already.
+    pub fn relevance_maps(
+        &self,
+        model: &VisionTransformer,
+        forward: &KeptForward,
+        class: usize,
+        eps: f64,
+        transpose: bool,
+    ) -> RelevanceTensors {
+        let q = MapQueries::of(model);
+        #[cfg(feature = "cpu")]
+        if let (Executor::Fused(fused), KeptForward::Fused { .. }) = (self, forward) {
+            let grads = fused_gradients(fused, model, forward, class, eps, transpose);
+            let weights = forward.weights();
+            let heads = weights[0].dims()[0];
+            let weights: Vec<Values> = weights
+                .into_iter()
+                .map(|w| Values::of(w).expect("kept weights are f32 on the CPU"))
+                .collect();
+            let layers: Vec<(&[f32], &[f32])> = weights
+                .iter()
+                .map(Values::get)
+                .zip(grads.iter().map(Vec::as_slice))
+                .collect();
+            return relevance::host_maps(&layers, heads, q);
+        }
+        relevance::device_maps(
+            self.attention_gradients(model, forward, class, eps, transpose),
+            q,
+        )
+    }
+}
+
+/// The fused path's ∂logit/∂A, [H·T·T] a layer: the head's backward pass
+/// in Burn's operations, then the blocks' on the fused kernels.
+#[cfg(feature = "cpu")]
+fn fused_gradients(
+    fused: &FusedEncoder,
+    model: &VisionTransformer,
+    forward: &KeptForward,
+    class: usize,
+    eps: f64,
+    transpose: bool,
+) -> Vec<Vec<f32>> {
+    let KeptForward::Fused {
+        tokens, last, kept, ..
+    } = forward
+    else {
+        unreachable!("a fused forward pass")
+    };
+    let g = gradient::head_back(model, last, tokens, class, eps);
+    let g = g.into_data().try_into_vec::<f32>().expect("f32 gradient");
+    fused
+        .attention_gradients(kept, g, transpose)
+        .expect("checked when the forward pass was kept")
 }
 
 /// One image's forward pass, with what its backward pass needs.

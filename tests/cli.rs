@@ -399,7 +399,9 @@ fn explain_gives_both_maps_for_the_class_and_draws_one() {
 /// revision's commit in refs/; checked against a cache its own client
 /// wrote: tests/hub/check_standin.py and docs/checkpoints.md), by branch,
 /// tag and full commit, and answers as the same files loaded from a folder;
-/// what the cache lacks is said, with how to get it.
+/// what the cache lacks is said, with how to get it. Offline
+/// (`HF_HUB_OFFLINE`), as no test may reach the Hub; downloading is
+/// tests/e2e/hub-cli.test.mjs's, against the stand-in Hub.
 #[test]
 fn hub_models_come_from_the_hugging_face_cache() {
     let cache = std::env::temp_dir().join(format!("vitrine-hf-cache-{}", std::process::id()));
@@ -430,6 +432,7 @@ fn hub_models_come_from_the_hugging_face_cache() {
                 "--json",
             ])
             .env("HF_HUB_CACHE", &cache)
+            .env("HF_HUB_OFFLINE", "1")
             .output()
             .expect("runs");
         (
@@ -457,7 +460,8 @@ fn hub_models_come_from_the_hugging_face_cache() {
     assert_eq!(code, 2);
     assert!(
         err.contains("acme/tiny@v2 is not in the Hugging Face cache")
-            && err.contains("hf download acme/tiny --revision v2"),
+            && err.contains("vitrine fetch acme/tiny@v2")
+            && err.contains("HF_HUB_OFFLINE is set"),
         "{err}"
     );
     let (code, _, err) = run("hf:acme/other");

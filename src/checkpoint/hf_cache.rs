@@ -1,7 +1,7 @@
-//! Models the Hugging Face cache already holds: what timm, transformers or
-//! `huggingface_hub` downloaded, found where Python's `huggingface_hub`
-//! keeps it, so that `--model hf:org/name[@revision]` loads it with no
-//! network.
+//! Models the Hugging Face cache holds: what timm, transformers,
+//! `huggingface_hub` or `vitrine fetch` downloaded, found where Python's
+//! `huggingface_hub` keeps it, so that `--model hf:org/name[@revision]`
+//! loads it with no network.
 //!
 //! The layout, as `huggingface_hub` writes it: under the hub cache
 //! (`HF_HUB_CACHE`, else `HUGGINGFACE_HUB_CACHE`, else `$HF_HOME/hub`, with
@@ -57,13 +57,20 @@ pub fn hub_cache(var: impl Fn(&str) -> Option<String>) -> PathBuf {
     if let Some(dir) = set("HF_HUB_CACHE").or_else(|| set("HUGGINGFACE_HUB_CACHE")) {
         return PathBuf::from(dir);
     }
-    let home = set("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
+    hf_home(var).join("hub")
+}
+
+/// `HF_HOME` as `huggingface_hub` reads it: the variable, else
+/// `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface` (where its
+/// token file lives, and by default the hub cache).
+pub fn hf_home(var: impl Fn(&str) -> Option<String>) -> PathBuf {
+    let set = |k: &str| var(k).filter(|v| !v.is_empty());
+    set("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
         let cache = set("XDG_CACHE_HOME")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(set("HOME").unwrap_or_default()).join(".cache"));
         cache.join("huggingface")
-    });
-    home.join("hub")
+    })
 }
 
 /// The folder of `model`'s files in the cache `cache`: its revision's
@@ -73,11 +80,11 @@ pub fn snapshot(cache: &Path, model: &HubRef) -> Result<PathBuf, String> {
     let HubRef { repo, revision } = model;
     let folder = cache.join(format!("models--{}", repo.replace('/', "--")));
     let get = format!(
-        "download it first (e.g. `hf download {repo}{}` with huggingface_hub, or by loading it once in timm or transformers): vitrine reads the Hugging Face cache but does not download",
+        "download it first (`vitrine fetch {repo}{}`, or with huggingface_hub, timm or transformers)",
         if revision == "main" {
             String::new()
         } else {
-            format!(" --revision {revision}")
+            format!("@{revision}")
         }
     );
     if !folder.is_dir() {

@@ -6,8 +6,6 @@ use burn::tensor::{Tensor, TensorData};
 use super::{Classifier, ClassifyError, Relevance, Timings, finite, softmax, top_k};
 use crate::backend::now_ms;
 use crate::exec::KeptForward;
-use crate::explain::MapQueries;
-use crate::explain::relevance;
 
 impl Classifier {
     /// Caps the working memory of a relevance pass (the browser's 4 GB of
@@ -135,28 +133,34 @@ impl Classifier {
             .relevance_bytes()
             .saturating_add(self.executor.transposed_bytes())
             <= self.relevance_budget;
-        let layers =
+        let tensors =
             self.executor
-                .attention_gradients(&self.model, forward, class, c.norm_eps, transpose);
-        let tensors = relevance::device_maps(layers, MapQueries::of(&self.model));
-        let flat = match logits {
-            Some(_) => tensors.flat.clone(),
-            None => Tensor::cat(vec![logits_now, tensors.flat.clone()], 0),
-        };
+                .relevance_maps(&self.model, forward, class, c.norm_eps, transpose);
+        let mut reads = Vec::with_capacity(2);
+        if logits.is_none() {
+            reads.push(logits_now);
+        }
+        reads.extend(tensors.on_device().cloned());
         #[cfg(not(target_arch = "wasm32"))]
         let _ = self.device.sync();
         let t1 = now_ms();
-        let data = read(flat).await;
-        let (logits, data) = match logits {
-            Some(logits) => (logits, &data[..]),
+        let mut data = match reads.is_empty() {
+            true => Vec::new(),
+            false => read(Tensor::cat(reads, 0)).await,
+        };
+        let logits = match logits {
+            Some(logits) => logits,
             None => {
-                let (logits, rest) = data.split_at(c.num_classes);
-                (logits.to_vec(), rest)
+                let rest = data.split_off(c.num_classes);
+                std::mem::replace(&mut data, rest)
             }
         };
         finite("logits", &logits)?;
-        finite("relevance", data)?;
+        finite("relevance", &data)?;
         let maps = tensors.finish(data, class, c.grid(), discard_ratio);
+        for map in [&maps.grad_rollout, &maps.chefer, &maps.heads_map] {
+            finite("relevance", map)?;
+        }
         let t2 = now_ms();
         Ok(Relevance {
             probabilities: softmax(&logits),

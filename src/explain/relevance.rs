@@ -28,6 +28,11 @@
 //! head mean come back.
 
 use burn::tensor::{Tensor, TensorData};
+#[cfg(not(target_arch = "wasm32"))]
+use rayon::prelude::*;
+
+#[cfg(target_arch = "wasm32")]
+use crate::ops::serial::*;
 
 use super::trace::MapQueries;
 
@@ -97,15 +102,25 @@ impl RelevanceMaps {
     }
 }
 
-/// What [`device_maps`] leaves on the device, flattened for one read-back:
-/// the heads' maps [L·H·N], Chefer's map [N], then each layer's head mean
-/// of ∇A ⊙ A with its negative part set to 0 [L·T·T].
+/// The maps' parts before the host's last step: on the device, the heads'
+/// maps [L·H·N], Chefer's map [N], then each layer's head mean of ∇A ⊙ A
+/// with its negative part set to 0 [L·T·T], flattened for one read-back
+/// ([`device_maps`]); or the same, already on the host ([`host_maps`]).
 pub struct RelevanceTensors {
-    pub flat: Tensor<1>,
+    parts: Parts,
     layers: usize,
     heads: usize,
     tokens: usize,
     queries: MapQueries,
+}
+
+enum Parts {
+    Device(Tensor<1>),
+    Host {
+        heads_map: Vec<f32>,
+        chefer: Vec<f32>,
+        fused: Vec<f32>,
+    },
 }
 
 /// The maps' device half from each layer's attention weights and their
@@ -129,9 +144,103 @@ pub fn device_maps(layers: Vec<(Tensor<3>, Tensor<3>)>, q: MapQueries) -> Releva
     parts.push(chefer.reshape([n]));
     parts.extend(fused);
     RelevanceTensors {
-        flat: Tensor::cat(parts, 0),
+        parts: Parts::Device(Tensor::cat(parts, 0)),
         layers: count,
         heads: h,
+        tokens: t,
+        queries: q,
+    }
+}
+
+/// [`device_maps`]'s parts made on the host, from attention weights and
+/// their gradients the host holds already (the fused CPU path's), each
+/// layer [H, T, T] with `heads` heads, first layer first: one pass over
+/// each layer, the layers split between the threads.
+pub fn host_maps(layers: &[(&[f32], &[f32])], heads: usize, q: MapQueries) -> RelevanceTensors {
+    let count = layers.len();
+    let tt = layers[0].0.len() / heads;
+    let t = tt.isqrt();
+    assert!(t * t == tt, "square attention");
+    let n = t - q.prefix;
+    let mut heads_map = vec![0.0f32; count * heads * n];
+    let mut means = vec![0.0f32; count * tt]; // Chefer's: the mean of (∇A ⊙ A)⁺
+    let mut fused = vec![0.0f32; count * tt]; // rollout's: (the mean of ∇A ⊙ A)⁺
+    // clamp_min(0) as the device's: NaN stays NaN.
+    let positive = |w: f32| if w < 0.0 { 0.0 } else { w };
+    layers
+        .par_iter()
+        .zip(heads_map.par_chunks_mut(heads * n))
+        .zip(means.par_chunks_mut(tt))
+        .zip(fused.par_chunks_mut(tt))
+        .for_each(|((((a, g), rows), mean), fused)| {
+            // A block of entries at a time, over every head, its sums in L1.
+            const BLOCK: usize = 256;
+            for start in (0..tt).step_by(BLOCK) {
+                let end = (start + BLOCK).min(tt);
+                let (mut m, mut f) = ([0.0f32; BLOCK], [0.0f32; BLOCK]);
+                for h in 0..heads {
+                    let (a, g) = (
+                        &a[h * tt + start..h * tt + end],
+                        &g[h * tt + start..h * tt + end],
+                    );
+                    for (((m, f), a), g) in m.iter_mut().zip(f.iter_mut()).zip(a).zip(g) {
+                        let w = g * a;
+                        *m += positive(w);
+                        *f += w;
+                    }
+                }
+                mean[start..end].copy_from_slice(&m[..end - start]);
+                fused[start..end].copy_from_slice(&f[..end - start]);
+            }
+            for h in 0..heads {
+                let (a, g) = (&a[h * tt..(h + 1) * tt], &g[h * tt..(h + 1) * tt]);
+                let row = &mut rows[h * n..(h + 1) * n];
+                if q.class_token {
+                    for (r, (a, g)) in row
+                        .iter_mut()
+                        .zip(a[q.prefix..t].iter().zip(&g[q.prefix..t]))
+                    {
+                        *r = positive(g * a);
+                    }
+                } else {
+                    for i in q.prefix..t {
+                        let (a, g) = (
+                            &a[i * t + q.prefix..(i + 1) * t],
+                            &g[i * t + q.prefix..(i + 1) * t],
+                        );
+                        for (r, (a, g)) in row.iter_mut().zip(a.iter().zip(g)) {
+                            *r += positive(g * a);
+                        }
+                    }
+                    row.iter_mut().for_each(|r| *r /= n as f32);
+                }
+            }
+            mean.iter_mut().for_each(|m| *m /= heads as f32);
+            fused
+                .iter_mut()
+                .for_each(|f| *f = positive(*f / heads as f32));
+        });
+    // Chefer's row: r ← r + r·Ā from the last layer down.
+    let mut r = start_row(t, q);
+    for mean in means.chunks_exact(tt).rev() {
+        let mut next = r.clone();
+        for (ri, row) in r.iter().zip(mean.chunks_exact(t)) {
+            if *ri != 0.0 {
+                for (acc, a) in next.iter_mut().zip(row) {
+                    *acc += ri * a;
+                }
+            }
+        }
+        r = next;
+    }
+    RelevanceTensors {
+        parts: Parts::Host {
+            heads_map,
+            chefer: r.split_off(q.prefix),
+            fused,
+        },
+        layers: count,
+        heads,
         tokens: t,
         queries: q,
     }
@@ -168,37 +277,57 @@ fn start_row(t: usize, q: MapQueries) -> Vec<f32> {
 }
 
 impl RelevanceTensors {
-    /// The host's half, from the read-back of [`RelevanceTensors::flat`]:
-    /// the heads' maps, Chefer's map, and gradient-weighted rollout with
-    /// its discard step (a per-layer selection, done here in float64).
+    /// What is to be read back: `None` where the parts are on the host.
+    pub fn on_device(&self) -> Option<&Tensor<1>> {
+        match &self.parts {
+            Parts::Device(flat) => Some(flat),
+            Parts::Host { .. } => None,
+        }
+    }
+
+    /// The host's last step, from the read-back of
+    /// [`RelevanceTensors::on_device`] (ignored where there is none):
+    /// gradient-weighted rollout with its discard step (a per-layer
+    /// selection, done here in float64), beside the heads' maps and
+    /// Chefer's map.
     pub fn finish(
-        &self,
-        data: &[f32],
+        self,
+        mut data: Vec<f32>,
         class: usize,
         grid: [usize; 2],
         discard_ratio: f64,
     ) -> RelevanceMaps {
         let (l, h, t) = (self.layers, self.heads, self.tokens);
         let n = t - self.queries.prefix;
-        assert_eq!(data.len(), l * h * n + n + l * t * t, "read-back length");
-        let (heads_map, rest) = data.split_at(l * h * n);
-        let (chefer, fused) = rest.split_at(n);
+        let (heads_map, chefer, mut fused) = match self.parts {
+            Parts::Host {
+                heads_map,
+                chefer,
+                fused,
+            } => (heads_map, chefer, fused),
+            Parts::Device(_) => {
+                assert_eq!(data.len(), l * h * n + n + l * t * t, "read-back length");
+                let fused = data.split_off(l * h * n + n);
+                let chefer = data.split_off(l * h * n);
+                (data, chefer, fused)
+            }
+        };
         RelevanceMaps {
             class,
             layers: l,
             heads: h,
             grid,
-            grad_rollout: grad_rollout(fused, t, self.queries, discard_ratio),
-            chefer: chefer.to_vec(),
-            heads_map: heads_map.to_vec(),
+            grad_rollout: grad_rollout(&mut fused, t, self.queries, discard_ratio),
+            chefer,
+            heads_map,
         }
     }
 }
 
 /// Gradient-weighted rollout from each layer's fused attention
-/// (`fused`: [L, T, T], the head mean of ∇A ⊙ A with negatives set to 0),
-/// over the patches: [N].
-pub fn grad_rollout(fused: &[f32], t: usize, q: MapQueries, discard_ratio: f64) -> Vec<f32> {
+/// (`fused`: [L, T, T], the head mean of ∇A ⊙ A with negatives set to 0,
+/// whose discarded entries are set to 0 in place), over the patches: [N].
+pub fn grad_rollout(fused: &mut [f32], t: usize, q: MapQueries, discard_ratio: f64) -> Vec<f32> {
     assert!(
         (0.0..1.0).contains(&discard_ratio),
         "discard ratio in [0, 1)"
@@ -206,43 +335,120 @@ pub fn grad_rollout(fused: &[f32], t: usize, q: MapQueries, discard_ratio: f64) 
     let tt = t * t;
     // vit-explain: int(T² · ratio) entries, the smallest, set to 0.
     let discard = (tt as f64 * discard_ratio) as usize;
-    let mut r: Vec<f64> = start_row(t, q).into_iter().map(f64::from).collect();
-    let mut values = vec![0.0f32; tt];
-    for layer in fused.chunks_exact(tt).rev() {
-        let mut a: Vec<f64> = layer.iter().map(|&v| f64::from(v)).collect();
-        if discard > 0 {
-            // The `discard` smallest, ties taken in index order: all below
-            // the discard-th smallest value, then as many equal to it as
-            // are still to go, first come first.
-            values.copy_from_slice(layer);
-            let (_, &mut cut, _) = values.select_nth_unstable_by(discard - 1, f32::total_cmp);
-            let mut equal = discard - layer.iter().filter(|v| v.total_cmp(&cut).is_lt()).count();
-            for (v, a) in layer.iter().zip(a.iter_mut()) {
-                match v.total_cmp(&cut) {
-                    std::cmp::Ordering::Less => *a = 0.0,
-                    std::cmp::Ordering::Equal if equal > 0 => {
-                        *a = 0.0;
-                        equal -= 1;
-                    }
-                    _ => {}
-                }
+    // Each layer's discard step and (A + I)'s row sums, the layers split
+    // between the threads; then the row carried down, one layer at a time.
+    let mut sums = vec![0.0f64; fused.len() / t];
+    fused
+        .par_chunks_mut(tt)
+        .zip(sums.par_chunks_mut(t))
+        .for_each(|(layer, sums)| {
+            discard_smallest(layer, discard);
+            for (row, sum) in layer.chunks_exact(t).zip(sums.iter_mut()) {
+                *sum = 1.0 + sum_f64(row);
             }
-        }
-        // (A + I) / 2, rows renormalised; then r ← r · that.
+        });
+    let mut r: Vec<f64> = start_row(t, q).into_iter().map(f64::from).collect();
+    for (layer, sums) in fused.chunks_exact(tt).zip(sums.chunks_exact(t)).rev() {
+        // r ← r · (A + I) / 2 with rows renormalised (the halves cancel).
         let mut next = vec![0.0f64; t];
-        for (i, row) in a.chunks_exact_mut(t).enumerate() {
-            row[i] += 1.0;
-            let sum: f64 = row.iter().sum();
+        for (i, (row, sum)) in layer.chunks_exact(t).zip(sums).enumerate() {
             let ri = r[i] / sum;
             if ri != 0.0 {
-                for (acc, &v) in next.iter_mut().zip(row.iter()) {
-                    *acc += ri * v;
+                for (acc, &v) in next.iter_mut().zip(row) {
+                    *acc += ri * f64::from(v);
                 }
+                next[i] += ri;
             }
         }
         r = next;
     }
     r[q.prefix..].iter().map(|&v| v as f32).collect()
+}
+
+/// Σ `row` in float64, in eight running sums (one would wait on each add).
+fn sum_f64(row: &[f32]) -> f64 {
+    let mut sums = [0.0f64; 8];
+    let mut chunks = row.chunks_exact(8);
+    for c in &mut chunks {
+        for (s, &v) in sums.iter_mut().zip(c) {
+            *s += f64::from(v);
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&v| f64::from(v)).sum();
+    sums.iter().sum::<f64>() + tail
+}
+
+/// Sets the `discard` smallest of `values` to 0 (in `f32::total_cmp`'s
+/// order), ties taken in index order: all below the discard-th smallest
+/// value, then as many equal to it as are still to go, first come first.
+fn discard_smallest(values: &mut [f32], discard: usize) {
+    if discard == 0 {
+        return;
+    }
+    let (cut, mut equal) = nth_smallest(values, discard - 1);
+    for v in values.iter_mut() {
+        *v = if order_key(*v) < cut { 0.0 } else { *v };
+    }
+    // Ties, in index order; none to set where the cut is 0 itself.
+    if cut == order_key(0.0) {
+        return;
+    }
+    for v in values.iter_mut() {
+        if equal == 0 {
+            break;
+        }
+        if order_key(*v) == cut {
+            *v = 0.0;
+            equal -= 1;
+        }
+    }
+}
+
+/// `v`'s bits as an unsigned key in `f32::total_cmp`'s order.
+fn order_key(v: f32) -> u32 {
+    let b = v.to_bits();
+    if b >> 31 == 1 { !b } else { b | 1 << 31 }
+}
+
+/// The key ([`order_key`]) of the value of rank `rank` (from 0) in
+/// ascending order, and how many of the values equal to it are at or
+/// below that rank: a radix selection, eleven bits of the key at a time,
+/// that stops where the candidates left are all one key.
+fn nth_smallest(values: &[f32], rank: usize) -> (u32, usize) {
+    assert!(rank < values.len(), "rank within the values");
+    let mut candidates: Vec<u32> = values.iter().map(|&v| order_key(v)).collect();
+    let (mut prefix, mut rank) = (0u32, rank);
+    for (shift, bits) in [(21u32, 11u32), (10, 11), (0, 10)] {
+        let mask = (1usize << bits) - 1;
+        // Four histograms, summed after: runs of one key (the zeros of a
+        // clamped map) would otherwise wait on one counter each step.
+        let mut counts = vec![[0u32; 4]; 1 << bits];
+        let mut quads = candidates.chunks_exact(4);
+        for q in &mut quads {
+            for (lane, &c) in q.iter().enumerate() {
+                counts[(c >> shift) as usize & mask][lane] += 1;
+            }
+        }
+        for &c in quads.remainder() {
+            counts[(c >> shift) as usize & mask][0] += 1;
+        }
+        let mut bucket = 0;
+        loop {
+            let count = counts[bucket].iter().sum::<u32>() as usize;
+            if rank < count {
+                break;
+            }
+            rank -= count;
+            bucket += 1;
+        }
+        prefix |= (bucket as u32) << shift;
+        candidates.retain(|&c| (c >> shift) as usize & mask == bucket);
+        let first = candidates[0];
+        if candidates.iter().all(|&c| c == first) {
+            return (first, rank + 1);
+        }
+    }
+    (prefix, rank + 1)
 }
 
 #[cfg(test)]
@@ -286,6 +492,31 @@ mod tests {
         result[1..t].iter().map(|&v| v as f32).collect()
     }
 
+    /// The radix selection's discard step is a full sort's, ties, signed
+    /// zeros and NaN included.
+    #[test]
+    fn the_discard_step_zeroes_what_a_sort_ranks_lowest() {
+        let specials = [0.0, -0.0, f32::NAN, 1.5, 1.5, f32::INFINITY, -2.0];
+        let values: Vec<f32> = (0..500)
+            .map(|i| match i % 7 {
+                0 => specials[i / 7 % specials.len()],
+                _ => ((i * 7919 % 257) as f32 - 64.0) / 16.0,
+            })
+            .collect();
+        for discard in [0, 1, 2, 37, 250, 499, 500] {
+            let mut got = values.clone();
+            discard_smallest(&mut got, discard);
+            let mut order: Vec<usize> = (0..values.len()).collect();
+            order.sort_by(|&a, &b| values[a].total_cmp(&values[b]).then(a.cmp(&b)));
+            let mut want = values.clone();
+            for &i in &order[..discard] {
+                want[i] = 0.0;
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "discarding {discard}");
+        }
+    }
+
     #[test]
     fn grad_rollout_carried_as_a_row_is_the_matrix_product() {
         let t = 7;
@@ -293,7 +524,7 @@ mod tests {
             .map(|i| ((i * 37 % 101) as f32 / 50.0 - 0.6).max(0.0))
             .collect();
         for ratio in [0.0, 0.5, 0.9] {
-            let got = grad_rollout(&fused, t, CLS, ratio);
+            let got = grad_rollout(&mut fused.clone(), t, CLS, ratio);
             let want = grad_rollout_by_matrices(&fused, t, ratio);
             for (g, w) in got.iter().zip(&want) {
                 assert!((g - w).abs() < 1e-6, "ratio {ratio}: {got:?} vs {want:?}");

@@ -9,7 +9,7 @@ use super::kernels::softmax_rows;
 #[cfg(any(target_arch = "wasm32", test))]
 use super::matmul::gemm_add;
 #[cfg(target_arch = "wasm32")]
-use serial::*;
+use super::serial::*;
 
 /// softmax(Q·Kᵀ/√d)·V of every image and head, from `qkv` ([B·T, 3D]: each
 /// row a token's queries, keys and values, heads side by side) into
@@ -136,6 +136,101 @@ pub(super) unsafe fn product(
 #[cfg(target_arch = "wasm32")]
 pub(super) use portable_product as product;
 
+/// dst[m, n] (rows `ldd` apart) = `scale`·aᵀ·b for a [k, m] with rows
+/// `lda` apart (read by columns), b as [`product`]'s: the gemm crate
+/// packs aᵀ as it reads it.
+///
+/// # Safety
+/// As [`product`]'s.
+#[cfg(not(target_arch = "wasm32"))]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn product_at(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    ldd: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    b_rows: usize,
+    b_cols: usize,
+    scale: f32,
+) {
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            ldd as isize,
+            false,
+            a,
+            lda as isize,
+            1,
+            b,
+            b_cols as isize,
+            b_rows as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// [`product_at`] in the browser (and natively in the tests): aᵀ copied
+/// out, then [`portable_product`].
+///
+/// # Safety
+/// As [`portable_product`]'s.
+#[cfg(any(target_arch = "wasm32", test))]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn portable_product_at(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    ldd: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    b_rows: usize,
+    b_cols: usize,
+    scale: f32,
+) {
+    let mut at = vec![0.0; m * k];
+    for p in 0..k {
+        for i in 0..m {
+            // SAFETY: a's (p, i) is inside it, by the caller's bounds.
+            at[i * k + p] = unsafe { *a.add(p * lda + i) };
+        }
+    }
+    // SAFETY: aᵀ is [m, k] row-major; the rest as the caller's.
+    unsafe {
+        portable_product(
+            m,
+            n,
+            k,
+            dst,
+            ldd,
+            false,
+            at.as_ptr(),
+            k,
+            b,
+            b_rows,
+            b_cols,
+            scale,
+        )
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+pub(super) use portable_product_at as product_at;
+
 /// [`product`] through [`super::matmul::gemm_add`], with a transposed
 /// right operand (Kᵀ) copied out first: the browser's, and natively the
 /// tests' check of it against the gemm crate's.
@@ -191,33 +286,6 @@ pub(super) unsafe fn portable_product(
             c.chunks_mut(ldd)
                 .for_each(|r| r[..n].iter_mut().for_each(|v| *v *= scale));
         }
-    }
-}
-
-/// rayon's names for the loops above, run one after another: the page's
-/// WebAssembly has one thread.
-#[cfg(target_arch = "wasm32")]
-pub(super) mod serial {
-    pub trait Chunks<T> {
-        fn par_chunks(&self, size: usize) -> std::slice::Chunks<'_, T>;
-        fn par_chunks_mut(&mut self, size: usize) -> std::slice::ChunksMut<'_, T>;
-    }
-    impl<T> Chunks<T> for [T] {
-        fn par_chunks(&self, size: usize) -> std::slice::Chunks<'_, T> {
-            self.chunks(size)
-        }
-        fn par_chunks_mut(&mut self, size: usize) -> std::slice::ChunksMut<'_, T> {
-            self.chunks_mut(size)
-        }
-    }
-    pub trait IntoParIter: IntoIterator + Sized {
-        fn into_par_iter(self) -> Self::IntoIter {
-            self.into_iter()
-        }
-    }
-    impl<T> IntoParIter for Vec<T> {}
-    pub fn current_num_threads() -> usize {
-        1
     }
 }
 

@@ -5,7 +5,8 @@
 //! formulas are those of `explain::gradient` (which runs them in Burn's
 //! operations on every other device, and against which a test holds
 //! these); per block, with g the gradient reaching its output:
-//! - MLP: g_m = g + LN₂ᵀ(fc₁ᵀ(act′(h) ⊙ fc₂ᵀ(s₂ ⊙ g)));
+//! - MLP: g_m = g + LN₂ᵀ(fc₁ᵀ(act′(h) ⊙ fc₂ᵀ(s₂ ⊙ g))), act′(h) kept by
+//!   the forward pass;
 //! - attention, per head, with c the gradient reaching A·V: ∇A = c·Vᵀ
 //!   (recorded), ∇V = Aᵀ·c, ∇S = A ⊙ (∇A − rowsum(∇A ⊙ A)),
 //!   ∇Q = ∇S·K/√d, ∇K = ∇Sᵀ·Q/√d, then QK norm's and the projection's;
@@ -14,12 +15,11 @@
 #[cfg(not(target_arch = "wasm32"))]
 use rayon::{current_num_threads, prelude::*};
 
-#[cfg(target_arch = "wasm32")]
-use super::attention::serial::*;
-use super::attention::{SendPtr, product};
-use super::encoder::{BlockWeights, Dense, FusedEncoder, Kept, Norm};
+use super::attention::{SendPtr, product, product_at};
+use super::encoder::{BlockWeights, Dense, FusedEncoder, Kept, Norm, lane_sum};
 use super::host::{Values, Weight};
-use super::kernels::gelu_back;
+#[cfg(target_arch = "wasm32")]
+use super::serial::*;
 
 impl Dense {
     /// `out` = `g`·Wᵀ for the rows of `g` (`outputs` wide), split by rows
@@ -104,25 +104,37 @@ impl Norm {
     fn back(&self, x: &[f32], g: &mut [f32]) {
         let gamma = self.gamma.get();
         let w = gamma.len();
-        x.par_chunks(w)
-            .zip(g.par_chunks_mut(w))
-            .for_each(|(x, g)| layer_norm_row_back(x, gamma, self.eps, g));
+        // A band of rows per thread: a row alone is too little work to hand over.
+        let rows = (x.len() / w).div_ceil(current_num_threads().max(1)).max(1);
+        x.par_chunks(rows * w)
+            .zip(g.par_chunks_mut(rows * w))
+            .for_each(|(x, g)| {
+                for (x, g) in x.chunks_exact(w).zip(g.chunks_exact_mut(w)) {
+                    layer_norm_row_back(x, gamma, self.eps, g);
+                }
+            });
     }
 }
 
 fn layer_norm_row_back(x: &[f32], gamma: &[f32], eps: f32, g: &mut [f32]) {
     let n = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = lane_sum(x, |v| v) / n;
+    let var = lane_sum(x, |v| (v - mean) * (v - mean)) / n;
     let inv = 1.0 / (var + eps).sqrt();
-    let (mut mean_g, mut mean_gx) = (0.0f32, 0.0f32);
-    for ((g, x), gamma) in g.iter_mut().zip(x).zip(gamma) {
+    for (g, gamma) in g.iter_mut().zip(gamma) {
         *g *= gamma;
-        mean_g += *g;
-        mean_gx += *g * (x - mean) * inv;
     }
-    mean_g /= n;
-    mean_gx /= n;
+    let mean_g = lane_sum(g, |v| v) / n;
+    let (chunks, rest) = g.as_chunks::<16>();
+    let (xs, x_rest) = x.as_chunks::<16>();
+    let mut lanes = [0.0f32; 16];
+    for (g, x) in chunks.iter().zip(xs) {
+        for ((l, g), x) in lanes.iter_mut().zip(g).zip(x) {
+            *l += g * (x - mean);
+        }
+    }
+    let tail: f32 = rest.iter().zip(x_rest).map(|(g, x)| g * (x - mean)).sum();
+    let mean_gx = (lanes.iter().sum::<f32>() + tail) * inv / n;
     for (g, x) in g.iter_mut().zip(x) {
         *g = (*g - mean_g - (x - mean) * inv * mean_gx) * inv;
     }
@@ -192,11 +204,21 @@ impl FusedEncoder {
         let mut gradients = Vec::with_capacity(self.blocks.len());
         let mut scratch = vec![0.0; t * hidden.max(3 * d)];
         let mut g_mid_in = vec![0.0; t * d];
+        let mut scratch_s = vec![0.0; heads * t * t];
         for (i, (block, keep)) in self.blocks.iter().zip(&kept.blocks).enumerate().rev() {
             let [qkv_t, proj_t, fc1_t, fc2_t] = match transposed {
                 Some(all) => all[i].each_ref().map(|w| Some(w.as_slice())),
                 None => [None; 4],
             };
+            // Rows of g from `live` on are 0 (in the last block, all but
+            // those the head pools): the branches run on the live rows.
+            let live = t - g
+                .chunks_exact(d)
+                .rev()
+                .take_while(|r| r.iter().all(|&v| v == 0.0))
+                .count();
+            let live = live.max(1);
+            let (ld, lh) = (live * d, live * hidden);
             // The MLP branch: g_out = fc₂ᵀ(s₂ ⊙ g), then the activation's slope.
             let scaled = |g: &[f32], ls: Option<&Values>| -> Vec<f32> {
                 match ls {
@@ -207,20 +229,23 @@ impl FusedEncoder {
                     None => g.to_vec(),
                 }
             };
-            let g_out = &mut scratch[..t * hidden];
+            let g_out = &mut scratch[..lh];
             block
                 .fc2
-                .back(&scaled(&g, block.ls2.as_ref()), g_out, fc2_t)?;
-            activation_back(block, &keep.hidden, g_out);
-            block.fc1.back(g_out, &mut g_mid_in, fc1_t)?;
-            block.norm2.back(&keep.mid, &mut g_mid_in);
+                .back(&scaled(&g[..ld], block.ls2.as_ref()), g_out, fc2_t)?;
+            activation_back(&keep.slope[..lh], g_out);
+            g_mid_in.fill(0.0);
+            block.fc1.back(g_out, &mut g_mid_in[..ld], fc1_t)?;
+            block.norm2.back(&keep.mid[..ld], &mut g_mid_in[..ld]);
             let g_mid: Vec<f32> = g.iter().zip(&g_mid_in).map(|(a, b)| a + b).collect();
 
             // The attention branch: c = projᵀ(s₁ ⊙ g_mid), [T, D].
             let mut g_context = vec![0.0; t * d];
-            block
-                .proj
-                .back(&scaled(&g_mid, block.ls1.as_ref()), &mut g_context, proj_t)?;
+            block.proj.back(
+                &scaled(&g_mid[..ld], block.ls1.as_ref()),
+                &mut g_context[..ld],
+                proj_t,
+            )?;
             let mut g_weights = vec![0.0; heads * t * t];
             let g_qkv = &mut scratch[..t * 3 * d];
             g_qkv.fill(0.0);
@@ -229,6 +254,8 @@ impl FusedEncoder {
                 &g_context,
                 &mut g_weights,
                 (i > 0).then_some(&mut *g_qkv),
+                &mut scratch_s,
+                live,
                 [t, d, heads],
             );
             gradients.push(g_weights);
@@ -248,20 +275,13 @@ impl FusedEncoder {
     }
 }
 
-/// `g_out` ⊙= the activation's slope at the MLP's pre-activation `h`.
-fn activation_back(block: &BlockWeights, h: &[f32], g_out: &mut [f32]) {
-    if block.quick_gelu {
-        // x·σ(1.702x): σ + 1.702·x·σ·(1 − σ)
-        for (g, x) in g_out.iter_mut().zip(h) {
-            let s = 1.0 / (1.0 + (-1.702 * x).exp());
-            *g *= s + 1.702 * x * s * (1.0 - s);
-        }
-    } else {
-        let chunk = h.len().div_ceil(current_num_threads().max(1)).max(1);
-        h.par_chunks(chunk)
-            .zip(g_out.par_chunks_mut(chunk))
-            .for_each(|(h, g_out)| gelu_back(g_out, h));
-    }
+/// `g_out` ⊙= the MLP activation's slope, kept by the forward pass.
+fn activation_back(slope: &[f32], g_out: &mut [f32]) {
+    let chunk = slope.len().div_ceil(current_num_threads().max(1)).max(1);
+    slope
+        .par_chunks(chunk)
+        .zip(g_out.par_chunks_mut(chunk))
+        .for_each(|(slope, g)| g.iter_mut().zip(slope).for_each(|(g, s)| *g *= s));
 }
 
 /// ∇A = c·Vᵀ into `g_weights` [H, T, T]; and, when `g_qkv` is given, ∇Q,
@@ -270,12 +290,17 @@ fn activation_back(block: &BlockWeights, h: &[f32], g_out: &mut [f32]) {
 /// (three in ViT-Ti) still keep every thread busy: first by rows of
 /// queries (∇A, ∇S = A ⊙ (∇A − rowsum(∇A ⊙ A)), ∇Q = ∇S·K/√d), then,
 /// once every row of ∇S is there, by rows of keys (∇V = Aᵀ·c,
-/// ∇K = ∇Sᵀ·Q/√d).
+/// ∇K = ∇Sᵀ·Q/√d). Rows of `g_context` from `live` on are 0 (the last
+/// block's, below a class token's pooling), and so are those rows of ∇A,
+/// ∇S and ∇Q: they are left as they are (0), and Aᵀ·c and ∇Sᵀ·Q sum over
+/// the live rows alone.
 fn heads_back(
     keep: &super::encoder::BlockKeep,
     g_context: &[f32],
     g_weights: &mut [f32],
     g_qkv: Option<&mut [f32]>,
+    scratch_s: &mut [f32],
+    live: usize,
     [t, d, heads]: [usize; 3],
 ) {
     let hd = d / heads;
@@ -297,10 +322,11 @@ fn heads_back(
             (h, r0, (r0 + rows).min(len))
         })
     };
-    let mut gs_all = vec![0.0f32; if out.is_some() { heads * t * t } else { 0 }];
+    // ∇S: every live row is written before it is read.
+    let gs_all = &mut scratch_s[..if out.is_some() { heads * t * t } else { 0 }];
     let gw = SendPtr(g_weights.as_mut_ptr());
     let gs_ptr = SendPtr(gs_all.as_mut_ptr());
-    let first: Vec<_> = tasks(t).collect();
+    let first: Vec<_> = tasks(live).collect();
     first.into_par_iter().for_each(|(h, r0, r1)| {
         let m = r1 - r0;
         if m == 0 {
@@ -341,29 +367,20 @@ fn heads_back(
         if m == 0 {
             return;
         }
-        // Rows j0..j1 of Aᵀ and ∇Sᵀ: columns of this head's A and ∇S.
-        let columns = |from: &[f32]| {
-            let mut out = vec![0.0; m * t];
-            for (i, src) in from.chunks_exact(t).enumerate() {
-                for (j, v) in src[j0..j1].iter().enumerate() {
-                    out[j * t + i] = *v;
-                }
-            }
-            out
-        };
-        let at = columns(&a_all[h * t * t..(h + 1) * t * t]);
-        let gst = columns(&gs_all[h * t * t..(h + 1) * t * t]);
         let out = out; // the whole pointer, which is Sync, not its field
         // SAFETY: as above; each task writes only rows j0..j1 of its
-        // head's ∇V and ∇K columns.
+        // head's ∇V and ∇K columns. Rows j0..j1 of Aᵀ and ∇Sᵀ are columns
+        // j0..j1 of this head's A and ∇S, of which the live rows count.
         unsafe {
             let c = g_context.as_ptr().add(h * hd);
             let q = qkv.as_ptr().add(h * hd);
+            let a = a_all.as_ptr().add(h * t * t + j0);
+            let gs = gs_all.as_ptr().add(h * t * t + j0);
             // ∇V = Aᵀ·c, ∇K = ∇Sᵀ·Q/√d.
             let gv = out.0.add(j0 * row + 2 * d + h * hd);
-            product(m, hd, t, gv, row, false, at.as_ptr(), t, c, d, 1, 1.0);
+            product_at(m, hd, live, gv, row, a, t, c, d, 1, 1.0);
             let gk = out.0.add(j0 * row + d + h * hd);
-            product(m, hd, t, gk, row, false, gst.as_ptr(), t, q, row, 1, scale);
+            product_at(m, hd, live, gk, row, gs, t, q, row, 1, scale);
         }
     });
 }

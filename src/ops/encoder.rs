@@ -35,12 +35,12 @@ use burn::tensor::{Tensor, TensorData};
 #[cfg(not(target_arch = "wasm32"))]
 use rayon::{current_num_threads, prelude::*};
 
-#[cfg(target_arch = "wasm32")]
-use super::attention::serial::*;
 use super::attention::{SendPtr, attention, product};
 use super::host::{Values, Weight};
-use super::kernels::gelu_in_place;
+use super::kernels::{gelu_in_place, gelu_keeping_slope};
 use super::matmul::gemm_add;
+#[cfg(target_arch = "wasm32")]
+use super::serial::*;
 
 /// Called with each block's index and attention weights [B, heads, T, T].
 pub type LookAttention<'a> = &'a mut dyn FnMut(usize, &Tensor<4>);
@@ -258,7 +258,7 @@ impl BlockWeights {
 
     /// The rest of the block on some rows, after attention: `x` +=
     /// proj(`context`), then `x` += MLP(LayerNorm(`x`)); `keep`, when
-    /// given, gets `x` after attention and the MLP's pre-activation.
+    /// given, gets `x` after attention and the MLP activation's slope.
     fn finish(
         &self,
         x: &mut [f32],
@@ -270,17 +270,25 @@ impl BlockWeights {
             .residual(context, x, self.ls1.as_ref(), rows.normed);
         self.norm2.rows(x, rows.normed);
         self.fc1.forward(rows.normed, rows.hidden);
-        if let Some((mid, hidden)) = keep {
+        let slope = keep.map(|(mid, slope)| {
             mid.copy_from_slice(x);
-            hidden.copy_from_slice(rows.hidden);
-        }
-        if self.quick_gelu {
-            // timm's QuickGELU: x · sigmoid(1.702 x).
-            for v in rows.hidden.iter_mut() {
-                *v *= 1.0 / (1.0 + (-1.702 * *v).exp());
+            slope
+        });
+        match (self.quick_gelu, slope) {
+            // timm's QuickGELU: x · sigmoid(1.702 x); its slope
+            // σ + 1.702·x·σ·(1 − σ).
+            (true, slope) => {
+                let mut slope = slope.map(|s| s.iter_mut());
+                for v in rows.hidden.iter_mut() {
+                    let (x, sigmoid) = (*v, 1.0 / (1.0 + (-1.702 * *v).exp()));
+                    *v = x * sigmoid;
+                    if let Some(s) = slope.as_mut().and_then(Iterator::next) {
+                        *s = sigmoid + 1.702 * x * sigmoid * (1.0 - sigmoid);
+                    }
+                }
             }
-        } else {
-            gelu_in_place(rows.hidden);
+            (false, Some(slope)) => gelu_keeping_slope(rows.hidden, slope),
+            (false, None) => gelu_in_place(rows.hidden),
         }
         self.fc2
             .residual(rows.hidden, x, self.ls2.as_ref(), rows.normed);
@@ -442,37 +450,40 @@ impl FusedEncoder {
                 None => std::mem::take(&mut scores),
             };
             weights.resize(len, 0.0);
-            let input = keep.is_some().then(|| (x.clone(), qkv.clone()));
             attention(&qkv, &mut weights, &mut context, [b, t, d], heads, threads);
-            // What the backward pass needs of this block, filled below.
-            let kept = match (keep.as_deref_mut(), input) {
-                (Some(k), Some((input, qkv))) => {
+            // What the backward pass needs of this block: the queries, keys
+            // and values move there (the next block's go to a new buffer);
+            // the rest is filled below, each thread its rows.
+            let kept = match keep.as_deref_mut() {
+                Some(k) => {
+                    let qkv = std::mem::replace(&mut qkv, vec![0.0; rows * 3 * d]);
                     // The weights move into the tensor; a new buffer serves the next block.
                     let kept_weights = match look {
                         Some(_) => weights.clone(),
                         None => std::mem::take(&mut weights),
                     };
                     k.blocks.push(BlockKeep {
-                        input,
+                        input: vec![0.0; rows * d],
                         qkv,
                         weights: Tensor::from_data(
                             TensorData::new(kept_weights, [b * heads, t, t]),
                             &device,
                         ),
                         mid: vec![0.0; rows * d],
-                        hidden: vec![0.0; rows * hidden_width],
+                        slope: vec![0.0; rows * hidden_width],
                     });
                     if i + 1 == blocks.len() {
                         k.last = vec![0.0; rows * d];
                     }
                     let (block, last) = (k.blocks.last_mut().expect("just pushed"), &mut k.last);
                     Some(KeepAt {
+                        input: SendPtr(block.input.as_mut_ptr()),
                         mid: SendPtr(block.mid.as_mut_ptr()),
-                        hidden: SendPtr(block.hidden.as_mut_ptr()),
+                        slope: SendPtr(block.slope.as_mut_ptr()),
                         last: SendPtr(last.as_mut_ptr()),
                     })
                 }
-                _ => None,
+                None => None,
             };
             match look.as_mut() {
                 Some(look) => {
@@ -499,9 +510,10 @@ impl FusedEncoder {
                     // SAFETY: each chunk writes its own rows of the kept
                     // buffers, sized for every row above.
                     let keep = kept.map(|k| unsafe {
+                        k.input.rows(first_row * d, rows * d).copy_from_slice(x);
                         (
                             k.mid.rows(first_row * d, rows * d),
-                            k.hidden.rows(first_row * hidden_width, rows * hidden_width),
+                            k.slope.rows(first_row * hidden_width, rows * hidden_width),
                         )
                     });
                     block.finish(x, context, &mut scratch, keep);
@@ -536,8 +548,9 @@ pub struct BlockKeep {
     pub weights: Tensor<3>,
     /// x + attention, [B·T, D].
     pub mid: Vec<f32>,
-    /// The MLP's first layer's output before its activation, [B·T, hidden].
-    pub hidden: Vec<f32>,
+    /// The MLP activation's slope at its input (the first layer's
+    /// output), [B·T, hidden].
+    pub slope: Vec<f32>,
 }
 
 /// What [`FusedEncoder::encode_keeping`] kept.
@@ -550,8 +563,9 @@ pub struct Kept {
 /// Where the chunks of one block write what is kept.
 #[derive(Clone, Copy)]
 struct KeepAt {
+    input: SendPtr,
     mid: SendPtr,
-    hidden: SendPtr,
+    slope: SendPtr,
     last: SendPtr,
 }
 
@@ -578,7 +592,7 @@ fn layer_norm_row(x: &[f32], gamma: &[f32], beta: Option<&[f32]>, eps: f32, out:
 
 /// Σ f(v) over `x`, in sixteen partial sums (which vectorise).
 #[inline(always)]
-fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+pub(super) fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let (chunks, rest) = x.as_chunks::<16>();
     let mut lanes = [0.0f32; 16];
     for c in chunks {

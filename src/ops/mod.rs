@@ -17,5 +17,36 @@ pub mod kernels;
 pub(crate) mod lanes;
 pub mod matmul;
 
+/// rayon's names for the CPU kernels' parallel loops, run one after
+/// another: the page's WebAssembly has one thread.
+#[cfg(target_arch = "wasm32")]
+pub(crate) mod serial {
+    pub trait Chunks<T> {
+        fn par_chunks(&self, size: usize) -> std::slice::Chunks<'_, T>;
+        fn par_chunks_mut(&mut self, size: usize) -> std::slice::ChunksMut<'_, T>;
+        fn par_iter(&self) -> std::slice::Iter<'_, T>;
+    }
+    impl<T> Chunks<T> for [T] {
+        fn par_chunks(&self, size: usize) -> std::slice::Chunks<'_, T> {
+            self.chunks(size)
+        }
+        fn par_chunks_mut(&mut self, size: usize) -> std::slice::ChunksMut<'_, T> {
+            self.chunks_mut(size)
+        }
+        fn par_iter(&self) -> std::slice::Iter<'_, T> {
+            self.iter()
+        }
+    }
+    pub trait IntoParIter: IntoIterator + Sized {
+        fn into_par_iter(self) -> Self::IntoIter {
+            self.into_iter()
+        }
+    }
+    impl<T> IntoParIter for Vec<T> {}
+    pub fn current_num_threads() -> usize {
+        1
+    }
+}
+
 pub use kernels::{gelu, gelu_slope, kernel_path, softmax_last};
 pub use matmul::{linear, matmul};

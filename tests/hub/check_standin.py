@@ -12,7 +12,8 @@ Run by hand, from the repository root (CI has no Python dependencies):
     pip install huggingface_hub
     python3 tests/hub/check_standin.py
 
-It needs Node 20 on PATH. It builds a temporary ROOT of three repos, starts
+It needs Node 20 on PATH, and the vitrine binary (VITRINE_BIN, else
+build.sh's target folder) for the checks of `vitrine fetch`. It builds a temporary ROOT of three repos, starts
 the stand-in on a free port, prints one line per check ("ok" or "FAIL")
 and exits 1 if any check failed. Nothing is sent beyond 127.0.0.1.
 """
@@ -213,6 +214,35 @@ def main():
         assert not any(l.startswith("cdn HEAD") for l in lines), "the client followed the 302 to the CDN on HEAD"
         return f"{len(lines) - 1} requests; HEAD stopped at the 302, GETs went to the CDN"
     check("requests took the Hub's paths", traffic)
+
+    # vitrine's own downloads (src/bin/vitrine/fetch.rs), into a second
+    # cache: huggingface_hub must find them; and vitrine, offline, must
+    # find what huggingface_hub downloaded above.
+    vitrine = os.environ.get("VITRINE_BIN", str(Path.home() / ".cache/vitrine/target/release/vitrine"))
+    theirs = tmp / "vitrine-cache"
+
+    def run_vitrine(*args, cache_dir, offline="0"):
+        env = {**os.environ, "HF_HUB_CACHE": str(cache_dir), "HF_HUB_OFFLINE": offline}
+        return subprocess.run([vitrine, *args], capture_output=True, text=True, env=env, timeout=120)
+
+    def vitrine_cache_is_huggingface_hubs():
+        r = run_vitrine("fetch", "acme/vit-tiny", cache_dir=theirs)
+        assert r.returncode == 0, r.stderr
+        for filename, want in [("config.json", config), ("model.safetensors", weights)]:
+            got = hf_hub_download("acme/vit-tiny", filename, cache_dir=theirs, local_files_only=True)
+            assert Path(got).read_bytes() == want, f"{filename}: other bytes"
+            assert str(Path(got).parent) == r.stdout.strip(), f"{got} is not under {r.stdout.strip()}"
+        missing = huggingface_hub.try_to_load_from_cache("acme/vit-tiny", "preprocessor_config.json", cache_dir=theirs)
+        assert missing is huggingface_hub.file_download._CACHED_NO_EXIST, f"not remembered as absent: {missing}"
+        return "hf_hub_download(local_files_only=True) finds each file; the absence is remembered"
+    check("huggingface_hub reads the cache vitrine fetch wrote", vitrine_cache_is_huggingface_hubs)
+
+    def huggingface_hubs_cache_is_vitrines():
+        r = run_vitrine("fetch", "acme/vit-tiny", cache_dir=cache, offline="1")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == str(cache / "models--acme--vit-tiny" / "snapshots" / commit), r.stdout
+        return "offline, the snapshot huggingface_hub made"
+    check("vitrine reads the cache huggingface_hub wrote", huggingface_hubs_cache_is_vitrines)
 
     server.terminate()
     server.wait(5)

@@ -8,15 +8,17 @@ use std::process::ExitCode;
 use vitrine::Checkpoint;
 use vitrine::backend::{self, BackendKind};
 use vitrine::checkpoint::LoadOptions;
-use vitrine::checkpoint::hf_cache::{HubRef, hub_cache, snapshot};
+use vitrine::checkpoint::hf_cache::HubRef;
 
 mod bench;
 mod classify;
+mod fetch;
 mod train;
 mod walkthrough;
 
 use bench::bench;
 use classify::classify;
+use fetch::fetch;
 use train::{eval, export, train};
 use walkthrough::walkthrough;
 
@@ -32,6 +34,7 @@ usage:
                 [--distill-weight X] [--embed-dim N] [--depth N] [--heads N] [--mlp-ratio N]
   vitrine walkthrough IMAGE [--model PATH] [--layer L] [--head H] [--patches I,J,...]
                       [--image-size N|HxW] [--checkpoint-key KEY]
+  vitrine fetch ORG/NAME[@REVISION]...
   vitrine export [--run DIR] [--epoch N] [--out DIR]
   vitrine export --arch NAME [--out DIR]
   vitrine eval [--model PATH] [--data DIR] [--limit N] [--confusion OUT.svg] [--dataset-pixels]
@@ -40,9 +43,11 @@ usage:
 PATH is a .safetensors file, a PyTorch file (.pth, .pt, pytorch_model.bin: read
 without running its pickle), or a directory with one of them, config.json and
 optionally preprocessor_config.json (timm or transformers layout), or
-hf:ORG/NAME[@REVISION], a model of the Hugging Face Hub that the Hugging Face
-cache holds (HF_HUB_CACHE, HF_HOME: where timm, transformers and
-huggingface_hub put it; vitrine reads it, it does not download); without
+hf:ORG/NAME[@REVISION], a model of the Hugging Face Hub, read from the Hugging
+Face cache (HF_HUB_CACHE, HF_HOME: where timm, transformers and huggingface_hub
+put it) and downloaded there first when missing (HF_ENDPOINT, HF_TOKEN;
+HF_HUB_OFFLINE=1: the cache only; an unreachable Hub: the cache). fetch
+downloads without running and prints the model's folder; without
 --model, vitrine's own Fashion-MNIST model (built in) is used. --checkpoint-key
 reads a PyTorch checkpoint's weights from under KEY (e.g. DINO's `student`;
 default: state_dict, model, teacher, … whichever it has).
@@ -154,6 +159,7 @@ fn main() -> ExitCode {
         Some("eval") => eval(&raw[1..]),
         Some("export") => export(&raw[1..]),
         Some("walkthrough") => walkthrough(&raw[1..]),
+        Some("fetch") => fetch(&raw[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -180,12 +186,12 @@ fn load_image(path: &Path) -> Result<image::RgbaImage, String> {
 }
 
 /// Where `--model` points: a file or folder, or for `hf:org/name[@rev]`
-/// that model's files in the Hugging Face cache.
+/// that model's files in the Hugging Face cache, downloaded if missing.
 fn model_path(arg: &str) -> Result<PathBuf, String> {
     match HubRef::parse(arg) {
         None => Ok(PathBuf::from(arg)),
         Some(Err(e)) => Err(e),
-        Some(Ok(model)) => snapshot(&hub_cache(|k| std::env::var(k).ok()), &model),
+        Some(Ok(model)) => fetch::hub_from_env().snapshot(&model),
     }
 }
 

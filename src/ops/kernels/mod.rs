@@ -297,16 +297,24 @@ fn gelu_parts_loop(cdf: &mut [f32], slope: &mut [f32]) {
 }
 
 simd_dispatch! {
-    /// `g` ⊙= GELU's slope at `x`, Φ(x) + x·φ(x): the gradient through it.
-    pub fn gelu_back(g: &mut [f32], x: &[f32]) => gelu_back_loop
+    /// GELU of every value in place, as [`gelu_in_place`] (bit for bit),
+    /// and its slope there, Φ(x) + x·φ(x), into `slope`: a forward pass
+    /// that keeps what the backward pass needs, erf taken once.
+    pub fn gelu_keeping_slope(values: &mut [f32], slope: &mut [f32]) => gelu_keeping_slope_loop
 }
 
 #[inline(always)]
-fn gelu_back_loop(g: &mut [f32], x: &[f32]) {
+fn gelu_keeping_slope_loop(values: &mut [f32], slope: &mut [f32]) {
     const INV_SQRT_2PI: f32 = 0.398_942_3;
-    for (g, &x) in g.iter_mut().zip(x) {
-        let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
-        *g *= cdf + x * INV_SQRT_2PI * exp_nonpositive(-0.5 * x * x);
+    let density = |x: f32| x * INV_SQRT_2PI * exp_nonpositive(-0.5 * x * x);
+    if cfg!(target_arch = "wasm32") {
+        return gelu_keeping_slope_lanes(values, slope);
+    }
+    for (v, s) in values.iter_mut().zip(slope.iter_mut()) {
+        let x = *v;
+        let e = erf(x * std::f32::consts::FRAC_1_SQRT_2);
+        *v = 0.5 * x * (1.0 + e);
+        *s = 0.5 * (1.0 + e) + density(x);
     }
 }
 
@@ -429,6 +437,38 @@ fn gelu_lanes(values: &mut [f32]) {
     for v in chunks.into_remainder() {
         let x = *v;
         *v = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
+/// [`gelu_keeping_slope_loop`] with explicit four-lane vectors, for the
+/// wasm build: the values as [`gelu_lanes`] makes them.
+fn gelu_keeping_slope_lanes(values: &mut [f32], slope: &mut [f32]) {
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    let mut chunks = values.chunks_exact_mut(4);
+    let mut slopes = slope.chunks_exact_mut(4);
+    let (half, one, scale) = (
+        F4::splat(0.5),
+        F4::splat(1.0),
+        F4::splat(std::f32::consts::FRAC_1_SQRT_2),
+    );
+    for (c, s) in (&mut chunks).zip(&mut slopes) {
+        let x = F4::read(c);
+        let e = erf_lanes(x.mul(scale));
+        half.mul(x).mul(one.add(e)).write(c);
+        let density = x
+            .mul(F4::splat(INV_SQRT_2PI))
+            .mul(exp_nonpositive_lanes(F4::splat(-0.5).mul(x).mul(x)));
+        half.mul(one.add(e)).add(density).write(s);
+    }
+    for (v, s) in chunks
+        .into_remainder()
+        .iter_mut()
+        .zip(slopes.into_remainder())
+    {
+        let x = *v;
+        let e = erf(x * std::f32::consts::FRAC_1_SQRT_2);
+        *v = 0.5 * x * (1.0 + e);
+        *s = 0.5 * (1.0 + e) + x * INV_SQRT_2PI * exp_nonpositive(-0.5 * x * x);
     }
 }
 

@@ -212,6 +212,32 @@ fn the_browser_builds_lanes_match_the_scalar_kernels_bit_for_bit() {
     gelu_lanes(&mut ours);
     gelu_loop(&mut theirs);
     assert_eq!(bits(&ours), bits(&theirs), "gelu");
+
+    // GELU keeping its slope: the same values and slopes both ways.
+    let (mut ours, mut theirs) = (xs[..xs.len() - 1].to_vec(), xs[..xs.len() - 1].to_vec());
+    let (mut our_slope, mut their_slope) = (vec![0.0; ours.len()], vec![0.0; ours.len()]);
+    gelu_keeping_slope_lanes(&mut ours, &mut our_slope);
+    gelu_keeping_slope_loop(&mut theirs, &mut their_slope);
+    assert_eq!(bits(&ours), bits(&theirs), "gelu keeping its slope");
+    assert_eq!(bits(&our_slope), bits(&their_slope), "gelu's slope");
+}
+
+/// The forward pass that keeps GELU's slope gives GELU's values bit for
+/// bit, and the slope Φ(x) + x·φ(x) of [`gelu_parts`] (which the autodiff
+/// test holds to Burn's gradient).
+#[test]
+fn gelu_keeping_its_slope_is_gelu_and_its_parts() {
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let xs: Vec<f32> = (-9 * 512..9 * 512 + 3).map(|i| i as f32 / 512.0).collect();
+    let (mut values, mut slope) = (xs.clone(), vec![0.0; xs.len()]);
+    gelu_keeping_slope(&mut values, &mut slope);
+    let mut gelu = xs.clone();
+    gelu_in_place(&mut gelu);
+    assert_eq!(bits(&values), bits(&gelu), "values");
+    let (mut cdf, mut density) = (xs.clone(), xs.clone());
+    gelu_parts(&mut cdf, &mut density);
+    let parts: Vec<f32> = cdf.iter().zip(&density).map(|(c, d)| c + d).collect();
+    assert_eq!(bits(&slope), bits(&parts), "slope");
 }
 
 #[test]
