@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # vitrine's one entry point.
 #   ./build.sh serve   build the web app (wasm + static site) and serve it on http://127.0.0.1:8080
-#   ./build.sh dist    write the static site to dist/ (works from any static host, under any sub-path)
+#   ./build.sh dist    write the static site to dist/ (works from any static host, under any sub-path;
+#                      VITRINE_HUB_MODELS="org/name ..." bundles those Hub models into it)
 #   ./build.sh test    every test: unit, golden (vs timm/transformers), checkpoint errors, CLI, wgpu, browser
 #   ./build.sh fuzz [SECONDS]  the parsers' mutation fuzzer for SECONDS (default 600) from a fresh seed
 #   ./build.sh bench   forward-pass timings: vitrine cpu and wgpu vs PyTorch eager, same machine
@@ -167,12 +168,28 @@ build_site() {
   done
 }
 
+# VITRINE_HUB_MODELS="ORG/NAME[@REVISION] ...": those Hub models copied
+# into the site (dist/models/ORG--NAME/, listed in its manifest), so that
+# it serves them itself and never sends its visitors to the Hub for them.
+bundle_hub_models() {
+  [ -n "${VITRINE_HUB_MODELS:-}" ] || return 0
+  build_cli
+  local m folder
+  for m in $VITRINE_HUB_MODELS; do
+    folder=${m#hf:}; folder=${folder%%@*}; folder=${folder//\//--}
+    say "bundling $m from the Hub into $1/models/$folder"
+    "$BIN" fetch "$m" --out "$1/models/$folder" --manifest "$1/models/manifest.json"
+  done
+}
+
 cmd_dist() {
   build_site dist
+  bundle_hub_models dist
 }
 
 cmd_serve() {
   build_site dist
+  bundle_hub_models dist
   say "serving http://127.0.0.1:8080 (Ctrl-C to stop)"
   python3 -m http.server 8080 --bind 127.0.0.1 --directory dist
 }

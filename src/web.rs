@@ -81,6 +81,9 @@ pub struct Vitrine {
     /// its keys that hold weights.
     weights_key: Option<String>,
     weights_keys: Vec<String>,
+    /// The ImageNet set whose names the page is to fetch, where the
+    /// labels are placeholders for them.
+    labels_file: Option<&'static str>,
 }
 
 #[wasm_bindgen]
@@ -167,9 +170,10 @@ impl Vitrine {
                 )));
             }
         };
-        let (weights_key, weights_keys) = (
+        let (weights_key, weights_keys, labels_file) = (
             checkpoint.weights_key.clone(),
             checkpoint.weights_keys.clone(),
+            checkpoint.labels_file,
         );
         let classifier = Classifier::new_reporting(checkpoint, device, &report);
         // A relevance pass keeps every layer's attention: it may use what
@@ -184,6 +188,7 @@ impl Vitrine {
             name: model_name,
             weights_key,
             weights_keys,
+            labels_file,
         })
     }
 
@@ -218,7 +223,9 @@ impl Vitrine {
     /// it (or null), patch grid, parameter count, what runs it
     /// (`executor`), the checkpoint's own input size, the names of the
     /// tokens before the patches, what the maps show, and a training
-    /// checkpoint's `weightsKey` among its `weightsKeys`.
+    /// checkpoint's `weightsKey` among its `weightsKeys`, and the file of
+    /// class names the page fetches where `labels` are placeholders
+    /// (`labelsFile`).
     #[wasm_bindgen(unchecked_return_type = "ModelInfo")]
     pub fn info(&self) -> JsValue {
         #[derive(Serialize)]
@@ -239,6 +246,7 @@ impl Vitrine {
             map_note: String,
             weights_key: &'a Option<String>,
             weights_keys: &'a [String],
+            labels_file: Option<String>,
         }
         let c = &self.viewer.classifier;
         to_js(&ModelInfo {
@@ -257,6 +265,7 @@ impl Vitrine {
             map_note: crate::explain::map_note(&c.config),
             weights_key: &self.weights_key,
             weights_keys: &self.weights_keys,
+            labels_file: self.labels_file.map(|set| format!("labels/{set}.txt")),
         })
     }
 

@@ -5,6 +5,8 @@ import { readStream } from './progress.js';
 
 const FILE = 'models/manifest.json';
 const OPTIONAL = ['config.json', 'preprocessor_config.json'];
+/** The weights files a site may serve, the first listed taken. */
+const WEIGHTS = ['model.safetensors', 'pytorch_model.bin'];
 
 /** A relative folder inside models/: no scheme, no leading slash, no `..`. */
 function safeFolder(path) {
@@ -15,8 +17,8 @@ function safeFolder(path) {
 
 /**
  * Parses the manifest's text: `{default, models: [{name, path, files?}]}`.
- * Returns `{ default, models }` with each path ending in `/`; throws an
- * Error saying what is wrong otherwise.
+ * Returns `{ default, models }` with each path ending in `/` and its
+ * `weights` file named; throws an Error saying what is wrong otherwise.
  */
 export function parseManifest(text) {
   const fail = (why) => { throw new Error(`${FILE}: ${why}`); };
@@ -34,12 +36,14 @@ export function parseManifest(text) {
     if (typeof m.name !== 'string' || !m.name || m.name.length > 200) fail(`models[${i}].name must be a non-empty string`);
     if (!safeFolder(m.path)) fail(`models[${i}].path must be a folder inside models/, found ${JSON.stringify(m.path)?.slice(0, 80)}`);
     let files;
+    let weights = WEIGHTS[0];
     if (m.files !== undefined) {
       if (!Array.isArray(m.files) || !m.files.every((f) => typeof f === 'string')) fail(`models[${i}].files must be a list of file names`);
-      if (!m.files.includes('model.safetensors')) fail(`models[${i}].files must include model.safetensors`);
-      files = m.files.filter((f) => f === 'model.safetensors' || OPTIONAL.includes(f));
+      weights = m.files.find((f) => WEIGHTS.includes(f));
+      if (!weights) fail(`models[${i}].files must include ${WEIGHTS.join(' or ')}`);
+      files = m.files.filter((f) => f === weights || OPTIONAL.includes(f));
     }
-    return { name: m.name, path: m.path.endsWith('/') ? m.path : `${m.path}/`, files };
+    return { name: m.name, path: m.path.endsWith('/') ? m.path : `${m.path}/`, files, weights };
   });
   if (json.default !== undefined && json.default !== null) {
     if (typeof json.default !== 'string') fail('`default` must be a model name');
@@ -49,7 +53,8 @@ export function parseManifest(text) {
 }
 
 /**
- * Fetches a manifest entry's checkpoint files from models/: the weights,
+ * Fetches a manifest entry's checkpoint files from models/: the weights
+ * (model.safetensors, or pytorch_model.bin where the entry lists that),
  * and config.json and preprocessor_config.json where the entry lists them
  * (or, for an entry without `files`, where the server has them).
  * `onProgress(done, total)` hears the weights' bytes as they arrive.
@@ -69,8 +74,10 @@ export async function fetchModelFiles(entry, fetchFn = fetch, onProgress = null)
     if (optional) return undefined;
     throw new Error(`models/${entry.path}${file}: HTTP ${r.status}`);
   };
+  const weights = entry.weights ?? WEIGHTS[0];
   return {
-    weights: await get('model.safetensors', false, true),
+    name: weights,
+    weights: await get(weights, false, true),
     config: await get('config.json', true),
     preprocessor: await get('preprocessor_config.json', true),
   };

@@ -38,6 +38,12 @@ export interface ModelInfo {
   mapNote: string;
   weightsKey: string | null;
   weightsKeys: string[];
+  /**
+   * The site's file of class names (`labels/imagenet-21k-goog.txt`) where
+   * `labels` are placeholders for an ImageNet-21k set the module does not
+   * carry: the worker fetches it and replaces them. Null otherwise.
+   */
+  labelsFile: string | null;
 }
 
 /** Milliseconds spent in each part of a request. */

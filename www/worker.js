@@ -85,6 +85,7 @@ async function load(files, seq, id) {
   weights = undefined;
   const next = await loading;
   const info = next.info();
+  if (info.labelsFile) await fetchLabels(info);
   if (seq < modelSeq) {
     next.free();
     return { info, superseded: true };
@@ -102,6 +103,25 @@ async function load(files, seq, id) {
   keptImage = null; // a new model keeps no image
   modelSeq = seq;
   return { info, superseded: false };
+}
+
+/**
+ * An ImageNet-21k classifier's names, which the module does not carry:
+ * fetched from the site's own `labels/` (half a megabyte, only for such a
+ * model) in place of the placeholders. Without them (a host that left the
+ * file out, a visit offline) the classes stay numbered and a note says why.
+ */
+async function fetchLabels(info) {
+  try {
+    const res = await fetch(info.labelsFile);
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const names = (await res.text()).split('\n');
+    if (names.at(-1) === '') names.pop();
+    if (names.length !== info.labels.length) throw new Error(`${names.length} names for ${info.labels.length} classes`);
+    info.labels = names;
+  } catch (e) {
+    info.notes.push(`its class names (${info.labelsFile}) could not be fetched (${e.message}): the classes are numbered`);
+  }
 }
 
 // One message at a time, in the order they came: a load never runs in the

@@ -34,7 +34,7 @@ use std::path::Path;
 use burn::tensor::Device;
 
 pub use budget::{F16Matrices, MemoryLimits};
-pub use config::{IMAGENET_1K, default_labels, timm_config_json};
+pub use config::{IMAGENET_1K, IMAGENET_SETS, ImageNetSet, default_labels, timm_config_json};
 pub use error::CheckpointError;
 pub use family::{HF_TO_TIMM, HfFamily, Layout};
 use stored::{Entry, Stored};
@@ -52,6 +52,10 @@ pub struct Checkpoint {
     pub preprocess: PreprocessConfig,
     /// One label per class.
     pub labels: Vec<String>,
+    /// Where `labels` are placeholders for names this build does not
+    /// carry (the page's ImageNet-21k sets): the set, whose names the
+    /// page fetches from `labels/{set}.txt`.
+    pub labels_file: Option<&'static str>,
     /// The naming scheme the file used.
     pub layout: Layout,
     /// What was assumed or inferred rather than read from a config, for the user.
@@ -258,17 +262,24 @@ impl<'a> LoadOptions<'a> {
             ));
         }
         // Made only now that the head's tensors bear the class count out.
-        let labels = match configured.labels {
-            Some(labels) => labels,
-            // timm's rule: a classifier of 1,000 unnamed classes is ImageNet-1k's.
-            None if config.num_classes == IMAGENET_1K.len() => {
-                notes.push(
-                    "its config names no classes: ImageNet-1k's, as timm assumes for 1,000 classes"
-                        .into(),
-                );
-                IMAGENET_1K.iter().map(|s| s.to_string()).collect()
-            }
-            None => default_labels(config.num_classes),
+        let (labels, labels_file) = match configured.labels {
+            Some(labels) => (labels, None),
+            // timm's rule: a classifier of 1,000 unnamed classes is
+            // ImageNet-1k's, of 21,841–21,843 one of ImageNet-21k's.
+            None => match ImageNetSet::of(config.num_classes) {
+                Some(set) => {
+                    notes.push(format!(
+                        "its config names no classes: {}'s, as timm assumes for {} classes",
+                        set.title,
+                        thousands(set.classes)
+                    ));
+                    match set.names() {
+                        Some(names) => (names, None),
+                        None => (default_labels(config.num_classes), Some(set.name)),
+                    }
+                }
+                None => (default_labels(config.num_classes), None),
+            },
         };
         let mut checkpoint = Checkpoint {
             name: configured.name,
@@ -276,6 +287,7 @@ impl<'a> LoadOptions<'a> {
             config,
             preprocess: configured.preprocess,
             labels,
+            labels_file,
             layout,
             notes,
             weights_key,
@@ -415,6 +427,19 @@ fn weights_in(dir: &Path) -> Result<std::path::PathBuf, CheckpointError> {
                 .join(", ")
         ))),
     }
+}
+
+/// 21843 as "21,843".
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -107,27 +107,18 @@ pub(super) unsafe fn product(
     b_cols: usize,
     scale: f32,
 ) {
+    // SAFETY: the caller's.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
+        gemm_strided(
+            [m, n, k],
             dst,
-            1,
-            ldd as isize,
+            ldd,
             accumulate,
             a,
-            1,
-            lda as isize,
+            [lda, 1],
             b,
-            b_cols as isize,
-            b_rows as isize,
-            1.0,
+            [b_rows, b_cols],
             scale,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
         )
     }
 }
@@ -157,6 +148,40 @@ pub(super) unsafe fn product_at(
     b_cols: usize,
     scale: f32,
 ) {
+    // SAFETY: the caller's.
+    unsafe {
+        gemm_strided(
+            [m, n, k],
+            dst,
+            ldd,
+            false,
+            a,
+            [1, lda],
+            b,
+            [b_rows, b_cols],
+            scale,
+        )
+    }
+}
+
+/// The gemm crate's product on this thread, each operand with its
+/// [row, column] strides.
+///
+/// # Safety
+/// As [`product`]'s.
+#[cfg(not(target_arch = "wasm32"))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_strided(
+    [m, n, k]: [usize; 3],
+    dst: *mut f32,
+    ldd: usize,
+    accumulate: bool,
+    a: *const f32,
+    [a_rows, a_cols]: [usize; 2],
+    b: *const f32,
+    [b_rows, b_cols]: [usize; 2],
+    scale: f32,
+) {
     unsafe {
         gemm::gemm(
             m,
@@ -165,10 +190,10 @@ pub(super) unsafe fn product_at(
             dst,
             1,
             ldd as isize,
-            false,
+            accumulate,
             a,
-            lda as isize,
-            1,
+            a_cols as isize,
+            a_rows as isize,
             b,
             b_cols as isize,
             b_rows as isize,
@@ -353,6 +378,66 @@ mod tests {
                             "{what}: [{i}] {p} vs {q}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// aᵀ·b read from a [k, m] by columns, as the backward pass reads Aᵀ
+    /// and ∇Sᵀ: the browser's product (a copy, then its kernel) against
+    /// the gemm crate's packing, and both against the plain sums.
+    #[test]
+    fn the_transposed_left_operand_is_read_the_same_both_ways() {
+        let (m, n, k, lda, ld) = (11, 7, 19, 30, 12);
+        let a: Vec<f32> = (0..k * lda)
+            .map(|i| ((i * 7 % 23) as f32 - 11.0) / 8.0)
+            .collect();
+        let b: Vec<f32> = (0..k * ld)
+            .map(|i| ((i * 5 % 19) as f32 - 9.0) / 4.0)
+            .collect();
+        let (mut native, mut portable) = (vec![0.0; m * ld], vec![0.0; m * ld]);
+        let scale = 0.5;
+        // SAFETY: a's (p, i) is at p·lda + i < k·lda, b's (p, j) at
+        // p·ld + j < k·ld, dst's (i, j) at i·ld + j < m·ld.
+        unsafe {
+            product_at(
+                m,
+                n,
+                k,
+                native.as_mut_ptr(),
+                ld,
+                a.as_ptr(),
+                lda,
+                b.as_ptr(),
+                ld,
+                1,
+                scale,
+            );
+            portable_product_at(
+                m,
+                n,
+                k,
+                portable.as_mut_ptr(),
+                ld,
+                a.as_ptr(),
+                lda,
+                b.as_ptr(),
+                ld,
+                1,
+                scale,
+            );
+        }
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = scale * (0..k).map(|p| a[p * lda + i] * b[p * ld + j]).sum::<f32>();
+                for (what, got) in [
+                    ("native", native[i * ld + j]),
+                    ("browser", portable[i * ld + j]),
+                ] {
+                    assert!(
+                        (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+                        "{what} ({i}, {j}): {got} vs {want}"
+                    );
                 }
             }
         }

@@ -28,7 +28,7 @@
 //! operations.
 
 use std::ops::Range;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Tensor, TensorData};
@@ -308,6 +308,34 @@ pub struct FusedEncoder {
     /// The weight matrices transposed, made when a backward pass first
     /// asks for them (`super::backward`); `None` inside when one is f16.
     pub(super) transposed: OnceLock<Option<Vec<super::backward::Transposed>>>,
+    /// What dropped [`Kept`]s left for the next forward pass that keeps.
+    spare: Arc<Spare>,
+}
+
+/// Buffers a dropped [`Kept`] hands back, taken by the next forward pass
+/// that keeps instead of fresh zeroed memory (it writes every element
+/// before anything reads it): at most one pass's worth.
+struct Spare {
+    buffers: Mutex<Vec<Vec<f32>>>,
+    limit: usize,
+}
+
+impl Spare {
+    /// A buffer of `len` values: a spare one, else a new one.
+    fn take(&self, len: usize) -> Vec<f32> {
+        let mut buffers = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
+        match buffers.iter().position(|v| v.len() == len) {
+            Some(i) => buffers.swap_remove(i),
+            None => vec![0.0; len],
+        }
+    }
+
+    fn give(&self, buffer: Vec<f32>) {
+        let mut buffers = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
+        if buffers.len() < self.limit && !buffer.is_empty() {
+            buffers.push(buffer);
+        }
+    }
 }
 
 impl FusedEncoder {
@@ -329,6 +357,11 @@ impl FusedEncoder {
                 None => None,
             },
             transposed: OnceLock::new(),
+            spare: Arc::new(Spare {
+                buffers: Mutex::default(),
+                // Each block's input, Q/K/V, x + attention and slope; the last output.
+                limit: 4 * blocks.len() + 1,
+            }),
         };
         fused.sizes_agree().then_some(fused)
     }
@@ -385,6 +418,7 @@ impl FusedEncoder {
         let mut kept = Kept {
             blocks: Vec::with_capacity(self.blocks.len()),
             last: Vec::new(),
+            spare: Arc::clone(&self.spare),
         };
         let out = self.run(
             tokens,
@@ -456,24 +490,24 @@ impl FusedEncoder {
             // the rest is filled below, each thread its rows.
             let kept = match keep.as_deref_mut() {
                 Some(k) => {
-                    let qkv = std::mem::replace(&mut qkv, vec![0.0; rows * 3 * d]);
+                    let qkv = std::mem::replace(&mut qkv, k.spare.take(rows * 3 * d));
                     // The weights move into the tensor; a new buffer serves the next block.
                     let kept_weights = match look {
                         Some(_) => weights.clone(),
                         None => std::mem::take(&mut weights),
                     };
                     k.blocks.push(BlockKeep {
-                        input: vec![0.0; rows * d],
+                        input: k.spare.take(rows * d),
                         qkv,
                         weights: Tensor::from_data(
                             TensorData::new(kept_weights, [b * heads, t, t]),
                             &device,
                         ),
-                        mid: vec![0.0; rows * d],
-                        slope: vec![0.0; rows * hidden_width],
+                        mid: k.spare.take(rows * d),
+                        slope: k.spare.take(rows * hidden_width),
                     });
                     if i + 1 == blocks.len() {
-                        k.last = vec![0.0; rows * d];
+                        k.last = k.spare.take(rows * d);
                     }
                     let (block, last) = (k.blocks.last_mut().expect("just pushed"), &mut k.last);
                     Some(KeepAt {
@@ -558,6 +592,20 @@ pub struct Kept {
     pub blocks: Vec<BlockKeep>,
     /// The last block's output, before the final norm, [B·T, D].
     pub last: Vec<f32>,
+    spare: Arc<Spare>,
+}
+
+impl Drop for Kept {
+    /// The buffers go back to the encoder for its next forward pass that
+    /// keeps (the attention weights went into their tensors).
+    fn drop(&mut self) {
+        for b in &mut self.blocks {
+            for buffer in [&mut b.input, &mut b.qkv, &mut b.mid, &mut b.slope] {
+                self.spare.give(std::mem::take(buffer));
+            }
+        }
+        self.spare.give(std::mem::take(&mut self.last));
+    }
 }
 
 /// Where the chunks of one block write what is kept.

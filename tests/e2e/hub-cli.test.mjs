@@ -12,7 +12,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startHub, writeRepo } from '../hub/standin.mjs';
-import { bin, fixtures } from './harness.mjs';
+import { bin, fixtures, root as repoRoot } from './harness.mjs';
+import { parseManifest } from '../../www/manifest.js';
 
 const image = path.join(fixtures, 'images/chelsea.png');
 const tiny = path.join(fixtures, 'models/timm_tiny');
@@ -178,4 +179,35 @@ test('offline, and with the Hub unreachable, the cache serves what it has', asyn
   const nothing = await vitrine(['fetch', 'acme/never-fetched'], { HF_ENDPOINT: dead });
   assert.equal(nothing.code, 2);
   assert.match(nothing.err, /cannot reach http:\/\/127\.0\.0\.1:9 .*acme\/never-fetched@main is not in the Hugging Face cache/);
+});
+
+test('fetch --out copies a model into a site and --manifest lists it there', async () => {
+  const site = path.join(root, 'site');
+  fs.mkdirSync(path.join(site, 'models'), { recursive: true });
+  const manifest = path.join(site, 'models/manifest.json');
+  fs.copyFileSync(path.join(repoRoot, 'www/models/manifest.json'), manifest);
+  const out = path.join(site, 'models/acme--deit-bin');
+  for (let i = 0; i < 2; i++) {
+    const r = await vitrine(['fetch', 'acme/deit-bin', '--out', out, '--manifest', manifest]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.out.trim(), out);
+  }
+  for (const f of ['config.json', 'preprocessor_config.json', 'pytorch_model.bin']) {
+    assert.ok(!fs.lstatSync(path.join(out, f)).isSymbolicLink(), `${f}: a file of its own`);
+    assert.ok(fs.readFileSync(path.join(out, f)).equals(read(deit, f)), `${f}: the repo's bytes`);
+  }
+  const parsed = parseManifest(fs.readFileSync(manifest, 'utf8'));
+  assert.equal(parsed.default, 'fashion-vit', 'the site\'s default stays');
+  const listed = parsed.models.filter((m) => m.name === 'acme/deit-bin');
+  assert.equal(listed.length, 1, 'listed once, however often fetched');
+  assert.equal(listed[0].path, 'acme--deit-bin/');
+  assert.deepEqual(listed[0].files, ['config.json', 'preprocessor_config.json', 'pytorch_model.bin']);
+  // The copy answers as the repo's files do.
+  const want = await vitrine(['classify', image, '--model', deit, '--json']);
+  const got = await vitrine(['classify', image, '--model', out, '--json']);
+  assert.deepEqual(top(got.out), top(want.out));
+
+  const outside = await vitrine(['fetch', 'acme/deit-bin', '--out', path.join(root, 'elsewhere'), '--manifest', manifest]);
+  assert.equal(outside.code, 2);
+  assert.match(outside.err, /is not under the manifest's folder/);
 });

@@ -14,7 +14,7 @@ const shipped = fs.readFileSync(path.join(root, 'www/models/manifest.json'), 'ut
 test('the shipped manifest lists the default model and its files', () => {
   const m = parseManifest(shipped);
   assert.equal(m.default, 'fashion-vit');
-  assert.deepEqual(m.models[0], { name: 'fashion-vit', path: 'fashion-vit/', files: ['model.safetensors', 'config.json'] });
+  assert.deepEqual(m.models[0], { name: 'fashion-vit', path: 'fashion-vit/', files: ['model.safetensors', 'config.json'], weights: 'model.safetensors' });
   for (const f of m.models[0].files) assert.ok(fs.existsSync(path.join(root, 'www/models', m.models[0].path, f)), f);
 });
 
@@ -35,7 +35,10 @@ test("a host's mistakes get a message naming the field", () => {
   ];
   for (const [text, pattern] of cases) assert.throws(() => parseManifest(text), pattern, text);
   // A listing without `files` and a path without its slash are fine.
-  assert.deepEqual(parseManifest('{"models": [{"name": "a", "path": "a"}]}').models[0], { name: 'a', path: 'a/', files: undefined });
+  assert.deepEqual(parseManifest('{"models": [{"name": "a", "path": "a"}]}').models[0], { name: 'a', path: 'a/', files: undefined, weights: 'model.safetensors' });
+  // PyTorch weights where a repo has only those (facebook/deit-*, as `vitrine fetch --out` copies them).
+  assert.deepEqual(parseManifest('{"models": [{"name": "o/n", "path": "o--n/", "files": ["config.json", "pytorch_model.bin"]}]}').models[0],
+    { name: 'o/n', path: 'o--n/', files: ['config.json', 'pytorch_model.bin'], weights: 'pytorch_model.bin' });
 });
 
 test('only the files an entry lists are fetched, so no request is answered 404', async () => {
@@ -44,6 +47,10 @@ test('only the files an entry lists are fetched, so no request is answered 404',
   const files = await fetchModelFiles({ path: 'm/', files: ['model.safetensors', 'config.json'] }, fetchFn);
   assert.deepEqual(asked, ['models/m/model.safetensors', 'models/m/config.json']);
   assert.equal(files.preprocessor, undefined);
+  asked.length = 0;
+  const bin = await fetchModelFiles(parseManifest('{"models": [{"name": "b", "path": "b/", "files": ["pytorch_model.bin"]}]}').models[0], fetchFn);
+  assert.deepEqual(asked, ['models/b/pytorch_model.bin']);
+  assert.equal(bin.name, 'pytorch_model.bin');
   const missing = async () => ({ ok: false, status: 404 });
   await assert.rejects(fetchModelFiles({ path: 'm/' }, missing), /models\/m\/model\.safetensors: HTTP 404/);
 });

@@ -34,7 +34,7 @@ usage:
                 [--distill-weight X] [--embed-dim N] [--depth N] [--heads N] [--mlp-ratio N]
   vitrine walkthrough IMAGE [--model PATH] [--layer L] [--head H] [--patches I,J,...]
                       [--image-size N|HxW] [--checkpoint-key KEY]
-  vitrine fetch ORG/NAME[@REVISION]...
+  vitrine fetch ORG/NAME[@REVISION]... [--out DIR [--manifest FILE]]
   vitrine export [--run DIR] [--epoch N] [--out DIR]
   vitrine export --arch NAME [--out DIR]
   vitrine eval [--model PATH] [--data DIR] [--limit N] [--confusion OUT.svg] [--dataset-pixels]
@@ -47,7 +47,9 @@ hf:ORG/NAME[@REVISION], a model of the Hugging Face Hub, read from the Hugging
 Face cache (HF_HUB_CACHE, HF_HOME: where timm, transformers and huggingface_hub
 put it) and downloaded there first when missing (HF_ENDPOINT, HF_TOKEN;
 HF_HUB_OFFLINE=1: the cache only; an unreachable Hub: the cache). fetch
-downloads without running and prints the model's folder; without
+downloads without running and prints the model's folder; --out copies its
+files to DIR (a static site's own copy) and --manifest lists that copy in
+the site's models/manifest.json; without
 --model, vitrine's own Fashion-MNIST model (built in) is used. --checkpoint-key
 reads a PyTorch checkpoint's weights from under KEY (e.g. DINO's `student`;
 default: state_dict, model, teacher, … whichever it has).

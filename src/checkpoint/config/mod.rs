@@ -179,6 +179,77 @@ pub(super) fn parse_json(bytes: &[u8], file: &str) -> Result<Value, CheckpointEr
 pub static IMAGENET_1K: std::sync::LazyLock<Vec<&'static str>> =
     std::sync::LazyLock::new(|| include_str!("../imagenet-1k.txt").lines().collect());
 
+/// An ImageNet class set whose names timm assumes, by the class count,
+/// for a classifier whose config names no classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageNetSet {
+    /// The file's name: `src/checkpoint/imagenet-1k.txt`, else
+    /// `www/labels/{name}.txt` (which the page fetches).
+    pub name: &'static str,
+    /// As a note names it.
+    pub title: &'static str,
+    pub classes: usize,
+}
+
+/// timm's sets by class count (`timm.data.ImageNetInfo`).
+pub const IMAGENET_SETS: [ImageNetSet; 4] = [
+    ImageNetSet {
+        name: "imagenet-1k",
+        title: "ImageNet-1k",
+        classes: 1000,
+    },
+    ImageNetSet {
+        name: "imagenet-22k",
+        title: "ImageNet-22k (fall 2011)",
+        classes: 21841,
+    },
+    ImageNetSet {
+        name: "imagenet-22k-ms",
+        title: "ImageNet-22k as Microsoft ordered it",
+        classes: 21842,
+    },
+    ImageNetSet {
+        name: "imagenet-21k-goog",
+        title: "Google's ImageNet-21k",
+        classes: 21843,
+    },
+];
+
+impl ImageNetSet {
+    /// The set timm assumes for `classes` classes, if any.
+    pub fn of(classes: usize) -> Option<Self> {
+        IMAGENET_SETS.into_iter().find(|s| s.classes == classes)
+    }
+
+    /// Its names in class order, where this build carries them: ImageNet-1k
+    /// everywhere; the 21k sets natively only (half a megabyte each, which
+    /// the page fetches instead, only for such a model).
+    pub fn names(self) -> Option<Vec<String>> {
+        if self.name == "imagenet-1k" {
+            return Some(IMAGENET_1K.iter().map(|s| s.to_string()).collect());
+        }
+        let text = imagenet_21k_text(self.name)?;
+        Some(text.lines().map(str::to_string).collect())
+    }
+}
+
+/// The 21k sets' files, built into the CLI.
+#[cfg(not(target_arch = "wasm32"))]
+fn imagenet_21k_text(name: &str) -> Option<&'static str> {
+    match name {
+        "imagenet-22k" => Some(include_str!("../../../www/labels/imagenet-22k.txt")),
+        "imagenet-22k-ms" => Some(include_str!("../../../www/labels/imagenet-22k-ms.txt")),
+        "imagenet-21k-goog" => Some(include_str!("../../../www/labels/imagenet-21k-goog.txt")),
+        _ => None,
+    }
+}
+
+/// In the page's module, none: the worker fetches them.
+#[cfg(target_arch = "wasm32")]
+fn imagenet_21k_text(_: &str) -> Option<&'static str> {
+    None
+}
+
 /// `class 0`, `class 1`, …: the labels of a checkpoint that names none.
 pub fn default_labels(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("class {i}")).collect()
@@ -276,6 +347,35 @@ impl Fields<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// timm's class counts get their sets, each with a name a class (the
+    /// CLI carries all four), and nothing else gets one.
+    #[test]
+    fn imagenet_names_follow_the_class_count() {
+        for set in IMAGENET_SETS {
+            let names = set.names().expect("built into the CLI");
+            assert_eq!(names.len(), set.classes, "{}", set.name);
+            assert!(names.iter().all(|n| !n.is_empty()), "{}", set.name);
+            assert_eq!(ImageNetSet::of(set.classes), Some(set));
+        }
+        assert_eq!(
+            ImageNetSet::of(1000).unwrap().names().unwrap()[0],
+            "tench, Tinca tinca"
+        );
+        // Google's 21k and fall 2011 order their classes alike; Microsoft's
+        // puts ImageNet-1k's first.
+        assert_eq!(
+            ImageNetSet::of(21843).unwrap().names().unwrap()[0],
+            "organism, being"
+        );
+        assert_eq!(
+            ImageNetSet::of(21842).unwrap().names().unwrap()[0],
+            "tench, Tinca tinca"
+        );
+        for n in [0, 10, 999, 1001, 11821, 21840, 21844] {
+            assert_eq!(ImageNetSet::of(n), None, "{n} classes");
+        }
+    }
 
     #[test]
     fn a_model_is_named_by_its_config() {
