@@ -24,9 +24,11 @@ use crate::explain::relevance::{self, RelevanceTensors};
 use crate::explain::{MapQueries, gradient};
 use crate::model::VisionTransformer;
 #[cfg(feature = "cpu")]
-use crate::ops::encoder::{BlockParams, FusedEncoder, Kept};
+use crate::ops::encoder::{BlockParams, FusedEncoder};
 #[cfg(feature = "cpu")]
 use crate::ops::host::Values;
+#[cfg(feature = "cpu")]
+use crate::ops::keep::Kept;
 
 /// Called with each block's index and attention weights [B, heads, T, T].
 pub type LookAttention<'a> = &'a mut dyn FnMut(usize, &Tensor<4>);

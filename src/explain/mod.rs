@@ -5,12 +5,14 @@
 //!   layer's full matrix, attention rollout.
 //! - [`distance`]: mean attention distance per head (on the device).
 //! - [`relevance`]: class-specific maps from the gradient of one class's
-//!   score (gradient-weighted rollout, Chefer et al.).
+//!   score (gradient-weighted rollout, Chefer et al.); [`grad_rollout`]:
+//!   the former's host step.
 //! - [`maps`]: on the host, after the read-back: one head, or the mean over heads.
 //! - [`colormap`] and [`overlay`]: maps as pictures.
 
 pub mod colormap;
 pub mod distance;
+pub mod grad_rollout;
 pub mod gradient;
 pub mod maps;
 pub mod overlay;

@@ -16,8 +16,9 @@
 use rayon::{current_num_threads, prelude::*};
 
 use super::attention::{SendPtr, product, product_at};
-use super::encoder::{BlockWeights, Dense, FusedEncoder, Kept, Norm, lane_sum};
+use super::encoder::{BlockWeights, Dense, FusedEncoder, Norm, lane_sum};
 use super::host::{Values, Weight};
+use super::keep::{BlockKeep, Kept};
 #[cfg(target_arch = "wasm32")]
 use super::serial::*;
 
@@ -295,7 +296,7 @@ fn activation_back(slope: &[f32], g_out: &mut [f32]) {
 /// ∇S and ∇Q: they are left as they are (0), and Aᵀ·c and ∇Sᵀ·Q sum over
 /// the live rows alone.
 fn heads_back(
-    keep: &super::encoder::BlockKeep,
+    keep: &BlockKeep,
     g_context: &[f32],
     g_weights: &mut [f32],
     g_qkv: Option<&mut [f32]>,

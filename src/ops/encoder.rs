@@ -28,7 +28,7 @@
 //! operations.
 
 use std::ops::Range;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Tensor, TensorData};
@@ -37,6 +37,7 @@ use rayon::{current_num_threads, prelude::*};
 
 use super::attention::{SendPtr, attention, product};
 use super::host::{Values, Weight};
+use super::keep::{BlockKeep, KeepAt, Kept, Spare};
 use super::kernels::{gelu_in_place, gelu_keeping_slope};
 use super::matmul::gemm_add;
 #[cfg(target_arch = "wasm32")]
@@ -312,32 +313,6 @@ pub struct FusedEncoder {
     spare: Arc<Spare>,
 }
 
-/// Buffers a dropped [`Kept`] hands back, taken by the next forward pass
-/// that keeps instead of fresh zeroed memory (it writes every element
-/// before anything reads it): at most one pass's worth.
-struct Spare {
-    buffers: Mutex<Vec<Vec<f32>>>,
-    limit: usize,
-}
-
-impl Spare {
-    /// A buffer of `len` values: a spare one, else a new one.
-    fn take(&self, len: usize) -> Vec<f32> {
-        let mut buffers = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
-        match buffers.iter().position(|v| v.len() == len) {
-            Some(i) => buffers.swap_remove(i),
-            None => vec![0.0; len],
-        }
-    }
-
-    fn give(&self, buffer: Vec<f32>) {
-        let mut buffers = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
-        if buffers.len() < self.limit && !buffer.is_empty() {
-            buffers.push(buffer);
-        }
-    }
-}
-
 impl FusedEncoder {
     /// `None` unless every weight is an f32 buffer (or, for the matrices,
     /// f16) on Burn's plain CPU device and the blocks all have the same
@@ -357,11 +332,8 @@ impl FusedEncoder {
                 None => None,
             },
             transposed: OnceLock::new(),
-            spare: Arc::new(Spare {
-                buffers: Mutex::default(),
-                // Each block's input, Q/K/V, x + attention and slope; the last output.
-                limit: 4 * blocks.len() + 1,
-            }),
+            // Each block's input, Q/K/V, x + attention and slope; the last output.
+            spare: Arc::new(Spare::new(4 * blocks.len() + 1)),
         };
         fused.sizes_agree().then_some(fused)
     }
@@ -415,11 +387,7 @@ impl FusedEncoder {
     /// [`FusedEncoder::encode`], keeping what the backward pass of
     /// `super::backward` needs of each block.
     pub fn encode_keeping(&self, tokens: Tensor<3>) -> (Tensor<3>, Kept) {
-        let mut kept = Kept {
-            blocks: Vec::with_capacity(self.blocks.len()),
-            last: Vec::new(),
-            spare: Arc::clone(&self.spare),
-        };
+        let mut kept = Kept::new(self.blocks.len(), Arc::clone(&self.spare));
         let out = self.run(
             tokens,
             0..self.blocks.len(),
@@ -490,24 +458,24 @@ impl FusedEncoder {
             // the rest is filled below, each thread its rows.
             let kept = match keep.as_deref_mut() {
                 Some(k) => {
-                    let qkv = std::mem::replace(&mut qkv, k.spare.take(rows * 3 * d));
+                    let qkv = std::mem::replace(&mut qkv, k.buffer(rows * 3 * d));
                     // The weights move into the tensor; a new buffer serves the next block.
                     let kept_weights = match look {
                         Some(_) => weights.clone(),
                         None => std::mem::take(&mut weights),
                     };
                     k.blocks.push(BlockKeep {
-                        input: k.spare.take(rows * d),
+                        input: k.buffer(rows * d),
                         qkv,
                         weights: Tensor::from_data(
                             TensorData::new(kept_weights, [b * heads, t, t]),
                             &device,
                         ),
-                        mid: k.spare.take(rows * d),
-                        slope: k.spare.take(rows * hidden_width),
+                        mid: k.buffer(rows * d),
+                        slope: k.buffer(rows * hidden_width),
                     });
                     if i + 1 == blocks.len() {
-                        k.last = k.spare.take(rows * d);
+                        k.last = k.buffer(rows * d);
                     }
                     let (block, last) = (k.blocks.last_mut().expect("just pushed"), &mut k.last);
                     Some(KeepAt {
@@ -568,53 +536,6 @@ impl FusedEncoder {
         }
         Tensor::from_data(TensorData::new(x, [b, t, d]), &device)
     }
-}
-
-/// What the backward pass needs of one block's forward pass, row-major.
-pub struct BlockKeep {
-    /// The block's input x, [B·T, D].
-    pub input: Vec<f32>,
-    /// Queries, keys and values as attention used them (after QK norm),
-    /// [B·T, 3D].
-    pub qkv: Vec<f32>,
-    /// The attention weights, [B·H, T, T], held as the tensor the maps
-    /// read (no copy on the way) and read in place by the backward pass.
-    pub weights: Tensor<3>,
-    /// x + attention, [B·T, D].
-    pub mid: Vec<f32>,
-    /// The MLP activation's slope at its input (the first layer's
-    /// output), [B·T, hidden].
-    pub slope: Vec<f32>,
-}
-
-/// What [`FusedEncoder::encode_keeping`] kept.
-pub struct Kept {
-    pub blocks: Vec<BlockKeep>,
-    /// The last block's output, before the final norm, [B·T, D].
-    pub last: Vec<f32>,
-    spare: Arc<Spare>,
-}
-
-impl Drop for Kept {
-    /// The buffers go back to the encoder for its next forward pass that
-    /// keeps (the attention weights went into their tensors).
-    fn drop(&mut self) {
-        for b in &mut self.blocks {
-            for buffer in [&mut b.input, &mut b.qkv, &mut b.mid, &mut b.slope] {
-                self.spare.give(std::mem::take(buffer));
-            }
-        }
-        self.spare.give(std::mem::take(&mut self.last));
-    }
-}
-
-/// Where the chunks of one block write what is kept.
-#[derive(Clone, Copy)]
-struct KeepAt {
-    input: SendPtr,
-    mid: SendPtr,
-    slope: SendPtr,
-    last: SendPtr,
 }
 
 /// LayerNorm of one row, as Burn's: (x − mean)/√(var + eps)·γ + β, the

@@ -13,6 +13,8 @@ mod backward;
 pub mod encoder;
 #[cfg(feature = "cpu")]
 pub mod host;
+#[cfg(feature = "cpu")]
+pub mod keep;
 pub mod kernels;
 pub(crate) mod lanes;
 pub mod matmul;

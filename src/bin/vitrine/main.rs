@@ -13,6 +13,7 @@ use vitrine::checkpoint::hf_cache::HubRef;
 mod bench;
 mod classify;
 mod fetch;
+mod hub;
 mod train;
 mod walkthrough;
 
@@ -193,7 +194,7 @@ fn model_path(arg: &str) -> Result<PathBuf, String> {
     match HubRef::parse(arg) {
         None => Ok(PathBuf::from(arg)),
         Some(Err(e)) => Err(e),
-        Some(Ok(model)) => fetch::hub_from_env().snapshot(&model),
+        Some(Ok(model)) => hub::hub_from_env().snapshot(&model),
     }
 }
 
