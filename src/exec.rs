@@ -230,7 +230,9 @@ impl Executor {
                 .map(Values::get)
                 .zip(grads.iter().map(Vec::as_slice))
                 .collect();
-            return relevance::host_maps(&layers, heads, q);
+            let maps = relevance::host_maps(&layers, heads, q);
+            fused.give_back(grads);
+            return maps;
         }
         relevance::device_maps(
             self.attention_gradients(model, forward, class, eps, transpose),
@@ -400,6 +402,55 @@ mod tests {
         let fused = fused(&model);
         let seen = values(fused.encode(tokens.clone(), Some(&mut |_, _: &Tensor<4>| {})));
         assert_eq!(values(fused.encode(tokens, None)), seen);
+    }
+
+    /// A dropped pass that kept hands its buffers, the attention weights'
+    /// included, to the next one, which keeps the same values; weights
+    /// still held elsewhere stay theirs.
+    #[test]
+    fn a_dropped_kept_pass_serves_the_next() {
+        let model = random_model(&variants()[0].1);
+        let images = Tensor::<4>::random(
+            [1, 3, 16, 16],
+            Distribution::Normal(0.0, 1.0),
+            &Device::flex(),
+        );
+        let tokens = model.embed(images);
+        let fused = fused(&model);
+        let address = |t: &Tensor<3>| {
+            crate::ops::host::Values::of(t.clone())
+                .unwrap()
+                .get()
+                .as_ptr()
+        };
+        let (_, first) = fused.encode_keeping(tokens.clone());
+        let at: Vec<_> = first.blocks.iter().map(|b| address(&b.weights)).collect();
+        let want: Vec<_> = first
+            .blocks
+            .iter()
+            .map(|b| values(b.weights.clone()))
+            .collect();
+        drop(first);
+        let (_, second) = fused.encode_keeping(tokens.clone());
+        let mut again: Vec<_> = second.blocks.iter().map(|b| address(&b.weights)).collect();
+        let mut wanted = at.clone();
+        again.sort();
+        wanted.sort();
+        assert_eq!(again, wanted, "the same buffers");
+        for (b, w) in second.blocks.iter().zip(&want) {
+            assert_eq!(&values(b.weights.clone()), w);
+        }
+        let held = second.blocks[0].weights.clone();
+        let before = values(held.clone());
+        drop(second);
+        let (_, third) = fused.encode_keeping(tokens);
+        assert!(
+            third
+                .blocks
+                .iter()
+                .all(|b| address(&b.weights) != address(&held))
+        );
+        assert_eq!(values(held), before, "a held tensor is not written");
     }
 
     /// Blocks run in parts (the walk-through's way around the layer it

@@ -23,11 +23,11 @@ use super::keep::{BlockKeep, Kept};
 use super::serial::*;
 
 impl Dense {
-    /// `out` = `g`·Wᵀ for the rows of `g` (`outputs` wide), split by rows
-    /// between the threads: the gradient reaching the layer's input. With
-    /// `wt`, W's transpose [outputs, inputs], the product is the forward
-    /// pass's own (the right operand read by rows); without, W is read by
-    /// columns. `None` for a weight kept in f16.
+    /// `out` = `g`·Wᵀ for the rows of `g` (`outputs` wide), on this
+    /// thread: the gradient reaching the layer's input. With `wt`, W's
+    /// transpose [outputs, inputs], the product is the forward pass's own
+    /// (the right operand read by rows); without, W is read by columns.
+    /// `None` for a weight kept in f16.
     fn back(&self, g: &[f32], out: &mut [f32], wt: Option<&[f32]>) -> Option<()> {
         let Weight::F32(w) = &self.weight else {
             return None;
@@ -36,33 +36,27 @@ impl Dense {
         let m = g.len() / k;
         assert!(g.len() == m * k && out.len() == m * n, "dense back: shapes");
         assert!(wt.is_none_or(|wt| wt.len() == n * k), "dense back: Wᵀ");
-        let chunk = m.div_ceil(current_num_threads().max(1)).max(1);
-        g.par_chunks(chunk * k)
-            .zip(out.par_chunks_mut(chunk * n))
-            .for_each(|(g, out)| {
-                let m = g.len() / k;
-                // SAFETY: g is [m, k], W [n, k] and Wᵀ [k, n] row-major,
-                // out [m, n], as just checked.
-                unsafe {
-                    match wt {
-                        Some(wt) => product(
-                            m,
-                            n,
-                            k,
-                            out.as_mut_ptr(),
-                            n,
-                            false,
-                            g.as_ptr(),
-                            k,
-                            wt.as_ptr(),
-                            n,
-                            1,
-                            1.0,
-                        ),
-                        None => product_wt(m, n, k, out.as_mut_ptr(), g.as_ptr(), w.get().as_ptr()),
-                    }
-                };
-            });
+        // SAFETY: g is [m, k], W [n, k] and Wᵀ [k, n] row-major, out
+        // [m, n], as just checked.
+        unsafe {
+            match wt {
+                Some(wt) => product(
+                    m,
+                    n,
+                    k,
+                    out.as_mut_ptr(),
+                    n,
+                    false,
+                    g.as_ptr(),
+                    k,
+                    wt.as_ptr(),
+                    n,
+                    1,
+                    1.0,
+                ),
+                None => product_wt(m, n, k, out.as_mut_ptr(), g.as_ptr(), w.get().as_ptr()),
+            }
+        };
         Some(())
     }
 
@@ -104,16 +98,12 @@ impl Norm {
     /// `g` at its output, in place of `g`.
     fn back(&self, x: &[f32], g: &mut [f32]) {
         let gamma = self.gamma.get();
-        let w = gamma.len();
-        // A band of rows per thread: a row alone is too little work to hand over.
-        let rows = (x.len() / w).div_ceil(current_num_threads().max(1)).max(1);
-        x.par_chunks(rows * w)
-            .zip(g.par_chunks_mut(rows * w))
-            .for_each(|(x, g)| {
-                for (x, g) in x.chunks_exact(w).zip(g.chunks_exact_mut(w)) {
-                    layer_norm_row_back(x, gamma, self.eps, g);
-                }
-            });
+        for (x, g) in x
+            .chunks_exact(gamma.len())
+            .zip(g.chunks_exact_mut(gamma.len()))
+        {
+            layer_norm_row_back(x, gamma, self.eps, g);
+        }
     }
 }
 
@@ -180,6 +170,9 @@ impl FusedEncoder {
         transpose: bool,
     ) -> Option<Vec<Vec<f32>>> {
         let first = self.blocks.first()?;
+        if !self.can_go_back() {
+            return None;
+        }
         let transposed = if transpose {
             self.transposed
                 .get_or_init(|| {
@@ -199,62 +192,48 @@ impl FusedEncoder {
         } else {
             self.transposed.get().and_then(Option::as_ref)
         };
+        let weights_t = |i: usize| match transposed {
+            Some(all) => all[i].each_ref().map(|w| Some(w.as_slice())),
+            None => [None; 4],
+        };
         let d = first.norm1.gamma.get().len();
         let t = g.len() / d;
         let (heads, hidden) = (first.heads, first.fc1.outputs);
-        let mut gradients = Vec::with_capacity(self.blocks.len());
-        let mut scratch = vec![0.0; t * hidden.max(3 * d)];
-        let mut g_mid_in = vec![0.0; t * d];
+        let mut rows = Rows {
+            g_context: vec![0.0; t * d],
+            g_qkv: vec![0.0; t * 3 * d],
+            scaled: vec![0.0; t * d],
+            hidden: vec![0.0; t * hidden],
+            normed: vec![0.0; t * d],
+            width: [d, hidden],
+        };
         let mut scratch_s = vec![0.0; heads * t * t];
+        let mut gradients = Vec::with_capacity(self.blocks.len());
+        // Rows of g from `live` on are 0 (in the last block, all but those
+        // the head pools): the last block's branches run on the live rows.
+        let live = t - g
+            .chunks_exact(d)
+            .rev()
+            .take_while(|r| r.iter().all(|&v| v == 0.0))
+            .count();
+        let mut live = live.max(1);
+        let last = self.blocks.len() - 1;
+        rows.each(&mut g, live, |r, g, first| {
+            r.mlp_back(
+                &self.blocks[last],
+                &kept.blocks[last],
+                g,
+                first,
+                weights_t(last),
+            )
+        })?;
         for (i, (block, keep)) in self.blocks.iter().zip(&kept.blocks).enumerate().rev() {
-            let [qkv_t, proj_t, fc1_t, fc2_t] = match transposed {
-                Some(all) => all[i].each_ref().map(|w| Some(w.as_slice())),
-                None => [None; 4],
-            };
-            // Rows of g from `live` on are 0 (in the last block, all but
-            // those the head pools): the branches run on the live rows.
-            let live = t - g
-                .chunks_exact(d)
-                .rev()
-                .take_while(|r| r.iter().all(|&v| v == 0.0))
-                .count();
-            let live = live.max(1);
-            let (ld, lh) = (live * d, live * hidden);
-            // The MLP branch: g_out = fc₂ᵀ(s₂ ⊙ g), then the activation's slope.
-            let scaled = |g: &[f32], ls: Option<&Values>| -> Vec<f32> {
-                match ls {
-                    Some(gamma) => g
-                        .chunks_exact(d)
-                        .flat_map(|r| r.iter().zip(gamma.get()).map(|(g, s)| g * s))
-                        .collect(),
-                    None => g.to_vec(),
-                }
-            };
-            let g_out = &mut scratch[..lh];
-            block
-                .fc2
-                .back(&scaled(&g[..ld], block.ls2.as_ref()), g_out, fc2_t)?;
-            activation_back(&keep.slope[..lh], g_out);
-            g_mid_in.fill(0.0);
-            block.fc1.back(g_out, &mut g_mid_in[..ld], fc1_t)?;
-            block.norm2.back(&keep.mid[..ld], &mut g_mid_in[..ld]);
-            let g_mid: Vec<f32> = g.iter().zip(&g_mid_in).map(|(a, b)| a + b).collect();
-
-            // The attention branch: c = projᵀ(s₁ ⊙ g_mid), [T, D].
-            let mut g_context = vec![0.0; t * d];
-            block.proj.back(
-                &scaled(&g_mid[..ld], block.ls1.as_ref()),
-                &mut g_context[..ld],
-                proj_t,
-            )?;
-            let mut g_weights = vec![0.0; heads * t * t];
-            let g_qkv = &mut scratch[..t * 3 * d];
-            g_qkv.fill(0.0);
+            let mut g_weights = self.spare.take(heads * t * t);
             heads_back(
                 keep,
-                &g_context,
+                &rows.g_context,
                 &mut g_weights,
-                (i > 0).then_some(&mut *g_qkv),
+                (i > 0).then_some(&mut rows.g_qkv[..]),
                 &mut scratch_s,
                 live,
                 [t, d, heads],
@@ -263,26 +242,160 @@ impl FusedEncoder {
             if i == 0 {
                 break; // nothing below the first block's attention is needed
             }
-            if let (Some(q), Some(k)) = (&block.q_norm, &block.k_norm) {
-                qk_norm_back(block, q, k, &keep.input, g_qkv, [t, d, heads])?;
-            }
-            let mut g_normed = vec![0.0; t * d];
-            block.qkv.back(g_qkv, &mut g_normed, qkv_t)?;
-            block.norm1.back(&keep.input, &mut g_normed);
-            g = g_mid.iter().zip(&g_normed).map(|(a, b)| a + b).collect();
+            // Down through this block's projection and norm, then the block
+            // below's MLP branch and projection, row by row.
+            let below = i - 1;
+            rows.each(&mut g, t, |r, g, first| {
+                r.qkv_back(block, keep, g, first, weights_t(i)[0])?;
+                r.mlp_back(
+                    &self.blocks[below],
+                    &kept.blocks[below],
+                    g,
+                    first,
+                    weights_t(below),
+                )
+            })?;
+            live = t;
         }
         gradients.reverse();
         Some(gradients)
     }
+
+    /// Gradients from [`FusedEncoder::attention_gradients`], done with:
+    /// their buffers serve the next backward pass.
+    pub fn give_back(&self, gradients: Vec<Vec<f32>>) {
+        for g in gradients {
+            self.spare.give(g);
+        }
+    }
 }
 
-/// `g_out` ⊙= the MLP activation's slope, kept by the forward pass.
-fn activation_back(slope: &[f32], g_out: &mut [f32]) {
-    let chunk = slope.len().div_ceil(current_num_threads().max(1)).max(1);
-    slope
-        .par_chunks(chunk)
-        .zip(g_out.par_chunks_mut(chunk))
-        .for_each(|(slope, g)| g.iter_mut().zip(slope).for_each(|(g, s)| *g *= s));
+/// The backward pass's row-wise buffers, [T, width] each, and the rows of
+/// them one chunk works on.
+struct Rows<T> {
+    /// The gradient reaching attention's output (A·V, heads side by side).
+    g_context: T,
+    /// The gradient reaching the queries, keys and values, [T, 3D].
+    g_qkv: T,
+    scaled: T,
+    hidden: T,
+    normed: T,
+    /// D and the MLP's hidden width.
+    width: [usize; 2],
+}
+
+impl Rows<Vec<f32>> {
+    /// `step` on each of a few chunks of the first `n` rows of every
+    /// buffer and of `g` [T, D], one per thread, given the chunk's rows and
+    /// its first row's index.
+    fn each(
+        &mut self,
+        g: &mut [f32],
+        n: usize,
+        step: impl Fn(&mut Rows<&mut [f32]>, &mut [f32], usize) -> Option<()> + Sync,
+    ) -> Option<()> {
+        let [d, hidden] = self.width;
+        let chunk = n.div_ceil(current_num_threads().max(1)).max(1);
+        g[..n * d]
+            .par_chunks_mut(chunk * d)
+            .zip(self.g_context.par_chunks_mut(chunk * d))
+            .zip(self.g_qkv.par_chunks_mut(chunk * 3 * d))
+            .zip(self.scaled.par_chunks_mut(chunk * d))
+            .zip(self.hidden.par_chunks_mut(chunk * hidden))
+            .zip(self.normed.par_chunks_mut(chunk * d))
+            .enumerate()
+            .try_for_each(
+                |(c, (((((g, g_context), g_qkv), scaled), hidden_rows), normed))| {
+                    let m = g.len() / d;
+                    let mut r = Rows {
+                        g_context: &mut g_context[..m * d],
+                        g_qkv: &mut g_qkv[..m * 3 * d],
+                        scaled: &mut scaled[..m * d],
+                        hidden: &mut hidden_rows[..m * hidden],
+                        normed: &mut normed[..m * d],
+                        width: [d, hidden],
+                    };
+                    step(&mut r, g, c * chunk)
+                },
+            )
+    }
+}
+
+impl Rows<&mut [f32]> {
+    /// g at a block's output → g at x + attention (in place), and the
+    /// gradient reaching attention's output: g_mid = g + LN₂ᵀ(fc₁ᵀ(act′ ⊙
+    /// fc₂ᵀ(s₂ ⊙ g))), then g_context = projᵀ(s₁ ⊙ g_mid).
+    fn mlp_back(
+        &mut self,
+        block: &BlockWeights,
+        keep: &BlockKeep,
+        g: &mut [f32],
+        first: usize,
+        [_, proj_t, fc1_t, fc2_t]: [Option<&[f32]>; 4],
+    ) -> Option<()> {
+        let [d, hidden] = self.width;
+        let m = g.len() / d;
+        let (rows_d, rows_h) = (
+            first * d..(first + m) * d,
+            first * hidden..(first + m) * hidden,
+        );
+        block.fc2.back(
+            scaled(g, block.ls2.as_ref(), self.scaled),
+            self.hidden,
+            fc2_t,
+        )?;
+        for (g, s) in self.hidden.iter_mut().zip(&keep.slope[rows_h]) {
+            *g *= s;
+        }
+        block.fc1.back(self.hidden, self.normed, fc1_t)?;
+        block.norm2.back(&keep.mid[rows_d], self.normed);
+        for (g, b) in g.iter_mut().zip(&*self.normed) {
+            *g += b;
+        }
+        block.proj.back(
+            scaled(g, block.ls1.as_ref(), self.scaled),
+            self.g_context,
+            proj_t,
+        )
+    }
+
+    /// g at x + attention → g at the block's input, in place: g +=
+    /// LN₁ᵀ(qkvᵀ(∇Q, ∇K, ∇V)), through QK norm where the block has it.
+    fn qkv_back(
+        &mut self,
+        block: &BlockWeights,
+        keep: &BlockKeep,
+        g: &mut [f32],
+        first: usize,
+        qkv_t: Option<&[f32]>,
+    ) -> Option<()> {
+        let d = self.width[0];
+        let input = &keep.input[first * d..first * d + g.len()];
+        if let (Some(q), Some(k)) = (&block.q_norm, &block.k_norm) {
+            qk_norm_back(block, q, k, input, self.g_qkv, self.normed);
+        }
+        block.qkv.back(self.g_qkv, self.normed, qkv_t)?;
+        block.norm1.back(input, self.normed);
+        for (g, b) in g.iter_mut().zip(&*self.normed) {
+            *g += b;
+        }
+        Some(())
+    }
+}
+
+/// `g` ⊙ the layer scale γ (each row), in `out`; `g` itself without one.
+fn scaled<'a>(g: &'a [f32], gamma: Option<&Values>, out: &'a mut [f32]) -> &'a [f32] {
+    let Some(gamma) = gamma else { return g };
+    let gamma = gamma.get();
+    for (o, g) in out
+        .chunks_exact_mut(gamma.len())
+        .zip(g.chunks_exact(gamma.len()))
+    {
+        for ((o, g), s) in o.iter_mut().zip(g).zip(gamma) {
+            *o = g * s;
+        }
+    }
+    out
 }
 
 /// ∇A = c·Vᵀ into `g_weights` [H, T, T]; and, when `g_qkv` is given, ∇Q,
@@ -292,9 +405,10 @@ fn activation_back(slope: &[f32], g_out: &mut [f32]) {
 /// queries (∇A, ∇S = A ⊙ (∇A − rowsum(∇A ⊙ A)), ∇Q = ∇S·K/√d), then,
 /// once every row of ∇S is there, by rows of keys (∇V = Aᵀ·c,
 /// ∇K = ∇Sᵀ·Q/√d). Rows of `g_context` from `live` on are 0 (the last
-/// block's, below a class token's pooling), and so are those rows of ∇A,
-/// ∇S and ∇Q: they are left as they are (0), and Aᵀ·c and ∇Sᵀ·Q sum over
-/// the live rows alone.
+/// block's, below a class token's pooling), and so are those rows of ∇A
+/// (written here: the buffer may be an earlier pass's), ∇S (never read)
+/// and ∇Q (left as they are, 0); Aᵀ·c and ∇Sᵀ·Q sum over the live rows
+/// alone.
 fn heads_back(
     keep: &BlockKeep,
     g_context: &[f32],
@@ -327,6 +441,9 @@ fn heads_back(
     let gs_all = &mut scratch_s[..if out.is_some() { heads * t * t } else { 0 }];
     let gw = SendPtr(g_weights.as_mut_ptr());
     let gs_ptr = SendPtr(gs_all.as_mut_ptr());
+    for head in g_weights.chunks_exact_mut(t * t) {
+        head[live * t..].fill(0.0);
+    }
     let first: Vec<_> = tasks(live).collect();
     first.into_par_iter().for_each(|(h, r0, r1)| {
         let m = r1 - r0;
@@ -427,23 +544,23 @@ unsafe fn product_wt(m: usize, n: usize, k: usize, out: *mut f32, g: *const f32,
     unsafe { product(m, n, k, out, n, false, g, k, w, 1, k, 1.0) }
 }
 
-/// Through QK norm: the gradients of Q and K in `g_qkv` taken back to
-/// the projection's output, recomputed from the block's input.
+/// Through QK norm: the gradients of Q and K in `g_qkv` (some rows)
+/// taken back to the projection's output, recomputed from those rows of
+/// the block's input (`normed` is scratch as wide as the input).
 fn qk_norm_back(
     block: &BlockWeights,
     q: &Norm,
     k: &Norm,
     input: &[f32],
     g_qkv: &mut [f32],
-    [t, d, _]: [usize; 3],
-) -> Option<()> {
-    let mut normed = vec![0.0; t * d];
-    let mut raw = vec![0.0; t * 3 * d];
-    block.norm1.rows(input, &mut normed);
-    block.qkv.forward(&normed, &mut raw);
+    normed: &mut [f32],
+) {
+    let d = q.gamma.get().len() * block.heads;
+    let mut raw = vec![0.0; g_qkv.len()];
+    block.norm1.rows(input, normed);
+    block.qkv.forward(normed, &mut raw);
     for (raw, g) in raw.chunks_exact(3 * d).zip(g_qkv.chunks_exact_mut(3 * d)) {
         q.back(&raw[..d], &mut g[..d]);
         k.back(&raw[d..2 * d], &mut g[d..2 * d]);
     }
-    Some(())
 }

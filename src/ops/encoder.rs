@@ -309,8 +309,9 @@ pub struct FusedEncoder {
     /// The weight matrices transposed, made when a backward pass first
     /// asks for them (`super::backward`); `None` inside when one is f16.
     pub(super) transposed: OnceLock<Option<Vec<super::backward::Transposed>>>,
-    /// What dropped [`Kept`]s left for the next forward pass that keeps.
-    spare: Arc<Spare>,
+    /// What dropped [`Kept`]s and gradients handed back left for the next
+    /// pass.
+    pub(super) spare: Arc<Spare>,
 }
 
 impl FusedEncoder {
@@ -332,8 +333,9 @@ impl FusedEncoder {
                 None => None,
             },
             transposed: OnceLock::new(),
-            // Each block's input, Q/K/V, x + attention and slope; the last output.
-            spare: Arc::new(Spare::new(4 * blocks.len() + 1)),
+            // Each block's input, Q/K/V, attention weights, x + attention,
+            // slope and gradient of the weights; the last output.
+            spare: Arc::new(Spare::new(6 * blocks.len() + 1)),
         };
         fused.sizes_agree().then_some(fused)
     }
@@ -447,9 +449,11 @@ impl FusedEncoder {
             .for_each(|((x, normed), qkv)| first.project(x, normed, qkv));
         for (i, block) in blocks.iter().enumerate() {
             let len = b * heads * t * t;
-            let mut weights = match look {
-                Some(_) => vec![0.0; len],
-                None => std::mem::take(&mut scores),
+            let mut weights = match (&look, &keep) {
+                (Some(_), _) => vec![0.0; len],
+                // Its weights move into the tensor kept below.
+                (None, Some(k)) => k.buffer(len),
+                (None, None) => std::mem::take(&mut scores),
             };
             weights.resize(len, 0.0);
             attention(&qkv, &mut weights, &mut context, [b, t, d], heads, threads);
@@ -459,7 +463,6 @@ impl FusedEncoder {
             let kept = match keep.as_deref_mut() {
                 Some(k) => {
                     let qkv = std::mem::replace(&mut qkv, k.buffer(rows * 3 * d));
-                    // The weights move into the tensor; a new buffer serves the next block.
                     let kept_weights = match look {
                         Some(_) => weights.clone(),
                         None => std::mem::take(&mut weights),

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use burn::backend::Flex;
 use burn::tensor::Tensor;
 
 use super::attention::SendPtr;
@@ -85,15 +86,28 @@ impl Kept {
 
 impl Drop for Kept {
     /// The buffers go back to the encoder for its next forward pass that
-    /// keeps (the attention weights went into their tensors).
+    /// keeps; so do the attention weights' where nothing else holds their
+    /// tensor.
     fn drop(&mut self) {
-        for b in &mut self.blocks {
-            for buffer in [&mut b.input, &mut b.qkv, &mut b.mid, &mut b.slope] {
-                self.spare.give(std::mem::take(buffer));
+        for b in self.blocks.drain(..) {
+            for buffer in [b.input, b.qkv, b.mid, b.slope] {
+                self.spare.give(buffer);
+            }
+            if let Some(weights) = sole_buffer(b.weights) {
+                self.spare.give(weights);
             }
         }
         self.spare.give(std::mem::take(&mut self.last));
     }
+}
+
+/// `t`'s buffer as a vector, without a copy, when `t` is its only owner.
+fn sole_buffer(t: Tensor<3>) -> Option<Vec<f32>> {
+    let p = t.try_into_primitive::<Flex>().ok()?;
+    if !p.is_unique() {
+        return None;
+    }
+    p.into_data().try_into_vec::<f32>().ok()
 }
 
 /// Where the chunks of one block write what is kept.
