@@ -68,6 +68,49 @@ fn js_error(e: impl std::fmt::Display) -> JsError {
 #[wasm_bindgen(typescript_custom_section)]
 const RESULT_TYPES: &str = r#"import type { DevicePools, LayerAttention, ModelInfo, Prediction, RelevanceMaps, Walkthrough } from '../vitrine';"#;
 
+/// A weights file's bytes, gathered in WebAssembly memory chunk by chunk
+/// as they are read or downloaded (opaque to JavaScript), so that no
+/// script holds the whole file: [`Vitrine::load`] takes them.
+#[wasm_bindgen]
+pub struct FileBytes(Vec<u8>);
+
+#[wasm_bindgen]
+impl FileBytes {
+    /// Room for `size` bytes (0 when the size is not known: the room grows
+    /// as chunks come), or an error when WebAssembly memory cannot hold it.
+    #[wasm_bindgen(constructor)]
+    pub fn new(size: f64) -> Result<FileBytes, JsError> {
+        let mut bytes = Vec::new();
+        let room = usize::try_from(size as u64).unwrap_or(usize::MAX);
+        bytes
+            .try_reserve_exact(room)
+            .map_err(|_| does_not_fit(size))?;
+        Ok(Self(bytes))
+    }
+
+    /// Appends a chunk.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsError> {
+        self.0
+            .try_reserve(chunk.len())
+            .map_err(|_| does_not_fit((self.0.len() + chunk.len()) as f64))?;
+        self.0.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    /// The bytes gathered so far.
+    #[wasm_bindgen(getter)]
+    pub fn length(&self) -> f64 {
+        self.0.len() as f64
+    }
+}
+
+fn does_not_fit(bytes: f64) -> JsError {
+    JsError::new(&format!(
+        "the weights file ({:.0} MB) does not fit in the browser's WebAssembly memory (4 GB, shared with the weights themselves)",
+        bytes / 1e6
+    ))
+}
+
 /// A loaded model and the last image it classified (opaque to JavaScript).
 #[wasm_bindgen]
 pub struct Vitrine {
@@ -88,7 +131,7 @@ pub struct Vitrine {
 
 #[wasm_bindgen]
 impl Vitrine {
-    /// Loads a checkpoint: the weights file's bytes (safetensors, or what
+    /// Loads a checkpoint: the weights file's bytes ([`FileBytes`]: safetensors, or what
     /// `torch.save` writes; `name` is the file's, for messages, and `key`
     /// picks a training checkpoint's state dict, e.g. DINO's `student`), and
     /// optionally the bytes of `config.json` and `preprocessor_config.json`, onto `backend`
@@ -107,7 +150,7 @@ impl Vitrine {
     #[allow(clippy::too_many_arguments)]
     pub async fn load(
         backend: String,
-        weights: Vec<u8>,
+        weights: FileBytes,
         config: Option<Vec<u8>>,
         preprocessor: Option<Vec<u8>>,
         max_buffer_bytes: Option<f64>,
@@ -156,7 +199,7 @@ impl Vitrine {
             options = options.image_size([s as usize; 2]);
         }
         let checkpoint = options
-            .load(&weights, config.as_deref(), preprocessor.as_deref())
+            .load(&weights.0, config.as_deref(), preprocessor.as_deref())
             .map_err(js_error)?;
         drop(weights);
         let native_size = checkpoint.native_size;

@@ -1,14 +1,16 @@
 // @ts-check
 // A model from the Hugging Face Hub, fetched by the page itself: what the
 // user typed or pasted, read as a repo and revision; the Hub's answers read
-// as sentences; a file's bytes with progress. Pure and dependency-free, so
-// tests/e2e/hub.test.mjs runs it in Node against tests/hub/standin.mjs.
+// as sentences; a file's bytes streamed with progress. Pure (it imports
+// only progress.js's stream helper), so tests/e2e/hub.test.mjs runs it in
+// Node against tests/hub/standin.mjs.
 //
 // Every request is a "simple" one: GET, no credentials, no custom headers.
 // A custom header (or a token) would make the browser send a CORS preflight,
 // and the Hub's CDN answers those for some origins only; and no cookie of
 // the user's Hub session is sent, so a gated or private model stays out of
 // reach here, as it says.
+import { eachChunk } from './progress.js';
 
 /** The Hub, unless a host names a mirror. */
 export const HUB_ENDPOINT = 'https://huggingface.co';
@@ -257,23 +259,27 @@ function mb(/** @type {number} */ bytes, /** @type {number} */ scale = bytes) {
 /**
  * @typedef {{ done: number, total: number | null, bytesPerSecond: number, secondsLeft: number | null }} Progress
  * @typedef {{ bytes: Uint8Array, commit: string | null, etag: string | null }} Downloaded
+ * @typedef {{ body: ReadableStream<Uint8Array>, total: number | null, commit: string | null, etag: string | null, ended: Promise<void> }} Opened
  * @typedef {(input: string, init?: RequestInit) => Promise<Response>} FetchFn
  */
 
 /**
- * Downloads one file, following the Hub's redirects (to its CDN for big
- * files). `onProgress` hears each chunk: `total` is the final answer's
- * Content-Length (the redirect's X-Linked-Size is out of fetch's sight),
- * or null when it gave none, or the body turned out bigger (it was
- * compressed). Throws the Hub's refusal (hubError), an Error when the body
- * ends short of its length (`code: 'cut'`), one named AbortError with
- * `code: 'cancelled'` when `signal` aborts, and one with `code: 'network'`
- * when the host cannot be reached or read.
+ * Opens one file's download, following the Hub's redirects (to its CDN for
+ * big files): `body` streams its bytes, checked as they come; `total` is
+ * the final answer's Content-Length (the redirect's X-Linked-Size is out of
+ * fetch's sight), or null when it gave none; `ended` settles when the body
+ * does, with the error that stopped it. `onProgress` hears each chunk
+ * (`total` turns null when the body proves bigger: it was compressed).
+ * Throws the Hub's refusal (hubError), and one with `code: 'network'` when
+ * the host cannot be reached; the body fails with an Error when it ends
+ * short of its length (`code: 'cut'`), one named AbortError with `code:
+ * 'cancelled'` when `signal` aborts, one with `code: 'too-big'` past
+ * `maxBytes`, and one with `code: 'network'` when it cannot be read.
  * @param {string} url
  * @param {{ signal?: AbortSignal, onProgress?: (p: Progress) => void, fetch?: FetchFn, name?: string, target?: HubTarget, maxBytes?: number }} [options]
- * @returns {Promise<Downloaded>}
+ * @returns {Promise<Opened>}
  */
-export async function download(url, { signal, onProgress, fetch: fetchFn = globalThis.fetch, name, target, maxBytes = Infinity } = {}) {
+export async function open(url, { signal, onProgress, fetch: fetchFn = globalThis.fetch, name, target, maxBytes = Infinity } = {}) {
   const label = name ?? fileName(url);
   const cancelled = (/** @type {unknown} */ cause) => coded(`The download of ${label} was cancelled.`, 'cancelled', { name: 'AbortError', cause });
   if (signal?.aborted) throw cancelled(signal.reason);
@@ -300,6 +306,7 @@ export async function download(url, { signal, onProgress, fetch: fetchFn = globa
   // finds out).
   /** @type {number | null} */
   let total = length !== null && /^\d+$/.test(length.trim()) && (!encoding || encoding === 'identity') ? Number(length) : null;
+  const announced = total;
 
   const started = Date.now();
   let done = 0;
@@ -316,84 +323,123 @@ export async function download(url, { signal, onProgress, fetch: fetchFn = globa
     onProgress({ done, total, bytesPerSecond, secondsLeft });
   };
   const cut = () => coded(`The download of ${label} was cut off at ${mb(done, total ?? done)} of ${mb(total ?? done)} MB.`, 'cut', { done, total });
-
-  // Into one buffer of the announced size, read chunk by chunk: no second
-  // copy of a big checkpoint. Without a size, it grows by doubling.
-  // More than the caller can hold: refused before the buffer is made (one
-  // of 4 GB cannot be), or as soon as a body of unknown size passes it.
-  const tooBig = () => {
+  // More than the caller can hold: refused before any byte is read (one
+  // of 4 GB cannot be held), or as soon as a body of unknown size passes it.
+  const tooBig = () => coded(`${label} is more than ${mb(maxBytes)} MB, more than this page can hold.`, 'too-big', { total });
+  if (total !== null && total > maxBytes) {
     response.body?.cancel().catch(() => {});
-    return coded(`${label} is more than ${mb(maxBytes)} MB, more than this page can hold.`, 'too-big', { total });
-  };
-  if (total !== null && total > maxBytes) throw tooBig();
-  let buffer = new Uint8Array(total ?? 1 << 20);
-  if (!response.body) {
-    buffer = new Uint8Array(await response.arrayBuffer());
-    done = buffer.length;
-  } else {
-    const reader = response.body.getReader();
-    try {
-      for (;;) {
-        const { value, done: end } = await reader.read();
-        if (end) break;
-        if (done + value.length > maxBytes) throw tooBig();
-        if (done + value.length > buffer.length) {
-          total = null; // more than announced: the size was not the body's
-          const bigger = new Uint8Array(Math.max(buffer.length * 2, done + value.length));
-          bigger.set(buffer.subarray(0, done));
-          buffer = bigger;
-        }
-        buffer.set(value, done);
-        done += value.length;
-        report(false);
-      }
-    } catch (e) {
-      if (signal?.aborted) throw cancelled(e);
-      if (total !== null && done < total) throw Object.assign(cut(), { cause: e });
-      throw coded(`The download of ${label} failed after ${mb(done)} MB: ${messageOf(e)}`, 'network', { cause: e });
-    }
+    throw tooBig();
   }
-  if (total !== null && done < total) throw cut();
-  report(true);
-  return { bytes: done === buffer.length ? buffer : buffer.slice(0, done), commit, etag };
+  /** @type {(value?: any) => void} */
+  let finish = () => {};
+  /** @type {(e: Error) => void} */
+  let fail = () => {};
+  /** @type {Promise<void>} */
+  const ended = new Promise((resolve, reject) => { finish = resolve; fail = reject; });
+  ended.catch(() => {}); // read by those who want the reason
+  const reader = (response.body ?? new Response(await response.arrayBuffer()).body)?.getReader();
+  const body = new ReadableStream({
+    async pull(controller) {
+      let chunk;
+      try {
+        chunk = await /** @type {ReadableStreamDefaultReader<Uint8Array>} */ (reader).read();
+      } catch (e) {
+        const error = signal?.aborted ? cancelled(e)
+          : total !== null && done < total ? Object.assign(cut(), { cause: e })
+            : coded(`The download of ${label} failed after ${mb(done)} MB: ${messageOf(e)}`, 'network', { cause: e });
+        fail(error);
+        throw error;
+      }
+      if (chunk.done) {
+        if (total !== null && done < total) {
+          const error = cut();
+          fail(error);
+          throw error;
+        }
+        report(true);
+        controller.close();
+        finish();
+        return;
+      }
+      const { value } = chunk;
+      if (done + value.length > maxBytes) {
+        reader?.cancel().catch(() => {});
+        const error = tooBig();
+        fail(error);
+        throw error;
+      }
+      if (total !== null && done + value.length > total) total = null; // more than announced: the size was not the body's
+      done += value.length;
+      report(false);
+      controller.enqueue(value);
+    },
+    cancel(reason) {
+      fail(cancelled(reason));
+      return reader?.cancel(reason);
+    },
+  }, { highWaterMark: 0 }); // read as the reader asks, not ahead
+  return { body, total: announced, commit, etag, ended };
+}
+
+/**
+ * Downloads one file whole ([`open`]'s body into one buffer of the
+ * announced size, grown by doubling without one), with `open`'s errors.
+ * @param {string} url
+ * @param {Parameters<typeof open>[1]} [options]
+ * @returns {Promise<Downloaded>}
+ */
+export async function download(url, options) {
+  const { body, total, commit, etag } = await open(url, options);
+  let buffer = new Uint8Array(total ?? 1 << 20);
+  const size = await eachChunk(body, (value, done) => {
+    if (done > buffer.length) {
+      const bigger = new Uint8Array(Math.max(buffer.length * 2, done));
+      bigger.set(buffer.subarray(0, done - value.length));
+      buffer = bigger;
+    }
+    buffer.set(value, done - value.length);
+  });
+  return { bytes: size === buffer.length ? buffer : buffer.slice(0, size), commit, etag };
 }
 
 /**
  * A model's files from the Hub: config.json (required: the cheapest
  * request, it finds a missing or gated repo before any big download), then
- * preprocessor_config.json (often absent), then the weights, the first of
- * WEIGHTS_FILES present. Once config.json names the commit, the other files
- * are asked for by that commit, so that all come from one revision even if
- * the branch moves meanwhile. `onProgress` hears every file's progress, its
- * name in `file`. Each file's bytes fill its own buffer whole.
+ * preprocessor_config.json (often absent), both read whole; then the
+ * weights, the first of WEIGHTS_FILES present, opened ([`open`]): their
+ * bytes stream to whoever reads `weights.body`. Once config.json names the
+ * commit, the other files are asked for by that commit, so that all come
+ * from one revision even if the branch moves meanwhile. `onProgress` hears
+ * every file's progress, its name in `file`.
  * @param {string} endpoint
  * @param {string} repo
  * @param {string} revision
  * @param {{ signal?: AbortSignal, onProgress?: (p: Progress & { file: string }) => void, fetch?: FetchFn, maxBytes?: number }} [options]
- * @returns {Promise<{ config: Uint8Array, preprocessor: Uint8Array | undefined, weights: Uint8Array, weightsName: string, commit: string | null }>}
+ * @returns {Promise<{ config: Uint8Array, preprocessor: Uint8Array | undefined, weights: Opened, weightsName: string, commit: string | null }>}
  */
 export async function modelFiles(endpoint, repo, revision, { signal, onProgress, fetch, maxBytes } = {}) {
   let pinned = revision;
-  const get = (/** @type {string} */ file) => download(resolveUrl(endpoint, repo, pinned, file), {
+  const options = (/** @type {string} */ file) => ({
     signal,
     fetch,
     maxBytes,
     name: file,
     target: { repo, revision, file, endpoint },
-    onProgress: onProgress && ((p) => onProgress({ ...p, file })),
+    onProgress: onProgress && ((/** @type {Progress} */ p) => onProgress({ ...p, file })),
   });
+  const url = (/** @type {string} */ file) => resolveUrl(endpoint, repo, pinned, file);
   const absent = (/** @type {any} */ e) => {
     if (e?.code !== 'file') throw e;
     return undefined;
   };
 
-  const config = await get('config.json');
+  const config = await download(url('config.json'), options('config.json'));
   const commit = config.commit && COMMIT.test(config.commit) ? config.commit : null;
   if (commit) pinned = commit;
-  const preprocessor = (await get('preprocessor_config.json').catch(absent))?.bytes;
+  const preprocessor = (await download(url('preprocessor_config.json'), options('preprocessor_config.json')).catch(absent))?.bytes;
   for (const weightsName of WEIGHTS_FILES) {
-    const weights = await get(weightsName).catch(absent);
-    if (weights) return { config: config.bytes, preprocessor, weights: weights.bytes, weightsName, commit };
+    const weights = await open(url(weightsName), options(weightsName)).catch(absent);
+    if (weights) return { config: config.bytes, preprocessor, weights, weightsName, commit };
   }
   throw coded(`${repo} has neither ${WEIGHTS_FILES.join(' nor ')} at “${revision}”.`, 'file');
 }

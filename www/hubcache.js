@@ -1,10 +1,11 @@
 // @ts-check
 // Models downloaded from the Hub, kept in the browser's Cache Storage so
-// that a second visit, or an offline one, loads them with no network. Each
-// file is kept under its /resolve/ URL at the commit it came from; a record
-// of the model's files, then the revision's commit, are written last, so a
-// download that failed half-way leaves nothing a later load would take for
-// a whole model.
+// that a second visit, or an offline one, loads them with no network. The
+// weights are written as they stream in, beside the loader reading them.
+// Each file is kept under its /resolve/ URL at the commit it came from; a
+// record of the model's files, then the revision's commit, are written
+// last, so a download that failed half-way leaves nothing a later load
+// would take for a whole model.
 import { resolveUrl } from './hub.js';
 
 const CACHE = 'vitrine-hub-v1';
@@ -65,62 +66,89 @@ export async function cachedModel(endpoint, repo, revision) {
 }
 
 /**
- * Keeps a downloaded model. Returns its files with the weights as a Blob of
- * the cached copy (the downloaded bytes can then be let go of), or throws
- * an Error (`code: 'quota'` when storage is full: `needed` bytes).
+ * Keeps a model as it downloads. `files.weights` is the opened download
+ * (hub.js `open`): its body is split in two, one half written into the
+ * cache, the other returned as `weights` for the loader, so that no script
+ * holds the whole file. `kept` settles once the download has: with the
+ * files as they are kept (the weights a Blob of the cached copy) and
+ * `fresh`, the record to delete if the model cannot be loaded; or, where
+ * the cache cannot take them (no storage, or too little room left: `full`),
+ * with the weights as a Blob the browser holds and a `warning`. It rejects,
+ * leaving nothing behind, when the download fails, or when the storage
+ * fills up during it (`code: 'quota'`, `needed` bytes).
  * @param {string} endpoint
  * @param {string} repo
  * @param {string} revision
- * @param {{ config: Uint8Array, preprocessor?: Uint8Array, weights: Uint8Array, weightsName: string, commit: string }} files
- * @returns {Promise<HubFiles>}
+ * @param {{ config: Uint8Array, preprocessor?: Uint8Array, weights: import('./hub.js').Opened, weightsName: string, commit: string }} files
+ * @returns {Promise<{ weights: ReadableStream<Uint8Array> | Blob, kept: Promise<{ files: HubFiles, fresh?: CachedModel, warning?: string, full?: boolean }> }>}
  */
-export async function keepModel(endpoint, repo, revision, files) {
+export async function keepWhileLoading(endpoint, repo, revision, files) {
   const cache = await open();
-  if (!cache) throw Object.assign(new Error('this page cannot use the browser’s storage'), { code: 'storage' });
-  const { commit } = files;
-  const bytes = files.config.length + (files.preprocessor?.length ?? 0) + files.weights.length;
-  const put = (/** @type {string} */ key, /** @type {BodyInit} */ body) => cache.put(key, new Response(body));
-  const old = await cache.match(recordKey(endpoint, repo, commit));
-  if (old) {
+  const { commit, weights: opened } = files;
+  const bytes = files.config.length + (files.preprocessor?.length ?? 0) + (opened.total ?? 0);
+  const put = (/** @type {Cache} */ c, /** @type {string} */ key, /** @type {BodyInit} */ body) => c.put(key, new Response(body));
+  const asFiles = (/** @type {Blob} */ weights) => ({
+    config: files.config.slice().buffer,
+    preprocessor: files.preprocessor?.slice().buffer,
+    weights,
+    weightsName: files.weightsName,
+    commit,
+  });
+  const old = cache && (await cache.match(recordKey(endpoint, repo, commit)));
+  if (cache && old) {
     // This commit is kept already (under another revision): only the new
-    // name is added, and the copy kept is left as it is.
+    // name is added, and the copy kept is loaded.
     /** @type {CachedModel} */
     const record = await old.json();
     record.revisions = [...new Set([...record.revisions, revision])];
-    await put(recordKey(endpoint, repo, commit), JSON.stringify(record));
-    await put(refKey(endpoint, repo, revision), commit);
+    await put(cache, recordKey(endpoint, repo, commit), JSON.stringify(record));
+    await put(cache, refKey(endpoint, repo, revision), commit);
     const kept = await cachedModel(endpoint, repo, commit);
-    if (kept) return kept;
-  }
-  try {
-    await put(resolveUrl(endpoint, repo, commit, files.weightsName), /** @type {BodyInit} */ (files.weights));
-    await put(resolveUrl(endpoint, repo, commit, 'config.json'), /** @type {BodyInit} */ (files.config));
-    if (files.preprocessor) await put(resolveUrl(endpoint, repo, commit, 'preprocessor_config.json'), /** @type {BodyInit} */ (files.preprocessor));
-    /** @type {CachedModel} */
-    const record = {
-      endpoint, repo, commit, weightsName: files.weightsName, preprocessor: Boolean(files.preprocessor), bytes,
-      revisions: [revision], savedAt: Date.now(),
-    };
-    await put(recordKey(endpoint, repo, commit), JSON.stringify(record));
-    await put(refKey(endpoint, repo, revision), commit);
-    // Ask the browser to keep the site's storage under pressure (granted
-    // or not without a prompt in most browsers; the page says which).
-    await globalThis.navigator?.storage?.persist?.().catch(() => false);
-  } catch (e) {
-    await forget(cache, endpoint, repo, commit, files.weightsName);
-    if (e?.name === 'QuotaExceededError') {
-      throw Object.assign(new Error(`the browser’s storage is full (${repo} needs ${(bytes / 1e6).toFixed(0)} MB)`), { code: 'quota', needed: bytes });
+    if (kept) {
+      opened.body.cancel().catch(() => {});
+      return { weights: kept.weights, kept: Promise.resolve({ files: kept }) };
     }
-    throw e;
   }
-  const weights = await cache.match(resolveUrl(endpoint, repo, commit, files.weightsName));
-  return {
-    config: files.config.slice().buffer,
-    preprocessor: files.preprocessor?.slice().buffer,
-    weights: weights ? await weights.blob() : new Blob([/** @type {BlobPart} */ (files.weights)]),
-    weightsName: files.weightsName,
-    commit,
-  };
+  const [toLoader, toKeep] = opened.body.tee();
+  const room = await storageUse();
+  const why = !cache ? 'this page cannot use the browser’s storage'
+    : room && room.quota > 0 && room.quota - room.usage < bytes
+      ? `the browser’s storage has ${(Math.max(0, room.quota - room.usage) / 1e6).toFixed(0)} MB left and ${repo} needs ${(bytes / 1e6).toFixed(0)} MB`
+      : null;
+  if (why || !cache) {
+    // Held by the browser for a reload (another input size, a restarted worker).
+    const kept = new Response(toKeep).blob().then((blob) => ({ files: asFiles(blob), warning: why ?? '', full: Boolean(cache) }));
+    return { weights: toLoader, kept };
+  }
+  const keeping = (async () => {
+    const fresh = { endpoint, repo, commit, weightsName: files.weightsName, preprocessor: Boolean(files.preprocessor), bytes, revisions: [revision], savedAt: 0 };
+    try {
+      await put(cache, resolveUrl(endpoint, repo, commit, files.weightsName), toKeep);
+      await opened.ended; // the body whole, as it announced
+      await put(cache, resolveUrl(endpoint, repo, commit, 'config.json'), /** @type {BodyInit} */ (files.config));
+      if (files.preprocessor) await put(cache, resolveUrl(endpoint, repo, commit, 'preprocessor_config.json'), /** @type {BodyInit} */ (files.preprocessor));
+      // The size as read, where the Hub gave none.
+      const weights = await cache.match(resolveUrl(endpoint, repo, commit, files.weightsName));
+      const blob = await /** @type {Response} */ (weights).blob();
+      /** @type {CachedModel} */
+      const record = { ...fresh, bytes: bytes - (opened.total ?? 0) + blob.size, savedAt: Date.now() };
+      await put(cache, recordKey(endpoint, repo, commit), JSON.stringify(record));
+      await put(cache, refKey(endpoint, repo, revision), commit);
+      // Ask the browser to keep the site's storage under pressure (granted
+      // or not without a prompt in most browsers; the page says which).
+      await globalThis.navigator?.storage?.persist?.().catch(() => false);
+      return { files: asFiles(blob), fresh: record };
+    } catch (e) {
+      await forget(cache, endpoint, repo, commit, files.weightsName);
+      // The download's own failure, where it failed, says what happened.
+      await opened.ended;
+      if (e?.name === 'QuotaExceededError') {
+        throw Object.assign(new Error(`the browser’s storage is full (${repo} needs ${(bytes / 1e6).toFixed(0)} MB)`), { code: 'quota', needed: bytes });
+      }
+      throw e;
+    }
+  })();
+  return { weights: toLoader, kept: keeping };
 }
 
 /**

@@ -5,9 +5,9 @@
 // browser (hubcache.js), and listed with its size and a Delete button.
 // Nothing is asked of the Hub until the user asks for a model.
 import { HUB_ENDPOINT, hostOf, modelFiles, parseModelRef } from './hub.js';
-import { cachedModel, deleteModel, keepModel, keptModels, storageUse } from './hubcache.js';
+import { cachedModel, deleteModel, keepWhileLoading, keptModels, storageUse } from './hubcache.js';
 import { loadModel, loadProgress, nextLoad } from './models.js';
-import { notify, state } from './store.js';
+import { notify, state, update } from './store.js';
 import { $ } from './dom.js';
 
 /**
@@ -128,11 +128,18 @@ export async function loadHubModel(text, { seq, bytes = 0, from = endpoint } = {
   const progress = loadProgress(repo, seq);
   notify({ error: '', warning: '' });
   document.body.dataset.hubLoad = 'started';
-  let fresh = null; // what this load kept, to forget if the model cannot be loaded from it
+  /** @type {Promise<{ files: any, fresh?: any, warning?: string, full?: boolean }> | null} */
+  let kept = null; // what this load keeps, settled once its download has
+  /** @type {Error | null} */
+  let broken = null; // what stopped the download, if anything did
   try {
-    let files = await cachedModel(from, repo, revision);
-    let warning = '';
-    if (!files) {
+    const cached = await cachedModel(from, repo, revision);
+    /** @type {import('./protocol.js').ModelFiles} */
+    let files;
+    let commit = cached?.commit ?? revision;
+    if (cached) {
+      files = { name: cached.weightsName, weights: cached.weights, config: cached.config, preprocessor: cached.preprocessor };
+    } else {
       // Cancel is offered while bytes come in.
       downloading = controller;
       $('hub-cancel').hidden = false;
@@ -141,35 +148,58 @@ export async function loadHubModel(text, { seq, bytes = 0, from = endpoint } = {
         maxBytes: MAX_WEIGHTS_BYTES,
         onProgress: (p) => progress.report('downloading', p.done, p.total ?? 0, { file: p.file, rate: p.bytesPerSecond, left: p.secondsLeft }),
       });
-      downloading = null;
-      $('hub-cancel').hidden = true;
-      const commit = got.commit ?? revision;
+      const opened = got.weights;
+      if (seq < state.loads) {
+        opened.body.cancel().catch(() => {});
+        return false; // a newer load was asked for: it wins
+      }
+      commit = got.commit ?? revision;
+      // The weights stream into the loader as they come, and into the
+      // browser's storage beside it.
+      const keeping = await keepWhileLoading(from, repo, revision, { ...got, commit });
+      kept = keeping.kept;
+      kept.catch(() => {}); // settled below
+      opened.ended.catch((d) => { broken = d; }).finally(() => {
+        if (downloading === controller) {
+          downloading = null;
+          $('hub-cancel').hidden = true;
+        }
+      });
+      files = {
+        name: got.weightsName, weights: keeping.weights, bytes: opened.total ?? undefined,
+        config: got.config.slice().buffer, preprocessor: got.preprocessor?.slice().buffer,
+      };
+    }
+    if (seq < state.loads) return false; // a newer load was asked for: it wins
+    const origin = `${repo}@${/^[0-9a-f]{40}$/.test(commit) ? commit.slice(0, 7) : commit} from ${hostOf(from)}`;
+    const loaded = await loadModel(repo, files, seq, progress, origin, `hf:${repo}${revision === 'main' ? '' : `@${revision}`}`);
+    let warning = '';
+    if (kept) {
       try {
-        files = await keepModel(from, repo, revision, { ...got, commit });
-        fresh = { endpoint: from, repo, commit, weightsName: got.weightsName, revisions: [revision] };
+        const done = await kept;
+        if (done.warning) warning = `${repo} is loaded but not kept for next time: ${done.warning}.${done.full ? ' Delete a downloaded model below to make room.' : ''}`;
+        keepForReload(seq, done.files.weights);
       } catch (e) {
-        // Not kept (the storage is full, or the page may not use it): loaded all the same.
+        // The storage filled up during the download: loaded all the same,
+        // but only a new download can load it again.
         warning = e.code === 'quota'
           ? `${repo} is loaded but not kept for next time: ${e.message}. Delete a downloaded model below to make room.`
           : `${repo} is loaded but not kept for next time: ${e.message}.`;
-        files = {
-          config: got.config.slice().buffer, preprocessor: got.preprocessor?.slice().buffer,
-          weights: new Blob([/** @type {BlobPart} */ (got.weights)]), weightsName: got.weightsName, commit,
-        };
+        keepForReload(seq, undefined);
       }
     }
-    if (seq < state.loads) return false; // a newer load was asked for: it wins
-    const origin = `${repo}@${/^[0-9a-f]{40}$/.test(files.commit) ? files.commit.slice(0, 7) : files.commit} from ${hostOf(from)}`;
-    await loadModel(repo, {
-      name: files.weightsName, weights: files.weights, config: files.config, preprocessor: files.preprocessor,
-    }, seq, progress, origin, `hf:${repo}${revision === 'main' ? '' : `@${revision}`}`);
-    if (warning) notify({ warning });
+    if (loaded && warning) notify({ warning });
     document.body.dataset.hubLoad = 'done';
     return true;
   } catch (e) {
-    if (fresh) await deleteModel(/** @type {any} */ (fresh)).catch(() => {});
+    // A failed download says why better than the loader that read it; a
+    // model that cannot be loaded stops its download, and is not kept.
+    const reason = broken ?? e;
+    controller.abort();
+    const done = await kept?.catch(() => null);
+    if (done?.fresh) await deleteModel(done.fresh).catch(() => {});
     document.body.dataset.hubLoad = 'failed';
-    if (seq === state.loads) notify({ error: await failure(repo, from, e) });
+    if (seq === state.loads) notify({ error: await failure(repo, from, reason) });
     return false;
   } finally {
     progress.end();
@@ -177,6 +207,19 @@ export async function loadHubModel(text, { seq, bytes = 0, from = endpoint } = {
     if (!downloading) $('hub-cancel').hidden = true;
     showKept();
   }
+}
+
+/**
+ * The weights a reload of load `seq` reads (at another input size, or in a
+ * restarted worker): the kept copy, in place of the download stream the
+ * load consumed; none when nothing could be kept.
+ * @param {number} seq
+ * @param {Blob | undefined} weights
+ */
+function keepForReload(seq, weights) {
+  const { source } = state;
+  if (source?.seq !== seq) return;
+  update({ source: { ...source, files: { ...source.files, weights: /** @type {Blob} */ (weights) } } });
 }
 
 /**

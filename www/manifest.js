@@ -1,7 +1,7 @@
 // The site's model list, models/manifest.json, read strictly: a host's
 // mistake there gets a message that names the field, not a TypeError.
 // Pure, so tests/e2e/manifest.test.mjs runs (and fuzzes) it in Node.
-import { readStream } from './progress.js';
+import { streamToBlob } from './progress.js';
 
 const FILE = 'models/manifest.json';
 const OPTIONAL = ['config.json', 'preprocessor_config.json'];
@@ -62,23 +62,26 @@ export function parseManifest(text) {
 export async function fetchModelFiles(entry, fetchFn = fetch, onProgress = null) {
   // The weights as a Blob: posted to the worker by reference, where an
   // ArrayBuffer of a big checkpoint would be copied (and one of 1.3 GB
-  // fails to clone). Read without progress, the browser keeps its bytes.
-  const get = async (file, optional, blob = false) => {
-    if (optional && entry.files && !entry.files.includes(file)) return undefined;
-    const r = await fetchFn(`models/${entry.path}${file}`);
-    if (r.ok && onProgress && !optional && r.body) {
-      const bytes = await readStream(r.body, Number(r.headers.get('content-length')) || 0, onProgress);
-      return blob ? new Blob([bytes]) : bytes;
-    }
-    if (r.ok) return blob ? r.blob() : r.arrayBuffer();
-    if (optional) return undefined;
-    throw new Error(`models/${entry.path}${file}: HTTP ${r.status}`);
+  // fails to clone). Read with progress or without, the browser keeps its
+  // bytes, not the page's script.
+  const url = (file) => `models/${entry.path}${file}`;
+  /** @returns {Promise<ArrayBuffer | undefined>} a file the entry may lack */
+  const optional = async (file) => {
+    if (entry.files && !entry.files.includes(file)) return undefined;
+    const r = await fetchFn(url(file));
+    return r.ok ? r.arrayBuffer() : undefined;
   };
-  const weights = entry.weights ?? WEIGHTS[0];
+  const name = entry.weights ?? WEIGHTS[0];
+  const r = await fetchFn(url(name));
+  if (!r.ok) throw new Error(`models/${entry.path}${name}: HTTP ${r.status}`);
+  /** @type {Blob} */
+  const weights = await (onProgress && r.body
+    ? streamToBlob(r.body, Number(r.headers.get('content-length')) || 0, onProgress)
+    : r.blob());
   return {
-    name: weights,
-    weights: await get(weights, false, true),
-    config: await get('config.json', true),
-    preprocessor: await get('preprocessor_config.json', true),
+    name,
+    weights,
+    config: await optional('config.json'),
+    preprocessor: await optional('preprocessor_config.json'),
   };
 }

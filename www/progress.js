@@ -40,31 +40,46 @@ export function describeProgress(stage, done, total, { name = 'the weights', gpu
 }
 
 /**
- * Reads a stream of `total` bytes (0: not known) into one ArrayBuffer,
- * telling `onProgress(done, total)` after each chunk.
+ * Hands each chunk of `stream` to `onChunk(chunk, done)`, `done` counting
+ * the bytes so far, and resolves with their number once the stream ends.
+ * When `onChunk` throws, the stream is cancelled and the error thrown.
+ * @param {ReadableStream<Uint8Array>} stream
+ * @param {(chunk: Uint8Array, done: number) => void} onChunk
+ * @returns {Promise<number>}
  */
-export async function readStream(stream, total, onProgress) {
+export async function eachChunk(stream, onChunk) {
   const reader = stream.getReader();
-  let buffer = new Uint8Array(total > 0 ? total : 1 << 20);
   let done = 0;
   for (;;) {
     const { value, done: end } = await reader.read();
-    if (end) break;
-    if (done + value.length > buffer.length) {
-      // More than announced (or no size given): grow by doubling.
-      const bigger = new Uint8Array(Math.max(buffer.length * 2, done + value.length));
-      bigger.set(buffer.subarray(0, done));
-      buffer = bigger;
-    }
-    buffer.set(value, done);
+    if (end) return done;
     done += value.length;
-    onProgress(done, total);
+    try {
+      onChunk(value, done);
+    } catch (e) {
+      reader.cancel(e).catch(() => {});
+      throw e;
+    }
   }
-  return done === buffer.length ? buffer.buffer : buffer.slice(0, done).buffer;
 }
 
-/** A File or Blob's bytes, with progress (a dropped 600 MB checkpoint takes seconds). */
-export function readBlob(blob, onProgress) {
-  if (typeof blob.stream !== 'function') return blob.arrayBuffer();
-  return readStream(blob.stream(), blob.size, onProgress);
+/**
+ * `stream` (of `total` bytes, 0 when not known) as a Blob, which the
+ * browser holds rather than script memory, telling `onProgress(done,
+ * total)` after each chunk.
+ * @param {ReadableStream<Uint8Array>} stream
+ * @param {number} total
+ * @param {(done: number, total: number) => void} onProgress
+ * @returns {Promise<Blob>}
+ */
+export function streamToBlob(stream, total, onProgress) {
+  let done = 0;
+  const counted = stream.pipeThrough(new TransformStream({
+    transform(chunk, controller) {
+      done += chunk.length;
+      onProgress(done, total);
+      controller.enqueue(chunk);
+    },
+  }));
+  return new Response(counted).blob();
 }

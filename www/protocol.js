@@ -13,7 +13,9 @@
  * The files of a checkpoint, and how to load it.
  * @typedef {object} ModelFiles
  * @property {string} [name] the weights file's name, for messages
- * @property {Blob | ArrayBuffer} weights a dropped File, the site's fetched Blob, or bytes
+ * @property {Blob | ArrayBuffer | ReadableStream<Uint8Array>} weights a dropped File, a
+ *   fetched or kept Blob, bytes, or a download under way (transferred, read once)
+ * @property {number} [bytes] the size of a download under way, when known
  * @property {ArrayBuffer} [config] config.json
  * @property {ArrayBuffer} [preprocessor] preprocessor_config.json
  * @property {number} [imageSize] run at this square input size instead of the checkpoint's own

@@ -48,7 +48,8 @@ export function connect(backend, simd) {
     ready,
     /**
      * Sends `message` and resolves with the worker's answer to it;
-     * `onProgress` hears its progress reports.
+     * `onProgress` hears its progress reports. A stream in the message
+     * (a download under way) moves to the worker.
      * @param {Request} message
      * @param {(p: { stage: string, done: number, total: number }) => void} [onProgress]
      * @returns {Promise<any>}
@@ -56,9 +57,11 @@ export function connect(backend, simd) {
     request(message, onProgress) {
       checkRequest(message);
       const id = ++n;
+      const weights = message.type === 'load' ? message.files.weights : null;
+      const transfer = weights instanceof ReadableStream ? [weights] : [];
       return new Promise((resolve, reject) => {
         pending.set(id, { resolve, reject, onProgress });
-        worker.postMessage({ ...message, id });
+        worker.postMessage({ ...message, id }, transfer);
       });
     },
     /** Stops the worker; what was pending fails. */

@@ -3,8 +3,8 @@
 // requests and answers are protocol.js's; the wasm handle's results are
 // typed by its generated declaration (pkg/vitrine.d.ts), which names
 // vitrine.d.ts's types.
-import init, { Vitrine } from './pkg/vitrine.js';
-import { readBlob } from './progress.js';
+import init, { FileBytes, Vitrine } from './pkg/vitrine.js';
+import { eachChunk } from './progress.js';
 import { ANSWERS, checkRequest } from './protocol.js';
 
 /** @type {Vitrine | null} */
@@ -68,21 +68,9 @@ async function load(files, seq, id) {
   // files.key: which state dict of a training checkpoint (DINO's teacher or student);
   // files.keepF16: keep (true) or widen (false) an f16 file's matrices on the
   // CPU whatever the size; unset, they stay f16 only when f32 would not fit.
-  // The weights come as a Blob (a dropped File, or the site's fetched
-  // bytes), posted by reference; read here, they are copied into wasm
-  // memory as the call starts, and this worker's copy is let go of then.
-  // A dropped File is read here, with progress; the site's weights were
-  // read (and reported) by the page already.
-  let weights = files.weights;
-  if (weights instanceof Blob) {
-    const reading = weights instanceof File ? (done, total) => report('reading', done, total) : () => {};
-    weights = await readBlob(weights, reading).catch((e) => {
-      throw new Error(`${files.name ?? 'the weights file'} could not be read (was it moved or changed since it was given?): ${e.message}`);
-    });
-  }
-  const loading = Vitrine.load(backend, bytes(weights), bytes(files.config), bytes(files.preprocessor), limit,
+  const weights = await gather(files, report);
+  const loading = Vitrine.load(backend, weights, bytes(files.config), bytes(files.preprocessor), limit,
     files.imageSize, files.name, files.key, report, files.keepF16);
-  weights = undefined;
   const next = await loading;
   const info = next.info();
   if (info.labelsFile) await fetchLabels(info);
@@ -103,6 +91,39 @@ async function load(files, seq, id) {
   keptImage = null; // a new model keeps no image
   modelSeq = seq;
   return { info, superseded: false };
+}
+
+/**
+ * The weights, gathered into WebAssembly memory chunk by chunk, so that no
+ * script here holds a whole copy: a Blob (a dropped File, which reports its
+ * reading; a kept or site download, read already) read as a stream; a
+ * stream (a download under way, whose progress the page shows; `files.bytes`
+ * its size when known); or bytes.
+ */
+async function gather(files, report) {
+  const { weights } = files;
+  if (!weights) throw new Error(`${files.name ?? 'the weights file'} was not kept in this browser: load the model again`);
+  if (!(weights instanceof Blob) && !(weights instanceof ReadableStream)) {
+    const all = new Uint8Array(weights);
+    const gathered = new FileBytes(all.length);
+    gathered.push(all);
+    return gathered;
+  }
+  const blob = weights instanceof Blob;
+  const total = blob ? weights.size : files.bytes ?? 0;
+  const gathered = new FileBytes(total);
+  const reading = weights instanceof File;
+  try {
+    await eachChunk(blob ? weights.stream() : weights, (chunk, done) => {
+      gathered.push(chunk);
+      if (reading) report('reading', done, total);
+    });
+  } catch (e) {
+    gathered.free();
+    if (!blob) throw e; // the download's own error, which the page words
+    throw new Error(`${files.name ?? 'the weights file'} could not be read (was it moved or changed since it was given?): ${e.message}`);
+  }
+  return gathered;
 }
 
 /**

@@ -26,6 +26,7 @@ before(async () => {
   writeRepo(hubRoot, 'acme/gated', read(path.join(fixtures, 'models/hf_vit')), { gated: true });
   writeRepo(hubRoot, 'acme/cut', read(path.join(fixtures, 'models/hf_vit')), { faults: { 'model.safetensors': 'cut' } });
   writeRepo(hubRoot, 'acme/slow', read(path.join(fixtures, 'models/hf_vit')), { faults: { 'model.safetensors': 'slow' } });
+  writeRepo(hubRoot, 'acme/no-length', read(path.join(fixtures, 'models/timm_tiny')), { faults: { 'model.safetensors': 'no-length' } });
   hub = await startHub({ root: hubRoot });
   site = await startSite('hub');
 });
@@ -98,6 +99,96 @@ test('a Hub model by link and by name: downloaded once, kept, loaded offline, de
   await offline.page.close();
   await context.close();
   hub = await startHub({ root: hubRoot });
+});
+
+test('a download streams into the loader: bytes reach WebAssembly memory while the rest is still coming', { timeout: 900_000 }, async () => {
+  const context = await site.browser.newContext();
+  const { page } = await openHub(context, '');
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
+  // Count what the worker hands to WebAssembly memory, and when.
+  const [worker] = page.workers();
+  await worker.evaluate(async () => {
+    const { FileBytes } = await import(new URL('pkg/vitrine.js', self.location.href).href);
+    const push = FileBytes.prototype.push;
+    self.pushed = 0;
+    FileBytes.prototype.push = function (chunk) {
+      self.pushed += chunk.length;
+      return push.call(this, chunk);
+    };
+  });
+  const size = fs.statSync(path.join(fixtures, 'models/hf_vit/model.safetensors')).size;
+  await page.fill('#hub-ref', 'acme/slow'); // 16 KB every 50 ms: six seconds for the whole file
+  await page.click('#hub-form button[type="submit"]');
+  let during = 0;
+  for (let i = 0; i < 600 && during === 0; i++) {
+    during = await worker.evaluate(() => self.pushed);
+    if (during === 0) await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.ok(during > 0 && during < size / 2, `${during} of ${size} bytes in WebAssembly memory at first sight`);
+  await hubLoaded(page);
+  assert.equal(await worker.evaluate(() => self.pushed), size, 'every byte, once');
+  await page.waitForFunction(() => document.body.dataset.hubKept === '1');
+  await classify(page, path.join(fixtures, 'images/chelsea.png'));
+  // A reload (another input size) reads the kept copy: the stream is spent.
+  await page.selectOption('#resolution', '128');
+  await page.waitForFunction(() => document.getElementById('model-info').textContent.includes('128×128×3 input → 64 patches'), null, { timeout: 120_000 });
+  await context.close();
+});
+
+test('storage too small: loaded all the same, the message says how much is needed and what to do, and a reload still works', { timeout: 900_000 }, async () => {
+  const context = await site.browser.newContext();
+  // A storage of 2 MB. Headless Chromium's contexts keep their quota
+  // (DevTools' Storage.overrideQuotaForOrigin leaves it as it is), so the
+  // browser's two answers are given here: the room left, and the error a
+  // write past it gets.
+  await context.addInitScript(() => {
+    const quota = 2_000_000;
+    navigator.storage.estimate = async () => ({ quota, usage: 0 });
+    const put = Cache.prototype.put;
+    Cache.prototype.put = async function (request, response) {
+      const parts = [];
+      let size = 0;
+      const reader = response.body.getReader();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        size += value.length;
+        if (size > quota) {
+          reader.cancel();
+          throw new DOMException('Quota exceeded.', 'QuotaExceededError');
+        }
+        parts.push(value);
+      }
+      return put.call(this, request, new Response(new Blob(parts)));
+    };
+  });
+  const { page } = await openHub(context, '');
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
+  const load = async (ref) => {
+    await page.evaluate(() => { document.body.dataset.hubLoad = ''; });
+    await page.fill('#hub-ref', ref);
+    await page.click('#hub-form button[type="submit"]');
+    await hubLoaded(page);
+  };
+  // Its size announced: too big for what is left, known before a byte is kept.
+  await load('acme/tiny');
+  const warned = (text) => page.waitForFunction((t) => document.getElementById('warning').textContent.includes(t), text, { timeout: 120_000 });
+  await warned('acme/tiny is loaded but not kept for next time: the browser’s storage has 2 MB left and acme/tiny needs 4 MB. Delete a downloaded model below to make room.');
+  await classify(page, path.join(fixtures, 'images/chelsea.png'));
+  await page.selectOption('#resolution', '112');
+  await page.waitForFunction(() => document.getElementById('model-info').textContent.includes('112×112×3 input'), null, { timeout: 120_000 });
+  // No size announced: the storage fills up on the way, and what was written goes.
+  await load('acme/no-length');
+  await warned('acme/no-length is loaded but not kept for next time: the browser’s storage is full (acme/no-length needs');
+  await classify(page, path.join(fixtures, 'images/chelsea.png'));
+  // Nothing to reload from but the Hub: said, and the model stays.
+  await page.selectOption('#resolution', '112');
+  await messageIncludes(page, 'model.safetensors was not kept in this browser: load the model again');
+  await classify(page, path.join(fixtures, 'images/chelsea.png'));
+  assert.equal(await page.evaluate(() => document.body.dataset.hubKept), '0');
+  const left = await page.evaluate(async () => (await (await caches.open('vitrine-hub-v1')).keys()).map((r) => r.url));
+  assert.deepEqual(left, []);
+  await context.close();
 });
 
 test('gated, missing, cut off and cancelled: a message each, and the previous model still works', { timeout: 900_000 }, async () => {

@@ -11,6 +11,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { startHub, writeRepo } from '../hub/standin.mjs';
 import { parseModelRef, resolveUrl, hubError, download, modelFiles, ACCEPTED_FORMS } from '../../www/hub.js';
+import { eachChunk } from '../../www/progress.js';
+
+/** Every byte of an opened download's body (its error, exactly, when it fails). */
+async function readAll(opened) {
+  const parts = [];
+  await eachChunk(opened.body, (c) => parts.push(c));
+  return new Uint8Array(Buffer.concat(parts));
+}
 
 const MB = 1_000_000;
 const config = Buffer.from(JSON.stringify({ architecture: 'vit_tiny_patch16_224', num_classes: 10 }));
@@ -185,11 +193,17 @@ test('the stand-in answers as the Hub: 302 to the CDN with X-Linked-*, relative 
 
 test('modelFiles by branch: config through the relative 307, weights through the 302 to the CDN', async () => {
   const progress = [];
-  const { result, seen } = await traffic(() => modelFiles(hub.endpoint, 'acme/vit-tiny', 'main', { onProgress: (p) => progress.push(p) }));
+  const { result, seen } = await traffic(async () => {
+    const files = await modelFiles(hub.endpoint, 'acme/vit-tiny', 'main', { onProgress: (p) => progress.push(p) });
+    // The weights are open, not read: their bytes stream to the reader.
+    assert.equal(files.weights.total, MB);
+    assert.ok(!progress.some((p) => p.file === 'model.safetensors' && p.done > 0), 'nothing read before the reader asks');
+    sameBytes(await readAll(files.weights), weights, 'model.safetensors');
+    await files.weights.ended;
+    return files;
+  });
   const { commit } = meta.tiny;
   sameBytes(result.config, config, 'config.json');
-  sameBytes(result.weights, weights, 'model.safetensors');
-  assert.equal(result.weights.buffer.byteLength, MB, 'the weights fill their buffer, no larger copy');
   assert.equal(result.preprocessor, undefined);
   assert.equal(result.weightsName, 'model.safetensors');
   assert.equal(result.commit, commit);
@@ -212,7 +226,7 @@ test('modelFiles by branch: config through the relative 307, weights through the
 test('modelFiles falls back to pytorch_model.bin, and reads preprocessor_config.json', async () => {
   const { result, seen } = await traffic(() => modelFiles(hub.endpoint, 'acme/vit-bin', 'main'));
   assert.equal(result.weightsName, 'pytorch_model.bin');
-  sameBytes(result.weights, binWeights, 'pytorch_model.bin');
+  sameBytes(await readAll(result.weights), binWeights, 'pytorch_model.bin');
   sameBytes(result.preprocessor, preprocessor, 'preprocessor_config.json');
   sameBytes(result.config, config, 'config.json');
   assert.equal(result.commit, meta.bin.commit);
@@ -224,7 +238,7 @@ test('modelFiles by tag, by full commit and by refs/pr/1: small files come at on
   const { commit } = meta.tiny;
   for (const [revision, asked] of [['v1.0', 'v1.0'], [commit, commit], ['refs/pr/1', 'refs%2Fpr%2F1']]) {
     const { result, seen } = await traffic(() => modelFiles(hub.endpoint, 'acme/vit-tiny', revision));
-    sameBytes(result.weights, weights, `model.safetensors at ${revision}`);
+    sameBytes(await readAll(result.weights), weights, `model.safetensors at ${revision}`);
     sameBytes(result.config, config, `config.json at ${revision}`);
     assert.equal(result.commit, commit);
     assert.equal(seen[0], `hub GET /acme/vit-tiny/resolve/${asked}/config.json → 200`, revision);
@@ -250,8 +264,12 @@ test("modelFiles says the Hub's refusals: gated, no repo, no revision, no file",
 
 test('no Content-Length: the size is unknown, the bytes still right', async () => {
   const progress = [];
-  const { result, seen } = await traffic(() => modelFiles(hub.endpoint, 'acme/no-length', 'main', { onProgress: (p) => progress.push(p) }));
-  sameBytes(result.weights, weights, 'model.safetensors without a length');
+  const { result, seen } = await traffic(async () => {
+    const files = await modelFiles(hub.endpoint, 'acme/no-length', 'main', { onProgress: (p) => progress.push(p) });
+    sameBytes(await readAll(files.weights), weights, 'model.safetensors without a length');
+    return files;
+  });
+  assert.equal(result.weights.total, null);
   const weightsProgress = progress.filter((p) => p.file === 'model.safetensors');
   assert.ok(weightsProgress.length > 0);
   assert.ok(weightsProgress.every((p) => p.total === null && p.secondsLeft === null), JSON.stringify(weightsProgress.slice(0, 2)));
@@ -262,8 +280,10 @@ test('no Content-Length: the size is unknown, the bytes still right', async () =
 });
 
 test('a download cut short says where it stopped', async () => {
-  await assert.rejects(modelFiles(hub.endpoint, 'acme/cut', 'main'),
-    { code: 'cut', message: 'The download of model.safetensors was cut off at 0.5 of 1.0 MB.' });
+  const opened = (await modelFiles(hub.endpoint, 'acme/cut', 'main')).weights;
+  const cut = { code: 'cut', message: 'The download of model.safetensors was cut off at 0.5 of 1.0 MB.' };
+  await assert.rejects(readAll(opened), cut);
+  await assert.rejects(opened.ended, cut);
 });
 
 test('download against bodies that do not match their Content-Length', async () => {
@@ -290,7 +310,7 @@ test('a slow download stops when cancelled', async () => {
   const controller = new AbortController();
   const started = Date.now();
   let heard = 0;
-  await assert.rejects(modelFiles(hub.endpoint, 'acme/slow', 'main', {
+  const slow = await modelFiles(hub.endpoint, 'acme/slow', 'main', {
     signal: controller.signal,
     onProgress: (p) => {
       if (p.file === 'model.safetensors' && p.done > 0) {
@@ -298,7 +318,10 @@ test('a slow download stops when cancelled', async () => {
         controller.abort();
       }
     },
-  }), { name: 'AbortError', code: 'cancelled', message: 'The download of model.safetensors was cancelled.' });
+  });
+  const cancelled = { name: 'AbortError', code: 'cancelled', message: 'The download of model.safetensors was cancelled.' };
+  await assert.rejects(readAll(slow.weights), cancelled);
+  await assert.rejects(slow.weights.ended, cancelled);
   assert.ok(heard > 0 && heard < MB, `cancelled after ${heard} bytes`);
   // Sent whole, the file takes 3 s at the stand-in's trickle.
   assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);

@@ -2,7 +2,7 @@
 // status line say at each stage, and reading a stream with progress.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { STAGES, describeProgress, readBlob, readStream } from '../../www/progress.js';
+import { STAGES, describeProgress, eachChunk, streamToBlob } from '../../www/progress.js';
 
 test('the bar only moves forward through the stages, and each stage says what it counts', () => {
   let last = -1;
@@ -31,25 +31,32 @@ const streamOf = (chunks) => new ReadableStream({
   start(c) { for (const x of chunks) c.enqueue(x); c.close(); },
 });
 
-test('readStream gathers every chunk, whatever size was announced, and reports each', async () => {
+test('eachChunk hands over every chunk with the count so far, and stops the stream when told to', async () => {
   const chunks = [new Uint8Array([1, 2, 3]), new Uint8Array([4, 5]), new Uint8Array(3000).fill(7)];
-  const all = Uint8Array.from(chunks.flatMap((c) => [...c]));
-  for (const announced of [all.length, 0, 4, all.length + 10]) {
-    const reports = [];
-    const bytes = new Uint8Array(await readStream(streamOf(chunks), announced, (d, t) => reports.push([d, t])));
-    assert.deepEqual(bytes, all, `announced ${announced}`);
-    assert.deepEqual(reports.map(([d]) => d), [3, 5, all.length]);
-    assert.ok(reports.every(([, t]) => t === announced));
-  }
-  const empty = await readStream(streamOf([]), 0, () => assert.fail('no chunk, no report'));
-  assert.equal(empty.byteLength, 0);
+  const seen = [];
+  const total = await eachChunk(streamOf(chunks), (c, done) => seen.push([c, done]));
+  assert.equal(total, 3005);
+  assert.deepEqual(seen.map(([c]) => c), chunks);
+  assert.deepEqual(seen.map(([, d]) => d), [3, 5, 3005]);
+  assert.equal(await eachChunk(streamOf([]), () => assert.fail('no chunk, nothing handed over')), 0);
+  // A sink that refuses a chunk (wasm memory full) stops the source.
+  let cancelled = null;
+  const source = new ReadableStream({
+    pull(c) { c.enqueue(new Uint8Array(10)); },
+    cancel(reason) { cancelled = reason; },
+  });
+  const full = new Error('does not fit');
+  await assert.rejects(eachChunk(source, (_, done) => { if (done > 25) throw full; }), full);
+  assert.equal(cancelled, full);
 });
 
-test('readBlob reads a Blob with progress to its size', async () => {
-  const blob = new Blob([new Uint8Array(200_000).map((_, i) => i % 251)]);
-  let last = null;
-  const bytes = new Uint8Array(await readBlob(blob, (d, t) => { last = [d, t]; }));
-  assert.equal(bytes.length, 200_000);
+test('streamToBlob keeps every byte in a Blob, with progress to the size', async () => {
+  const chunks = [new Uint8Array(200_000).map((_, i) => i % 251), new Uint8Array([9, 8])];
+  const reports = [];
+  const blob = await streamToBlob(streamOf(chunks), 200_002, (d, t) => reports.push([d, t]));
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  assert.equal(bytes.length, 200_002);
   assert.equal(bytes[1000], 1000 % 251);
-  assert.deepEqual(last, [200_000, 200_000]);
+  assert.equal(bytes[200_001], 8);
+  assert.deepEqual(reports, [[200_000, 200_002], [200_002, 200_002]]);
 });

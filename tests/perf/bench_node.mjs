@@ -30,9 +30,11 @@ const size = 224;
 const rgba = new Uint8Array(size * size * 4).map((_, i) => (i * 37) % 251);
 
 async function vitrine() {
-  const { initSync, Vitrine } = await import(path.join(pkg, 'vitrine.js'));
+  const { initSync, FileBytes, Vitrine } = await import(path.join(pkg, 'vitrine.js'));
   initSync({ module: fs.readFileSync(path.join(pkg, wasm)) });
-  const weights = fs.readFileSync(path.join(dir, 'model.safetensors'));
+  const file = fs.readFileSync(path.join(dir, 'model.safetensors'));
+  const weights = new FileBytes(file.length);
+  weights.push(file);
   const t0 = performance.now();
   const model = await Vitrine.load(
     'cpu',

@@ -34,10 +34,13 @@ fs.cpSync(pkg ? path.resolve(pkg) : path.join(site, 'pkg'), path.join(site, 'pkg
 
 const pixels = 'new Uint8Array(224 * 224 * 4).map((_, i) => (i * 37) % 251)';
 fs.writeFileSync(path.join(site, 'main-vitrine.html'), `<!doctype html><script type="module">
-import init, { Vitrine } from './pkg-main/vitrine.js';
+import init, { FileBytes, Vitrine } from './pkg-main/vitrine.js';
 await init({ module_or_path: './pkg-main/${wasm}' });
 const get = async (p) => new Uint8Array(await (await fetch(p)).arrayBuffer());
-const model = await Vitrine.load('cpu', await get('models/vit_tiny/model.safetensors'),
+const file = await get('models/vit_tiny/model.safetensors');
+const weights = new FileBytes(file.length);
+weights.push(file);
+const model = await Vitrine.load('cpu', weights,
   await get('models/vit_tiny/config.json'), undefined, undefined);
 const rgba = ${pixels};
 window.step = async () => (await model.classify(rgba, 224, 224, undefined)).timings.forward;
