@@ -49,59 +49,68 @@ pub fn bench(raw: &[String]) -> Result<ExitCode, String> {
             "--explain needs a classifier: this model is a backbone, with no class scores".into(),
         );
     }
-    let timed = |run: &mut dyn FnMut()| -> Vec<f64> {
-        let mut times = Vec::with_capacity(runs);
-        for i in 0..warmup + runs {
-            let t0 = now_ms();
-            run();
-            if i >= warmup {
-                times.push(now_ms() - t0);
-            }
-        }
-        times.sort_by(f64::total_cmp);
-        times
-    };
     // Chosen once, as a loaded model's is: the fused kernels on the CPU.
     let executor = vitrine::exec::Executor::for_model(&model);
-    let times = timed(&mut || {
+    let mut forward = || {
         let _ = executor.forward(&model, input.clone()).into_data();
-    });
-    let median = times[times.len() / 2];
-    let p90 = times[((times.len() as f64 * 0.9).ceil() as usize).saturating_sub(1)];
+    };
     // A relevance map as the CLI and the page ask for it: the top class,
     // vit-explain's discard ratio; from scratch (the CLI's case), and after
     // a classification that kept its forward pass (the page's, in "why
-    // this class"): then only the backward pass and the maps run.
-    let relevance = explain.then(|| {
-        let values: Vec<f32> = input.clone().into_data().try_to_vec().expect("f32 input");
+    // this class": then only the backward pass and the maps run). Each
+    // round times a forward pass and both maps in turn, so that a slow
+    // spell of the machine weighs on all three alike; each timed once
+    // warm, right after an untimed run of its own.
+    let classifier = explain.then(|| {
         let preprocess = vitrine::PreprocessConfig::timm_default(config.in_chans, config.img_size);
-        let classifier =
-            vitrine::Classifier::from_model(model.clone(), config.clone(), preprocess, &device);
-        let ratio = vitrine::explain::DISCARD_RATIO;
-        let scratch = timed(&mut || {
-            classifier
-                .relevance_input(&values, None, ratio)
-                .block_on()
-                .expect("relevance");
-        });
-        let mut after: Vec<f64> = (0..warmup + runs)
-            .filter_map(|i| {
-                let (_, kept) = classifier
-                    .classify_input_keeping(&values, None)
-                    .block_on()
-                    .expect("classification");
-                let kept = kept.expect("a relevance pass within the budget");
-                let t0 = now_ms();
-                classifier
-                    .relevance_kept(&kept, None, ratio)
+        vitrine::Classifier::from_model(model.clone(), config.clone(), preprocess, &device)
+    });
+    let values: Vec<f32> = input.clone().into_data().try_to_vec().expect("f32 input");
+    let ratio = vitrine::explain::DISCARD_RATIO;
+    let [mut times, mut scratch, mut after] = [(); 3].map(|_| Vec::with_capacity(runs));
+    for i in 0..warmup + runs {
+        let timed = |run: &mut dyn FnMut()| {
+            if explain {
+                run();
+            }
+            let t0 = now_ms();
+            run();
+            now_ms() - t0
+        };
+        let t = timed(&mut forward);
+        let maps = classifier.as_ref().map(|c| {
+            let s = timed(&mut || {
+                c.relevance_input(&values, None, ratio)
                     .block_on()
                     .expect("relevance");
-                (i >= warmup).then(|| now_ms() - t0)
-            })
-            .collect();
-        after.sort_by(f64::total_cmp);
-        (scratch[scratch.len() / 2], after[after.len() / 2])
-    });
+            });
+            let (_, kept) = c
+                .classify_input_keeping(&values, None)
+                .block_on()
+                .expect("classification");
+            let kept = kept.expect("a relevance pass within the budget");
+            let a = timed(&mut || {
+                c.relevance_kept(&kept, None, ratio)
+                    .block_on()
+                    .expect("relevance");
+            });
+            (s, a)
+        });
+        if i >= warmup {
+            times.push(t);
+            if let Some((s, a)) = maps {
+                scratch.push(s);
+                after.push(a);
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let relevance = explain.then(|| (median(&mut scratch), median(&mut after)));
+    let median = median(&mut times);
+    let p90 = times[((times.len() as f64 * 0.9).ceil() as usize).saturating_sub(1)];
     // The CPU backend's pool: RAYON_NUM_THREADS when set, else every core.
     let threads = std::env::var("RAYON_NUM_THREADS")
         .ok()
