@@ -15,6 +15,8 @@
 //! - [`engine`]: a loaded model that classifies and reads back small results.
 //! - [`explain`]: attention maps: class-token rows, rollout, distances, pictures.
 //! - [`walkthrough`]: the forward pass step by step, for the teaching view.
+//! - [`figures`]: the papers' figures: position similarity, token norms,
+//!   the registers' share of attention.
 //! - [`backend`]: the one place that picks a device.
 //! - `web` (wasm): the browser's handle; `train` (native, feature `train`):
 //!   the default model's data, training and evaluation.
@@ -26,6 +28,7 @@ pub mod decode;
 pub mod engine;
 pub mod exec;
 pub mod explain;
+pub mod figures;
 pub mod model;
 pub mod ops;
 pub mod preprocess;

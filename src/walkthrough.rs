@@ -116,16 +116,7 @@ pub async fn walk(
     let patch_embeddings = pick(embedded.clone());
     let tokens = model.add_class_and_position(embedded);
 
-    // Cosine similarity of the patch position embeddings (the last N rows:
-    // the prefix tokens' come first unless `no_embed_class`).
-    let rows = c.pos_embed_len();
-    let p = model
-        .pos_embed
-        .val()
-        .slice([0..1, rows - n..rows, 0..d])
-        .reshape([n, d]);
-    let unit = p.clone() / p.powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12); // [N, D]
-    let similarity = unit.clone().matmul(unit.transpose()); // [N, N]
+    let similarity = crate::figures::position_similarity(model, c);
 
     // The blocks around the focus run on the executor; the focus block
     // through the model's operations, which expose each of its steps.
@@ -191,7 +182,7 @@ pub async fn walk(
         patch_vectors,
         patch_embeddings,
         prefix_tokens(model, device),
-        similarity.reshape([n * n]),
+        similarity,
     ];
     parts.extend(focus_parts.expect("focus layer exists"));
     parts.push(Tensor::cat(mean_distances, 0));

@@ -66,7 +66,7 @@ fn js_error(e: impl std::fmt::Display) -> JsError {
 // types of the site's own declaration, www/vitrine.d.ts, which the worker
 // is checked against.
 #[wasm_bindgen(typescript_custom_section)]
-const RESULT_TYPES: &str = r#"import type { DevicePools, LayerAttention, ModelInfo, Prediction, RelevanceMaps, Walkthrough } from '../vitrine';"#;
+const RESULT_TYPES: &str = r#"import type { DevicePools, Figures, LayerAttention, ModelInfo, Prediction, RelevanceMaps, Walkthrough } from '../vitrine';"#;
 
 /// A weights file's bytes, gathered in WebAssembly memory chunk by chunk
 /// as they are read or downloaded (opaque to JavaScript), so that no
@@ -485,6 +485,26 @@ impl Vitrine {
             pooled: w.pooled.as_slice().into(),
             logits: w.logits.as_slice().into(),
             probabilities: probabilities.as_slice().into(),
+        }))
+    }
+
+    /// The papers' figures of the kept image: `{tokenNorms [L, T],
+    /// registerShare [L, H] (empty without registers), positionSimilarity
+    /// [N, N]}` as Float32Arrays (see `figures::TokenFigures`).
+    #[wasm_bindgen(unchecked_return_type = "Figures")]
+    pub async fn figures(&self) -> Result<JsValue, JsError> {
+        let f = self.viewer.figures().await.map_err(js_error)?;
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Figures {
+            token_norms: F32s,
+            register_share: F32s,
+            position_similarity: F32s,
+        }
+        Ok(to_js(&Figures {
+            token_norms: f.token_norms.as_slice().into(),
+            register_share: f.register_share.as_slice().into(),
+            position_similarity: f.position_similarity.as_slice().into(),
         }))
     }
 }

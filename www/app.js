@@ -7,6 +7,7 @@ import { bindControls, fitView, showControls, viewFor } from './controls.js';
 import { classifySample, loadGallery } from './gallery.js';
 import { classifyBlob, handleFiles } from './images.js';
 import { loadHubModel, setupHub } from './hubpage.js';
+import { setupFigures } from './figures.js';
 import { setupLearn } from './learn.js';
 import { loadSiteModel, nextLoad, reloadModel, run, startWorker } from './models.js';
 import { ensureRows, setupPointer } from './pointer.js';
@@ -163,6 +164,7 @@ $('download').addEventListener('click', () => {
   downloadView(state);
 });
 setupPointer();
+setupFigures({ run });
 setupCamera();
 
 // Another input size: its position embeddings interpolated in Rust; the

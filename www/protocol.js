@@ -8,6 +8,7 @@
 /** @typedef {import('./vitrine').Prediction} Prediction */
 /** @typedef {import('./vitrine').RelevanceMaps} RelevanceMaps */
 /** @typedef {import('./vitrine').Walkthrough} Walkthrough */
+/** @typedef {import('./vitrine').Figures} Figures */
 
 /**
  * The files of a checkpoint, and how to load it.
@@ -37,6 +38,7 @@
  * @typedef {{ type: 'load', files: ModelFiles, seq?: number }
  *   | { type: 'classify', rgba: ArrayBuffer, width: number, height: number, image: number, forRelevance?: boolean }
  *   | { type: 'walkthrough', patches: number[], layer: number, head: number }
+ *   | { type: 'figures' }
  *   | { type: 'relevance', class: number, image: number | undefined, discardRatio?: number }
  *   | { type: 'attention', layer: number }
  *   | { type: 'memory' }} Ask
@@ -49,6 +51,7 @@
  * @typedef {{ type: 'loaded', id: number, info: ModelInfo, superseded: boolean }
  *   | { type: 'result', id: number, result: Prediction }
  *   | { type: 'walkthrough', id: number, walk: Walkthrough }
+ *   | { type: 'figures', id: number, figures: Figures }
  *   | { type: 'relevance', id: number, relevance?: RelevanceMaps, stale?: boolean }
  *   | { type: 'attention', id: number, layerAttention: Float32Array, layerMean: Float32Array }
  *   | { type: 'memory', id: number, wasmBytes: number, device: object | null }} Answer
@@ -67,6 +70,7 @@ export const ANSWERS = Object.freeze({
   load: 'loaded',
   classify: 'result',
   walkthrough: 'walkthrough',
+  figures: 'figures',
   relevance: 'relevance',
   attention: 'attention',
   memory: 'memory',

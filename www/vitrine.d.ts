@@ -107,6 +107,19 @@ export interface Walkthrough {
   probabilities: Float32Array;
 }
 
+/**
+ * `Vitrine.figures`: the papers' figures of the kept image. Each token's
+ * length after each block, before the final norm [L, T] (prefix tokens
+ * first); the share of the class token's attention each head gives the
+ * registers [L, H] (empty without registers or a class token); the cosine
+ * similarity of the patches' position embeddings [N, N].
+ */
+export interface Figures {
+  tokenNorms: Float32Array;
+  registerShare: Float32Array;
+  positionSimilarity: Float32Array;
+}
+
 /** `Vitrine.attention`: one layer's full attention [H, T, T] and its mean over heads [T, T]. */
 export interface LayerAttention {
   layerAttention: Float32Array;
@@ -125,6 +138,7 @@ declare global {
     vitrineLast?: Prediction;
     vitrineWhy?: RelevanceMaps;
     vitrineWalk?: Walkthrough;
+    vitrineFigures?: Figures;
     vitrineState?: import('./store.js').State;
     vitrineMemory?: () => Promise<{ wasmBytes: number; device: DevicePools | null }>;
     vitrineRelevance?: (k: number) => Promise<{ relevance?: RelevanceMaps; stale?: boolean }>;

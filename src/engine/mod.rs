@@ -208,6 +208,20 @@ impl Classifier {
         Ok(prediction.of_image(image, preprocess_ms))
     }
 
+    /// The papers' figures of a preprocessed input ([C, H, W]): token
+    /// norms, the registers' share of attention, position similarity (see
+    /// [`crate::figures`]). Panics when `input` has the wrong length.
+    pub async fn token_figures(&self, input: &[f32]) -> crate::figures::TokenFigures {
+        crate::figures::token_figures(
+            &self.model,
+            &self.executor,
+            &self.config,
+            &self.device,
+            input,
+        )
+        .await
+    }
+
     /// The forward pass of a preprocessed input ([C, H, W]) step by step,
     /// for the teaching view (see [`crate::walkthrough`]).
     ///

@@ -153,6 +153,13 @@ impl Viewer {
         })
     }
 
+    /// The papers' figures of the kept image (token norms, the registers'
+    /// share of attention, position similarity).
+    pub async fn figures(&self) -> Result<crate::figures::TokenFigures, ViewerError> {
+        let image = self.kept()?;
+        Ok(self.classifier.token_figures(&image.input).await)
+    }
+
     /// The kept image's forward pass step by step, and the input it saw.
     pub async fn walkthrough(
         &self,

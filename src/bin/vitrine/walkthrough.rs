@@ -1,4 +1,6 @@
-//! `vitrine walkthrough`: the forward pass of one image step by step, as JSON.
+//! `vitrine walkthrough`: the forward pass of one image step by step, and
+//! the papers' figures of it (token norms, the registers' share of
+//! attention), as JSON.
 
 use pollster::FutureExt;
 use std::path::Path;
@@ -72,6 +74,11 @@ pub fn walkthrough(raw: &[String]) -> Result<ExitCode, String> {
     let w = classifier.walkthrough(&input, &focus).block_on();
     let mut json = serde_json::to_value(&w).map_err(|e| e.to_string())?;
     json["input"] = serde_json::to_value(&input).map_err(|e| e.to_string())?;
+    let f = classifier.token_figures(&input).block_on();
+    json["figures"] = serde_json::json!({
+        "token_norms": f.token_norms,
+        "register_share": f.register_share,
+    });
     println!("{json}");
     Ok(ExitCode::SUCCESS)
 }

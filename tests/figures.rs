@@ -1,0 +1,104 @@
+//! The papers' figures against PyTorch: each token's length after each
+//! block and the registers' share of the class token's attention, on the
+//! timm fixtures' golden images (`tests/fixtures/make_figures.py`, float64
+//! references); position similarity against the walk-through's references.
+//!
+//! Bounds as in tests/golden.rs: twice PyTorch float32's own distance from
+//! the float64 values on the same image, and never less than a floor: for
+//! the norms 2.5e-6 of the largest (2.5 times the largest relative error
+//! PyTorch float32 shows on these fixtures, make_figures.py prints it), for
+//! the shares 1e-5 (golden.rs's attention floor).
+
+mod common;
+
+use burn::tensor::Device;
+use common::*;
+use pollster::FutureExt;
+use vitrine::{Checkpoint, Classifier};
+
+const NORM_FLOOR: f32 = 2.5e-6;
+const SHARE_FLOOR: f32 = 1e-5;
+
+fn check(model: &str, device: &Device, label: &str) {
+    let ck = Checkpoint::from_path(&fixtures().join("models").join(model)).expect("fixture loads");
+    let config = ck.config.clone();
+    let classifier = Classifier::new(ck, device.clone());
+    let g = golden(model);
+    let f = golden("figures");
+    let mut failures = Vec::new();
+    for stem in stems(&g) {
+        let input = &g[&format!("{stem}.input")].1;
+        let got = classifier.token_figures(input).block_on();
+        let key = format!("{model}.{stem}");
+        let error = &f[&format!("{key}.torch_f32_error")].1;
+
+        let (shape, want) = &f[&format!("{key}.token_norms")];
+        assert_eq!(
+            shape,
+            &[config.depth, config.num_tokens()],
+            "{key}: norms' shape"
+        );
+        let tol = (2.0 * error[0]).max(NORM_FLOOR * largest(want));
+        let d = max_abs_diff(&got.token_norms, want);
+        println!("{key} ({label}): token norms |vitrine - float64| {d:.2e} (allowed {tol:.1e})");
+        if d > tol {
+            failures.push(format!(
+                "{key}: token norms off by {d:e}, more than {tol:e} ({label})"
+            ));
+        }
+
+        match f.get(&format!("{key}.register_share")) {
+            Some((shape, want)) => {
+                assert_eq!(
+                    shape,
+                    &[config.depth, config.num_heads],
+                    "{key}: shares' shape"
+                );
+                let tol = (2.0 * error[1]).max(SHARE_FLOOR);
+                let d = max_abs_diff(&got.register_share, want);
+                println!(
+                    "{key} ({label}): registers' share |vitrine - float64| {d:.2e} (allowed {tol:.1e})"
+                );
+                if d > tol {
+                    failures.push(format!("{key}: registers' share off by {d:e} ({label})"));
+                }
+            }
+            None => assert!(
+                got.register_share.is_empty(),
+                "{key}: no registers, no share"
+            ),
+        }
+
+        // The walk-through's references hold the rows of its focus patches.
+        let (_, patches) = &g["walk_patches"];
+        let (_, want) = &g["position_similarity"];
+        let n = config.num_patches();
+        assert_eq!(got.position_similarity.len(), n * n, "{key}: [N, N]");
+        let rows: Vec<f32> = patches
+            .iter()
+            .flat_map(|&p| got.position_similarity[p as usize * n..(p as usize + 1) * n].to_vec())
+            .collect();
+        let d = max_abs_diff(&rows, want);
+        if d > 1e-5 {
+            failures.push(format!("{key}: position similarity off by {d:e} ({label})"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+const MODELS: [&str; 4] = ["timm_tiny", "timm_reg4", "timm_deit_dist", "timm_gap"];
+
+#[test]
+fn cpu_figures_match_pytorch() {
+    for model in MODELS {
+        check(model, &Device::flex(), "cpu");
+    }
+}
+
+#[test]
+fn wgpu_figures_match_pytorch() {
+    let Some(device) = wgpu_device() else { return };
+    for model in MODELS {
+        check(model, &device, "wgpu");
+    }
+}

@@ -1,0 +1,148 @@
+// @ts-check
+// Figures the papers show, on the loaded model and the image shown: each
+// token's length after a block ("Vision Transformers Need Registers",
+// Darcet et al. 2024: a few long background patches are the artefacts
+// registers absorb), the registers' share of the class token's attention,
+// and how alike the patches' position embeddings are (the ViT paper's
+// Figure 7, centre). The numbers come from the model (Rust); this module
+// only words and draws them, asking the worker once per image while the
+// panel is open.
+import { colour, drawMap } from './overlay.js';
+import { onUpdate, state } from './store.js';
+import { $ } from './dom.js';
+
+/** @typedef {import('./vitrine').Figures} Figures */
+
+const fixed = (/** @type {number} */ x) => (x >= 100 ? x.toFixed(0) : x.toPrecision(3));
+/** A share as a percentage, small ones to a hundredth. */
+const percent = (/** @type {number} */ s) => `${(100 * s).toFixed(s < 0.01 ? 2 : 0)}%`;
+
+/**
+ * What layer `layer`'s token norms say, in this model's own numbers: the
+ * patches' lengths [N] and a sentence. `names` are the prefix tokens'.
+ * @param {Float32Array} norms [L, T]
+ * @param {string[]} names
+ * @param {number} layer
+ * @param {[number, number]} grid
+ */
+export function describeNorms(norms, names, layer, [rows, cols]) {
+  const n = rows * cols;
+  const t = names.length + n;
+  const row = norms.subarray(layer * t, (layer + 1) * t);
+  const patches = row.subarray(names.length);
+  const sorted = Float32Array.from(patches).sort();
+  const median = sorted[Math.floor(n / 2)];
+  let longest = 0;
+  for (let i = 1; i < n; i++) if (patches[i] > patches[longest]) longest = i;
+  const ratio = patches[longest] / median;
+  // Darcet et al.'s outliers: about ten times the others' norm.
+  const outliers = patches.filter((v) => v > 4 * median).length;
+  const prefix = names.map((name, i) => `${name} ${fixed(row[i])}`).join(', ');
+  const text = `After block ${layer + 1}: the patches' median length is ${fixed(median)}; the longest, `
+    + `at row ${Math.floor(longest / cols) + 1}, column ${(longest % cols) + 1}, is ${ratio.toFixed(1)}× that. `
+    + (outliers ? `${outliers} patch${outliers === 1 ? ' is' : 'es are'} over 4× the median: `
+      + 'artefacts of the kind registers absorb, where a model stores what it gathered from the whole image. '
+      : 'No patch is over 4× the median: no artefacts of the registers paper\'s kind at this block. ')
+    + (prefix ? `Prefix tokens: ${prefix}.` : '');
+  return { patches, text };
+}
+
+/**
+ * The registers' share of the class token's attention per layer (mean of
+ * the heads), and a sentence; null for a model without registers.
+ * @param {Float32Array} share [L, H]
+ * @param {number} depth
+ */
+export function describeShare(share, depth) {
+  if (!share.length) return null;
+  const heads = share.length / depth;
+  const perLayer = Array.from({ length: depth }, (_, l) => share.subarray(l * heads, (l + 1) * heads).reduce((a, b) => a + b, 0) / heads);
+  const last = perLayer[depth - 1];
+  const text = `In the last block the registers take ${percent(last)} of the class token's attention `
+    + `(mean of ${heads} heads); across the blocks, ${perLayer.map(percent).join(', ')}.`;
+  return { perLayer, text };
+}
+
+/**
+ * Figure 7 (centre) of the ViT paper: one small map per patch, its
+ * position embedding's cosine similarity with every patch's, from −1
+ * (dark) to 1 (bright), a pixel between the maps.
+ * @param {HTMLCanvasElement} canvas
+ * @param {Float32Array} similarity [N, N]
+ * @param {[number, number]} grid
+ */
+export function drawSimilarity(canvas, similarity, [rows, cols]) {
+  const [w, h] = [cols * (cols + 1) - 1, rows * (rows + 1) - 1];
+  canvas.width = w;
+  canvas.height = h;
+  const ctx = /** @type {CanvasRenderingContext2D} */ (canvas.getContext('2d'));
+  const img = ctx.createImageData(w, h);
+  for (let p = 0; p < rows * cols; p++) {
+    const [top, left] = [Math.floor(p / cols) * (rows + 1), (p % cols) * (cols + 1)];
+    for (let q = 0; q < rows * cols; q++) {
+      const at = ((top + Math.floor(q / cols)) * w + left + (q % cols)) * 4;
+      img.data.set(colour((similarity[p * rows * cols + q] + 1) / 2), at);
+      img.data[at + 3] = 255;
+    }
+  }
+  ctx.putImageData(img, 0, 0);
+}
+
+/** Wires the panel: asked once per image shown, while open. */
+export function setupFigures(/** @type {{ run: (m: any) => Promise<any> }} */ { run }) {
+  const panel = /** @type {HTMLDetailsElement} */ ($('figures'));
+  const layerPicker = /** @type {HTMLSelectElement} */ ($('figures-layer'));
+  /** @type {{ figures: Figures, current: any, info: any } | null} */
+  let shown = null;
+  let asking = null;
+
+  const draw = () => {
+    if (!shown) return;
+    const { figures, info } = shown;
+    const layer = Number(layerPicker.value);
+    const { patches, text } = describeNorms(figures.tokenNorms, info.prefixTokens, layer, info.grid);
+    drawMap($('figures-norms'), patches, info.grid, { smooth: false });
+    $('figures-norms-text').textContent = text;
+    const share = describeShare(figures.registerShare, info.config.depth);
+    $('figures-share-row').hidden = !share;
+    if (share) {
+      $('figures-share-text').textContent = share.text;
+      $('figures-share').replaceChildren(...share.perLayer.map((s, l) => {
+        const li = document.createElement('li');
+        const bar = document.createElement('span');
+        bar.className = 'bar';
+        bar.style.width = `${(100 * s).toFixed(1)}%`;
+        li.append(`Block ${l + 1} `, bar, ` ${percent(s)}`);
+        return li;
+      }));
+    }
+    drawSimilarity($('figures-similarity'), figures.positionSimilarity, info.grid);
+  };
+
+  const ask = async () => {
+    const { current, info } = state;
+    if (!panel.open || !current || !info || shown?.current === current || asking === current) return;
+    asking = current;
+    $('figures-status').textContent = 'Computing…';
+    try {
+      const { figures } = await run({ type: 'figures' });
+      if (state.current !== current) return; // a newer image: asked again for it
+      shown = { figures, current, info };
+      window.vitrineFigures = figures;
+      layerPicker.replaceChildren(...Array.from({ length: info.config.depth }, (_, l) => new Option(`block ${l + 1}`, String(l))));
+      layerPicker.value = String(info.config.depth - 1);
+      $('figures-status').textContent = '';
+      draw();
+    } catch (e) {
+      $('figures-status').textContent = `The figures could not be computed: ${e.message}.`;
+    } finally {
+      if (asking === current) asking = null;
+    }
+  };
+
+  panel.addEventListener('toggle', ask);
+  layerPicker.addEventListener('change', draw);
+  onUpdate((s, changed) => {
+    if ('current' in changed || 'info' in changed) ask();
+  });
+}
