@@ -10,7 +10,7 @@ import { COLORMAPS } from './overlay.js';
 /** @typedef {import('./store.js').View} View */
 
 /** The query's names for the view's settings, and the page's other parameters, which are kept as they are. */
-export const VIEW_PARAMS = ['size', 'show', 'layer', 'map', 'cmap', 'opacity', 'keep', 'upsample', 'picture', 'patch', 'class', 'image', 'learn'];
+export const VIEW_PARAMS = ['size', 'show', 'layer', 'map', 'cmap', 'opacity', 'keep', 'upsample', 'picture', 'patch', 'class', 'image', 'learn', 'figures'];
 
 const NAMED_MAPS = ['mean', 'rollout', 'chefer', 'grad-rollout'];
 
@@ -19,7 +19,7 @@ const NAMED_MAPS = ['mean', 'rollout', 'chefer', 'grad-rollout'];
  * cannot be taken is said in `notes` and left out.
  * @param {URLSearchParams} params
  * @param {string[]} notes
- * @returns {{ view: Partial<View>, size: number | null, patch: number | null, klass: number | null, learn: number | null, image: string | null }}
+ * @returns {{ view: Partial<View>, size: number | null, patch: number | null, klass: number | null, learn: number | null, figures: number | null, image: string | null }}
  */
 export function readQuery(params, notes) {
   /** @type {Partial<View>} */
@@ -73,8 +73,9 @@ export function readQuery(params, notes) {
   const klass = number('class', 0, 1e6, true);
   const size = number('size', 8, 4096, true);
   const learn = number('learn', 1, 9, true);
+  const figures = number('figures', 1, 1e4, true);
   const image = get('image');
-  return { view, size, patch, klass, learn, image: image && /^[\w.-]{1,80}$/.test(image) ? image : null };
+  return { view, size, patch, klass, learn, figures, image: image && /^[\w.-]{1,80}$/.test(image) ? image : null };
 }
 
 /**
@@ -84,9 +85,9 @@ export function readQuery(params, notes) {
  * @param {URLSearchParams} base
  * @param {View} view
  * @param {View} defaults
- * @param {{ size?: number | null, patch: number, klass?: number | null, learn?: number, image: string | null, model: string | null }} rest
+ * @param {{ size?: number | null, patch: number, klass?: number | null, learn?: number, figures?: number, image: string | null, model: string | null }} rest
  */
-export function writeQuery(base, view, defaults, { size = null, patch, klass = null, learn = 0, image, model }) {
+export function writeQuery(base, view, defaults, { size = null, patch, klass = null, learn = 0, figures = 0, image, model }) {
   const out = new URLSearchParams(base);
   for (const key of VIEW_PARAMS) out.delete(key);
   if (model === null) out.delete('model');
@@ -107,5 +108,6 @@ export function writeQuery(base, view, defaults, { size = null, patch, klass = n
   if (view.show === 'relevance' && klass !== null && klass >= 0) out.set('class', String(klass));
   if (image) out.set('image', image);
   if (learn > 0) out.set('learn', String(learn));
+  if (figures > 0) out.set('figures', String(figures));
   return out;
 }

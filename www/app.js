@@ -31,6 +31,7 @@ const learn = setupLearn({
   relevance: fetchRelevance,
   onStep: (step) => { if (step !== state.learn) update({ learn: step }); },
 });
+const figures = setupFigures({ run, onBlock: (block) => { if (block !== state.figures) update({ figures: block }); } });
 
 // ---- views of the state -----------------------------------------------------------------
 
@@ -58,9 +59,12 @@ onUpdate((s, changed) => {
   if ('current' in changed && s.current && link) {
     // The link's patch and class, once its image is shown.
     const [rows, cols] = s.current.result.grid;
-    const { patch, klass, learn: step } = link;
+    const { patch, klass, learn: step, figures: block } = link;
     link = null;
     if (step !== null) learn.open(step);
+    const depth = s.info.config.depth;
+    if (block !== null) figures.open(Math.min(block, depth));
+    if (block !== null && block > depth) notify({ imageNotes: [...s.notices.imageNotes, `The link's figures=${block} is past this model's ${depth} blocks: the last is shown.`] });
     const classes = s.info.config.num_classes;
     if (klass !== null && klass < classes) explain(klass);
     else if (klass !== null) notify({ imageNotes: [...s.notices.imageNotes, `The link's class ${klass} is past this model's ${classes} classes.`] });
@@ -91,13 +95,13 @@ function writeAddress() {
   const s = state;
   const size = s.info.config.img_size[0] === s.info.nativeSize[0] ? null : s.info.config.img_size[0];
   const query = writeQuery(params, s.view, defaults, {
-    size, patch: s.patch, klass: s.current?.why ?? null, learn: s.learn, image: s.current?.sample ?? null, model: s.source?.link ?? null,
+    size, patch: s.patch, klass: s.current?.why ?? null, learn: s.learn, figures: s.figures, image: s.current?.sample ?? null, model: s.source?.link ?? null,
   });
   history.replaceState(history.state, '', `${location.pathname}?${query}${location.hash}`);
   delete document.body.dataset.addressPending; // for tests: the address is the view
 }
 onUpdate((s, changed) => {
-  if (!s.info || !['view', 'patch', 'current', 'info', 'learn'].some((k) => k in changed)) return;
+  if (!s.info || !['view', 'patch', 'current', 'info', 'learn', 'figures'].some((k) => k in changed)) return;
   clearTimeout(addressTimer);
   document.body.dataset.addressPending = 'true';
   addressTimer = setTimeout(writeAddress, 250);
@@ -113,7 +117,7 @@ function answerGiven() {
       if (!found) notify({ imageNotes: [`The link's image=${name} is not one of this site's samples.`] });
     });
   }
-  if (link && link.patch === null && link.klass === null && link.learn === null) link = null;
+  if (link && link.patch === null && link.klass === null && link.learn === null && link.figures === null) link = null;
 }
 
 /** The view the link asks for on the first model, where it fits; what does not, said. */
@@ -164,7 +168,6 @@ $('download').addEventListener('click', () => {
   downloadView(state);
 });
 setupPointer();
-setupFigures({ run });
 setupCamera();
 
 // Another input size: its position embeddings interpolated in Rust; the

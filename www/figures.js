@@ -88,13 +88,20 @@ export function drawSimilarity(canvas, similarity, [rows, cols]) {
   ctx.putImageData(img, 0, 0);
 }
 
-/** Wires the panel: asked once per image shown, while open. */
-export function setupFigures(/** @type {{ run: (m: any) => Promise<any> }} */ { run }) {
+/**
+ * Wires the panel: asked once per image shown, while open. `onBlock(b)`
+ * hears the block shown (from 1; 0 when the panel closes), for the address;
+ * `open(b)` opens the panel at block `b`.
+ * @param {{ run: (m: any) => Promise<any>, onBlock?: (block: number) => void }} options
+ */
+export function setupFigures({ run, onBlock = () => {} }) {
   const panel = /** @type {HTMLDetailsElement} */ ($('figures'));
   const layerPicker = /** @type {HTMLSelectElement} */ ($('figures-layer'));
   /** @type {{ figures: Figures, current: any, info: any } | null} */
   let shown = null;
   let asking = null;
+  let wanted = 0; // a block to show once the figures come (a link's)
+  const block = () => (panel.open && shown ? Number(layerPicker.value) + 1 : 0);
 
   const draw = () => {
     if (!shown) return;
@@ -127,12 +134,18 @@ export function setupFigures(/** @type {{ run: (m: any) => Promise<any> }} */ { 
     try {
       const { figures } = await run({ type: 'figures' });
       if (state.current !== current) return; // a newer image: asked again for it
+      const depth = info.config.depth;
+      // The block asked for (a link's), else the one shown before (the same model), else the last.
+      const before = shown?.info === info ? Number(layerPicker.value) : depth - 1;
+      const at = Math.min(wanted ? wanted - 1 : before, depth - 1);
+      wanted = 0;
       shown = { figures, current, info };
       window.vitrineFigures = figures;
-      layerPicker.replaceChildren(...Array.from({ length: info.config.depth }, (_, l) => new Option(`block ${l + 1}`, String(l))));
-      layerPicker.value = String(info.config.depth - 1);
+      layerPicker.replaceChildren(...Array.from({ length: depth }, (_, l) => new Option(`block ${l + 1}`, String(l))));
+      layerPicker.value = String(at);
       $('figures-status').textContent = '';
       draw();
+      onBlock(block());
     } catch (e) {
       $('figures-status').textContent = `The figures could not be computed: ${e.message}.`;
     } finally {
@@ -140,9 +153,28 @@ export function setupFigures(/** @type {{ run: (m: any) => Promise<any> }} */ { 
     }
   };
 
-  panel.addEventListener('toggle', ask);
-  layerPicker.addEventListener('change', draw);
+  panel.addEventListener('toggle', () => {
+    onBlock(block());
+    ask();
+  });
+  layerPicker.addEventListener('change', () => {
+    draw();
+    onBlock(block());
+  });
   onUpdate((s, changed) => {
     if ('current' in changed || 'info' in changed) ask();
   });
+  return {
+    /** Opens the panel at block `b` (from 1). */
+    open(/** @type {number} */ b) {
+      if (panel.open && shown?.current === state.current) {
+        layerPicker.value = String(Math.min(b, shown.info.config.depth) - 1);
+        draw();
+        onBlock(block());
+        return;
+      }
+      wanted = b;
+      panel.open = true; // its toggle asks for the figures
+    },
+  };
 }

@@ -45,6 +45,7 @@
  * @property {number} patch the patch pointed at, or -1 for the class token
  * @property {View} view how the maps are shown
  * @property {number} learn the walk-through's step being read, 0 when it is closed
+ * @property {number} figures the Figures panel's block (from 1), 0 when it is closed
  * @property {Notices} notices
  */
 
@@ -74,6 +75,7 @@ export const state = {
   current: null,
   patch: -1,
   learn: 0,
+  figures: 0,
   view: {
     show: 'attention', layer: 0, head: 'mean', colormap: 'viridis', smooth: true,
     picture: 'photo', threshold: false, mass: 0.6, opacity: 0.6,

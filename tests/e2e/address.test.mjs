@@ -146,3 +146,24 @@ test('the query, read and written in Node', () => {
   assert.equal(why.toString(), 'show=relevance&layer=0&map=chefer&class=7');
   assert.equal(writeQuery(new URLSearchParams(), defaults, defaults, { patch: -1, klass: 7, image: null, model: null }).get('class'), null);
 });
+
+test('a link opens the Figures panel at a block; the address follows the block shown and the panel\'s closing', { timeout: 600_000 }, async () => {
+  const { page, context } = await open(site, '?backend=cpu&model=timm_tiny&image=astronaut&figures=2');
+  await page.waitForFunction(() => window.vitrineFigures, null, { timeout: 300_000 });
+  assert.equal(await page.evaluate(() => document.getElementById('figures').open), true);
+  assert.equal(await page.inputValue('#figures-layer'), '1');
+  assert.match(await page.textContent('#figures-norms-text'), /^After block 2:/);
+  await page.waitForFunction(() => new URLSearchParams(location.search).get('figures') === '2');
+  await page.selectOption('#figures-layer', '3');
+  await page.waitForFunction(() => new URLSearchParams(location.search).get('figures') === '4');
+  assert.match(await page.textContent('#figures-norms-text'), /^After block 4:/);
+  await page.click('#figures summary');
+  await page.waitForFunction(() => !new URLSearchParams(location.search).has('figures'));
+  await context.close();
+  // Past the model's blocks: the last, with a note.
+  const past = await open(site, '?backend=cpu&model=timm_tiny&image=astronaut&figures=9');
+  await past.page.waitForFunction(() => window.vitrineFigures, null, { timeout: 300_000 });
+  assert.equal(await past.page.inputValue('#figures-layer'), '3');
+  await past.page.waitForFunction(() => document.getElementById('note').textContent.includes("The link's figures=9 is past this model's 4 blocks: the last is shown."));
+  await past.context.close();
+});
