@@ -1,6 +1,7 @@
 //! Figures the papers show of a ViT, on the loaded model: how alike the
 //! patches' position embeddings are (the ViT paper's Figure 7, centre),
-//! and, for one image, how long each token is after each block with the
+//! its patch embedding's principal components (Figure 7, left), and, for
+//! one image, how long each token is after each block with the
 //! share of the class token's attention the registers take ("Vision
 //! Transformers Need Registers", Darcet et al. 2024: the artefact tokens
 //! of high norm, and where registers move them).
@@ -103,5 +104,201 @@ pub async fn token_figures(
         token_norms: flat,
         register_share,
         position_similarity,
+    }
+}
+
+/// The patch embedding's principal components (the ViT paper's Figure 7,
+/// left): its D filters (one per embedding dimension, P·P·C values laid out
+/// as [`crate::model::patch_embed::patchify`] lays out a patch), centred,
+/// and the leading eigenvectors of their covariance.
+#[derive(Clone, Debug)]
+pub struct FilterComponents {
+    /// [k, P·P·C], each of unit length, the largest variance first.
+    pub components: Vec<f32>,
+    /// The share of the filters' variance each explains, [k].
+    pub variance: Vec<f32>,
+}
+
+/// The first `k` principal components of the patch embedding's filters
+/// (fewer where a patch has fewer values). The covariance is formed with
+/// the device's matrix product; its leading eigenvectors come from
+/// subspace iteration with a Rayleigh–Ritz step (`k` and some more
+/// vectors, the products on the device, the rest on the host in f64).
+pub async fn filter_components(model: &VisionTransformer, k: usize) -> FilterComponents {
+    let w = model
+        .patch_embed
+        .proj
+        .weight
+        .val()
+        .cast(burn::tensor::DType::F32); // [L, D]
+    let [len, d] = w.dims();
+    let device = w.device();
+    // Centred over the D filters: [L, D] less each row's mean.
+    let centred = w.clone() - w.mean_dim(1);
+    let covariance = centred.clone().matmul(centred.clone().transpose()) / (d.max(2) - 1) as f64; // [L, L]
+    // The total variance: the covariance's trace.
+    let total =
+        read(centred.clone().powf_scalar(2.0).sum()).await[0] as f64 / (d.max(2) - 1) as f64;
+    let k = k.min(len);
+    let m = (k + 12).min(len);
+    // A deterministic start: each column a different mix of the coordinates.
+    let mut v: Vec<f64> = (0..len * m)
+        .map(|i| (((i * 7919 + 13) % 1009) as f64 / 1009.0) - 0.5)
+        .collect();
+    orthonormalise(&mut v, len, m);
+    let product = |v: &[f64]| {
+        let t = Tensor::<2>::from_data(
+            TensorData::new(v.iter().map(|&x| x as f32).collect::<Vec<_>>(), [len, m]),
+            &device,
+        );
+        covariance.clone().matmul(t)
+    };
+    for _ in 0..ITERATIONS {
+        let cv = read(product(&v)).await;
+        v = cv.iter().map(|&x| x as f64).collect();
+        orthonormalise(&mut v, len, m);
+    }
+    // Rayleigh–Ritz: the eigenvectors of Vᵀ·C·V rotate V into C's.
+    let cv: Vec<f64> = read(product(&v)).await.iter().map(|&x| x as f64).collect();
+    let mut h = vec![0.0; m * m];
+    for a in 0..m {
+        for b in 0..m {
+            h[a * m + b] = (0..len).map(|i| v[i * m + a] * cv[i * m + b]).sum();
+        }
+    }
+    let (values, vectors) = jacobi_eigen(h, m);
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+    let mut components = Vec::with_capacity(k * len);
+    let mut variance = Vec::with_capacity(k);
+    for &j in order.iter().take(k) {
+        let col: Vec<f64> = (0..len)
+            .map(|i| (0..m).map(|a| v[i * m + a] * vectors[a * m + j]).sum())
+            .collect();
+        let norm = col
+            .iter()
+            .map(|x| x * x)
+            .sum::<f64>()
+            .sqrt()
+            .max(f64::MIN_POSITIVE);
+        // A sign of its own: the largest entry positive.
+        let big = col
+            .iter()
+            .fold(0.0f64, |b, &x| if x.abs() > b.abs() { x } else { b });
+        let sign = if big < 0.0 { -1.0 } else { 1.0 };
+        components.extend(col.iter().map(|x| (sign * x / norm) as f32));
+        variance.push((values[j] / total.max(f64::MIN_POSITIVE)) as f32);
+    }
+    FilterComponents {
+        components,
+        variance,
+    }
+}
+
+/// Subspace iterations: enough for the leading eigenvalues of a trained
+/// model's filters, and for a random one's within float32.
+const ITERATIONS: usize = 150;
+
+async fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data_async()
+        .await
+        .expect("read-back of the figures")
+        .try_into_vec::<f32>()
+        .expect("f32 values")
+}
+
+/// The `m` columns of `v` ([len, m], row-major) made orthonormal (modified
+/// Gram–Schmidt, twice over for f64's sake).
+fn orthonormalise(v: &mut [f64], len: usize, m: usize) {
+    for _ in 0..2 {
+        for j in 0..m {
+            for p in 0..j {
+                let dot: f64 = (0..len).map(|i| v[i * m + j] * v[i * m + p]).sum();
+                for i in 0..len {
+                    v[i * m + j] -= dot * v[i * m + p];
+                }
+            }
+            let norm = (0..len).map(|i| v[i * m + j].powi(2)).sum::<f64>().sqrt();
+            let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+            for i in 0..len {
+                v[i * m + j] *= scale;
+            }
+        }
+    }
+}
+
+/// The eigenvalues and eigenvectors (columns of the [m, m] row-major
+/// result) of the symmetric `a` [m, m], by cyclic Jacobi rotations.
+fn jacobi_eigen(mut a: Vec<f64>, m: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut vectors: Vec<f64> = (0..m * m)
+        .map(|i| if i % (m + 1) == 0 { 1.0 } else { 0.0 })
+        .collect();
+    for _ in 0..100 {
+        let off: f64 = (0..m)
+            .flat_map(|p| (0..m).filter(move |&q| q != p).map(move |q| (p, q)))
+            .map(|(p, q)| a[p * m + q].powi(2))
+            .sum();
+        let scale: f64 = (0..m).map(|p| a[p * m + p].powi(2)).sum();
+        if off <= 1e-30 * scale.max(f64::MIN_POSITIVE) {
+            break;
+        }
+        for p in 0..m {
+            for q in p + 1..m {
+                let apq = a[p * m + q];
+                if apq == 0.0 {
+                    continue;
+                }
+                let theta = (a[q * m + q] - a[p * m + p]) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for r in 0..m {
+                    let (arp, arq) = (a[r * m + p], a[r * m + q]);
+                    a[r * m + p] = c * arp - s * arq;
+                    a[r * m + q] = s * arp + c * arq;
+                }
+                for r in 0..m {
+                    let (apr, aqr) = (a[p * m + r], a[q * m + r]);
+                    a[p * m + r] = c * apr - s * aqr;
+                    a[q * m + r] = s * apr + c * aqr;
+                }
+                for r in 0..m {
+                    let (vrp, vrq) = (vectors[r * m + p], vectors[r * m + q]);
+                    vectors[r * m + p] = c * vrp - s * vrq;
+                    vectors[r * m + q] = s * vrp + c * vrq;
+                }
+            }
+        }
+    }
+    ((0..m).map(|p| a[p * m + p]).collect(), vectors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Jacobi finds a known spectrum: A = Q·diag·Qᵀ back from its entries.
+    #[test]
+    fn jacobi_finds_the_eigenpairs() {
+        let m = 4;
+        let a = vec![
+            4.0, 1.0, 0.5, 0.0, //
+            1.0, 3.0, 0.2, 0.1, //
+            0.5, 0.2, 2.0, 0.3, //
+            0.0, 0.1, 0.3, 1.0,
+        ];
+        let (values, vectors) = jacobi_eigen(a.clone(), m);
+        for j in 0..m {
+            for r in 0..m {
+                let av: f64 = (0..m).map(|c| a[r * m + c] * vectors[c * m + j]).sum();
+                assert!(
+                    (av - values[j] * vectors[r * m + j]).abs() < 1e-12,
+                    "A·v = λ·v"
+                );
+            }
+        }
+        let trace: f64 = values.iter().sum();
+        assert!((trace - 10.0).abs() < 1e-12);
     }
 }

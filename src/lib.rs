@@ -15,8 +15,9 @@
 //! - [`engine`]: a loaded model that classifies and reads back small results.
 //! - [`explain`]: attention maps: class-token rows, rollout, distances, pictures.
 //! - [`walkthrough`]: the forward pass step by step, for the teaching view.
-//! - [`figures`]: the papers' figures: position similarity, token norms,
-//!   the registers' share of attention.
+//! - [`figures`]: the papers' figures: position similarity, the patch
+//!   embedding's principal components, token norms, the registers' share
+//!   of attention.
 //! - [`backend`]: the one place that picks a device.
 //! - `web` (wasm): the browser's handle; `train` (native, feature `train`):
 //!   the default model's data, training and evaluation.

@@ -490,21 +490,26 @@ impl Vitrine {
 
     /// The papers' figures of the kept image: `{tokenNorms [L, T],
     /// registerShare [L, H] (empty without registers), positionSimilarity
-    /// [N, N]}` as Float32Arrays (see `figures::TokenFigures`).
+    /// [N, N], filters [k, P·P·C], filterVariance [k]}` as Float32Arrays
+    /// (see `figures::TokenFigures` and `figures::FilterComponents`).
     #[wasm_bindgen(unchecked_return_type = "Figures")]
     pub async fn figures(&self) -> Result<JsValue, JsError> {
-        let f = self.viewer.figures().await.map_err(js_error)?;
+        let (f, filters) = self.viewer.figures().await.map_err(js_error)?;
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
         struct Figures {
             token_norms: F32s,
             register_share: F32s,
             position_similarity: F32s,
+            filters: F32s,
+            filter_variance: F32s,
         }
         Ok(to_js(&Figures {
             token_norms: f.token_norms.as_slice().into(),
             register_share: f.register_share.as_slice().into(),
             position_similarity: f.position_similarity.as_slice().into(),
+            filters: filters.components.as_slice().into(),
+            filter_variance: filters.variance.as_slice().into(),
         }))
     }
 }

@@ -1,7 +1,9 @@
 //! The papers' figures against PyTorch: each token's length after each
 //! block and the registers' share of the class token's attention, on the
 //! timm fixtures' golden images (`tests/fixtures/make_figures.py`, float64
-//! references); position similarity against the walk-through's references.
+//! references); position similarity against the walk-through's references;
+//! the patch embedding's principal components against torch.linalg.eigh in
+//! float64.
 //!
 //! Bounds as in tests/golden.rs: twice PyTorch float32's own distance from
 //! the float64 values on the same image, and never less than a floor: for
@@ -100,5 +102,47 @@ fn wgpu_figures_match_pytorch() {
     let Some(device) = wgpu_device() else { return };
     for model in MODELS {
         check(model, &device, "wgpu");
+    }
+}
+
+/// The patch embedding's first principal components and their shares of
+/// the variance, within twice float32's own distance (torch.linalg.eigh on
+/// the float32 covariance), and at least 1e-6 (shares) and 1e-4 (each
+/// component's entries, up to its sign).
+#[test]
+fn filter_components_match_pytorch() {
+    for model in ["timm_tiny", "timm_d96", "timm_gray"] {
+        let ck =
+            Checkpoint::from_path(&fixtures().join("models").join(model)).expect("fixture loads");
+        let built = ck.build(&Device::flex());
+        let got = vitrine::figures::filter_components(&built, 28).block_on();
+        let f = golden("figures");
+        let (shape, want) = &f[&format!("{model}.filters.components")];
+        let [k, len] = [shape[0], shape[1]];
+        let error = &f[&format!("{model}.filters.torch_f32_error")].1;
+        let variance = &f[&format!("{model}.filters.variance")].1;
+        assert_eq!(
+            (got.variance.len(), got.components.len()),
+            (k, k * len),
+            "{model}: sizes"
+        );
+        let d = max_abs_diff(&got.variance, variance);
+        assert!(
+            d <= (2.0 * error[0]).max(1e-6),
+            "{model}: shares off by {d:e}"
+        );
+        for i in 0..k {
+            let (a, b) = (
+                &got.components[i * len..(i + 1) * len],
+                &want[i * len..(i + 1) * len],
+            );
+            let flipped: Vec<f32> = b.iter().map(|v| -v).collect();
+            let d = max_abs_diff(a, b).min(max_abs_diff(a, &flipped));
+            let tol = (2.0 * error[1 + i]).max(1e-4);
+            assert!(
+                d <= tol,
+                "{model}: component {i} off by {d:e} (allowed {tol:e})"
+            );
+        }
     }
 }

@@ -3,8 +3,8 @@
 // token's length after a block ("Vision Transformers Need Registers",
 // Darcet et al. 2024: a few long background patches are the artefacts
 // registers absorb), the registers' share of the class token's attention,
-// and how alike the patches' position embeddings are (the ViT paper's
-// Figure 7, centre). The numbers come from the model (Rust); this module
+// how alike the patches' position embeddings are (the ViT paper's Figure
+// 7, centre) and the patch embedding's principal components (its left). The numbers come from the model (Rust); this module
 // only words and draws them, asking the worker once per image while the
 // panel is open.
 import { colour, drawMap } from './overlay.js';
@@ -89,6 +89,50 @@ export function drawSimilarity(canvas, similarity, [rows, cols]) {
 }
 
 /**
+ * Figure 7 (left) of the ViT paper: the patch embedding's principal
+ * components, seven to a row, each a P×P picture of its C channels
+ * (min-max normalised on its own), a pixel between them. Returns the
+ * sentence that reads them.
+ * @param {HTMLCanvasElement} canvas
+ * @param {Float32Array} filters [k, P·P·C]
+ * @param {Float32Array} variance [k]
+ * @param {number} patch P
+ * @param {number} channels C
+ */
+export function drawFilters(canvas, filters, variance, patch, channels) {
+  const len = patch * patch * channels;
+  const k = variance.length;
+  const across = Math.min(7, k);
+  const rows = Math.ceil(k / across);
+  canvas.width = across * (patch + 1) - 1;
+  canvas.height = rows * (patch + 1) - 1;
+  const ctx = /** @type {CanvasRenderingContext2D} */ (canvas.getContext('2d'));
+  const img = ctx.createImageData(canvas.width, canvas.height);
+  for (let i = 0; i < k; i++) {
+    const c = filters.subarray(i * len, (i + 1) * len);
+    let lo = Infinity, hi = -Infinity;
+    for (const v of c) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    const [top, left] = [Math.floor(i / across) * (patch + 1), (i % across) * (patch + 1)];
+    for (let y = 0; y < patch; y++) {
+      for (let x = 0; x < patch; x++) {
+        const at = ((top + y) * canvas.width + left + x) * 4;
+        for (let ch = 0; ch < 3; ch++) {
+          const v = c[(y * patch + x) * channels + Math.min(ch, channels - 1)];
+          img.data[at + ch] = hi > lo ? Math.round((255 * (v - lo)) / (hi - lo)) : 128;
+        }
+        img.data[at + 3] = 255;
+      }
+    }
+  }
+  ctx.putImageData(img, 0, 0);
+  const sum = variance.reduce((a, b) => a + b, 0);
+  return `The first ${k} components explain ${(100 * sum).toFixed(0)}% of the variance of the ${channels === 1 ? '' : 'colour '}`
+    + `filters (the first alone ${(100 * variance[0]).toFixed(1)}%). A trained ViT's look like smooth basis functions `
+    + "(stripes, blobs, colour contrasts) for the fine structure within a patch (the ViT paper's Figure 7, left); "
+    + 'random weights give noise, each component explaining about as much as the next.';
+}
+
+/**
  * Wires the panel: asked once per image shown, while open. `onBlock(b)`
  * hears the block shown (from 1; 0 when the panel closes), for the address;
  * `open(b)` opens the panel at block `b`.
@@ -124,6 +168,8 @@ export function setupFigures({ run, onBlock = () => {} }) {
       }));
     }
     drawSimilarity($('figures-similarity'), figures.positionSimilarity, info.grid);
+    const c = info.config;
+    $('figures-filters-text').textContent = drawFilters($('figures-filters'), figures.filters, figures.filterVariance, c.patch_size, c.in_chans);
   };
 
   const ask = async () => {

@@ -112,12 +112,16 @@ export interface Walkthrough {
  * length after each block, before the final norm [L, T] (prefix tokens
  * first); the share of the class token's attention each head gives the
  * registers [L, H] (empty without registers or a class token); the cosine
- * similarity of the patches' position embeddings [N, N].
+ * similarity of the patches' position embeddings [N, N]; the patch
+ * embedding's first principal components [k, P·P·C] (each patch's pixels in
+ * (row, column, channel) order) and the share of the variance of each [k].
  */
 export interface Figures {
   tokenNorms: Float32Array;
   registerShare: Float32Array;
   positionSimilarity: Float32Array;
+  filters: Float32Array;
+  filterVariance: Float32Array;
 }
 
 /** `Vitrine.attention`: one layer's full attention [H, T, T] and its mean over heads [T, T]. */

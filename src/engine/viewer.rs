@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use super::{Classifier, ClassifyError, Prediction, Relevance};
 use crate::exec::KeptForward;
+use crate::figures::{FilterComponents, TokenFigures};
 use crate::preprocess::Prepared;
 use crate::walkthrough::{Focus, Walkthrough};
 
@@ -20,6 +21,9 @@ pub struct Viewer {
     /// The kept image's forward pass, when its classification was asked
     /// to keep it for relevance maps.
     forward: Mutex<Option<Arc<KeptForward>>>,
+    /// The patch embedding's principal components, once asked for (they
+    /// depend on the weights alone).
+    filters: Mutex<Option<Arc<FilterComponents>>>,
 }
 
 /// Why a question about the kept image could not be answered.
@@ -56,6 +60,7 @@ impl Viewer {
             classifier,
             image: Mutex::new(None),
             forward: Mutex::new(None),
+            filters: Mutex::new(None),
         }
     }
 
@@ -154,10 +159,26 @@ impl Viewer {
     }
 
     /// The papers' figures of the kept image (token norms, the registers'
-    /// share of attention, position similarity).
-    pub async fn figures(&self) -> Result<crate::figures::TokenFigures, ViewerError> {
+    /// share of attention, position similarity) and of the model (its
+    /// patch embedding's first 28 principal components, made once).
+    pub async fn figures(&self) -> Result<(TokenFigures, Arc<FilterComponents>), ViewerError> {
         let image = self.kept()?;
-        Ok(self.classifier.token_figures(&image.input).await)
+        let tokens = self.classifier.token_figures(&image.input).await;
+        let made = self
+            .filters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let filters = match made {
+            Some(f) => f,
+            None => {
+                let f =
+                    Arc::new(crate::figures::filter_components(self.classifier.model(), 28).await);
+                *self.filters.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&f));
+                f
+            }
+        };
+        Ok((tokens, filters))
     }
 
     /// The kept image's forward pass step by step, and the input it saw.

@@ -38,7 +38,10 @@ async function figuresOf(page, image) {
   await page.waitForFunction(() => window.vitrineFigures, null, { timeout: 300_000 });
   return page.evaluate(() => {
     const f = window.vitrineFigures;
-    return { keys: Object.keys(f), tokenNorms: Array.from(f.tokenNorms), registerShare: Array.from(f.registerShare), positionSimilarity: Array.from(f.positionSimilarity) };
+    return {
+      keys: Object.keys(f), tokenNorms: Array.from(f.tokenNorms), registerShare: Array.from(f.registerShare),
+      positionSimilarity: Array.from(f.positionSimilarity), filters: Array.from(f.filters), filterVariance: Array.from(f.filterVariance),
+    };
   });
 }
 
@@ -75,6 +78,20 @@ for (const backend of ['cpu', 'webgpu']) {
     const [tinyError] = goldenTensor('figures', 'timm_tiny.astronaut.torch_f32_error');
     assert.ok(maxDiff(tiny.tokenNorms, tinyWant.token_norms) <= Math.max(4 * tinyError, 5e-6 * Math.max(...tinyWant.token_norms)));
     assert.equal(await page.locator('#figures-layer option').count(), 4, 'one choice per block');
+    // The patch embedding's first 28 components (16×16×3), as torch.linalg.eigh finds them in float64
+    // (tests/figures.rs's bounds), each up to its sign; seven to a row.
+    const [k, len] = [28, 16 * 16 * 3];
+    const share = goldenTensor('figures', 'timm_tiny.filters.variance');
+    const components = goldenTensor('figures', 'timm_tiny.filters.components');
+    const filterError = goldenTensor('figures', 'timm_tiny.filters.torch_f32_error');
+    assert.ok(maxDiff(tiny.filterVariance, share) <= Math.max(2 * filterError[0], 1e-6), 'shares');
+    for (let i = 0; i < k; i++) {
+      const [a, b] = [tiny.filters.slice(i * len, (i + 1) * len), components.slice(i * len, (i + 1) * len)];
+      const d = Math.min(maxDiff(a, b), maxDiff(a, b.map((v) => -v)));
+      assert.ok(d <= Math.max(2 * filterError[1 + i], 1e-4), `component ${i} off by ${d}`);
+    }
+    assert.deepEqual(await page.evaluate(() => [document.getElementById('figures-filters').width, document.getElementById('figures-filters').height]), [7 * 17 - 1, 4 * 17 - 1]);
+    assert.match(await page.textContent('#figures-filters-text'), /^The first 28 components explain \d+% of the variance of the colour filters \(the first alone [\d.]+%\)/);
     assert.deepEqual(errors, []);
     await page.close();
   });
