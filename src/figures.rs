@@ -132,7 +132,6 @@ pub async fn filter_components(model: &VisionTransformer, k: usize) -> FilterCom
         .val()
         .cast(burn::tensor::DType::F32); // [L, D]
     let [len, d] = w.dims();
-    let device = w.device();
     // Centred over the D filters: [L, D] less each row's mean.
     let centred = w.clone() - w.mean_dim(1);
     let covariance = centred.clone().matmul(centred.clone().transpose()) / (d.max(2) - 1) as f64; // [L, L]
@@ -140,47 +139,66 @@ pub async fn filter_components(model: &VisionTransformer, k: usize) -> FilterCom
     let total =
         read(centred.clone().powf_scalar(2.0).sum()).await[0] as f64 / (d.max(2) - 1) as f64;
     let k = k.min(len);
-    let m = (k + 12).min(len);
-    // A deterministic start: each column a different mix of the coordinates.
+    let m = (k + 8).min(len);
+    // V's columns, each contiguous ([m, len]); a deterministic start, each
+    // column a different mix of the coordinates.
     let mut v: Vec<f64> = (0..len * m)
         .map(|i| (((i * 7919 + 13) % 1009) as f64 / 1009.0) - 0.5)
         .collect();
-    orthonormalise(&mut v, len, m);
-    let product = |v: &[f64]| {
-        let t = Tensor::<2>::from_data(
-            TensorData::new(v.iter().map(|&x| x as f32).collect::<Vec<_>>(), [len, m]),
-            &device,
-        );
-        covariance.clone().matmul(t)
-    };
-    for _ in 0..ITERATIONS {
-        let cv = read(product(&v)).await;
-        v = cv.iter().map(|&x| x as f64).collect();
-        orthonormalise(&mut v, len, m);
-    }
-    // Rayleigh–Ritz: the eigenvectors of Vᵀ·C·V rotate V into C's.
-    let cv: Vec<f64> = read(product(&v)).await.iter().map(|&x| x as f64).collect();
-    let mut h = vec![0.0; m * m];
-    for a in 0..m {
-        for b in 0..m {
-            h[a * m + b] = (0..len).map(|i| v[i * m + a] * cv[i * m + b]).sum();
+    orthonormalise(&mut v, len);
+    // Rayleigh–Ritz: the eigenpairs of Vᵀ·C·V, largest first, whose
+    // vectors rotate V into C's.
+    let ritz = |v: &[f64], cv: &[f64]| {
+        let mut h = vec![0.0; m * m];
+        for a in 0..m {
+            for b in 0..m {
+                h[a * m + b] = dot(&v[a * len..(a + 1) * len], &cv[b * len..(b + 1) * len]);
+            }
         }
+        let (values, vectors) = jacobi_eigen(h, m);
+        let mut order: Vec<usize> = (0..m).collect();
+        order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+        (values, vectors, order)
+    };
+    let mut before: Vec<f64> = Vec::new();
+    for round in 1..=MAX_ITERATIONS {
+        let cv = product(&covariance, &v, len).await;
+        // Every few rounds: done once the leading values stand still.
+        if round % 8 == 0 {
+            let (values, _, order) = ritz(&v, &cv);
+            let now: Vec<f64> = order.iter().take(k).map(|&j| values[j]).collect();
+            let scale = now
+                .first()
+                .copied()
+                .unwrap_or(0.0)
+                .abs()
+                .max(f64::MIN_POSITIVE);
+            let still = before.len() == now.len()
+                && now
+                    .iter()
+                    .zip(&before)
+                    .all(|(a, b)| (a - b).abs() <= 1e-12 * scale);
+            if still {
+                break;
+            }
+            before = now;
+        }
+        v = cv;
+        orthonormalise(&mut v, len);
     }
-    let (values, vectors) = jacobi_eigen(h, m);
-    let mut order: Vec<usize> = (0..m).collect();
-    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+    let cv = product(&covariance, &v, len).await;
+    let (values, vectors, order) = ritz(&v, &cv);
     let mut components = Vec::with_capacity(k * len);
     let mut variance = Vec::with_capacity(k);
     for &j in order.iter().take(k) {
-        let col: Vec<f64> = (0..len)
-            .map(|i| (0..m).map(|a| v[i * m + a] * vectors[a * m + j]).sum())
-            .collect();
-        let norm = col
-            .iter()
-            .map(|x| x * x)
-            .sum::<f64>()
-            .sqrt()
-            .max(f64::MIN_POSITIVE);
+        let mut col = vec![0.0f64; len];
+        for a in 0..m {
+            let w = vectors[a * m + j];
+            for (c, x) in col.iter_mut().zip(&v[a * len..(a + 1) * len]) {
+                *c += w * x;
+            }
+        }
+        let norm = dot(&col, &col).sqrt().max(f64::MIN_POSITIVE);
         // A sign of its own: the largest entry positive.
         let big = col
             .iter()
@@ -195,9 +213,27 @@ pub async fn filter_components(model: &VisionTransformer, k: usize) -> FilterCom
     }
 }
 
-/// Subspace iterations: enough for the leading eigenvalues of a trained
-/// model's filters, and for a random one's within float32.
-const ITERATIONS: usize = 150;
+/// C·V for V's columns one after another (each `len` long), the product
+/// on C's device, the result's columns likewise.
+async fn product(c: &Tensor<2>, v: &[f64], len: usize) -> Vec<f64> {
+    let m = v.len() / len;
+    let rows: Vec<f32> = (0..len * m)
+        .map(|x| v[(x % m) * len + x / m] as f32)
+        .collect();
+    let t = Tensor::<2>::from_data(TensorData::new(rows, [len, m]), &c.device());
+    let cv = read(c.clone().matmul(t)).await;
+    (0..len * m)
+        .map(|x| cv[(x % len) * m + x / len] as f64)
+        .collect()
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Subspace iterations at most: fewer where the leading eigenvalues stand
+/// still sooner (a trained model's filters have a steep spectrum).
+const MAX_ITERATIONS: usize = 200;
 
 async fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data_async()
@@ -207,23 +243,24 @@ async fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         .expect("f32 values")
 }
 
-/// The `m` columns of `v` ([len, m], row-major) made orthonormal (modified
-/// Gram–Schmidt, twice over for f64's sake).
-fn orthonormalise(v: &mut [f64], len: usize, m: usize) {
-    for _ in 0..2 {
-        for j in 0..m {
-            for p in 0..j {
-                let dot: f64 = (0..len).map(|i| v[i * m + j] * v[i * m + p]).sum();
-                for i in 0..len {
-                    v[i * m + j] -= dot * v[i * m + p];
-                }
-            }
-            let norm = (0..len).map(|i| v[i * m + j].powi(2)).sum::<f64>().sqrt();
-            let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
-            for i in 0..len {
-                v[i * m + j] *= scale;
+/// The columns of `v` (each `len` long, one after another) made
+/// orthonormal: modified Gram–Schmidt, one pass (the next round's product
+/// and the last Rayleigh–Ritz step absorb what it leaves).
+fn orthonormalise(v: &mut [f64], len: usize) {
+    let m = v.len() / len;
+    for j in 0..m {
+        let (done, rest) = v.split_at_mut(j * len);
+        let col = &mut rest[..len];
+        for p in 0..j {
+            let prev = &done[p * len..(p + 1) * len];
+            let d = dot(col, prev);
+            for (c, q) in col.iter_mut().zip(prev) {
+                *c -= d * q;
             }
         }
+        let norm = dot(col, col).sqrt();
+        let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+        col.iter_mut().for_each(|c| *c *= scale);
     }
 }
 
