@@ -337,6 +337,11 @@ export async function open(url, { signal, onProgress, fetch: fetchFn = globalThi
   /** @type {Promise<void>} */
   const ended = new Promise((resolve, reject) => { finish = resolve; fail = reject; });
   ended.catch(() => {}); // read by those who want the reason
+  /** `error`, which ends the body, told to `ended` first. */
+  const stop = (/** @type {Error} */ error) => {
+    fail(error);
+    return error;
+  };
   const reader = (response.body ?? new Response(await response.arrayBuffer()).body)?.getReader();
   const body = new ReadableStream({
     async pull(controller) {
@@ -344,18 +349,12 @@ export async function open(url, { signal, onProgress, fetch: fetchFn = globalThi
       try {
         chunk = await /** @type {ReadableStreamDefaultReader<Uint8Array>} */ (reader).read();
       } catch (e) {
-        const error = signal?.aborted ? cancelled(e)
+        throw stop(signal?.aborted ? cancelled(e)
           : total !== null && done < total ? Object.assign(cut(), { cause: e })
-            : coded(`The download of ${label} failed after ${mb(done)} MB: ${messageOf(e)}`, 'network', { cause: e });
-        fail(error);
-        throw error;
+            : coded(`The download of ${label} failed after ${mb(done)} MB: ${messageOf(e)}`, 'network', { cause: e }));
       }
       if (chunk.done) {
-        if (total !== null && done < total) {
-          const error = cut();
-          fail(error);
-          throw error;
-        }
+        if (total !== null && done < total) throw stop(cut());
         report(true);
         controller.close();
         finish();
@@ -364,9 +363,7 @@ export async function open(url, { signal, onProgress, fetch: fetchFn = globalThi
       const { value } = chunk;
       if (done + value.length > maxBytes) {
         reader?.cancel().catch(() => {});
-        const error = tooBig();
-        fail(error);
-        throw error;
+        throw stop(tooBig());
       }
       if (total !== null && done + value.length > total) total = null; // more than announced: the size was not the body's
       done += value.length;
