@@ -3,6 +3,7 @@
 #   ./build.sh serve   build the web app (wasm + static site) and serve it on http://127.0.0.1:8080
 #   ./build.sh dist    write the static site to dist/ (works from any static host, under any sub-path;
 #                      VITRINE_HUB_MODELS="org/name ..." bundles those Hub models into it)
+#   ./build.sh bundle [DIR]  bundle VITRINE_HUB_MODELS into a site already built (default dist/)
 #   ./build.sh test    every test: unit, golden (vs timm/transformers), checkpoint errors, CLI, wgpu, browser
 #   ./build.sh fuzz [SECONDS]  the parsers' mutation fuzzer for SECONDS (default 600) from a fresh seed
 #   ./build.sh bench   forward-pass timings: vitrine cpu and wgpu vs PyTorch eager, same machine
@@ -13,7 +14,7 @@ cd "$(dirname "$0")"
 
 # A target directory outside the checkout, so fresh clones (CI) reuse compiled dependencies.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vitrine/target}"
-BIN="$CARGO_TARGET_DIR/release/vitrine"
+BIN="${VITRINE_BIN:-$CARGO_TARGET_DIR/release/vitrine}"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -173,7 +174,8 @@ build_site() {
 # it serves them itself and never sends its visitors to the Hub for them.
 bundle_hub_models() {
   [ -n "${VITRINE_HUB_MODELS:-}" ] || return 0
-  build_cli
+  [ -f "$1/models/manifest.json" ] || { say "$1 is not a site (no models/manifest.json): run ./build.sh dist"; exit 1; }
+  [ -n "${VITRINE_BIN:-}" ] || build_cli
   local m folder
   for m in $VITRINE_HUB_MODELS; do
     folder=${m#hf:}; folder=${folder%%@*}; folder=${folder//\//--}
@@ -232,9 +234,10 @@ PY
 case "${1:-}" in
   serve) cmd_serve ;;
   dist) cmd_dist ;;
+  bundle) bundle_hub_models "${2:-dist}" ;;
   test) cmd_test ;;
   fuzz) shift; cmd_fuzz "$@" ;;
   bench) cmd_bench ;;
   bench-web) shift; cmd_bench_web "$@" ;;
-  *) echo "usage: ./build.sh serve|dist|test|fuzz [SECONDS]|bench|bench-web" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh serve|dist|bundle [DIR]|test|fuzz [SECONDS]|bench|bench-web" >&2; exit 2 ;;
 esac

@@ -264,10 +264,31 @@ function mb(/** @type {number} */ bytes, /** @type {number} */ scale = bytes) {
  */
 
 /**
+ * The size of what `url` serves, read from the Content-Range of a
+ * `Range: bytes=0-0` answer (a single range is a CORS-safelisted header: no
+ * preflight), or null when the server answers otherwise or not at all.
+ * @param {string} url
+ * @param {FetchFn} fetchFn
+ * @param {AbortSignal | undefined} signal
+ */
+async function sizeByRange(url, fetchFn, signal) {
+  try {
+    const response = await fetchFn(url, {
+      credentials: 'omit', redirect: 'follow', referrerPolicy: 'no-referrer', signal, headers: { Range: 'bytes=0-0' },
+    });
+    response.body?.cancel().catch(() => {});
+    const m = /^bytes 0-0\/(\d+)$/.exec(response.headers.get('content-range')?.trim() ?? '');
+    return response.status === 206 && m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * Opens one file's download, following the Hub's redirects (to its CDN for
  * big files): `body` streams its bytes, checked as they come; `total` is
  * the final answer's Content-Length (the redirect's X-Linked-Size is out of
- * fetch's sight), or null when it gave none; `ended` settles when the body
+ * fetch's sight), else what a one-byte range request says of it, else null; `ended` settles when the body
  * does, with the error that stopped it. `onProgress` hears each chunk
  * (`total` turns null when the body proves bigger: it was compressed).
  * Throws the Hub's refusal (hubError), and one with `code: 'network'` when
@@ -304,8 +325,10 @@ export async function open(url, { signal, onProgress, fetch: fetchFn = globalThi
   // A compressed body's Content-Length counts the compressed bytes, not
   // those read here (when the header is hidden by CORS, the overflow below
   // finds out).
+  const plain = !encoding || encoding === 'identity';
   /** @type {number | null} */
-  let total = length !== null && /^\d+$/.test(length.trim()) && (!encoding || encoding === 'identity') ? Number(length) : null;
+  let total = length !== null && /^\d+$/.test(length.trim()) && plain ? Number(length) : null;
+  if (total === null && plain) total = await sizeByRange(response.url || url, fetchFn, signal);
   const announced = total;
 
   const started = Date.now();

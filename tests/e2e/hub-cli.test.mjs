@@ -211,3 +211,31 @@ test('fetch --out copies a model into a site and --manifest lists it there', asy
   assert.equal(outside.code, 2);
   assert.match(outside.err, /is not under the manifest's folder/);
 });
+
+test('./build.sh bundle copies VITRINE_HUB_MODELS into a site and lists them in its manifest', async () => {
+  const bundle = (site, models) => new Promise((resolve) => {
+    execFile('bash', [path.join(repoRoot, 'build.sh'), 'bundle', site], {
+      encoding: 'utf8',
+      env: { ...process.env, VITRINE_BIN: bin, VITRINE_HUB_MODELS: models, HF_HUB_CACHE: cache, HF_ENDPOINT: hub.endpoint, HF_TOKEN: '', HF_HUB_OFFLINE: '' },
+      timeout: 120_000,
+    }, (error, out, err) => resolve({ code: error ? error.code : 0, out, err }));
+  });
+  const site = path.join(root, 'bundled');
+  fs.mkdirSync(path.join(site, 'models'), { recursive: true });
+  fs.copyFileSync(path.join(repoRoot, 'www/models/manifest.json'), path.join(site, 'models/manifest.json'));
+  const r = await bundle(site, 'acme/deit-bin hf:acme/vit-tiny@v1.0');
+  assert.equal(r.code, 0, r.err);
+  const parsed = parseManifest(fs.readFileSync(path.join(site, 'models/manifest.json'), 'utf8'));
+  const listed = Object.fromEntries(parsed.models.map((m) => [m.name, m]));
+  assert.equal(listed['acme/deit-bin'].path, 'acme--deit-bin/');
+  assert.equal(listed['acme/vit-tiny'].path, 'acme--vit-tiny/');
+  assert.ok(fs.readFileSync(path.join(site, 'models/acme--vit-tiny/model.safetensors')).equals(read(tiny, 'model.safetensors')));
+  assert.ok(fs.readFileSync(path.join(site, 'models/acme--deit-bin/pytorch_model.bin')).equals(read(deit, 'pytorch_model.bin')));
+  // Not a site: said, and nothing written.
+  const empty = path.join(root, 'not-a-site');
+  fs.mkdirSync(empty);
+  const refused = await bundle(empty, 'acme/deit-bin');
+  assert.equal(refused.code, 1);
+  assert.match(refused.err, /not-a-site is not a site \(no models\/manifest\.json\): run \.\/build\.sh dist/);
+  assert.deepEqual(fs.readdirSync(empty), []);
+});

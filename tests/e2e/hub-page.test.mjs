@@ -27,6 +27,7 @@ before(async () => {
   writeRepo(hubRoot, 'acme/cut', read(path.join(fixtures, 'models/hf_vit')), { faults: { 'model.safetensors': 'cut' } });
   writeRepo(hubRoot, 'acme/slow', read(path.join(fixtures, 'models/hf_vit')), { faults: { 'model.safetensors': 'slow' } });
   writeRepo(hubRoot, 'acme/no-length', read(path.join(fixtures, 'models/timm_tiny')), { faults: { 'model.safetensors': 'no-length' } });
+  writeRepo(hubRoot, 'acme/no-range', read(path.join(fixtures, 'models/timm_tiny')), { faults: { 'model.safetensors': 'no-range' } });
   hub = await startHub({ root: hubRoot });
   site = await startSite('hub');
 });
@@ -170,16 +171,21 @@ test('storage too small: loaded all the same, the message says how much is neede
     await page.click('#hub-form button[type="submit"]');
     await hubLoaded(page);
   };
-  // Its size announced: too big for what is left, known before a byte is kept.
-  await load('acme/tiny');
+  // Its size known (no Content-Length: a one-byte range request, cross-origin
+  // and without a preflight, reads it): too big for what is left, known before a byte is kept.
+  const mark = hub.requests.length;
+  await load('acme/no-length');
   const warned = (text) => page.waitForFunction((t) => document.getElementById('warning').textContent.includes(t), text, { timeout: 120_000 });
-  await warned('acme/tiny is loaded but not kept for next time: the browser’s storage has 2 MB left and acme/tiny needs 4 MB. Delete a downloaded model below to make room.');
+  await warned('acme/no-length is loaded but not kept for next time: the browser’s storage has 2 MB left and acme/no-length needs 4 MB. Delete a downloaded model below to make room.');
+  const asked = hub.requests.slice(mark);
+  assert.deepEqual(asked.filter((r) => r.headers.range).map((r) => [r.server, r.method, r.headers.range, r.status]), [['cdn', 'GET', 'bytes=0-0', 206]]);
+  assert.deepEqual(asked.filter((r) => r.method !== 'GET').map((r) => `${r.method} ${r.url}`), [], 'no preflight');
   await classify(page, path.join(fixtures, 'images/chelsea.png'));
   await page.selectOption('#resolution', '112');
   await page.waitForFunction(() => document.getElementById('model-info').textContent.includes('112×112×3 input'), null, { timeout: 120_000 });
   // No size announced: the storage fills up on the way, and what was written goes.
-  await load('acme/no-length');
-  await warned('acme/no-length is loaded but not kept for next time: the browser’s storage is full (acme/no-length needs');
+  await load('acme/no-range');
+  await warned('acme/no-range is loaded but not kept for next time: the browser’s storage is full (acme/no-range needs');
   await classify(page, path.join(fixtures, 'images/chelsea.png'));
   // Nothing to reload from but the Hub: said, and the model stays.
   await page.selectOption('#resolution', '112');

@@ -9,7 +9,7 @@
 // Repos live in ROOT/<org>/<name>/: the files, and a repo.json
 //   { "commit": "<40 hex>", "refs": { "main": "<40 hex>", "v1.0": ..., "refs/pr/1": ... },
 //     "tags": ["v1.0"], "gated": false, "lfs": ["model.safetensors"],
-//     "faults": { "model.safetensors": "no-length" | "cut" | "slow" } }
+//     "faults": { "model.safetensors": "no-length" | "no-range" | "cut" | "slow" } }
 // One revision a repo: every ref and the commit serve the same files.
 // `tags` says which refs are tags (asked by a tag, small files come at once;
 // by a branch, through the 307).
@@ -156,12 +156,14 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * A file's bytes, whole or a range, and the faults tests ask for:
- * `no-length` streams it chunked without Content-Length, `cut` announces
+ * `no-length` streams it chunked without Content-Length (a range is still
+ * answered, with its Content-Range), `no-range` does that and ignores
+ * Range as well (a server that cannot seek), `cut` announces
  * the whole length and closes the connection after half, `slow` trickles
  * it out (16 KB every 50 ms) until the client goes away.
  */
 async function sendFile(req, res, file, size, headers, fault) {
-  const range = parseRange(req.headers.range, size);
+  const range = fault === 'no-range' ? null : parseRange(req.headers.range, size);
   if (range === 'bad') {
     res.writeHead(416, { 'Content-Range': `bytes */${size}`, 'Content-Length': 0, ...headers });
     res.end();
@@ -171,7 +173,7 @@ async function sendFile(req, res, file, size, headers, fault) {
   const length = size === 0 ? 0 : end - start + 1;
   const head = { ...headers, 'Accept-Ranges': 'bytes' };
   if (range) head['Content-Range'] = `bytes ${start}-${end}/${size}`;
-  if (fault !== 'no-length' || range) head['Content-Length'] = length;
+  if ((fault !== 'no-length' && fault !== 'no-range') || range) head['Content-Length'] = length;
   res.writeHead(range ? 206 : 200, head);
   if (req.method === 'HEAD' || length === 0) {
     res.end();
@@ -224,7 +226,8 @@ export async function startHub({ root, port = 0, cdnPort = 0, log = false }) {
   const record = (server, req, res) => {
     const entry = { server, method: req.method, url: req.url, host: req.headers.host, headers: { ...req.headers }, status: 0 };
     requests.push(entry);
-    res.on('finish', () => {
+    // 'close', not 'finish': a body the client stops reading still has its status.
+    res.on('close', () => {
       entry.status = res.statusCode;
       if (log) process.stderr.write(`${server} ${req.method} ${req.url} → ${res.statusCode}\n`);
     });
