@@ -146,3 +146,93 @@ fn filter_components_match_pytorch() {
         }
     }
 }
+
+/// The PCA of patch features as colour (DINOv2's figure) over each golden
+/// image alone, over a model's images together, and without the foreground
+/// step: the same foreground, and the first component, the colours (each
+/// channel up to its sign: c or 1 − c) and the shares within twice
+/// float32's own distance (make_figures.py runs the forward and eigh in
+/// float32 too), and at least 1e-4 (as the filters' components).
+fn check_feature_pca(device: &Device, label: &str) {
+    let f = golden("figures");
+    for model in ["timm_tiny", "timm_reg4"] {
+        let ck =
+            Checkpoint::from_path(&fixtures().join("models").join(model)).expect("fixture loads");
+        let classifier = Classifier::new(ck, device.clone());
+        let g = golden(model);
+        let stems = stems(&g);
+        let mut sets: Vec<(Vec<String>, bool)> =
+            stems.iter().map(|s| (vec![s.clone()], true)).collect();
+        if stems.len() > 1 {
+            sets.push((stems.clone(), true));
+        }
+        sets.push((stems.clone(), false));
+        for (images, split) in sets {
+            let key = format!(
+                "{model}.pca.{}",
+                if split {
+                    images.join("+")
+                } else {
+                    "all".into()
+                }
+            );
+            let inputs: Vec<&[f32]> = images
+                .iter()
+                .map(|s| g[&format!("{s}.input")].1.as_slice())
+                .collect();
+            let got = classifier.feature_pca(&inputs, split).block_on();
+            let error = &f[&format!("{key}.torch_f32_error")].1;
+            let want = |what: &str| &f[&format!("{key}.{what}")].1;
+            let flat = |v: &Vec<Vec<f32>>| v.concat();
+            let foreground: Vec<f32> = got.foreground.concat().iter().map(|&b| b as f32).collect();
+            assert_eq!(
+                foreground,
+                *want("foreground"),
+                "{key} ({label}): foreground"
+            );
+            let d_first = max_abs_diff(&flat(&got.first), want("first"));
+            let rgb = flat(&got.rgb);
+            let d_rgb = (0..3)
+                .map(|c| {
+                    let a: Vec<f32> = rgb.iter().skip(c).step_by(3).copied().collect();
+                    let b: Vec<f32> = want("rgb").iter().skip(c).step_by(3).copied().collect();
+                    // Flipped where foreground: the background stays 0.
+                    let flipped: Vec<f32> = b
+                        .iter()
+                        .zip(&foreground)
+                        .map(|(v, &fg)| if fg > 0.0 { 1.0 - v } else { 0.0 })
+                        .collect();
+                    max_abs_diff(&a, &b).min(max_abs_diff(&a, &flipped))
+                })
+                .fold(0.0f32, f32::max);
+            let mut shares = got.variance.clone();
+            shares.push(got.first_variance);
+            let d_shares = max_abs_diff(&shares, want("variance"));
+            println!(
+                "{key} ({label}): |vitrine - float64| first {d_first:.2e}, rgb {d_rgb:.2e}, shares {d_shares:.2e}"
+            );
+            for (what, d, e) in [
+                ("first", d_first, error[0]),
+                ("rgb", d_rgb, error[1]),
+                ("shares", d_shares, error[2]),
+            ] {
+                let tol = (2.0 * e).max(1e-4);
+                assert!(
+                    d <= tol,
+                    "{key} ({label}): {what} off by {d:e} (allowed {tol:e})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn cpu_feature_pca_matches_pytorch() {
+    check_feature_pca(&Device::flex(), "cpu");
+}
+
+#[test]
+fn wgpu_feature_pca_matches_pytorch() {
+    let Some(device) = wgpu_device() else { return };
+    check_feature_pca(&device, "wgpu");
+}

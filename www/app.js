@@ -8,6 +8,7 @@ import { classifySample, loadGallery } from './gallery.js';
 import { classifyBlob, handleFiles } from './images.js';
 import { loadHubModel, setupHub } from './hubpage.js';
 import { setupFigures } from './figures.js';
+import { setupPca } from './pca.js';
 import { setupLearn } from './learn.js';
 import { loadSiteModel, nextLoad, reloadModel, run, startWorker } from './models.js';
 import { ensureRows, setupPointer } from './pointer.js';
@@ -31,6 +32,7 @@ const learn = setupLearn({
   relevance: fetchRelevance,
   onStep: (step) => { if (step !== state.learn) update({ learn: step }); },
 });
+setupPca({ run });
 const figures = setupFigures({ run, onBlock: (block) => { if (block !== state.figures) update({ figures: block }); } });
 
 // ---- views of the state -----------------------------------------------------------------

@@ -46,6 +46,31 @@ export async function classifyBlob(blob, truth = null, note = '', sample = null)
 }
 
 /**
+ * Classifies the video's current frame now and resolves once it is shown
+ * (true), or at once (false) while no model is ready or another image is
+ * being classified: live mode awaits each frame before it takes the next,
+ * so frames the camera makes meanwhile are dropped, never queued.
+ * @param {HTMLVideoElement} video
+ */
+export async function classifyFrame(video) {
+  if (!state.info || inflight || !video.videoWidth) return false;
+  const { canvas, w, h, scale } = fitCanvas(video, MAX_SIDE, [video.videoWidth, video.videoHeight]);
+  const id = state.latest + 1;
+  update({ given: null, latest: id });
+  document.body.dataset.requested = String(id);
+  inflight = true;
+  try {
+    await classifyJob({ id, name: 'The camera frame', truth: null, note: '', sample: null, canvas, size: [video.videoWidth, video.videoHeight], scale, w, h, model: state.applied });
+  } finally {
+    inflight = false;
+    const next = queued;
+    queued = null;
+    if (next && next.id === state.latest) submit(next);
+  }
+  return true;
+}
+
+/**
  * One classification at a time in the worker; while one runs, only the
  * newest image waits, so a burst of images costs two forward passes, not
  * one per image, and the memory of one pending image.

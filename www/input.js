@@ -48,10 +48,10 @@ export async function decode(blob, name) {
  * Draws `bitmap` onto a canvas no larger than `maxSide` on its longer side;
  * returns the canvas, its size and the scale applied (1 when it fitted).
  */
-export function fitCanvas(bitmap, maxSide) {
-  const scale = Math.min(1, maxSide / Math.max(bitmap.width, bitmap.height));
-  const w = Math.max(1, Math.round(bitmap.width * scale));
-  const h = Math.max(1, Math.round(bitmap.height * scale));
+export function fitCanvas(bitmap, maxSide, [width, height] = [bitmap.width, bitmap.height]) {
+  const scale = Math.min(1, maxSide / Math.max(width, height));
+  const w = Math.max(1, Math.round(width * scale));
+  const h = Math.max(1, Math.round(height * scale));
   const canvas = new OffscreenCanvas(w, h);
   canvas.getContext('2d').drawImage(bitmap, 0, 0, w, h);
   return { canvas, w, h, scale };

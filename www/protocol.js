@@ -9,6 +9,7 @@
 /** @typedef {import('./vitrine').RelevanceMaps} RelevanceMaps */
 /** @typedef {import('./vitrine').Walkthrough} Walkthrough */
 /** @typedef {import('./vitrine').Figures} Figures */
+/** @typedef {import('./vitrine').FeaturePca} FeaturePca */
 
 /**
  * The files of a checkpoint, and how to load it.
@@ -39,6 +40,7 @@
  *   | { type: 'classify', rgba: ArrayBuffer, width: number, height: number, image: number, forRelevance?: boolean }
  *   | { type: 'walkthrough', patches: number[], layer: number, head: number }
  *   | { type: 'figures' }
+ *   | { type: 'featurePca', images: number, foreground: boolean }
  *   | { type: 'relevance', class: number, image: number | undefined, discardRatio?: number }
  *   | { type: 'attention', layer: number }
  *   | { type: 'memory' }} Ask
@@ -52,6 +54,7 @@
  *   | { type: 'result', id: number, result: Prediction }
  *   | { type: 'walkthrough', id: number, walk: Walkthrough }
  *   | { type: 'figures', id: number, figures: Figures }
+ *   | { type: 'featurePca', id: number, pca: FeaturePca }
  *   | { type: 'relevance', id: number, relevance?: RelevanceMaps, stale?: boolean }
  *   | { type: 'attention', id: number, layerAttention: Float32Array, layerMean: Float32Array }
  *   | { type: 'memory', id: number, wasmBytes: number, device: object | null }} Answer
@@ -71,6 +74,7 @@ export const ANSWERS = Object.freeze({
   classify: 'result',
   walkthrough: 'walkthrough',
   figures: 'figures',
+  featurePca: 'featurePca',
   relevance: 'relevance',
   attention: 'attention',
   memory: 'memory',

@@ -124,6 +124,22 @@ export interface Figures {
   filterVariance: Float32Array;
 }
 
+/**
+ * `Vitrine.featurePca`: the PCA of the patch features of the last images
+ * classified (DINOv2's figure), fitted over all of them. Per image, the
+ * oldest first: its model input [C, H, W] (normalised), each patch's first
+ * component over all patches [N] (scaled to [0, 1], the border low), 1 for
+ * a foreground patch [N], and the colours [N, 3] (each of the foreground's
+ * first three components scaled to [0, 1]; 0 on the background). `variance`:
+ * the three's shares of the foreground's variance; `firstVariance`: the
+ * first component's share of all the patches'.
+ */
+export interface FeaturePca {
+  images: { input: Float32Array; first: Float32Array; foreground: Uint8Array; rgb: Float32Array }[];
+  variance: Float32Array;
+  firstVariance: number;
+}
+
 /** `Vitrine.attention`: one layer's full attention [H, T, T] and its mean over heads [T, T]. */
 export interface LayerAttention {
   layerAttention: Float32Array;
@@ -143,6 +159,8 @@ declare global {
     vitrineWhy?: RelevanceMaps;
     vitrineWalk?: Walkthrough;
     vitrineFigures?: Figures;
+    /** The feature PCA last drawn (www/pca.js), for tests. */
+    vitrinePca?: FeaturePca;
     vitrineState?: import('./store.js').State;
     vitrineMemory?: () => Promise<{ wasmBytes: number; device: DevicePools | null }>;
     vitrineRelevance?: (k: number) => Promise<{ relevance?: RelevanceMaps; stale?: boolean }>;

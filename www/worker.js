@@ -176,6 +176,7 @@ const handlers = {
   // The forward pass step by step on the last image (the teaching view).
   walkthrough: async (data) => ({ walk: await loaded().walkthrough(Uint32Array.from(data.patches), data.layer, data.head) }),
   figures: async () => ({ figures: await loaded().figures() }),
+  featurePca: async (data) => ({ pca: await loaded().featurePca(data.images, data.foreground) }),
   // Why this class: a backward pass, only when asked, on the kept image if
   // it is still the one the page means.
   relevance: async (data) => {

@@ -222,6 +222,25 @@ impl Classifier {
         .await
     }
 
+    /// The PCA of the patch features of preprocessed inputs ([C, H, W]
+    /// each), fitted over all of them (see [`crate::figures::feature_pca`]).
+    /// Panics when an input has the wrong length or none is given.
+    pub async fn feature_pca(&self, inputs: &[&[f32]], split: bool) -> crate::figures::FeaturePca {
+        let features: Vec<_> = inputs
+            .iter()
+            .map(|input| {
+                crate::figures::patch_features(
+                    &self.model,
+                    &self.executor,
+                    &self.config,
+                    &self.device,
+                    input,
+                )
+            })
+            .collect();
+        crate::figures::feature_pca(&features, self.config.grid(), split).await
+    }
+
     /// The forward pass of a preprocessed input ([C, H, W]) step by step,
     /// for the teaching view (see [`crate::walkthrough`]).
     ///

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use super::{Classifier, ClassifyError, Prediction, Relevance};
 use crate::exec::KeptForward;
-use crate::figures::{FilterComponents, TokenFigures};
+use crate::figures::{FeaturePca, FilterComponents, TokenFigures};
 use crate::preprocess::Prepared;
 use crate::walkthrough::{Focus, Walkthrough};
 
@@ -24,7 +24,13 @@ pub struct Viewer {
     /// The patch embedding's principal components, once asked for (they
     /// depend on the weights alone).
     filters: Mutex<Option<Arc<FilterComponents>>>,
+    /// The last images classified, the newest last (each once), for a
+    /// PCA of patch features fitted over several.
+    recent: Mutex<Vec<Arc<Prepared>>>,
 }
+
+/// How many images [`Viewer::feature_pca`] can fit over at most.
+pub const RECENT_IMAGES: usize = 4;
 
 /// Why a question about the kept image could not be answered.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,6 +67,7 @@ impl Viewer {
             image: Mutex::new(None),
             forward: Mutex::new(None),
             filters: Mutex::new(None),
+            recent: Mutex::new(Vec::new()),
         }
     }
 
@@ -105,6 +112,14 @@ impl Viewer {
             .map_err(ClassifyError::from)?;
         let image = Arc::new(image);
         *self.image.lock().expect("not poisoned") = Some(image.clone());
+        {
+            let mut recent = self.recent.lock().expect("not poisoned");
+            recent.retain(|r| r.input != image.input);
+            if recent.len() == RECENT_IMAGES {
+                recent.remove(0);
+            }
+            recent.push(image.clone());
+        }
         *self.forward.lock().expect("not poisoned") = None;
         if !for_relevance {
             return Ok(self
@@ -179,6 +194,29 @@ impl Viewer {
             }
         };
         Ok((tokens, filters))
+    }
+
+    /// The PCA of the patch features of the last `images` images
+    /// classified (at most [`RECENT_IMAGES`], the kept one last), fitted
+    /// over all of them, and those images; see [`crate::figures::feature_pca`].
+    pub async fn feature_pca(
+        &self,
+        images: usize,
+        split: bool,
+    ) -> Result<(FeaturePca, Vec<Arc<Prepared>>), ViewerError> {
+        if !(1..=RECENT_IMAGES).contains(&images) {
+            return Err(ViewerError::OutOfRange(format!(
+                "a PCA is fitted over 1 to {RECENT_IMAGES} images, not {images}"
+            )));
+        }
+        let recent = self.recent.lock().expect("not poisoned").clone();
+        if recent.is_empty() {
+            return Err(ViewerError::NoImage);
+        }
+        let used = recent[recent.len().saturating_sub(images)..].to_vec();
+        let inputs: Vec<&[f32]> = used.iter().map(|p| p.input.as_slice()).collect();
+        let pca = self.classifier.feature_pca(&inputs, split).await;
+        Ok((pca, used))
     }
 
     /// The kept image's forward pass step by step, and the input it saw.

@@ -45,6 +45,46 @@ async function figuresOf(page, image) {
   });
 }
 
+/**
+ * Sets the PCA figure's controls and holds what it draws to the native
+ * engine's (`want`: `vitrine walkthrough --pca-with`, itself held to PyTorch
+ * float64 by tests/figures.rs) on the same files: the same foreground, the
+ * rest within twice the Rust test's bounds, with PyTorch float32's largest
+ * error on this model's PCA references (make_figures.py), each colour
+ * channel up to its sign.
+ */
+async function checkPca(page, images, foreground, want, key) {
+  await page.selectOption('#pca-images', String(images));
+  await page.setChecked('#pca-foreground', foreground);
+  // Drawn for these controls and the image shown (asked again when either changes).
+  await page.waitForFunction((w) => document.body.dataset.pca === `${w} ${document.body.dataset.classified}`,
+    `${images} ${foreground}`, { timeout: 300_000 });
+  const got = await page.evaluate(() => {
+    const p = window.vitrinePca;
+    const flat = (k) => p.images.flatMap((im) => Array.from(im[k]));
+    return { keys: Object.keys(p), first: flat('first'), foreground: flat('foreground'), rgb: flat('rgb'), shares: [...p.variance, p.firstVariance] };
+  });
+  assertDeclared(got.keys, 'FeaturePca');
+  const [firstError, rgbError, shareError] = ['astronaut', 'chelsea', 'astronaut+chelsea', 'all']
+    .map((s) => goldenTensor('figures', `timm_tiny.pca.${s}.torch_f32_error`))
+    .reduce((a, b) => a.map((x, i) => Math.max(x, b[i])));
+  const first = want.first.flat();
+  // The split is the same on every float32 engine only when no patch lies
+  // near it: a hundred times an engine's bound (make_figures.py asks the same).
+  const margin = Math.min(...first.map((v) => Math.abs(v - 0.5)));
+  assert.ok(!foreground || margin > 100 * 2 * firstError, `${key}: a patch lies ${margin} from the threshold: pick other images`);
+  assert.deepEqual(got.foreground, want.foreground.flat(), `${key}: foreground`);
+  assert.ok(maxDiff(got.first, first) <= Math.max(4 * firstError, 2e-4), `${key}: first off by ${maxDiff(got.first, first)}`);
+  const rgb = want.rgb.flat();
+  for (let c = 0; c < 3; c++) {
+    const a = got.rgb.filter((_, i) => i % 3 === c);
+    const b = rgb.filter((_, i) => i % 3 === c);
+    const d = Math.min(maxDiff(a, b), maxDiff(a, b.map((v, i) => (got.foreground[i] ? 1 - v : 0))));
+    assert.ok(d <= Math.max(4 * rgbError, 2e-4), `${key}: channel ${c} off by ${d}`);
+  }
+  assert.ok(maxDiff(got.shares, [...want.variance, want.first_variance]) <= Math.max(4 * shareError, 2e-4), `${key}: shares`);
+}
+
 for (const backend of ['cpu', 'webgpu']) {
   test(`figures on ${backend}: a model with registers and one without, as the native engine computes them`, { timeout: 900_000 }, async () => {
     const image = path.join(fixtures, 'images/astronaut.png');
@@ -92,6 +132,24 @@ for (const backend of ['cpu', 'webgpu']) {
     }
     assert.deepEqual(await page.evaluate(() => [document.getElementById('figures-filters').width, document.getElementById('figures-filters').height]), [7 * 17 - 1, 4 * 17 - 1]);
     assert.match(await page.textContent('#figures-filters-text'), /^The first 28 components explain \d+% of the variance of the colour filters \(the first alone [\d.]+%\)/);
+
+    // DINOv2's figure: the patch features' PCA over the image alone, over the last two images
+    // together, and without the foreground step, as PyTorch float64 finds it (tests/figures.rs).
+    // (astronaut and coffee: no patch near the foreground threshold, alone or together.)
+    const coffee = path.join(fixtures, 'images/coffee.png');
+    await figuresOf(page, coffee);
+    const tinyModel = path.join(fixtures, 'models/timm_tiny');
+    const alone = nativeWalk(tinyModel, coffee, { patches: [0], layer: 0, head: 0 }).figures;
+    const both = nativeWalk(tinyModel, coffee, { patches: [0], layer: 0, head: 0, pcaWith: [image] }).figures;
+    await checkPca(page, 1, true, alone.feature_pca, 'coffee');
+    await checkPca(page, 2, true, both.feature_pca, 'astronaut, then coffee');
+    assert.equal(await page.locator('#pca-maps canvas').count(), 4, 'each image beside its colours');
+    const kept = both.feature_pca.foreground.flat().reduce((a, b) => a + b, 0);
+    assert.match(await page.textContent('#pca-text'), new RegExp(`^Fitted over the last 2 images\\. The first component of all 392 patches' features \\(\\d+% of their variance\\) splits them: ${kept} on the side away from the border are taken as foreground`));
+    await checkPca(page, 2, false, both.feature_pca_all, 'astronaut and coffee, no foreground step');
+    assert.match(await page.textContent('#pca-text'), /Every one of the 392 patches is used \(no foreground step\)\. The foreground's next three principal components are red, green and blue; they explain \d+%, \d+% and \d+%/);
+    await checkPca(page, 4, false, both.feature_pca_all, 'only two classified');
+    assert.match(await page.textContent('#pca-text'), /^Fitted over the last 2 images \(only 2 classified with this model so far\)/);
     assert.deepEqual(errors, []);
     await page.close();
   });

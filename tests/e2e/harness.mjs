@@ -101,10 +101,13 @@ export async function messageIncludes(page, text) {
   return page.textContent('#message');
 }
 
-/** The native CLI's answer for the same image: top-5, probabilities, CLS attention and rollout. */
-/** The native engine's walk-through of `image` (JSON of `vitrine walkthrough`). */
-export function nativeWalk(model, image, { patches, layer, head }) {
+/**
+ * The native engine's walk-through of `image` (JSON of `vitrine walkthrough`);
+ * `pcaWith`: the images its feature PCA is fitted over before `image`.
+ */
+export function nativeWalk(model, image, { patches, layer, head, pcaWith = [] }) {
   const args = ['walkthrough', image, '--model', model, '--patches', patches.join(','), '--layer', String(layer), '--head', String(head)];
+  if (pcaWith.length) args.push('--pca-with', pcaWith.join(','));
   return JSON.parse(execFileSync(bin, args, { maxBuffer: 1 << 28 }).toString());
 }
 

@@ -34,7 +34,7 @@ usage:
                 [--teacher-epochs N] [--weight-decay X] [--label-smoothing X]
                 [--distill-weight X] [--embed-dim N] [--depth N] [--heads N] [--mlp-ratio N]
   vitrine walkthrough IMAGE [--model PATH] [--layer L] [--head H] [--patches I,J,...]
-                      [--image-size N|HxW] [--checkpoint-key KEY]
+                      [--image-size N|HxW] [--checkpoint-key KEY] [--pca-with IMAGE,...]
   vitrine fetch ORG/NAME[@REVISION]... [--out DIR [--manifest FILE]]
   vitrine export [--run DIR] [--epoch N] [--out DIR]
   vitrine export --arch NAME [--out DIR]

@@ -13,6 +13,8 @@ use crate::checkpoint::{F16Matrices, LoadOptions, LoadStage, MemoryLimits};
 use crate::engine::{Classifier, Viewer};
 use crate::walkthrough::Focus;
 
+mod figures;
+
 /// The most weight bytes loaded into wasm memory (4 GB at most, which also
 /// holds the checkpoint file and the activations): 2 GB, a ViT-Large and a
 /// half in f32, a ViT-Huge with its matrices kept in f16.
@@ -485,31 +487,6 @@ impl Vitrine {
             pooled: w.pooled.as_slice().into(),
             logits: w.logits.as_slice().into(),
             probabilities: probabilities.as_slice().into(),
-        }))
-    }
-
-    /// The papers' figures of the kept image: `{tokenNorms [L, T],
-    /// registerShare [L, H] (empty without registers), positionSimilarity
-    /// [N, N], filters [k, P·P·C], filterVariance [k]}` as Float32Arrays
-    /// (see `figures::TokenFigures` and `figures::FilterComponents`).
-    #[wasm_bindgen(unchecked_return_type = "Figures")]
-    pub async fn figures(&self) -> Result<JsValue, JsError> {
-        let (f, filters) = self.viewer.figures().await.map_err(js_error)?;
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Figures {
-            token_norms: F32s,
-            register_share: F32s,
-            position_similarity: F32s,
-            filters: F32s,
-            filter_variance: F32s,
-        }
-        Ok(to_js(&Figures {
-            token_norms: f.token_norms.as_slice().into(),
-            register_share: f.register_share.as_slice().into(),
-            position_similarity: f.position_similarity.as_slice().into(),
-            filters: filters.components.as_slice().into(),
-            filter_variance: filters.variance.as_slice().into(),
         }))
     }
 }
