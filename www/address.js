@@ -10,7 +10,7 @@ import { COLORMAPS } from './overlay.js';
 /** @typedef {import('./store.js').View} View */
 
 /** The query's names for the view's settings, and the page's other parameters, which are kept as they are. */
-export const VIEW_PARAMS = ['size', 'show', 'layer', 'map', 'cmap', 'opacity', 'keep', 'upsample', 'picture', 'patch', 'class', 'image', 'learn', 'figures'];
+export const VIEW_PARAMS = ['size', 'show', 'layer', 'map', 'cmap', 'opacity', 'keep', 'upsample', 'picture', 'patch', 'class', 'image', 'learn', 'figures', 'pca'];
 
 const NAMED_MAPS = ['mean', 'rollout', 'chefer', 'grad-rollout'];
 
@@ -19,7 +19,7 @@ const NAMED_MAPS = ['mean', 'rollout', 'chefer', 'grad-rollout'];
  * cannot be taken is said in `notes` and left out.
  * @param {URLSearchParams} params
  * @param {string[]} notes
- * @returns {{ view: Partial<View>, size: number | null, patch: number | null, klass: number | null, learn: number | null, figures: number | null, image: string | null }}
+ * @returns {{ view: Partial<View>, size: number | null, patch: number | null, klass: number | null, learn: number | null, figures: number | null, pca: { images: number, foreground: boolean } | null, image: string | null }}
  */
 export function readQuery(params, notes) {
   /** @type {Partial<View>} */
@@ -74,8 +74,13 @@ export function readQuery(params, notes) {
   const size = number('size', 8, 4096, true);
   const learn = number('learn', 1, 9, true);
   const figures = number('figures', 1, 1e4, true);
+  // The feature PCA: `pca=N` (the last N images, 1 to 4), `pca=N-all` without the foreground step.
+  const pcaText = get('pca');
+  const pcaMatch = pcaText === null ? null : /^([1-4])(-all)?$/.exec(pcaText);
+  if (pcaText !== null && !pcaMatch) bad('pca', pcaText, 'the last 1 to 4 images, N or N-all (without the foreground step)');
+  const pca = pcaMatch ? { images: Number(pcaMatch[1]), foreground: !pcaMatch[2] } : null;
   const image = get('image');
-  return { view, size, patch, klass, learn, figures, image: image && /^[\w.-]{1,80}$/.test(image) ? image : null };
+  return { view, size, patch, klass, learn, figures, pca, image: image && /^[\w.-]{1,80}$/.test(image) ? image : null };
 }
 
 /**
@@ -85,9 +90,9 @@ export function readQuery(params, notes) {
  * @param {URLSearchParams} base
  * @param {View} view
  * @param {View} defaults
- * @param {{ size?: number | null, patch: number, klass?: number | null, learn?: number, figures?: number, image: string | null, model: string | null }} rest
+ * @param {{ size?: number | null, patch: number, klass?: number | null, learn?: number, figures?: number, pca?: { images: number, foreground: boolean }, image: string | null, model: string | null }} rest
  */
-export function writeQuery(base, view, defaults, { size = null, patch, klass = null, learn = 0, figures = 0, image, model }) {
+export function writeQuery(base, view, defaults, { size = null, patch, klass = null, learn = 0, figures = 0, pca = { images: 1, foreground: true }, image, model }) {
   const out = new URLSearchParams(base);
   for (const key of VIEW_PARAMS) out.delete(key);
   if (model === null) out.delete('model');
@@ -109,5 +114,6 @@ export function writeQuery(base, view, defaults, { size = null, patch, klass = n
   if (image) out.set('image', image);
   if (learn > 0) out.set('learn', String(learn));
   if (figures > 0) out.set('figures', String(figures));
+  if (pca.images !== 1 || !pca.foreground) out.set('pca', `${pca.images}${pca.foreground ? '' : '-all'}`);
   return out;
 }

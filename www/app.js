@@ -13,7 +13,9 @@ import { setupLearn } from './learn.js';
 import { loadSiteModel, nextLoad, reloadModel, run, startWorker } from './models.js';
 import { ensureRows, setupPointer } from './pointer.js';
 import { onUpdate, notify, sentence, state, update } from './store.js';
-import { clearResults, downloadView, renderNotices, renderView, showModel, showOpacity } from './view.js';
+import { clearResults, renderNotices, renderView, showModel, showOpacity } from './view.js';
+import { setupExport } from './export.js';
+import { setupPresent } from './present.js';
 import { ensureRelevance, explain, fetchRelevance } from './why.js';
 import { $ } from './dom.js';
 
@@ -22,6 +24,7 @@ const params = new URLSearchParams(location.search);
 // image) it brings; what cannot be taken is said as a note.
 const linkNotes = [];
 let link = readQuery(params, linkNotes);
+if (link.pca) update({ pca: link.pca }); // the PCA's controls, whenever the panel opens
 const defaults = { ...state.view };
 
 const render = () => renderView({ ...state, explain });
@@ -97,13 +100,13 @@ function writeAddress() {
   const s = state;
   const size = s.info.config.img_size[0] === s.info.nativeSize[0] ? null : s.info.config.img_size[0];
   const query = writeQuery(params, s.view, defaults, {
-    size, patch: s.patch, klass: s.current?.why ?? null, learn: s.learn, figures: s.figures, image: s.current?.sample ?? null, model: s.source?.link ?? null,
+    size, patch: s.patch, klass: s.current?.why ?? null, learn: s.learn, figures: s.figures, pca: s.pca, image: s.current?.sample ?? null, model: s.source?.link ?? null,
   });
   history.replaceState(history.state, '', `${location.pathname}?${query}${location.hash}`);
   delete document.body.dataset.addressPending; // for tests: the address is the view
 }
 onUpdate((s, changed) => {
-  if (!s.info || !['view', 'patch', 'current', 'info', 'learn', 'figures'].some((k) => k in changed)) return;
+  if (!s.info || !['view', 'patch', 'current', 'info', 'learn', 'figures', 'pca'].some((k) => k in changed)) return;
   clearTimeout(addressTimer);
   document.body.dataset.addressPending = 'true';
   addressTimer = setTimeout(writeAddress, 250);
@@ -162,13 +165,8 @@ $('copy-link').addEventListener('click', async () => {
     notify({ warning: `The browser did not let the page copy the link; here it is to copy by hand: ${location.href}` });
   }
 });
-$('download').addEventListener('click', () => {
-  if (!state.current) {
-    notify({ error: 'Classify an image first: then its attention overlay can be downloaded.' });
-    return;
-  }
-  downloadView(state);
-});
+setupExport();
+setupPresent();
 setupPointer();
 setupCamera();
 

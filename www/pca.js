@@ -7,7 +7,7 @@
 // this module asks for them while the Figures panel is open, draws each
 // image beside its colours, and words them.
 import { inputPicture } from './overlay.js';
-import { onUpdate, state } from './store.js';
+import { onUpdate, state, update } from './store.js';
 import { $ } from './dom.js';
 
 /** @typedef {import('./vitrine').FeaturePca} FeaturePca */
@@ -72,13 +72,13 @@ export function setupPca({ run }) {
   const ask = async () => {
     const { current, info } = state;
     if (!panel.open || !current || !info) return;
-    const key = `${images.value} ${split.checked}`;
+    const { images: asked, foreground } = state.pca;
+    const key = `${asked} ${foreground}`;
     if (shown.key === key && shown.current === current) return;
     const mine = ++asking;
     $('pca-text').textContent = 'Computing…';
     try {
-      const asked = Number(images.value);
-      const { pca } = await run({ type: 'featurePca', images: asked, foreground: split.checked });
+      const { pca } = await run({ type: 'featurePca', images: asked, foreground });
       if (mine !== asking) return; // a newer question is on its way
       shown = { key, current };
       window.vitrinePca = pca;
@@ -98,15 +98,23 @@ export function setupPca({ run }) {
         cell.append(picture, colours);
         return cell;
       }));
-      $('pca-text').textContent = describePca(pca, split.checked, asked);
+      $('pca-text').textContent = describePca(pca, foreground, asked);
     } catch (e) {
       if (mine === asking) $('pca-text').textContent = `The PCA could not be computed: ${/** @type {Error} */ (e).message}.`;
     }
   };
+  images.value = String(state.pca.images);
+  split.checked = state.pca.foreground;
+  // The controls write the state (the address follows it); the state sets the controls.
+  const fromControls = () => update({ pca: { images: Number(images.value), foreground: split.checked } });
+  images.addEventListener('change', fromControls);
+  split.addEventListener('change', fromControls);
   panel.addEventListener('toggle', ask);
-  images.addEventListener('change', ask);
-  split.addEventListener('change', ask);
-  onUpdate((_, changed) => {
-    if ('current' in changed || 'info' in changed) ask();
+  onUpdate((s, changed) => {
+    if ('pca' in changed) {
+      images.value = String(s.pca.images);
+      split.checked = s.pca.foreground;
+    }
+    if ('current' in changed || 'info' in changed || 'pca' in changed) ask();
   });
 }

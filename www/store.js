@@ -46,6 +46,7 @@
  * @property {View} view how the maps are shown
  * @property {number} learn the walk-through's step being read, 0 when it is closed
  * @property {number} figures the Figures panel's block (from 1), 0 when it is closed
+ * @property {{ images: number, foreground: boolean }} pca the feature PCA's images (the last 1 to 4) and its foreground step
  * @property {Notices} notices
  */
 
@@ -76,6 +77,7 @@ export const state = {
   patch: -1,
   learn: 0,
   figures: 0,
+  pca: { images: 1, foreground: true },
   view: {
     show: 'attention', layer: 0, head: 'mean', colormap: 'viridis', smooth: true,
     picture: 'photo', threshold: false, mass: 0.6, opacity: 0.6,

@@ -77,23 +77,6 @@ export function renderNotices({ error, warning, modelNotes, imageNotes }) {
   $('note').textContent = [...modelNotes, ...imageNotes].join(' ');
 }
 
-/** Saves the picture with its overlay as a PNG named after the view. */
-export async function downloadView({ patch, view }) {
-  const out = new OffscreenCanvas($('image').width, $('image').height);
-  const ctx = out.getContext('2d');
-  ctx.drawImage($('image'), 0, 0);
-  ctx.globalAlpha = view.opacity;
-  ctx.drawImage($('overlay'), 0, 0);
-  const blob = await out.convertToBlob({ type: 'image/png' });
-  const a = document.createElement('a');
-  a.href = URL.createObjectURL(blob);
-  a.download = `vitrine-layer${view.layer}-${view.head}${patch >= 0 ? `-patch${patch}` : ''}.png`;
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
-}
-
 /** Empties the result panes. */
 export function clearResults() {
   for (const id of ['top', 'heads']) $(id).replaceChildren();

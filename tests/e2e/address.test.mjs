@@ -145,6 +145,15 @@ test('the query, read and written in Node', () => {
   const why = writeQuery(new URLSearchParams(), { ...defaults, show: 'relevance', head: 'chefer' }, defaults, { patch: -1, klass: 7, image: null, model: null });
   assert.equal(why.toString(), 'show=relevance&layer=0&map=chefer&class=7');
   assert.equal(writeQuery(new URLSearchParams(), defaults, defaults, { patch: -1, klass: 7, image: null, model: null }).get('class'), null);
+  // The feature PCA: N images, -all without the foreground step; the default is not written.
+  assert.deepEqual(readQuery(new URLSearchParams('pca=3-all'), notes).pca, { images: 3, foreground: false });
+  assert.deepEqual(readQuery(new URLSearchParams('pca=2'), notes).pca, { images: 2, foreground: true });
+  const before = notes.length;
+  assert.equal(readQuery(new URLSearchParams('pca=9'), notes).pca, null);
+  assert.equal(notes[before], 'The link\'s pca=9 was left out: pca takes the last 1 to 4 images, N or N-all (without the foreground step).');
+  const pca = (p) => writeQuery(new URLSearchParams(), defaults, defaults, { patch: -1, image: null, model: null, pca: p }).get('pca');
+  assert.equal(pca({ images: 4, foreground: false }), '4-all');
+  assert.equal(pca({ images: 1, foreground: true }), null);
 });
 
 test('a link opens the Figures panel at a block; the address follows the block shown and the panel\'s closing', { timeout: 600_000 }, async () => {
@@ -166,4 +175,14 @@ test('a link opens the Figures panel at a block; the address follows the block s
   assert.equal(await past.page.inputValue('#figures-layer'), '3');
   await past.page.waitForFunction(() => document.getElementById('note').textContent.includes("The link's figures=9 is past this model's 4 blocks: the last is shown."));
   await past.context.close();
+  // The feature PCA's controls: set by the link, written back when changed.
+  const pca = await open(site, '?backend=cpu&model=timm_tiny&image=astronaut&figures=1&pca=3-all');
+  await pca.page.waitForFunction(() => document.body.dataset.pca?.startsWith('3 false '), null, { timeout: 300_000 });
+  assert.equal(await pca.page.inputValue('#pca-images'), '3');
+  assert.equal(await pca.page.isChecked('#pca-foreground'), false);
+  await pca.page.setChecked('#pca-foreground', true);
+  await pca.page.waitForFunction(() => new URLSearchParams(location.search).get('pca') === '3');
+  await pca.page.selectOption('#pca-images', '1');
+  await pca.page.waitForFunction(() => !new URLSearchParams(location.search).has('pca'));
+  await pca.context.close();
 });

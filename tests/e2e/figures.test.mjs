@@ -5,6 +5,7 @@
 // tests/figures.rs) on the same image file.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import { startSite, open, classify, maxDiff, nativeWalk, goldenTensor, assertDeclared, fixtures } from './harness.mjs';
 import { describeNorms, describeShare } from '../../www/figures.js';
@@ -137,7 +138,7 @@ for (const backend of ['cpu', 'webgpu']) {
     // together, and without the foreground step, as PyTorch float64 finds it (tests/figures.rs).
     // (astronaut and coffee: no patch near the foreground threshold, alone or together.)
     const coffee = path.join(fixtures, 'images/coffee.png');
-    await figuresOf(page, coffee);
+    await classify(page, coffee);
     const tinyModel = path.join(fixtures, 'models/timm_tiny');
     const alone = nativeWalk(tinyModel, coffee, { patches: [0], layer: 0, head: 0 }).figures;
     const both = nativeWalk(tinyModel, coffee, { patches: [0], layer: 0, head: 0, pcaWith: [image] }).figures;
@@ -149,6 +150,20 @@ for (const backend of ['cpu', 'webgpu']) {
     await checkPca(page, 2, false, both.feature_pca_all, 'astronaut and coffee, no foreground step');
     assert.match(await page.textContent('#pca-text'), /Every one of the 392 patches is used \(no foreground step\)\. The foreground's next three principal components are red, green and blue; they explain \d+%, \d+% and \d+%/);
     await checkPca(page, 4, false, both.feature_pca_all, 'only two classified');
+
+    // Any figure downloads with its caption as it reads (the controls' values), the model and what it says.
+    const pcaFigure = page.locator('figure', { has: page.locator('#pca-maps') });
+    const [svg] = await Promise.all([page.waitForEvent('download'), pcaFigure.getByRole('button', { name: 'Download this figure as SVG' }).click()]);
+    const text = fs.readFileSync(await svg.path(), 'utf8');
+    const title = text.match(/<title>([^<]*)<\/title>/)[1].replaceAll('&#39;', "'");
+    assert.match(title, /^What the features group together: the patch features' principal components as colour over the last 4 images: timm_tiny on your image\. Fitted over the last 2 images \(only 2 classified/);
+    assert.equal((text.match(/<image /g) ?? []).length, 1, 'the four canvases in one picture');
+    await page.selectOption('#export-scale', '4');
+    const [png] = await Promise.all([page.waitForEvent('download'),
+      page.locator('figure', { has: page.locator('#figures-similarity') }).getByRole('button', { name: 'Download this figure as PNG' }).click()]);
+    assert.match(png.suggestedFilename(), /^vitrine-timm-tiny-how-alike-the-patches-position\.png$/);
+    const shown = await page.evaluate(() => document.getElementById('figures-similarity').getBoundingClientRect().width);
+    assert.equal(fs.readFileSync(await png.path()).readUInt32BE(16), Math.round(4 * shown) + 20, 'four times the size shown, and a margin');
     assert.match(await page.textContent('#pca-text'), /^Fitted over the last 2 images \(only 2 classified with this model so far\)/);
     assert.deepEqual(errors, []);
     await page.close();

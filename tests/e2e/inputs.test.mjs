@@ -169,12 +169,70 @@ test('attention controls: heads, patches, threshold, colours, keyboard, download
   assert.match(await page.textContent('#caption'), /Only the patches holding 60% of it are left uncovered/);
   await shot(page, 'threshold');
 
-  // The overlay downloads as a PNG of the view.
-  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
-  assert.equal(download.suggestedFilename(), `vitrine-layer${depth - 1}-1.png`);
-  const png = fs.readFileSync(await download.path());
-  assert.deepEqual([...png.subarray(1, 4)], [0x50, 0x4e, 0x47]);
-  assert.equal(png.readUInt32BE(16), 448, 'PNG width');
+  // The view downloads as PNG and SVG with its caption, at 1×, 2× or 4×
+  // (nearest-neighbour: each export pixel is the view's, blended as shown).
+  const save = async (button) => {
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click(button)]);
+    return { name: download.suggestedFilename(), bytes: fs.readFileSync(await download.path()) };
+  };
+  await page.selectOption('#export-scale', '2');
+  const png = await save('#download-png');
+  assert.equal(png.name, `vitrine-fashion-vit-layer${depth - 1}-1.png`);
+  assert.deepEqual([...png.bytes.subarray(1, 4)], [0x50, 0x4e, 0x47]);
+  assert.equal(png.bytes.readUInt32BE(16), 2 * 448 + 20, 'PNG width: twice the view and a margin');
+  assert.ok(png.bytes.readUInt32BE(20) > 2 * 448 + 20 + 18, 'a caption below');
+  const off = await page.evaluate(async (bytes) => {
+    const got = await createImageBitmap(new Blob([new Uint8Array(bytes)]));
+    const read = (source, w, h) => {
+      const c = new OffscreenCanvas(w, h);
+      c.getContext('2d').drawImage(source, 0, 0);
+      return c.getContext('2d').getImageData(0, 0, w, h).data;
+    };
+    const exported = read(got, got.width, got.height);
+    const shown = new OffscreenCanvas(448, 448);
+    const ctx = shown.getContext('2d');
+    ctx.drawImage(document.getElementById('image'), 0, 0);
+    ctx.globalAlpha = window.vitrineState.view.opacity;
+    ctx.drawImage(document.getElementById('overlay'), 0, 0);
+    const view = ctx.getImageData(0, 0, 448, 448).data;
+    let worst = 0;
+    for (let y = 0; y < 448; y += 7) {
+      for (let x = 0; x < 448; x += 5) {
+        for (let c = 0; c < 3; c++) {
+          const a = exported[((10 + 2 * y + 1) * got.width + 10 + 2 * x + 1) * 4 + c];
+          worst = Math.max(worst, Math.abs(a - view[(y * 448 + x) * 4 + c]));
+        }
+      }
+    }
+    return worst;
+  }, [...png.bytes]);
+  assert.ok(off <= 2, `the PNG shows the view pixel for pixel (off by ${off})`);
+  await page.selectOption('#export-scale', '1');
+  const svg = await save('#download-svg');
+  assert.equal(svg.name, `vitrine-fashion-vit-layer${depth - 1}-1.svg`);
+  const text = svg.bytes.toString();
+  assert.match(text, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg" width="468" /);
+  assert.match(text, /<image x="10" y="10" width="448" height="448" style="image-rendering:pixelated" href="data:image\/png;base64,/);
+  const caption = [...text.matchAll(/<text [^>]*>([^<]*)<\/text>/g)].map((m) => m[1]).join(' ');
+  assert.match(caption, new RegExp(`^fashion-vit on your image\\. Layer ${depth - 1}, head 1: where the class token looks\\. Only the patches holding 60% of it are left uncovered\\.`));
+
+  // The presentation view: the map and its caption alone; ← → step the layers, ↑ ↓ the Map menu; Escape leaves.
+  await page.click('#present');
+  assert.ok(await page.evaluate(() => document.body.classList.contains('presenting')));
+  assert.ok(await page.locator('#controls').isHidden());
+  assert.ok(await page.locator('#caption').isVisible());
+  assert.ok((await page.locator('#stage').boundingBox()).width > 448, 'larger than on the page');
+  await page.keyboard.press('ArrowLeft');
+  assert.equal(await page.evaluate(() => window.vitrineState.view.layer), depth - 2);
+  assert.match(await page.textContent('#caption'), new RegExp(`^Layer ${depth - 2}, head 1: `));
+  await page.keyboard.press('ArrowDown');
+  assert.match(await page.textContent('#caption'), new RegExp(`^Layer ${depth - 2}, head 2: `));
+  await page.keyboard.press('ArrowUp');
+  await page.keyboard.press('ArrowRight');
+  assert.match(await page.textContent('#caption'), new RegExp(`^Layer ${depth - 1}, head 1: `));
+  await page.keyboard.press('Escape');
+  assert.ok(await page.evaluate(() => !document.body.classList.contains('presenting')));
+  assert.ok(await page.locator('#controls').isVisible());
 
   // Phone width: nothing sticks out sideways.
   await page.setViewportSize({ width: 390, height: 844 });
