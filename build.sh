@@ -156,8 +156,11 @@ build_site() {
     { say "the two wasm modules got different JavaScript glue: they cannot share vitrine.js"; exit 1; }
   mv "$out/pkg-relaxed/vitrine_bg.wasm" "$out/pkg/vitrine_relaxed_bg.wasm"
   rm -r "$out/pkg-relaxed"
-  # VITRINE_WASM_OPT=0 skips wasm-opt (it takes minutes) while iterating.
-  if [ "${VITRINE_WASM_OPT:-1}" != 0 ]; then
+  # VITRINE_WASM_OPT=0 skips wasm-opt (it takes minutes) while iterating,
+  # and says so to the size budget's test (tests/e2e/size.test.mjs).
+  if [ "${VITRINE_WASM_OPT:-1}" = 0 ]; then
+    touch "$out/pkg/.unoptimised"
+  else
     local opt; opt=$(wasm_opt)
     local features=(--enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals)
     "$opt" -Os "${features[@]}" "$out/pkg/vitrine_bg.wasm" -o "$out/pkg/vitrine_bg.wasm"

@@ -1,0 +1,46 @@
+// The size budget of what a visitor downloads (docs/performance.md,
+// "Shipped sizes"): each wasm module raw and gzipped, the JavaScript glue,
+// and the page's own files. Read from dist/ as `./build.sh dist` wrote it;
+// a site built without wasm-opt (VITRINE_WASM_OPT=0, which marks
+// dist/pkg/.unoptimised) is not what ships, and is not measured.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { root } from './harness.mjs';
+
+const dist = path.join(root, 'dist');
+const MB = 1e6;
+// Today's sizes (2026-12-07: 11.48 MB raw, 2.82 MB in Node's gzip -9 each)
+// and about 2-3% to grow in; lowered as the modules shrink.
+const BUDGET = {
+  module: { raw: 11.7 * MB, gzip: 2.9 * MB },
+  glue: 80e3,
+  page: 260e3,
+};
+
+const gzip = (file) => zlib.gzipSync(fs.readFileSync(file), { level: 9 }).length;
+
+test('what a visitor downloads stays within its budget', (t) => {
+  if (fs.existsSync(path.join(dist, 'pkg/.unoptimised'))) {
+    t.skip('dist/ was built with VITRINE_WASM_OPT=0: not the shipped modules');
+    return;
+  }
+  for (const name of ['vitrine_bg.wasm', 'vitrine_relaxed_bg.wasm']) {
+    const file = path.join(dist, 'pkg', name);
+    const raw = fs.statSync(file).size;
+    const packed = gzip(file);
+    console.log(`${name}: ${raw.toLocaleString('en')} B raw, ${packed.toLocaleString('en')} B gzip`);
+    assert.ok(raw <= BUDGET.module.raw, `${name} is ${raw} B, over the budget of ${BUDGET.module.raw} B`);
+    assert.ok(packed <= BUDGET.module.gzip, `${name} gzips to ${packed} B, over the budget of ${BUDGET.module.gzip} B`);
+  }
+  const glue = fs.statSync(path.join(dist, 'pkg/vitrine.js')).size;
+  assert.ok(glue <= BUDGET.glue, `vitrine.js is ${glue} B, over ${BUDGET.glue} B`);
+  // The page's own files: its HTML, CSS, scripts and tables (not the bench page's).
+  const own = fs.readdirSync(dist, { withFileTypes: true })
+    .filter((e) => e.isFile() && /\.(html|css|js|json)$/.test(e.name) && !e.name.startsWith('bench'))
+    .reduce((sum, e) => sum + fs.statSync(path.join(dist, e.name)).size, 0);
+  console.log(`the page's own files: ${own.toLocaleString('en')} B`);
+  assert.ok(own <= BUDGET.page, `the page's own files are ${own} B, over ${BUDGET.page} B`);
+});
