@@ -1,0 +1,65 @@
+// The page's first result after navigation, the default model, on a fresh
+// browser profile (cold) and on a second visit in the same profile (warm),
+// with where the cold one's time goes. The site in dist/ is served by
+// Python's http.server (Last-Modified, no Cache-Control: the browser
+// revalidates each file and gets 304s, as from most static hosts), and
+// each fresh profile is its own user-data directory, so the HTTP cache
+// and compiled-code cache start empty.
+//
+//   node tests/perf/first_result.mjs [--runs 3]
+// (after ./build.sh dist; run from anywhere)
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { chromium } from 'playwright-core';
+
+const root = path.resolve(import.meta.dirname, '../..');
+const args = process.argv.slice(2);
+const runs = Number(args.includes('--runs') ? args[args.indexOf('--runs') + 1] : 3) || 3;
+const FLAGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync'];
+const port = 8900 + (process.pid % 90);
+const origin = `http://127.0.0.1:${port}`;
+const server = spawn('python3', ['-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', path.join(root, 'dist')], { stdio: 'ignore' });
+for (let i = 0; i < 100; i++) {
+  try { if ((await fetch(origin)).ok) break; } catch { await new Promise((r) => setTimeout(r, 100)); }
+}
+
+/** One visit of the bench page in `context`: its report. */
+async function visit(context) {
+  const page = await context.newPage();
+  await page.goto(`${origin}/bench.html?backend=cpu&runs=1&warmup=0`);
+  await page.waitForSelector('body[data-done="true"]', { timeout: 300_000 });
+  const report = await page.evaluate(() => window.vitrineBench);
+  await page.close();
+  return report;
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const cold = [];
+const warm = [];
+try {
+  for (let r = 0; r < runs; r++) {
+    const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'vitrine-profile-'));
+    const context = await chromium.launchPersistentContext(profile, { executablePath: '/usr/bin/chromium', args: FLAGS });
+    cold.push(await visit(context));
+    warm.push(await visit(context));
+    await context.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+} finally {
+  server.kill();
+}
+const cpu = fs.readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? os.cpus()[0]?.model;
+const show = (label, reports) => {
+  const pick = (key) => median(reports.map((x) => x[key]));
+  // What is left: the page and its worker starting, the module fetched, compiled and instantiated.
+  const rest = median(reports.map((x) => x.firstResultMs - x.fetchedMs - x.loadMs - x.firstClassifyMs));
+  console.log(`${label}: first result ${reports.map((x) => x.firstResultMs.toFixed(0)).join(', ')} ms (median ${pick('firstResultMs').toFixed(0)});`
+    + ` medians: page, worker and wasm module ${rest.toFixed(0)}, fetching the model ${pick('fetchedMs').toFixed(0)},`
+    + ` loading it ${pick('loadMs').toFixed(0)}, the first classification ${pick('firstClassifyMs').toFixed(0)} ms`);
+};
+console.log(`${cpu}, ${os.cpus().length} threads, Chromium headless, CPU backend, the default model, ${runs} fresh profiles:`);
+show('cold (fresh profile)', cold);
+show('warm (second visit)', warm);
