@@ -187,6 +187,7 @@ export function setupFigures({ run, onBlock = () => {} }) {
       wanted = 0;
       shown = { figures, current, info };
       window.vitrineFigures = figures;
+      document.body.dataset.figures = String(current.id); // the image they are of: for tests
       layerPicker.replaceChildren(...Array.from({ length: depth }, (_, l) => new Option(`block ${l + 1}`, String(l))));
       layerPicker.value = String(at);
       $('figures-status').textContent = '';

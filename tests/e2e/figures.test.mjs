@@ -31,12 +31,11 @@ test('the figures are worded with the model\'s own numbers', () => {
   assert.equal(share.text, 'In the last block the registers take 20% of the class token\'s attention (mean of 2 heads); across the blocks, 20%, 20%.');
 });
 
-/** The panel's figures for `image`, once the panel is open. */
+/** The panel's figures for `image`, once the panel is open (those of the image shown, however soon they come). */
 async function figuresOf(page, image) {
   await classify(page, image);
-  await page.evaluate(() => { window.vitrineFigures = undefined; });
   if (!(await page.evaluate(() => document.getElementById('figures').open))) await page.click('#figures summary');
-  await page.waitForFunction(() => window.vitrineFigures, null, { timeout: 300_000 });
+  await page.waitForFunction(() => document.body.dataset.figures === document.body.dataset.classified, null, { timeout: 300_000 });
   return page.evaluate(() => {
     const f = window.vitrineFigures;
     return {
