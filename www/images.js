@@ -62,12 +62,17 @@ export async function classifyFrame(video) {
   try {
     await classifyJob({ id, name: 'The camera frame', truth: null, note: '', sample: null, canvas, size: [video.videoWidth, video.videoHeight], scale, w, h, model: state.applied });
   } finally {
-    inflight = false;
-    const next = queued;
-    queued = null;
-    if (next && next.id === state.latest) submit(next);
+    release();
   }
   return true;
+}
+
+/** The worker is free again: the newest image waiting, if any, goes next. */
+function release() {
+  inflight = false;
+  const next = queued;
+  queued = null;
+  if (next && next.id === state.latest) submit(next);
 }
 
 /**
@@ -81,12 +86,7 @@ function submit(job) {
     return;
   }
   inflight = true;
-  classifyJob(job).finally(() => {
-    inflight = false;
-    const next = queued;
-    queued = null;
-    if (next && next.id === state.latest) submit(next);
-  });
+  classifyJob(job).finally(release);
 }
 
 async function classifyJob({ id, name, truth, note, sample, canvas, size, scale, w, h, model }) {
