@@ -10,7 +10,7 @@ import { COLORMAPS } from './overlay.js';
 /** @typedef {import('./store.js').View} View */
 
 /** The query's names for the view's settings, and the page's other parameters, which are kept as they are. */
-export const VIEW_PARAMS = ['size', 'show', 'layer', 'map', 'cmap', 'opacity', 'keep', 'upsample', 'picture', 'patch', 'class', 'image', 'learn', 'figures', 'pca'];
+export const VIEW_PARAMS = ['size', 'show', 'layer', 'map', 'cmap', 'opacity', 'keep', 'upsample', 'picture', 'patch', 'class', 'image', 'learn', 'figures', 'pca', 'lesson', 'step', 'lang', 'compare'];
 
 const NAMED_MAPS = ['mean', 'rollout', 'chefer', 'grad-rollout'];
 
@@ -90,9 +90,9 @@ export function readQuery(params, notes) {
  * @param {URLSearchParams} base
  * @param {View} view
  * @param {View} defaults
- * @param {{ size?: number | null, patch: number, klass?: number | null, learn?: number, figures?: number, pca?: { images: number, foreground: boolean }, image: string | null, model: string | null }} rest
+ * @param {{ size?: number | null, patch: number, klass?: number | null, learn?: number, figures?: number, pca?: { images: number, foreground: boolean }, image: string | null, model: string | null, lesson?: { id: string, step: number, lang: string } | null, compare?: string | null }} rest
  */
-export function writeQuery(base, view, defaults, { size = null, patch, klass = null, learn = 0, figures = 0, pca = { images: 1, foreground: true }, image, model }) {
+export function writeQuery(base, view, defaults, { size = null, patch, klass = null, learn = 0, figures = 0, pca = { images: 1, foreground: true }, image, model, lesson = null, compare = null }) {
   const out = new URLSearchParams(base);
   for (const key of VIEW_PARAMS) out.delete(key);
   if (model === null) out.delete('model');
@@ -115,5 +115,11 @@ export function writeQuery(base, view, defaults, { size = null, patch, klass = n
   if (learn > 0) out.set('learn', String(learn));
   if (figures > 0) out.set('figures', String(figures));
   if (pca.images !== 1 || !pca.foreground) out.set('pca', `${pca.images}${pca.foreground ? '' : '-all'}`);
+  if (lesson) {
+    out.set('lesson', lesson.id);
+    out.set('step', String(lesson.step));
+    if (lesson.lang !== 'en') out.set('lang', lesson.lang);
+  }
+  if (compare) out.set('compare', compare);
   return out;
 }

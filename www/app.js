@@ -12,10 +12,12 @@ import { setupPca } from './pca.js';
 import { setupLearn } from './learn.js';
 import { loadSiteModel, nextLoad, reloadModel, run, startWorker } from './models.js';
 import { ensureRows, setupPointer } from './pointer.js';
-import { onUpdate, notify, sentence, state, update } from './store.js';
+import { onUpdate, notify, sentence, state, until, update } from './store.js';
 import { clearResults, renderNotices, renderView, showModel, showOpacity } from './view.js';
 import { setupExport } from './export.js';
 import { setupPresent } from './present.js';
+import { setupLessons } from './lessons.js';
+import { setupCompare } from './compare.js';
 import { ensureRelevance, explain, fetchRelevance } from './why.js';
 import { $ } from './dom.js';
 
@@ -23,8 +25,9 @@ const params = new URLSearchParams(location.search);
 // What the link asks of the view: applied once, to the first model (and
 // image) it brings; what cannot be taken is said as a note.
 const linkNotes = [];
-let link = readQuery(params, linkNotes);
-if (link.pca) update({ pca: link.pca }); // the PCA's controls, whenever the panel opens
+// A lesson's link sets the view from its step instead.
+let link = params.has('lesson') ? null : readQuery(params, linkNotes);
+if (link?.pca) update({ pca: link.pca }); // the PCA's controls, whenever the panel opens
 const defaults = { ...state.view };
 
 const render = () => renderView({ ...state, explain });
@@ -100,13 +103,13 @@ function writeAddress() {
   const s = state;
   const size = s.info.config.img_size[0] === s.info.nativeSize[0] ? null : s.info.config.img_size[0];
   const query = writeQuery(params, s.view, defaults, {
-    size, patch: s.patch, klass: s.current?.why ?? null, learn: s.learn, figures: s.figures, pca: s.pca, image: s.current?.sample ?? null, model: s.source?.link ?? null,
+    size, patch: s.patch, klass: s.current?.why ?? null, learn: s.learn, figures: s.figures, pca: s.pca, image: s.current?.sample ?? null, model: s.source?.link ?? null, lesson: s.lesson, compare: s.compare,
   });
   history.replaceState(history.state, '', `${location.pathname}?${query}${location.hash}`);
   delete document.body.dataset.addressPending; // for tests: the address is the view
 }
 onUpdate((s, changed) => {
-  if (!s.info || !['view', 'patch', 'current', 'info', 'learn', 'figures', 'pca'].some((k) => k in changed)) return;
+  if (!s.info || !['view', 'patch', 'current', 'info', 'learn', 'figures', 'pca', 'lesson', 'compare'].some((k) => k in changed)) return;
   clearTimeout(addressTimer);
   document.body.dataset.addressPending = 'true';
   addressTimer = setTimeout(writeAddress, 250);
@@ -166,7 +169,6 @@ $('copy-link').addEventListener('click', async () => {
   }
 });
 setupExport();
-setupPresent();
 setupPointer();
 setupCamera();
 
@@ -206,11 +208,30 @@ loadGallery();
 const hubReady = setupHub();
 // The site's model is load number 1, taken now: a checkpoint the user drops
 // while the worker is still starting comes later, and wins. `?model=hf:…`
-// names a model of the Hub instead (a link to a lesson, say).
+// names a model of the Hub instead, and `?lesson=` a lesson whose step
+// names its own.
 const siteLoad = nextLoad();
 const fromHub = /^hf:/i.test(params.get('model') ?? '');
-startWorker(params.get('backend')).then(async () => {
-  if (fromHub) {
+const started = startWorker(params.get('backend'));
+const compare = setupCompare({ run });
+const lessons = setupLessons({ ready: Promise.all([started, hubReady]), defaults, figures, compare });
+setupPresent({ lessons });
+/** The second worker's memory, while comparing: for tests and the curious. */
+window.vitrineCompareMemory = compare.memory;
+onUpdate((s, changed) => {
+  if (!('info' in changed)) return;
+  // What this browser has changes as models are downloaded.
+  lessons.refresh();
+  compare.refresh();
+});
+// `?compare=hf:…`: the second model, once the first has an image to show.
+const compareWith = params.get('compare');
+if (compareWith) hubReady.then(() => until((s) => s.current !== null)).then(() => compare.start(compareWith));
+const fromLesson = params.has('lesson');
+started.then(async () => {
+  // A lesson's model that could not be had leaves the site's own in use.
+  if (fromLesson && await lessons.openFromLink(params)) return;
+  if (fromHub && !fromLesson) {
     await hubReady;
     if (await loadHubModel(params.get('model'), { seq: siteLoad })) return;
     // Not loaded (its message is shown): the site's own model, unless the user gave one since.
@@ -219,7 +240,7 @@ startWorker(params.get('backend')).then(async () => {
     await loadSiteModel(nextLoad());
     if (state.info) notify({ error: `${why} The site's own model is loaded instead.` });
   }
-  return loadSiteModel(siteLoad);
+  return loadSiteModel(fromLesson ? nextLoad() : siteLoad);
 }, () => {}); // a failed start is shown
 // A file picked before this script ran is not lost.
 if ($('file').files.length) handleFiles($('file').files);

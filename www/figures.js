@@ -18,14 +18,16 @@ const fixed = (/** @type {number} */ x) => (x >= 100 ? x.toFixed(0) : x.toPrecis
 const percent = (/** @type {number} */ s) => `${(100 * s).toFixed(s < 0.01 ? 2 : 0)}%`;
 
 /**
- * What layer `layer`'s token norms say, in this model's own numbers: the
- * patches' lengths [N] and a sentence. `names` are the prefix tokens'.
+ * Layer `layer`'s token norms in numbers: the row [T], the patches' [N],
+ * their median, the longest patch, its ratio to the median, and how many
+ * patches are over 4× the median (Darcet et al.'s outliers are about ten
+ * times the others' norm). `names` are the prefix tokens'.
  * @param {Float32Array} norms [L, T]
  * @param {string[]} names
  * @param {number} layer
  * @param {[number, number]} grid
  */
-export function describeNorms(norms, names, layer, [rows, cols]) {
+export function normStats(norms, names, layer, [rows, cols]) {
   const n = rows * cols;
   const t = names.length + n;
   const row = norms.subarray(layer * t, (layer + 1) * t);
@@ -34,9 +36,21 @@ export function describeNorms(norms, names, layer, [rows, cols]) {
   const median = sorted[Math.floor(n / 2)];
   let longest = 0;
   for (let i = 1; i < n; i++) if (patches[i] > patches[longest]) longest = i;
-  const ratio = patches[longest] / median;
-  // Darcet et al.'s outliers: about ten times the others' norm.
   const outliers = patches.filter((v) => v > 4 * median).length;
+  return { row, patches, median, longest, ratio: patches[longest] / median, outliers };
+}
+
+/**
+ * What layer `layer`'s token norms say, in this model's own numbers: the
+ * patches' lengths [N] and a sentence. `names` are the prefix tokens'.
+ * @param {Float32Array} norms [L, T]
+ * @param {string[]} names
+ * @param {number} layer
+ * @param {[number, number]} grid
+ */
+export function describeNorms(norms, names, layer, grid) {
+  const { row, patches, median, longest, ratio, outliers } = normStats(norms, names, layer, grid);
+  const cols = grid[1];
   const prefix = names.map((name, i) => `${name} ${fixed(row[i])}`).join(', ');
   const text = `After block ${layer + 1}: the patches' median length is ${fixed(median)}; the longest, `
     + `at row ${Math.floor(longest / cols) + 1}, column ${(longest % cols) + 1}, is ${ratio.toFixed(1)}× that. `

@@ -18,13 +18,15 @@ import { $ } from './dom.js';
 const params = new URLSearchParams(location.search);
 /** Where models come from: `?hub=URL`, else the host's models/hub.json, else the Hub. */
 let endpoint = HUB_ENDPOINT;
+/** The models the host suggests (models/hub.json). */
+let gallery = /** @type {Suggested[]} */ ([]);
 /** The download in progress, to cancel. */
 let downloading = /** @type {AbortController | null} */ (null);
 
 /** The largest weights file the page takes: WebAssembly's memory is 4 GB, and it holds the file and its weights. */
 const MAX_WEIGHTS_BYTES = 4e9;
 
-const mb = (/** @type {number} */ bytes) => (bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`);
+export const mb = (/** @type {number} */ bytes) => (bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`);
 
 /**
  * models/hub.json, read strictly: `{ endpoint?, models: [{ repo, title, bytes, kind, patch, px, note }] }`.
@@ -53,14 +55,12 @@ export async function setupHub() {
     loadHubModel($('hub-ref').value);
   });
   $('hub-cancel').addEventListener('click', () => downloading?.abort());
-  /** @type {Suggested[]} */
-  let models = [];
   try {
     const listing = await fetch('models/hub.json');
     // A host may leave the list out: the field still takes any model.
     if (listing.ok) {
       const list = parseHubList(await listing.text());
-      models = list.models;
+      gallery = list.models;
       if (list.endpoint) endpoint = list.endpoint;
     } else if (listing.status !== 404) {
       throw new Error(`models/hub.json: HTTP ${listing.status}`);
@@ -74,9 +74,18 @@ export async function setupHub() {
     else notify({ warning: `?hub= must be an http(s) address; models come from ${hostOf(endpoint)}.` });
   }
   for (const el of document.querySelectorAll('.hub-host')) el.textContent = hostOf(endpoint);
-  $('hub-gallery').replaceChildren(...models.map(suggestion));
+  $('hub-gallery').replaceChildren(...gallery.map(suggestion));
   showKept();
 }
+
+/** Where models come from now. */
+export const hubEndpoint = () => endpoint;
+
+/** The models the host suggests. */
+export const galleryModels = () => gallery;
+
+/** The host's entry for `repo`, if it suggests it. */
+export const suggested = (/** @type {string} */ repo) => gallery.find((m) => m.repo === repo) ?? null;
 
 /** @param {Suggested} m */
 function suggestion(m) {
@@ -96,6 +105,41 @@ function suggestion(m) {
   button.addEventListener('click', () => loadHubModel(m.repo, { bytes: m.bytes }));
   li.append(button);
   return li;
+}
+
+/**
+ * A Hub model's files: the browser's copy when it has one, else a download
+ * that streams into the loader and into the browser's storage beside it
+ * (`kept` settles once it is kept; `ended` once the download ends, and its
+ * failure says why better than the loader that read it). Null when `stale()`
+ * says the files are no longer wanted once the download has started.
+ * @param {string} from the endpoint
+ * @param {string} repo
+ * @param {string} revision
+ * @param {{ signal: AbortSignal, onDownload?: () => void, onProgress?: (p: any) => void, stale?: () => boolean }} options
+ */
+export async function hubModelFiles(from, repo, revision, { signal, onDownload = () => {}, onProgress, stale = () => false }) {
+  const cached = await cachedModel(from, repo, revision);
+  if (cached) {
+    const files = { name: cached.weightsName, weights: cached.weights, config: cached.config, preprocessor: cached.preprocessor };
+    return { files, commit: cached.commit ?? revision, kept: null, ended: null };
+  }
+  onDownload();
+  const got = await modelFiles(from, repo, revision, { signal, maxBytes: MAX_WEIGHTS_BYTES, onProgress });
+  const opened = got.weights;
+  if (stale()) {
+    opened.body.cancel().catch(() => {});
+    return null;
+  }
+  const commit = got.commit ?? revision;
+  const keeping = await keepWhileLoading(from, repo, revision, { ...got, commit });
+  keeping.kept.catch(() => {}); // settled by the caller
+  /** @type {import('./protocol.js').ModelFiles} */
+  const files = {
+    name: got.weightsName, weights: keeping.weights, bytes: opened.total ?? undefined,
+    config: got.config.slice().buffer, preprocessor: got.preprocessor?.slice().buffer,
+  };
+  return { files, commit, kept: keeping.kept, ended: opened.ended };
 }
 
 /**
@@ -133,43 +177,22 @@ export async function loadHubModel(text, { seq, bytes = 0, from = endpoint } = {
   /** @type {Error | null} */
   let broken = null; // what stopped the download, if anything did
   try {
-    const cached = await cachedModel(from, repo, revision);
-    /** @type {import('./protocol.js').ModelFiles} */
-    let files;
-    let commit = cached?.commit ?? revision;
-    if (cached) {
-      files = { name: cached.weightsName, weights: cached.weights, config: cached.config, preprocessor: cached.preprocessor };
-    } else {
+    const got = await hubModelFiles(from, repo, revision, {
+      signal: controller.signal,
       // Cancel is offered while bytes come in.
-      downloading = controller;
-      $('hub-cancel').hidden = false;
-      const got = await modelFiles(from, repo, revision, {
-        signal: controller.signal,
-        maxBytes: MAX_WEIGHTS_BYTES,
-        onProgress: (p) => progress.report('downloading', p.done, p.total ?? 0, { file: p.file, rate: p.bytesPerSecond, left: p.secondsLeft }),
-      });
-      const opened = got.weights;
-      if (seq < state.loads) {
-        opened.body.cancel().catch(() => {});
-        return false; // a newer load was asked for: it wins
+      onDownload: () => { downloading = controller; $('hub-cancel').hidden = false; },
+      onProgress: (p) => progress.report('downloading', p.done, p.total ?? 0, { file: p.file, rate: p.bytesPerSecond, left: p.secondsLeft }),
+      stale: () => seq < state.loads, // a newer load was asked for: it wins
+    });
+    if (!got) return false;
+    const { files, commit } = got;
+    kept = got.kept;
+    got.ended?.catch((d) => { broken = d; }).finally(() => {
+      if (downloading === controller) {
+        downloading = null;
+        $('hub-cancel').hidden = true;
       }
-      commit = got.commit ?? revision;
-      // The weights stream into the loader as they come, and into the
-      // browser's storage beside it.
-      const keeping = await keepWhileLoading(from, repo, revision, { ...got, commit });
-      kept = keeping.kept;
-      kept.catch(() => {}); // settled below
-      opened.ended.catch((d) => { broken = d; }).finally(() => {
-        if (downloading === controller) {
-          downloading = null;
-          $('hub-cancel').hidden = true;
-        }
-      });
-      files = {
-        name: got.weightsName, weights: keeping.weights, bytes: opened.total ?? undefined,
-        config: got.config.slice().buffer, preprocessor: got.preprocessor?.slice().buffer,
-      };
-    }
+    });
     if (seq < state.loads) return false; // a newer load was asked for: it wins
     const origin = `${repo}@${/^[0-9a-f]{40}$/.test(commit) ? commit.slice(0, 7) : commit} from ${hostOf(from)}`;
     const loaded = await loadModel(repo, files, seq, progress, origin, `hf:${repo}${revision === 'main' ? '' : `@${revision}`}`);

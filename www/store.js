@@ -47,6 +47,8 @@
  * @property {number} learn the walk-through's step being read, 0 when it is closed
  * @property {number} figures the Figures panel's block (from 1), 0 when it is closed
  * @property {{ images: number, foreground: boolean }} pca the feature PCA's images (the last 1 to 4) and its foreground step
+ * @property {{ id: string, step: number, lang: string } | null} lesson the lesson open, its step (from 1) and language
+ * @property {string | null} compare the second model shown beside the first (`hf:org/name`), if any
  * @property {Notices} notices
  */
 
@@ -78,6 +80,8 @@ export const state = {
   learn: 0,
   figures: 0,
   pca: { images: 1, foreground: true },
+  lesson: null,
+  compare: null,
   view: {
     show: 'attention', layer: 0, head: 'mean', colormap: 'viridis', smooth: true,
     picture: 'photo', threshold: false, mass: 0.6, opacity: 0.6,
@@ -87,6 +91,8 @@ export const state = {
 
 /** @type {((state: State, changed: Partial<State>) => void)[]} */
 const views = [];
+/** @type {Set<{ test: (state: State) => boolean, resolve: () => void }>} */
+const waiters = new Set();
 
 /**
  * The one way to change the state: the fields of `change` replace the
@@ -96,6 +102,23 @@ const views = [];
 export function update(change) {
   Object.assign(state, change);
   for (const view of views) view(state, change);
+  for (const w of waiters) {
+    if (w.test(state)) {
+      waiters.delete(w);
+      w.resolve();
+    }
+  }
+}
+
+/**
+ * Resolves once `test(state)` holds: at once if it does now, else after
+ * the first update that makes it so.
+ * @param {(state: State) => boolean} test
+ * @returns {Promise<void>}
+ */
+export function until(test) {
+  if (test(state)) return Promise.resolve();
+  return new Promise((resolve) => { waiters.add({ test, resolve }); });
 }
 
 /**

@@ -113,7 +113,7 @@ function relevanceMap({ current, info, view }) {
 const style = ({ colormap, smooth }) => ({ colormap, smooth });
 
 /** The map now chosen: a CLS row (or the patches' mean row), the rollout, or the pointed patch's row. */
-function chosenMap({ current, patch, info, view }) {
+export function chosenMap({ current, patch, info, view }) {
   const { result, rows } = current;
   const [gr, gc] = result.grid;
   const n = gr * gc;

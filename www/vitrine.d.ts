@@ -163,6 +163,8 @@ declare global {
     vitrinePca?: FeaturePca;
     vitrineState?: import('./store.js').State;
     vitrineMemory?: () => Promise<{ wasmBytes: number; device: DevicePools | null }>;
+    /** The second worker's memory while comparing (www/compare.js); null when not comparing. */
+    vitrineCompareMemory?: () => Promise<{ wasmBytes: number; device: DevicePools | null } | null>;
     vitrineRelevance?: (k: number) => Promise<{ relevance?: RelevanceMaps; stale?: boolean }>;
     /** The bench page's figures, once its runs are done (www/bench.js). */
     vitrineBench?: unknown;

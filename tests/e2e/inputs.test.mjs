@@ -140,6 +140,7 @@ test('attention controls: heads, patches, threshold, colours, keyboard, download
   assert.match(await page.textContent('#caption'), /head 1: where the class token looks/);
 
   // Pointing at a patch shows that patch's own attention row (read back on demand).
+  await page.locator('#stage').scrollIntoViewIfNeeded();
   const box = await page.locator('#stage').boundingBox();
   await page.mouse.move(box.x + box.width * 0.1, box.y + box.height * 0.9);
   await page.waitForFunction(() => document.getElementById('caption').textContent.includes('the patch at row 6, column 0'));

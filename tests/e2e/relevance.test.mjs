@@ -81,6 +81,7 @@ for (const [backend, query] of [['cpu', ''], ['cpu-simd128', '&simd=simd128'], [
     await shot(page, `why-${backend}`);
     // The patch pointer works as in attention mode: the pointed patch's
     // attention, then back to the class's map.
+    await page.locator('#stage').scrollIntoViewIfNeeded();
     const box = await page.locator('#stage').boundingBox();
     await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
     await page.waitForFunction(() => /where the patch at row \d+, column \d+ looks/.test(document.getElementById('caption').textContent));
