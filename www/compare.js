@@ -14,6 +14,7 @@ import { keptModels } from './hubcache.js';
 import { drawMap, headMap, patchRow, thresholdMask } from './overlay.js';
 import { headIndex } from './controls.js';
 import { onUpdate, state, update } from './store.js';
+import { exclusive } from './models.js';
 import { $ } from './dom.js';
 
 /** @typedef {import('./vitrine').ModelInfo} ModelInfo */
@@ -33,17 +34,21 @@ export function weightsBudget() {
 }
 
 /**
- * Whether models of `a` and `b` bytes fit `budget` together: null when
- * they do, else why not, naming the one that cannot.
+ * How models of `a` and `b` bytes fit `budget`: both at once (`both`), only
+ * one at a time (`turns`: they run in turn), or not at all (`none`: the
+ * second alone is too big); `text` says why, naming the one that does not fit.
  * @param {{ name: string, bytes: number }} a the model in use
  * @param {{ name: string, bytes: number }} b the one to compare with
  * @param {number} budget
+ * @returns {{ fits: 'both' | 'turns' | 'none', text: string }}
  */
-export function budgetProblem(a, b, budget) {
+export function budgetFit(a, b, budget) {
   const whose = `this page gives models' weights ${mb(budget)} on this device (half the memory the browser reports; ?memory=MB sets it)`;
-  if (b.bytes > budget) return `${b.name} alone needs ${mb(b.bytes)}, and ${whose}.`;
-  if (a.bytes + b.bytes > budget) return `${a.name} (${mb(a.bytes)}) and ${b.name} (${mb(b.bytes)}) together need ${mb(a.bytes + b.bytes)}, and ${whose}: compare with a smaller model, or load a smaller one first.`;
-  return null;
+  if (b.bytes > budget) return { fits: 'none', text: `${b.name} alone needs ${mb(b.bytes)}, and ${whose}.` };
+  if (a.bytes + b.bytes > budget) {
+    return { fits: 'turns', text: `${a.name} (${mb(a.bytes)}) and ${b.name} (${mb(b.bytes)}) together need ${mb(a.bytes + b.bytes)}, and ${whose}: they run in turn, each image through one, then the other, with one model in memory at a time (slower: each is loaded again for each image).` };
+  }
+  return { fits: 'both', text: '' };
 }
 
 /**
@@ -82,6 +87,8 @@ export function setupCompare({ run }) {
   /** @type {AbortController | null} */
   let download = null;
   let distanceOf = /** @type {{ image: number, a: Float32Array, b: Float32Array } | null} */ (null);
+  /** Running in turn: the second model's files, loaded for each image, and why. */
+  let turns = /** @type {{ files: import('./protocol.js').ModelFiles, note: string } | null} */ (null);
 
   const status = (/** @type {string} */ text) => { $('compare-status').textContent = text; };
 
@@ -101,6 +108,7 @@ export function setupCompare({ run }) {
     worker?.close();
     worker = null;
     info = null;
+    turns = null;
     ref = '';
     shown = null;
     distanceOf = null;
@@ -140,27 +148,41 @@ export function setupCompare({ run }) {
     $('compare-name').textContent = title;
     const budget = weightsBudget();
     const mine = { name: state.info?.name ?? 'the model in use', bytes: state.info?.weightBytes ?? 0 };
-    const before = budgetProblem(mine, { name: title, bytes: suggested(repo)?.bytes ?? 0 }, budget);
-    if (before) return refuse(before);
+    let fit = budgetFit(mine, { name: title, bytes: suggested(repo)?.bytes ?? 0 }, budget);
+    if (fit.fits === 'none') return refuse(fit.text);
     try {
-      status(`Starting a second worker for ${title}…`);
-      const w = connect(state.backend, params.get('simd'));
-      worker = w;
-      await w.ready;
       download = new AbortController();
       const got = await hubModelFiles(hubEndpoint(), repo, revision, {
         signal: download.signal,
         onProgress: (p) => status(`Downloading ${title}: ${mb(p.done)}${p.total ? ` of ${mb(p.total)}` : ''}…`),
       });
-      if (worker !== w || !got) return;
-      status(`Loading ${title}…`);
-      const answer = await w.request({ type: 'load', files: got.files, seq: 1 });
-      await Promise.all([got.kept?.catch(() => null), got.ended?.catch(() => null)]);
-      if (worker !== w) return;
-      info = answer.info;
-      const exact = budgetProblem(mine, { name: title, bytes: answer.info.weightBytes }, budget);
-      if (exact) return refuse(exact);
-      status('');
+      if (ref !== text || !got) return;
+      let loaded = false;
+      if (fit.fits === 'both') {
+        status(`Loading ${title}…`);
+        const w = connect(state.backend, params.get('simd'));
+        worker = w;
+        await w.ready;
+        const answer = await w.request({ type: 'load', files: got.files, seq: 1 });
+        loaded = true;
+        await Promise.all([got.kept?.catch(() => null), got.ended?.catch(() => null)]);
+        if (worker !== w) return;
+        info = answer.info;
+        fit = budgetFit(mine, { name: title, bytes: answer.info.weightBytes }, budget);
+        if (fit.fits === 'none') return refuse(fit.text);
+      }
+      if (fit.fits === 'turns') {
+        worker?.close();
+        worker = null;
+        // Each turn loads it again: from the browser's copy (a download is kept first).
+        if (!loaded && got.files.weights instanceof ReadableStream) got.files.weights.cancel().catch(() => {});
+        const done = got.kept ? await got.kept : null;
+        turns = { files: { ...got.files, weights: done ? done.files.weights : got.files.weights }, note: fit.text };
+        if (!(turns.files.weights instanceof Blob)) return refuse(`${fit.text} But ${title} could not be kept in this browser to be loaded again.`);
+        const again = state.source?.files.weights;
+        if (!(again instanceof Blob || again instanceof ArrayBuffer)) return refuse(`${fit.text} But ${mine.name} cannot be loaded again from this page: load it anew first.`);
+      }
+      status(turns?.note ?? '');
       fillPicker();
       ask();
     } catch (e) {
@@ -174,6 +196,7 @@ export function setupCompare({ run }) {
     worker?.close();
     worker = null;
     info = null;
+    turns = null;
     status(why);
     $('compare-top').replaceChildren();
     for (const id of ['compare-image', 'compare-overlay']) {
@@ -186,23 +209,54 @@ export function setupCompare({ run }) {
   /** The image shown, through the second model (once per image). */
   async function ask() {
     const { current } = state;
-    if (!worker || !info || !current || shown?.image === current.id || asking === current.id) return;
-    const w = worker;
+    if (!(worker && info) && !turns) return;
+    if (!current || shown?.image === current.id || asking === current.id) return;
+    const mine = ref;
     asking = current.id;
     const canvas = /** @type {any} */ (current.bitmap);
     const { width, height } = canvas;
     const rgba = canvas.getContext('2d').getImageData(0, 0, width, height).data.buffer;
     try {
-      const { result } = await w.request({ type: 'classify', rgba, width, height, image: current.id });
-      if (w !== worker || state.current !== current) return;
-      shown = { image: current.id, result, rows: {}, distance: null };
+      const answer = turns ? await inTurn(turns, current.id, rgba, width, height) : { result: (await /** @type {any} */ (worker).request({ type: 'classify', rgba, width, height, image: current.id })).result, distance: null };
+      if (ref !== mine || state.current !== current) return;
+      shown = { image: current.id, result: answer.result, rows: {}, distance: answer.distance };
       draw();
       drawDistance();
     } catch (e) {
-      if (w === worker) status(`${$('compare-name').textContent} could not classify the image: ${e.message}`);
+      if (ref === mine) status(`${$('compare-name').textContent} could not classify the image: ${e.message}`);
     } finally {
       if (asking === current.id) asking = 0;
     }
+  }
+
+  /**
+   * One turn: the first model's weights freed, the second loaded in a
+   * worker of its own for this image (its result and attention distances
+   * read), that worker closed, then the first loaded again and given the
+   * image again (so that pointing and "why this class" still work). The
+   * page's other requests wait meanwhile.
+   */
+  function inTurn(/** @type {{ files: any, note: string }} */ turn, /** @type {number} */ image, /** @type {ArrayBuffer} */ rgba, /** @type {number} */ width, /** @type {number} */ height) {
+    status(`${turn.note} Now: ${$('compare-name').textContent}…`);
+    return exclusive(async (request) => {
+      await request({ type: 'unload' });
+      const w = connect(state.backend, params.get('simd'));
+      try {
+        await w.ready;
+        info = (await w.request({ type: 'load', files: turn.files, seq: 1 })).info;
+        const { result } = await w.request({ type: 'classify', rgba, width, height, image });
+        const { walk } = await w.request({ type: 'walkthrough', patches: [0], layer: 0, head: 0 });
+        return { result, distance: walk.meanDistance };
+      } finally {
+        w.close();
+        const { source } = state;
+        if (source) {
+          await request({ type: 'load', files: source.files, seq: source.seq });
+          await request({ type: 'classify', rgba, width, height, image, forRelevance: state.view.show === 'relevance' });
+        }
+        status(turn.note);
+      }
+    });
   }
 
   /** The second model's map under the page's controls, and its top-5. */
@@ -224,7 +278,11 @@ export function setupCompare({ run }) {
     let what;
     const depthText = `layer ${layer} of ${depth}${depth !== depthA ? ` (the depth of layer ${view.layer} of ${depthA})` : ''}`;
     const headText = head === 'mean' ? 'mean of the heads' : head === 'rollout' ? 'rollout' : `head ${head}`;
-    if (point >= 0 && head !== 'rollout') {
+    if (point >= 0 && head !== 'rollout' && turns) {
+      // In turn, the second model is not in memory to read a layer's rows.
+      map = headMap(result, n, layer, head === 'mean' ? 'mean' : head);
+      what = `${depthText}, ${headText} (pointing shows the class token's map here: the two models run in turn)`;
+    } else if (point >= 0 && head !== 'rollout') {
       const rowsOf = shown.rows[layer];
       if (!rowsOf) {
         readRows(layer);
@@ -282,15 +340,16 @@ export function setupCompare({ run }) {
   async function drawDistance() {
     const panel = /** @type {HTMLDetailsElement} */ ($('compare-distance'));
     const { current } = state;
-    if (!panel.open || !shown || !info || !current || !state.info || distanceOf?.image === current.id || !worker) return;
-    const w = worker;
+    const mine = shown;
+    if (!panel.open || !mine || !info || !current || !state.info || distanceOf?.image === current.id || mine.image !== current.id) return;
     const image = current.id;
     /** @type {import('./protocol.js').Request} */
     const walk = { type: 'walkthrough', patches: [0], layer: 0, head: 0 };
     try {
-      const [a, b] = await Promise.all([run(walk), w.request(walk)]);
-      if (state.current?.id !== image || w !== worker) return;
-      distanceOf = { image, a: a.walk.meanDistance, b: b.walk.meanDistance };
+      // In turn, the second model's were read during its turn.
+      const [a, b] = await Promise.all([run(walk), mine.distance ?? worker?.request(walk).then((x) => x.walk.meanDistance)]);
+      if (state.current?.id !== image || mine !== shown || !b) return;
+      distanceOf = { image, a: a.walk.meanDistance, b };
     } catch (e) {
       $('compare-distance-text').textContent = `The distances could not be computed: ${e.message}.`;
       return;
@@ -313,10 +372,10 @@ export function setupCompare({ run }) {
   $('compare-stop').addEventListener('click', stopAll);
   $('compare-distance').addEventListener('toggle', () => drawDistance());
   onUpdate((s, changed) => {
-    if ('info' in changed && s.info && info) {
-      // The first model changed: the budget is checked again.
-      const problem = budgetProblem({ name: s.info.name, bytes: s.info.weightBytes }, { name: $('compare-name').textContent, bytes: info.weightBytes }, weightsBudget());
-      if (problem) refuse(problem);
+    if ('info' in changed && s.info && ref) {
+      // Another first model: the budget is checked again, the second loaded afresh.
+      const again = ref;
+      queueMicrotask(() => { if (ref === again) start(again); });
     }
     if ('current' in changed) ask();
     if (['current', 'view', 'patch'].some((k) => k in changed)) draw();

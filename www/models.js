@@ -35,12 +35,28 @@ export async function startWorker(requested) {
   update({ backend: data.backend });
 }
 
+let turn = Promise.resolve();
+
+/**
+ * Runs `fn` with the worker to itself: `fn(request)` sends requests
+ * directly, and the page's other requests (run) wait until it is done.
+ * @template T
+ * @param {(request: (message: import('./protocol.js').Request) => Promise<any>) => Promise<T>} fn
+ * @returns {Promise<T>}
+ */
+export function exclusive(fn) {
+  const done = turn.then(() => fn((message) => worker.request(message)));
+  turn = done.then(() => {}, () => {});
+  return done;
+}
+
 /**
  * Runs a worker request; when the backend itself failed (a lost GPU, a shader
  * that did not compile, a crash), restarts on the CPU backend, reloads the
  * model and tries once more.
  */
 export async function run(message, onProgress) {
+  await turn; // the worker is lent out (exclusive) meanwhile
   try {
     return await worker.request(message, onProgress);
   } catch (e) {

@@ -43,7 +43,8 @@
  *   | { type: 'featurePca', images: number, foreground: boolean }
  *   | { type: 'relevance', class: number, image: number | undefined, discardRatio?: number }
  *   | { type: 'attention', layer: number }
- *   | { type: 'memory' }} Ask
+ *   | { type: 'memory' }
+ *   | { type: 'unload' }} Ask
  */
 
 /** @typedef {Ask & { id?: number }} Request */
@@ -57,7 +58,8 @@
  *   | { type: 'featurePca', id: number, pca: FeaturePca }
  *   | { type: 'relevance', id: number, relevance?: RelevanceMaps, stale?: boolean }
  *   | { type: 'attention', id: number, layerAttention: Float32Array, layerMean: Float32Array }
- *   | { type: 'memory', id: number, wasmBytes: number, device: object | null }} Answer
+ *   | { type: 'memory', id: number, wasmBytes: number, device: object | null }
+ *   | { type: 'unloaded', id: number }} Answer
  */
 
 /**
@@ -78,6 +80,7 @@ export const ANSWERS = Object.freeze({
   relevance: 'relevance',
   attention: 'attention',
   memory: 'memory',
+  unload: 'unloaded',
 });
 
 /**

@@ -191,6 +191,14 @@ const handlers = {
     return { layerAttention, layerMean };
   },
   memory: async () => ({ wasmBytes: memory.buffer.byteLength, device: model?.memory() ?? null }),
+  // The model's weights freed (Compare runs two models in turn where the
+  // memory holds only one): the page loads it again after.
+  unload: async () => {
+    model?.free();
+    model = null;
+    keptImage = null;
+    return {};
+  },
 };
 
 async function handle({ data }) {

@@ -115,18 +115,49 @@ test('two models side by side: the right top-5s, one set of controls, one distan
   await context.close();
 });
 
-test('a pair over the memory budget is refused, naming which and why, and the first model stays', { timeout: 600_000 }, async () => {
+test('over the memory budget: a second model too big alone is refused; a pair that fits one at a time runs in turn', { timeout: 900_000 }, async () => {
   await started();
   const context = await site.browser.newContext();
   const page = await context.newPage();
-  // 2.5 MB for weights: each model fits alone (the second is 2.0 MB), the pair does not.
-  await page.goto(`${site.origin}/?hub=${encodeURIComponent(hub.endpoint)}&memory=2.5&compare=hf:acme/vit`);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  // 1.9 MB for weights: the second model (2.0 MB) cannot be held at all.
+  await page.goto(`${site.origin}/?hub=${encodeURIComponent(hub.endpoint)}&memory=1.9&compare=hf:acme/vit`);
   await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
-  await classify(page, path.join(images, 'chelsea.png'));
+  const image = path.join(images, 'chelsea.png');
+  await classify(page, image);
   await page.waitForFunction(() => document.body.dataset.compareRefused, null, { timeout: 300_000 });
   const why = await page.textContent('#compare-status');
-  assert.match(why, /together need [\d.]+ MB, and this page gives models' weights 2\.5 MB on this device/, why);
+  assert.match(why, /^acme\/vit alone needs 2\.0 MB, and this page gives models' weights 1\.9 MB on this device/, why);
   assert.equal(await page.evaluate(() => window.vitrineCompareMemory()), null, 'no second model held');
   assert.equal(await page.$$eval('#top li', (li) => li.length), 5, 'the first model still answers');
+
+  // 2.1 MB: each fits alone, not both: they run in turn, one in memory at a time.
+  const weights = await page.evaluate(() => window.vitrineState.info.weightBytes);
+  assert.ok(weights + 2.0e6 > 2.1e6 && weights < 2.1e6, `the default model's ${weights} bytes`);
+  await page.goto(`${site.origin}/?hub=${encodeURIComponent(hub.endpoint)}&memory=2.1&compare=hf:acme/vit`);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
+  for (const file of ['chelsea.png', 'astronaut.png']) {
+    await classify(page, path.join(images, file));
+    await compared(page);
+    assert.deepEqual(await page.$$eval('#compare-top li', (li) => li.map((l) => Number(l.dataset.index))), top5(native(vit, path.join(images, file)).probabilities), file);
+    assert.match(await page.textContent('#compare-status'), /together need [\d.]+ MB, and this page gives models' weights 2\.1 MB on this device[^:]*: they run in turn/);
+    assert.equal(await page.evaluate(() => window.vitrineCompareMemory()), null, 'the second model is freed after its turn');
+  }
+  // The first model is back after each turn: pointing and "why this class" still work.
+  await page.locator('#stage').scrollIntoViewIfNeeded();
+  const box = await page.locator('#stage').boundingBox();
+  await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.5);
+  await page.waitForFunction(() => document.getElementById('caption').textContent.includes('the patch at row'), null, { timeout: 120_000 });
+  await page.waitForFunction(() => /the two models run in turn/.test(document.getElementById('compare-caption').textContent));
+  await page.mouse.move(0, 0);
+  await page.click('#top li:nth-child(2) button');
+  await page.waitForFunction(() => document.body.dataset.explained?.startsWith(`${window.vitrineState.current.id}:`), null, { timeout: 120_000 });
+  // Both distance curves, the second model's read during its turn.
+  await page.click('#compare-distance summary');
+  await page.waitForFunction(() => document.body.dataset.compareDistance === String(window.vitrineState.current.id), null, { timeout: 300_000 });
+  assert.equal(await page.locator('#compare-plot circle.m1').count(), 3 * 4);
+  assert.equal(await page.textContent('#message'), '');
+  assert.deepEqual(errors, []);
   await context.close();
 });

@@ -22,7 +22,7 @@ test('the page type-checks against vitrine.d.ts and protocol.js', () => {
 test('the protocol refuses a request it does not list, naming those it does', async () => {
   const { ANSWERS, checkRequest } = await import('../../www/protocol.js');
   for (const type of Object.keys(ANSWERS)) checkRequest({ type });
-  assert.throws(() => checkRequest({ type: 'format-disk' }), /takes no “format-disk” request \(it takes load, classify, walkthrough, figures, featurePca, relevance, attention, memory\)/);
+  assert.throws(() => checkRequest({ type: 'format-disk' }), /takes no “format-disk” request \(it takes load, classify, walkthrough, figures, featurePca, relevance, attention, memory, unload\)/);
   assert.throws(() => checkRequest({}), /takes no “undefined” request/);
 });
 
