@@ -141,21 +141,24 @@ build_site() {
   local wasm="$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/vitrine.wasm"
   rm -rf "$out" && mkdir -p "$out"
   cp -r www/. "$out/"
-  # Two modules with the same JavaScript glue: the second one's matrix
-  # kernel uses relaxed SIMD's fused multiply-add, and the worker loads it
-  # where the browser validates relaxed SIMD (Chromium does; see
-  # docs/performance.md, "Why the hand-written kernels").
-  # Only the vitrine crate differs between the two builds, so the second
-  # one takes seconds.
-  say "building the wasm modules (CPU and WebGPU backends; SIMD128, and SIMD128 + relaxed SIMD)"
-  cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features cpu,webgpu,relaxed-simd
+  # The CPU modules (pkg/): two with the same JavaScript glue; the second
+  # one's matrix kernel uses relaxed SIMD's fused multiply-add, and the
+  # worker loads it where the browser validates relaxed SIMD (Chromium does;
+  # see docs/performance.md, "Why the hand-written kernels"). Only the
+  # vitrine crate differs between the two builds, so the second one takes
+  # seconds. The WebGPU module (pkg-webgpu/, which carries the CPU backend
+  # too, for a fallback) is fetched only by a page with a WebGPU adapter.
+  say "building the wasm modules (CPU: SIMD128, and SIMD128 + relaxed SIMD; WebGPU)"
+  cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features cpu,relaxed-simd
   wasm-bindgen --target web --out-dir "$out/pkg-relaxed" "$wasm"
-  cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features cpu,webgpu
+  cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features cpu
   wasm-bindgen --target web --out-dir "$out/pkg" "$wasm"
   cmp -s "$out/pkg/vitrine.js" "$out/pkg-relaxed/vitrine.js" ||
-    { say "the two wasm modules got different JavaScript glue: they cannot share vitrine.js"; exit 1; }
+    { say "the two CPU modules got different JavaScript glue: they cannot share vitrine.js"; exit 1; }
   mv "$out/pkg-relaxed/vitrine_bg.wasm" "$out/pkg/vitrine_relaxed_bg.wasm"
   rm -r "$out/pkg-relaxed"
+  cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features cpu,webgpu
+  wasm-bindgen --target web --out-dir "$out/pkg-webgpu" "$wasm"
   # VITRINE_WASM_OPT=0 skips wasm-opt (it takes minutes) while iterating,
   # and says so to the size budget's test (tests/e2e/size.test.mjs).
   if [ "${VITRINE_WASM_OPT:-1}" = 0 ]; then
@@ -165,10 +168,11 @@ build_site() {
     local features=(--enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals)
     "$opt" -Os "${features[@]}" "$out/pkg/vitrine_bg.wasm" -o "$out/pkg/vitrine_bg.wasm"
     "$opt" -Os "${features[@]}" --enable-relaxed-simd "$out/pkg/vitrine_relaxed_bg.wasm" -o "$out/pkg/vitrine_relaxed_bg.wasm"
+    "$opt" -Os "${features[@]}" "$out/pkg-webgpu/vitrine_bg.wasm" -o "$out/pkg-webgpu/vitrine_bg.wasm"
   fi
   local f
-  for f in vitrine_bg vitrine_relaxed_bg; do
-    say "site in $out: $f.wasm $(du -h "$out/pkg/$f.wasm" | cut -f1) raw, $(gzip -9c "$out/pkg/$f.wasm" | wc -c | awk '{printf "%.1f MB", $1/1e6}') gzip"
+  for f in pkg/vitrine_bg pkg/vitrine_relaxed_bg pkg-webgpu/vitrine_bg; do
+    say "site in $out: $f.wasm $(du -h "$out/$f.wasm" | cut -f1) raw, $(gzip -9c "$out/$f.wasm" | wc -c | awk '{printf "%.1f MB", $1/1e6}') gzip"
   done
 }
 

@@ -13,7 +13,7 @@ import { galleryModels, hubEndpoint, hubModelFiles, mb, suggested } from './hubp
 import { keptModels } from './hubcache.js';
 import { drawMap, headMap, patchRow, thresholdMask } from './overlay.js';
 import { headIndex } from './controls.js';
-import { onUpdate, state, update } from './store.js';
+import { notify, onUpdate, state, update } from './store.js';
 import { exclusive } from './models.js';
 import { $ } from './dom.js';
 
@@ -24,13 +24,15 @@ const params = new URLSearchParams(location.search);
 
 /**
  * The memory the page gives models' weights, all models together: `?memory=MB`,
- * else half of what the browser says the device has (Chromium reports at most 8 GB).
+ * else half of what the browser says the device has (Chromium reports at
+ * most 8 GB), else half of 4 GB; `how` says which.
  */
 export function weightsBudget() {
   const asked = Number(params.get('memory'));
-  if (Number.isFinite(asked) && asked > 0) return asked * 1e6;
-  const device = /** @type {any} */ (navigator).deviceMemory ?? 4;
-  return (device * 1e9) / 2;
+  if (Number.isFinite(asked) && asked > 0) return { bytes: asked * 1e6, how: 'as ?memory= asks' };
+  const device = /** @type {any} */ (navigator).deviceMemory;
+  if (device) return { bytes: (device * 1e9) / 2, how: 'half the memory the browser reports; ?memory=MB sets it' };
+  return { bytes: 2e9, how: 'half of 4 GB, as this browser does not say how much memory the device has; ?memory=MB sets it' };
 }
 
 /**
@@ -39,11 +41,11 @@ export function weightsBudget() {
  * second alone is too big); `text` says why, naming the one that does not fit.
  * @param {{ name: string, bytes: number }} a the model in use
  * @param {{ name: string, bytes: number }} b the one to compare with
- * @param {number} budget
+ * @param {{ bytes: number, how: string }} budget from weightsBudget
  * @returns {{ fits: 'both' | 'turns' | 'none', text: string }}
  */
-export function budgetFit(a, b, budget) {
-  const whose = `this page gives models' weights ${mb(budget)} on this device (half the memory the browser reports; ?memory=MB sets it)`;
+export function budgetFit(a, b, { bytes: budget, how }) {
+  const whose = `this page gives models' weights ${mb(budget)} on this device (${how})`;
   if (b.bytes > budget) return { fits: 'none', text: `${b.name} alone needs ${mb(b.bytes)}, and ${whose}.` };
   if (a.bytes + b.bytes > budget) {
     return { fits: 'turns', text: `${a.name} (${mb(a.bytes)}) and ${b.name} (${mb(b.bytes)}) together need ${mb(a.bytes + b.bytes)}, and ${whose}: they run in turn, each image through one, then the other, with one model in memory at a time (slower: each is loaded again for each image).` };
@@ -86,6 +88,7 @@ export function setupCompare({ run }) {
   let asking = 0; // the image whose answer is awaited
   /** @type {AbortController | null} */
   let download = null;
+  let generation = 0; // the newest start: an older one stops where it is
   let distanceOf = /** @type {{ image: number, a: Float32Array, b: Float32Array } | null} */ (null);
   /** Running in turn: the second model's files, loaded for each image, and why. */
   let turns = /** @type {{ files: import('./protocol.js').ModelFiles, note: string } | null} */ (null);
@@ -104,6 +107,7 @@ export function setupCompare({ run }) {
   }
 
   function stop() {
+    generation += 1;
     download?.abort();
     worker?.close();
     worker = null;
@@ -129,6 +133,8 @@ export function setupCompare({ run }) {
   async function start(/** @type {string} */ text) {
     stop();
     if (!text) return;
+    const mine = ++generation; // a newer start (or a stop) supersedes this one
+    const stale = () => mine !== generation;
     let repo;
     let revision;
     try {
@@ -144,19 +150,26 @@ export function setupCompare({ run }) {
     /** @type {HTMLSelectElement} */ ($('compare-with')).value = text;
     document.body.classList.add('comparing');
     delete document.body.dataset.compareRefused;
+    clearPicture();
     const title = suggested(repo)?.title ?? repo;
     $('compare-name').textContent = title;
     const budget = weightsBudget();
-    const mine = { name: state.info?.name ?? 'the model in use', bytes: state.info?.weightBytes ?? 0 };
-    let fit = budgetFit(mine, { name: title, bytes: suggested(repo)?.bytes ?? 0 }, budget);
-    if (fit.fits === 'none') return refuse(fit.text);
+    const first = { name: state.info?.name ?? 'the model in use', bytes: state.info?.weightBytes ?? 0 };
+    const controller = new AbortController();
+    download = controller;
     try {
-      download = new AbortController();
       const got = await hubModelFiles(hubEndpoint(), repo, revision, {
-        signal: download.signal,
+        signal: controller.signal,
         onProgress: (p) => status(`Downloading ${title}: ${mb(p.done)}${p.total ? ` of ${mb(p.total)}` : ''}…`),
       });
-      if (ref !== text || !got) return;
+      if (stale() || !got) {
+        if (got?.files.weights instanceof ReadableStream) got.files.weights.cancel().catch(() => {});
+        return;
+      }
+      // Its size before it is loaded: the host's list, the download's, or the browser's copy's.
+      const weights = got.files.weights;
+      const size = suggested(repo)?.bytes || /** @type {any} */ (got.files).bytes || (weights instanceof Blob ? weights.size : 0);
+      let fit = budgetFit(first, { name: title, bytes: size }, budget);
       let loaded = false;
       if (fit.fits === 'both') {
         status(`Loading ${title}…`);
@@ -166,29 +179,44 @@ export function setupCompare({ run }) {
         const answer = await w.request({ type: 'load', files: got.files, seq: 1 });
         loaded = true;
         await Promise.all([got.kept?.catch(() => null), got.ended?.catch(() => null)]);
-        if (worker !== w) return;
+        if (stale()) return;
         info = answer.info;
-        fit = budgetFit(mine, { name: title, bytes: answer.info.weightBytes }, budget);
-        if (fit.fits === 'none') return refuse(fit.text);
+        fit = budgetFit(first, { name: title, bytes: answer.info.weightBytes }, budget);
+      }
+      if (fit.fits === 'none') {
+        if (!loaded && weights instanceof ReadableStream) controller.abort();
+        return refuse(fit.text);
       }
       if (fit.fits === 'turns') {
         worker?.close();
         worker = null;
         // Each turn loads it again: from the browser's copy (a download is kept first).
-        if (!loaded && got.files.weights instanceof ReadableStream) got.files.weights.cancel().catch(() => {});
+        if (!loaded && weights instanceof ReadableStream) weights.cancel().catch(() => {});
         const done = got.kept ? await got.kept : null;
-        turns = { files: { ...got.files, weights: done ? done.files.weights : got.files.weights }, note: fit.text };
+        if (stale()) return;
+        turns = { files: { ...got.files, weights: done ? done.files.weights : weights }, note: fit.text };
         if (!(turns.files.weights instanceof Blob)) return refuse(`${fit.text} But ${title} could not be kept in this browser to be loaded again.`);
         const again = state.source?.files.weights;
-        if (!(again instanceof Blob || again instanceof ArrayBuffer)) return refuse(`${fit.text} But ${mine.name} cannot be loaded again from this page: load it anew first.`);
+        if (!(again instanceof Blob || again instanceof ArrayBuffer)) return refuse(`${fit.text} But ${first.name} cannot be loaded again from this page: load it anew first.`);
       }
       status(turns?.note ?? '');
       fillPicker();
       ask();
     } catch (e) {
-      if (ref === text) refuse(`Could not load ${title} to compare: ${String(e.message ?? e).replace(/\.$/, '')}.`);
+      controller.abort();
+      if (!stale()) refuse(`Could not load ${title} to compare: ${String(e.message ?? e).replace(/\.$/, '')}.`);
     } finally {
-      download = null;
+      if (download === controller) download = null;
+    }
+  }
+
+  /** The second picture, its caption and top-5 cleared (a new model, or none). */
+  function clearPicture() {
+    $('compare-top').replaceChildren();
+    $('compare-caption').textContent = '';
+    for (const id of ['compare-image', 'compare-overlay']) {
+      const c = /** @type {HTMLCanvasElement} */ ($(id));
+      c.getContext('2d')?.clearRect(0, 0, c.width, c.height);
     }
   }
 
@@ -198,11 +226,7 @@ export function setupCompare({ run }) {
     info = null;
     turns = null;
     status(why);
-    $('compare-top').replaceChildren();
-    for (const id of ['compare-image', 'compare-overlay']) {
-      const c = /** @type {HTMLCanvasElement} */ ($(id));
-      c.getContext('2d')?.clearRect(0, 0, c.width, c.height);
-    }
+    clearPicture();
     document.body.dataset.compareRefused = why;
   }
 
@@ -211,50 +235,54 @@ export function setupCompare({ run }) {
     const { current } = state;
     if (!(worker && info) && !turns) return;
     if (!current || shown?.image === current.id || asking === current.id) return;
-    const mine = ref;
+    const mine = generation;
     asking = current.id;
     const canvas = /** @type {any} */ (current.bitmap);
     const { width, height } = canvas;
     const rgba = canvas.getContext('2d').getImageData(0, 0, width, height).data.buffer;
     try {
       const answer = turns ? await inTurn(turns, current.id, rgba, width, height) : { result: (await /** @type {any} */ (worker).request({ type: 'classify', rgba, width, height, image: current.id })).result, distance: null };
-      if (ref !== mine || state.current !== current) return;
+      if (generation !== mine || state.current !== current) return;
       shown = { image: current.id, result: answer.result, rows: {}, distance: answer.distance };
       draw();
       drawDistance();
     } catch (e) {
-      if (ref === mine) status(`${$('compare-name').textContent} could not classify the image: ${e.message}`);
+      if (generation === mine) status(`${$('compare-name').textContent} could not classify the image: ${e.message}`);
     } finally {
       if (asking === current.id) asking = 0;
     }
   }
 
   /**
-   * One turn: the first model's weights freed, the second loaded in a
-   * worker of its own for this image (its result and attention distances
-   * read), that worker closed, then the first loaded again and given the
-   * image again (so that pointing and "why this class" still work). The
-   * page's other requests wait meanwhile.
+   * One turn, in the first model's own worker (so that the second reuses
+   * the memory the first gave back: WebAssembly memory never shrinks): the
+   * first model freed, the second loaded for this image (its result and
+   * attention distances read) and freed, then the first loaded again and
+   * given the image again (so that pointing and "why this class" still
+   * work). The page's other requests wait meanwhile.
    */
   function inTurn(/** @type {{ files: any, note: string }} */ turn, /** @type {number} */ image, /** @type {ArrayBuffer} */ rgba, /** @type {number} */ width, /** @type {number} */ height) {
     status(`${turn.note} Now: ${$('compare-name').textContent}…`);
+    const { source } = state;
+    if (!source) return Promise.reject(new Error('no model is in use'));
     return exclusive(async (request) => {
       await request({ type: 'unload' });
-      const w = connect(state.backend, params.get('simd'));
       try {
-        await w.ready;
-        info = (await w.request({ type: 'load', files: turn.files, seq: 1 })).info;
-        const { result } = await w.request({ type: 'classify', rgba, width, height, image });
-        const { walk } = await w.request({ type: 'walkthrough', patches: [0], layer: 0, head: 0 });
+        info = (await request({ type: 'load', files: turn.files, seq: source.seq })).info;
+        const { result } = await request({ type: 'classify', rgba, width, height, image });
+        const { walk } = await request({ type: 'walkthrough', patches: [0], layer: 0, head: 0 });
         return { result, distance: walk.meanDistance };
       } finally {
-        w.close();
-        const { source } = state;
-        if (source) {
+        await request({ type: 'unload' });
+        try {
           await request({ type: 'load', files: source.files, seq: source.seq });
           await request({ type: 'classify', rgba, width, height, image, forRelevance: state.view.show === 'relevance' });
+          status(turn.note);
+        } catch (e) {
+          // The first model could not come back: say so, and stop comparing.
+          notify({ error: `${source.name} could not be loaded again after ${$('compare-name').textContent}'s turn (${e.message}): load a model again.` });
+          stop();
         }
-        status(turn.note);
       }
     });
   }

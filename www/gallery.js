@@ -2,6 +2,7 @@
 // its true label when it has one; a link names one by its file's stem
 // (`?image=chelsea`).
 import { classifyBlob } from './images.js';
+import { notify } from './store.js';
 import { $ } from './dom.js';
 
 /** The samples, once listed. */
@@ -11,8 +12,14 @@ let listed = Promise.resolve([]);
 export const sampleName = (file) => file.replace(/\.[^.]+$/, '');
 
 async function classifySampleEntry(s) {
-  const blob = await (await fetch(`samples/${s.file}`)).blob();
-  classifyBlob(new File([blob], s.file, { type: blob.type }), s.truth, '', sampleName(s.file));
+  try {
+    const res = await fetch(`samples/${s.file}`);
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const blob = await res.blob();
+    classifyBlob(new File([blob], s.file, { type: blob.type }), s.truth, '', sampleName(s.file));
+  } catch (e) {
+    notify({ error: `The sample “${s.title}” could not be fetched: ${e.message}.` });
+  }
 }
 
 /** Classifies the sample named `name`; false when there is none of that name. */

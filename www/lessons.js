@@ -32,9 +32,11 @@ const UI = {
     loading: (title) => `Loading ${title}…`, working: 'Computing this step…',
     failed: (title, why) => `This step needs ${title}, which could not be loaded: ${why}`,
     offline: (steps) => `Steps whose models this browser has: ${steps}.`, noneKept: 'This browser has none of this lesson\'s models yet.',
-    answer: 'The answer', yourGuess: 'your guess', noLesson: (id) => `There is no lesson “${id}” on this site.`,
+    noLesson: (id) => `There is no lesson “${id}” on this site.`,
     stopped: 'Another model was loaded, so this step stopped: Next or Back runs a step again.',
     imageFailed: (image) => `The sample “${image}” could not be shown (the message above says why).`,
+    noSample: (image) => `This step shows the sample “${image}”, which this site does not have.`,
+    answerMark: ' — the answer', guessMark: ' — your guess',
   },
   ko: {
     heading: '수업', language: '언어', close: '수업 닫기', back: '이전', next: '다음', reveal: '답 보기',
@@ -44,9 +46,11 @@ const UI = {
     loading: (title) => `${title} 불러오는 중…`, working: '이 단계를 계산하는 중…',
     failed: (title, why) => `이 단계에는 ${title} 모델이 필요한데 불러오지 못했습니다: ${why}`,
     offline: (steps) => `이 브라우저에 모델이 있는 단계: ${steps}.`, noneKept: '이 수업의 모델이 아직 이 브라우저에 없습니다.',
-    answer: '답', yourGuess: '내 예측', noLesson: (id) => `이 사이트에는 “${id}” 수업이 없습니다.`,
-    stopped: '다른 모델이 불러와져서 이 단계가 멈췄습니다. 다음이나 이전을 누르면 다시 실행합니다.',
-    imageFailed: (image) => `샘플 “${image}”을 보여 줄 수 없습니다 (이유는 위 메시지에 있습니다).`,
+    noLesson: (id) => `이 사이트에는 “${id}” 수업이 없습니다.`,
+    stopped: '다른 모델을 불러와서 이 단계가 멈췄습니다. 다음이나 이전을 누르면 다시 실행합니다.',
+    imageFailed: (image) => `샘플 “${image}” 이미지를 보여 줄 수 없습니다 (이유는 위 메시지에 있습니다).`,
+    noSample: (image) => `이 단계는 샘플 “${image}” 이미지를 쓰는데, 이 사이트에는 없습니다.`,
+    answerMark: ' — 답', guessMark: ' — 내 예측',
   },
 };
 const ui = (/** @type {string} */ lang) => UI[lang] ?? UI.en;
@@ -84,6 +88,8 @@ export function setupLessons({ ready, defaults, figures, compare }) {
   /** @type {Lesson | null} */
   let lesson = null;
   let applying = 0; // the newest step asked for: an older one stops where it is
+  /** The lesson's model load under way, which a later step with the same model awaits. */
+  let loading = /** @type {{ link: string, seq: number, done: Promise<boolean> } | null} */ (null);
 
   const listed = fetch('lessons/lessons.json').then((r) => (r.ok ? r.json() : { lessons: [] })).then((j) => {
     index = { lessons: Array.isArray(j.lessons) ? j.lessons.filter((id) => /^[a-z0-9-]+$/.test(id)) : [], languages: j.languages ?? index.languages };
@@ -129,6 +135,8 @@ export function setupLessons({ ready, defaults, figures, compare }) {
   async function showChooser() {
     await listed;
     $('lessons-bar').hidden = !index.lessons.length;
+    $('lessons-title').textContent = ui(lang).heading;
+    $('lessons-lang-label').textContent = ui(lang).language;
     const picker = /** @type {HTMLSelectElement} */ ($('lessons-lang'));
     picker.replaceChildren(...Object.entries(index.languages).map(([k, v]) => new Option(v, k)));
     picker.value = lang;
@@ -148,7 +156,11 @@ export function setupLessons({ ready, defaults, figures, compare }) {
         uses.className = 'hint';
         uses.textContent = await usesText(l);
         button.append(name, summary, uses);
-        button.addEventListener('click', () => open(id, 1));
+        button.addEventListener('click', () => {
+          open(id, 1);
+          $('lesson').scrollIntoView({ behavior: 'smooth', block: 'nearest' });
+          $('lesson-title').focus();
+        });
         li.append(button);
       } catch (e) {
         li.className = 'hint';
@@ -175,6 +187,7 @@ export function setupLessons({ ready, defaults, figures, compare }) {
     applying += 1;
     lesson = null;
     $('lesson').hidden = true;
+    $('present-lesson').textContent = '';
     delete document.body.dataset.lesson;
     update({ lesson: null });
   }
@@ -194,7 +207,11 @@ export function setupLessons({ ready, defaults, figures, compare }) {
     update({ lesson: { id: l.id, step: n, lang: l.language } });
     delete document.body.dataset.lesson;
     document.body.dataset.lessonPending = `${l.id}.${l.language}:${n}`;
+    $('lesson').lang = l.language;
     $('lesson-title').textContent = l.title;
+    $('lesson-prev').textContent = t.back;
+    $('lesson-close').textContent = t.close;
+    $('lesson-lang').setAttribute('aria-label', t.language);
     $('lesson-count').textContent = t.count(n, l.steps.length);
     $('lesson-step-title').textContent = step.title;
     $('lesson-text').replaceChildren();
@@ -209,13 +226,21 @@ export function setupLessons({ ready, defaults, figures, compare }) {
     const model = aboutModel(step.view.model);
     await ready;
     if (stale()) return false;
-    if (state.source?.link !== linkOf(step.view.model)) {
+    const link = linkOf(step.view.model);
+    if (state.source?.link !== link) {
       status.textContent = t.loading(model.title);
-      const seq = nextLoad();
-      const loaded = await loadHubModel(step.view.model, { seq, bytes: model.bytes });
+      // A step before this one may be loading the same model: it is awaited, not started again.
+      if (loading?.link !== link) {
+        const seq = nextLoad();
+        loading = { link, seq, done: loadHubModel(step.view.model, { seq, bytes: model.bytes }) };
+      }
+      const { seq, done } = loading;
+      const loaded = await done;
+      if (loading?.seq === seq) loading = null;
       if (stale()) return false;
       if (!loaded || state.applied !== seq) {
-        status.textContent = loaded ? t.stopped : `${t.failed(model.title, state.notices.error)} ${await offlineSteps(l)}`;
+        // Another load was asked for since (a model the user gave), or this one failed.
+        status.textContent = seq !== state.loads ? t.stopped : `${t.failed(model.title, state.notices.error)} ${await offlineSteps(l)}`;
         document.body.dataset.lessonFailed = `${l.id}:${n}`;
         return false;
       }
@@ -224,7 +249,11 @@ export function setupLessons({ ready, defaults, figures, compare }) {
     const { info } = state;
     const image = step.view.image;
     const errorBefore = state.notices.error;
-    if (state.given?.sample !== image || (!state.current && !state.given)) classifySample(image);
+    if ((state.given?.sample !== image || (!state.current && !state.given)) && !(await classifySample(image))) {
+      if (!stale()) status.textContent = t.noSample(image);
+      return false;
+    }
+    if (stale()) return false;
     await until((s) => s.info !== info || (s.current?.sample === image) || (s.notices.error !== errorBefore && s.notices.error !== ''));
     if (stale()) return false;
     if (state.info !== info || state.current?.sample !== image) {
@@ -299,7 +328,7 @@ export function setupLessons({ ready, defaults, figures, compare }) {
     /** @type {Record<string, string>} */
     const facts = {
       model: info.name, layers: String(c.depth), heads: String(c.num_heads), patches: String(rows * cols),
-      registers: String(c.reg_tokens), layer: String(state.view.layer),
+      registers: String(c.reg_tokens), size: String(c.img_size[0]), layer: String(state.view.layer),
     };
     // As the top-5 list gives them.
     const top = (/** @type {number} */ k) => (order.length > k ? [info.labels[order[k]], `${(100 * p[order[k]]).toFixed(1)}%`] : ['—', '—']);
@@ -357,8 +386,10 @@ export function setupLessons({ ready, defaults, figures, compare }) {
         b.classList.toggle('right', k === ask.answer);
         b.classList.toggle('wrong', ask.answer !== null && k === picked && k !== ask.answer);
         b.setAttribute('aria-pressed', String(k === picked));
-        if (k === ask.answer) b.title = t.answer;
-        else if (k === picked) b.title = t.yourGuess;
+        // Said in words too, not by colour alone.
+        const mark = k === ask.answer ? t.answerMark : k === picked ? t.guessMark : '';
+        b.querySelector('.mark')?.remove();
+        if (mark) b.append(Object.assign(document.createElement('span'), { className: 'mark', textContent: mark }));
       });
       just.hidden = true;
       reveal.hidden = false;
@@ -380,6 +411,7 @@ export function setupLessons({ ready, defaults, figures, compare }) {
   for (const id of ['lessons-lang', 'lesson-lang']) {
     $(id).addEventListener('change', async (e) => {
       lang = /** @type {HTMLSelectElement} */ (e.target).value;
+      for (const picker of ['lessons-lang', 'lesson-lang']) $(picker).value = lang; // the two agree
       try { localStorage.setItem('vitrine-lang', lang); } catch { /* private mode: not remembered */ }
       showChooser();
       if (lesson && state.lesson) open(lesson.id, state.lesson.step);

@@ -26,8 +26,10 @@ export function connect(backend, simd) {
     for (const p of pending.values()) p.reject(error);
     pending.clear();
   };
+  let failStart = (/** @type {Error} */ _e) => {};
   /** @type {Promise<{ backend: string, reason: string, simd: string }>} */
   const ready = new Promise((resolve, reject) => {
+    failStart = reject; // a worker that fails before it is ready (its script, its module)
     worker.onmessage = ({ data }) => {
       if (data.type === 'ready') return resolve(data);
       if (data.during === 'init') return reject(new Error(data.message));
@@ -41,7 +43,9 @@ export function connect(backend, simd) {
   });
   worker.onerror = (e) => {
     e.preventDefault();
-    rejectAll(Object.assign(new Error(e.message || 'the model worker crashed'), { fatal: true }));
+    const error = Object.assign(new Error(e.message || 'the model worker crashed'), { fatal: true });
+    failStart(error);
+    rejectAll(error);
   };
   worker.postMessage({ type: 'init', backend, simd });
   return {

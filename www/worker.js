@@ -2,12 +2,15 @@
 // The model runs here, off the main thread: the page never freezes. The
 // requests and answers are protocol.js's; the wasm handle's results are
 // typed by its generated declaration (pkg/vitrine.d.ts), which names
-// vitrine.d.ts's types.
-import init, { FileBytes, Vitrine } from './pkg/vitrine.js';
+// vitrine.d.ts's types. Only the module that runs is fetched: the CPU
+// module (pkg/, SIMD128 or relaxed SIMD), or where the page has WebGPU the
+// WebGPU module (pkg-webgpu/, which also carries the CPU backend).
 import { eachChunk } from './progress.js';
 import { ANSWERS, checkRequest } from './protocol.js';
 
-/** @type {Vitrine | null} */
+/** The module's exports, once it is started. @type {typeof import('./pkg/vitrine.js')} */
+let wasm;
+/** @type {import('./pkg/vitrine.js').Vitrine | null} */
 let model = null;
 let modelSeq = -1; // the page's number for the load that gave `model`: a later-numbered load wins
 let backend = 'cpu';
@@ -26,12 +29,17 @@ const RELAXED_SIMD_PROBE = new Uint8Array([
   253, 133, 2, 11,
 ]);
 
-/** The module with relaxed SIMD's fused multiply-add where the browser has it, unless `simd128` was asked for. */
-function chooseModule(requested) {
+/**
+ * The module for `backend`: the WebGPU one, or the CPU one with relaxed
+ * SIMD's fused multiply-add where the browser has it (unless `simd128` was
+ * asked for).
+ */
+function chooseModule(backend, requested) {
+  if (backend === 'webgpu') return { dir: 'pkg-webgpu', file: 'vitrine_bg.wasm', simd: 'simd128' };
   if (requested !== 'simd128' && WebAssembly.validate(RELAXED_SIMD_PROBE)) {
-    return { file: 'vitrine_relaxed_bg.wasm', simd: 'relaxed' };
+    return { dir: 'pkg', file: 'vitrine_relaxed_bg.wasm', simd: 'relaxed' };
   }
-  return { file: 'vitrine_bg.wasm', simd: 'simd128' };
+  return { dir: 'pkg', file: 'vitrine_bg.wasm', simd: 'simd128' };
 }
 
 /** WebGPU when there is a hardware adapter; a software fallback adapter is slower than the CPU backend. */
@@ -69,7 +77,7 @@ async function load(files, seq, id) {
   // files.keepF16: keep (true) or widen (false) an f16 file's matrices on the
   // CPU whatever the size; unset, they stay f16 only when f32 would not fit.
   const weights = await gather(files, report);
-  const loading = Vitrine.load(backend, weights, bytes(files.config), bytes(files.preprocessor), limit,
+  const loading = wasm.Vitrine.load(backend, weights, bytes(files.config), bytes(files.preprocessor), limit,
     files.imageSize, files.name, files.key, report, files.keepF16);
   const next = await loading;
   const info = next.info();
@@ -105,13 +113,13 @@ async function gather(files, report) {
   if (!weights) throw new Error(`${files.name ?? 'the weights file'} was not kept in this browser: load the model again`);
   if (!(weights instanceof Blob) && !(weights instanceof ReadableStream)) {
     const all = new Uint8Array(weights);
-    const gathered = new FileBytes(all.length);
+    const gathered = new wasm.FileBytes(all.length);
     gathered.push(all);
     return gathered;
   }
   const blob = weights instanceof Blob;
   const total = blob ? weights.size : files.bytes ?? 0;
-  const gathered = new FileBytes(total);
+  const gathered = new wasm.FileBytes(total);
   const reading = weights instanceof File;
   try {
     await eachChunk(blob ? weights.stream() : weights, (chunk, done) => {
@@ -205,11 +213,13 @@ async function handle({ data }) {
   try {
     if (data.type === 'init') {
       ready = (async () => {
-        const module = chooseModule(data.simd);
-        memory = (await init({ module_or_path: new URL(`./pkg/${module.file}`, import.meta.url) })).memory;
+        // The backend first: it says which module to fetch.
         const { adapter: chosen, ...choice } = await chooseBackend(data.backend);
         backend = choice.backend;
         adapter = chosen ?? null;
+        const module = chooseModule(backend, data.simd);
+        wasm = await import(`./${module.dir}/vitrine.js`);
+        memory = (await wasm.default({ module_or_path: new URL(`./${module.dir}/${module.file}`, import.meta.url) })).memory;
         return { ...choice, simd: module.simd };
       })();
       self.postMessage({ type: 'ready', ...(await ready) });

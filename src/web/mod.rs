@@ -26,8 +26,10 @@ const WASM_MEMORY: u64 = 4 << 30;
 const WASM_HEADROOM: u64 = 512 << 20;
 
 /// The WebGPU device, created once per page (worker) and reused by every model.
+#[cfg(feature = "webgpu")]
 static WEBGPU: std::sync::Mutex<Option<Device>> = std::sync::Mutex::new(None);
 
+#[cfg(feature = "webgpu")]
 async fn webgpu_device() -> Result<Device, JsError> {
     if let Some(d) = WEBGPU.lock().expect("not poisoned").clone() {
         return Ok(d);
@@ -207,7 +209,15 @@ impl Vitrine {
         let native_size = checkpoint.native_size;
         let model_name = checkpoint.name.clone();
         let device = match backend.as_str() {
+            #[cfg(feature = "webgpu")]
             "webgpu" => webgpu_device().await?,
+            // The CPU-only module (build.sh): the page fetches the WebGPU one to use WebGPU.
+            #[cfg(not(feature = "webgpu"))]
+            "webgpu" => {
+                return Err(JsError::new(
+                    "this module has no WebGPU backend (the page loads the WebGPU module for that)",
+                ));
+            }
             "cpu" => Device::flex(),
             other => {
                 return Err(JsError::new(&format!(

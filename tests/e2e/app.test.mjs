@@ -17,14 +17,16 @@ after(async () => { await site?.stop(); });
 // forces the plain SIMD128 module other browsers get.
 // Each backend names what runs the model: the fused kernels on the CPU,
 // Burn's operations on WebGPU.
-for (const [backend, query, label, executor] of [
-  ['cpu', '', /CPU \(WebAssembly, relaxed SIMD\)/, 'fused CPU kernels'],
-  ['cpu-simd128', '&simd=simd128', /CPU \(WebAssembly, SIMD128\)/, 'fused CPU kernels'],
-  ['webgpu', '', /WebGPU/, "Burn's operations"],
+// Only the module that runs is fetched: the CPU ones carry no WebGPU backend.
+for (const [backend, query, label, executor, module] of [
+  ['cpu', '', /CPU \(WebAssembly, relaxed SIMD\)/, 'fused CPU kernels', '/pkg/vitrine_relaxed_bg.wasm'],
+  ['cpu-simd128', '&simd=simd128', /CPU \(WebAssembly, SIMD128\)/, 'fused CPU kernels', '/pkg/vitrine_bg.wasm'],
+  ['webgpu', '', /WebGPU/, "Burn's operations", '/pkg-webgpu/vitrine_bg.wasm'],
 ]) {
   test(`classifies on ${backend} and agrees with the native CLI`, { timeout: 600_000 }, async () => {
     const { page, requests, errors } = await open(site, `?backend=${backend.split('-')[0]}${query}&model=hf_vit`);
     assert.match(await page.textContent('#backend'), label);
+    assert.deepEqual(requests.filter((u) => u.endsWith('.wasm')).map((u) => new URL(u).pathname), [module], 'the one module that runs');
     assert.ok((await page.textContent('#model-info')).includes(`run by ${executor}.`), 'the executor is named');
     const image = path.join(fixtures, 'images/chelsea.png');
     const got = await classify(page, image);
@@ -41,9 +43,21 @@ for (const [backend, query, label, executor] of [
   });
 }
 
+test('a page without a hardware WebGPU adapter never fetches the WebGPU module', { timeout: 300_000 }, async () => {
+  // Headless Chromium's only adapter is SwiftShader's software fallback: the page takes the CPU.
+  const { page, requests, errors } = await open(site, '');
+  assert.equal(await page.evaluate(() => document.body.dataset.backend), 'cpu');
+  assert.match(await page.textContent('#backend'), /the only WebGPU adapter is a software fallback/);
+  await classify(page, path.join(fixtures, 'images/chelsea.png'));
+  assert.deepEqual(requests.filter((u) => u.includes('/pkg-webgpu/')), [], 'nothing of the WebGPU module');
+  assert.ok(requests.some((u) => u.endsWith('/pkg/vitrine_relaxed_bg.wasm')));
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test('each wasm module the site ships stays within 4 MB gzipped', () => {
-  for (const file of ['vitrine_bg.wasm', 'vitrine_relaxed_bg.wasm']) {
-    const bytes = zlib.gzipSync(fs.readFileSync(path.join(root, 'dist/pkg', file)), { level: 9 }).length;
+  for (const file of ['pkg/vitrine_bg.wasm', 'pkg/vitrine_relaxed_bg.wasm', 'pkg-webgpu/vitrine_bg.wasm']) {
+    const bytes = zlib.gzipSync(fs.readFileSync(path.join(root, 'dist', file)), { level: 9 }).length;
     console.log(`${file}: ${bytes} bytes gzip -9`);
     assert.ok(bytes <= 4e6, `${file} is ${bytes} bytes gzipped, over 4 MB`);
   }

@@ -17,6 +17,7 @@ import { parseLesson, FACTS } from '../../www/lesson-format.js';
 
 const dir = path.join(root, 'www/lessons');
 const index = JSON.parse(fs.readFileSync(path.join(dir, 'lessons.json'), 'utf8'));
+const samples = JSON.parse(fs.readFileSync(path.join(root, 'www/samples/samples.json'), 'utf8')).samples.map((x) => x.file.replace(/\.[^.]+$/, ''));
 const raw = (id, lang) => JSON.parse(fs.readFileSync(path.join(dir, `${id}.${lang}.json`), 'utf8'));
 const lessonOf = (id, lang) => parseLesson(fs.readFileSync(path.join(dir, `${id}.${lang}.json`), 'utf8'), `${id}.${lang}.json`);
 
@@ -44,7 +45,10 @@ test('every lesson reads, in every language, and the languages show the same vie
         assert.equal(s.ask?.answer, en.steps[i].ask?.answer, `${id}.${lang} step ${i + 1}: the answer`);
         assert.equal(s.ask?.choices.length, en.steps[i].ask?.choices.length);
       });
-      for (const s of lesson.steps) assert.ok(MODELS[s.view.model.slice(3)], `${s.view.model} is served by the test's stand-in`);
+      for (const s of lesson.steps) {
+        for (const m of [s.view.model, s.view.compare].filter(Boolean)) assert.ok(MODELS[m.slice(3)], `${m} is served by the test's stand-in`);
+        assert.ok(samples.includes(s.view.image), `${id}.${lang}: ${s.view.image} is one of the site's samples`);
+      }
     }
     // Predict, then reveal: a question in every lesson.
     assert.ok(en.steps.some((s) => s.ask), `${id} asks a question`);
