@@ -240,7 +240,8 @@ export function setupLessons({ ready, defaults, figures, compare }) {
       if (stale()) return false;
       if (!loaded || state.applied !== seq) {
         // Another load was asked for since (a model the user gave), or this one failed.
-        status.textContent = seq !== state.loads ? t.stopped : `${t.failed(model.title, state.notices.error)} ${await offlineSteps(l)}`;
+        if (seq !== state.loads) status.textContent = t.stopped;
+        else status.replaceChildren(`${t.failed(model.title, state.notices.error)} `, ...(await offlineSteps(l)));
         document.body.dataset.lessonFailed = `${l.id}:${n}`;
         return false;
       }
@@ -304,12 +305,23 @@ export function setupLessons({ ready, defaults, figures, compare }) {
     if (m) next.textContent = t.nextGets(m.title, m.bytes ? mb(m.bytes) : t.unknown);
   }
 
-  /** The steps whose models this browser has, as links to them. */
+  /** The steps whose models this browser has (each a button to it), or that it has none. */
   async function offlineSteps(/** @type {Lesson} */ l) {
     const t = ui(l.language);
     const models = await modelsOf(l);
-    const have = l.steps.map((s, i) => (models.find((m) => m.ref === s.view.model)?.kept ? i + 1 : 0)).filter(Boolean);
-    return have.length ? t.offline(have.join(', ')) : t.noneKept;
+    const kept = (/** @type {string | undefined} */ ref) => !ref || Boolean(models.find((m) => m.ref === ref)?.kept);
+    const have = l.steps.map((s, i) => (kept(s.view.model) && kept(s.view.compare) ? i + 1 : 0)).filter(Boolean);
+    if (!have.length) return [t.noneKept];
+    const [before, after] = t.offline('\0').split('\0');
+    const buttons = have.flatMap((n, i) => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'lesson-goto';
+      b.textContent = String(n);
+      b.addEventListener('click', () => showStep(n));
+      return i ? [', ', b] : [b];
+    });
+    return [before, ...buttons, after];
   }
 
   /**

@@ -238,6 +238,18 @@ test('every lesson walks to its end in both languages, with the Hub and then fro
   for (const o of origins) assert.ok([site.origin, hub.endpoint, hub.cdn].includes(o), `no request to ${o}`);
   assert.deepEqual(errors, []);
 
+  // One model deleted from this browser, offline: its step says so and offers the steps it can show.
+  await page.goto(`${site.origin}/?hub=${encodeURIComponent(hub.endpoint)}`);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
+  await page.waitForFunction(() => document.body.dataset.hubKept === '4');
+  await page.click('#hub-kept li:has-text("timm/vit_small_patch16_224.dino") .hub-delete');
+  await page.waitForFunction(() => document.body.dataset.hubKept === '3');
+  await page.goto(`${site.origin}/?hub=${encodeURIComponent(hub.endpoint)}&lesson=where-vit-looks&step=3`);
+  await page.waitForFunction(() => document.body.dataset.lessonFailed === 'where-vit-looks:3', null, { timeout: 120_000 });
+  assert.match(await page.textContent('#lesson-status'), /This step needs DINO ViT-S\/16 \(timm\), which could not be loaded: .*Steps whose models this browser has: 1, 2, 5\./);
+  await page.click('#lesson-status .lesson-goto:has-text("5")');
+  await shown(page, 'where-vit-looks', 'en', 5);
+
   // A browser without the models, offline: the lesson says so, the site's own model is in use instead.
   const fresh = await site.browser.newContext();
   const other = await fresh.newPage();
