@@ -10,7 +10,7 @@ import { loadHubModel, setupHub } from './hubpage.js';
 import { setupFigures } from './figures.js';
 import { setupPca } from './pca.js';
 import { setupLearn } from './learn.js';
-import { loadSiteModel, nextLoad, reloadModel, run, startWorker } from './models.js';
+import { fetchSiteModel, loadSiteModel, nextLoad, reloadModel, run, startWorker } from './models.js';
 import { ensureRows, setupPointer } from './pointer.js';
 import { onUpdate, notify, sentence, state, until, update } from './store.js';
 import { clearResults, renderNotices, renderView, showModel, showOpacity } from './view.js';
@@ -228,6 +228,9 @@ onUpdate((s, changed) => {
 const compareWith = params.get('compare');
 if (compareWith) hubReady.then(() => until((s) => s.current !== null)).then(() => compare.start(compareWith));
 const fromLesson = params.has('lesson');
+// The site's model is fetched while the worker starts (its module compiles), not after.
+const siteModel = fromHub || fromLesson ? undefined : fetchSiteModel();
+siteModel?.catch(() => {}); // said when it is loaded
 started.then(async () => {
   // A lesson's model that could not be had leaves the site's own in use.
   if (fromLesson && await lessons.openFromLink(params)) return;
@@ -240,7 +243,7 @@ started.then(async () => {
     await loadSiteModel(nextLoad());
     if (state.info) notify({ error: `${why} The site's own model is loaded instead.` });
   }
-  return loadSiteModel(fromLesson ? nextLoad() : siteLoad);
+  return loadSiteModel(fromLesson ? nextLoad() : siteLoad, siteModel);
 }, () => {}); // a failed start is shown
 // A file picked before this script ran is not lost.
 if ($('file').files.length) handleFiles($('file').files);

@@ -14,6 +14,16 @@ const imageUrl = params.get('image') ?? 'samples/chelsea.jpg';
 
 const worker = connect(params.get('backend'), params.get('simd'));
 const { request } = worker;
+// The model's files are fetched while the worker starts, as the app does.
+const fetching = (async () => {
+  const listing = await fetch('models/manifest.json');
+  const manifest = parseManifest(await listing.text());
+  const name = params.get('model') ?? manifest.default;
+  const entry = manifest.models.find((m) => m.name === name);
+  if (!entry) throw new Error(`no model named “${name}” in models/manifest.json`);
+  return { name, files: await fetchModelFiles(entry) };
+})();
+fetching.catch(() => {}); // reported by main
 
 function stats(values) {
   const s = [...values].sort((a, b) => a - b);
@@ -24,14 +34,9 @@ function stats(values) {
 async function main() {
   const { backend, reason, simd } = await worker.ready;
   $('status').textContent = `Backend ${backend} (${reason}; wasm ${simd}). Loading the model…`;
-  const listing = await fetch('models/manifest.json');
-  const manifest = parseManifest(await listing.text());
-  const name = params.get('model') ?? manifest.default;
-  const entry = manifest.models.find((m) => m.name === name);
-  if (!entry) throw new Error(`no model named “${name}” in models/manifest.json`);
   const t0 = performance.now();
-  const files = await fetchModelFiles(entry);
-  const fetchedMs = performance.now() - t0;
+  const { name, files } = await fetching;
+  const fetchedMs = performance.now() - t0; // the wait for the files once the worker is ready
   // ?f16=keep|widen, as on the app page.
   files.keepF16 = { keep: true, widen: false, __proto__: null }[params.get('f16')];
   const { info } = await request({ type: 'load', files });

@@ -377,8 +377,9 @@ export function setupLessons({ ready, defaults, figures, compare }) {
   function showAsk(/** @type {import('./lesson-format.js').Ask} */ ask, /** @type {Record<string, string>} */ facts, /** @type {typeof UI.en} */ t) {
     $('lesson-ask').hidden = false;
     $('lesson-question').replaceChildren(...fill(ask.question, facts));
+    // A live region that stays in the page, empty until the answer: a reader announces the answer.
     const reveal = $('lesson-reveal');
-    reveal.hidden = true;
+    reveal.replaceChildren();
     const buttons = ask.choices.map((choice, k) => {
       const b = document.createElement('button');
       b.type = 'button';
@@ -404,7 +405,6 @@ export function setupLessons({ ready, defaults, figures, compare }) {
         if (mark) b.append(Object.assign(document.createElement('span'), { className: 'mark', textContent: mark }));
       });
       just.hidden = true;
-      reveal.hidden = false;
       reveal.replaceChildren(...paragraphs(ask.reveal, facts));
       document.body.dataset.lessonRevealed = String(state.lesson?.step ?? 0);
     }

@@ -176,28 +176,45 @@ export async function loadDroppedModel(list) {
   }
 }
 
-/** Loads the site's model (`?model=` or the manifest's default) as load number `seq`. */
-export async function loadSiteModel(seq) {
+/**
+ * The site's model's files (`?model=` or the manifest's default): its name,
+ * whether it is the default, and its files; `name` null when the site has
+ * none. Fetched as soon as the page starts, beside the worker's start.
+ * @param {(done: number, total: number) => void} [onProgress]
+ */
+export async function fetchSiteModel(onProgress) {
+  const listing = await fetch('models/manifest.json');
+  if (!listing.ok) throw new Error(`models/manifest.json: HTTP ${listing.status}`);
+  const manifest = parseManifest(await listing.text());
+  // `?model=hf:…` names a model of the Hub (hubpage.js), not one of the site's.
+  const asked = params.get('model');
+  const name = asked && !/^hf:/i.test(asked) ? asked : manifest.default;
+  if (!name) return { name: null, isDefault: true, files: null };
+  const entry = manifest.models.find((m) => m.name === name);
+  if (!entry) {
+    throw new Error(`there is no model named “${name}” in models/manifest.json (it lists ${manifest.models.map((m) => m.name).join(', ') || 'none'})`);
+  }
+  const files = await fetchModelFiles(entry, fetch, onProgress);
+  return { name, isDefault: name === manifest.default, files };
+}
+
+/**
+ * Loads the site's model as load number `seq`: from `fetched` (a
+ * fetchSiteModel begun earlier), else fetched now.
+ * @param {number} seq
+ * @param {ReturnType<typeof fetchSiteModel>} [fetched]
+ */
+export async function loadSiteModel(seq, fetched) {
   const progress = loadProgress('the model', seq);
   try {
-    const listing = await fetch('models/manifest.json');
-    if (!listing.ok) throw new Error(`models/manifest.json: HTTP ${listing.status}`);
-    const manifest = parseManifest(await listing.text());
-    // `?model=hf:…` names a model of the Hub (hubpage.js), not one of the site's.
-    const asked = params.get('model');
-    const name = asked && !/^hf:/i.test(asked) ? asked : manifest.default;
-    if (!name) {
+    const { name, isDefault, files } = await (fetched ?? fetchSiteModel((done, total) => progress.report('reading', done, total)));
+    if (!name || !files) {
       notify({ error: 'No model is bundled with this site: drop a checkpoint (model.safetensors with its config.json).' });
       return;
     }
-    const entry = manifest.models.find((m) => m.name === name);
-    if (!entry) {
-      throw new Error(`there is no model named “${name}” in models/manifest.json (it lists ${manifest.models.map((m) => m.name).join(', ') || 'none'})`);
-    }
-    const files = await fetchModelFiles(entry, fetch, (done, total) => progress.report('reading', done, total));
     if (seq < state.loads) return; // the user's own checkpoint came first: it wins
     // The address names a model of the site other than its default.
-    await loadModel(name, files, seq, progress, null, name === manifest.default ? null : name);
+    await loadModel(name, files, seq, progress, null, isDefault ? null : name);
   } catch (e) {
     if (seq === state.loads) notify({ error: `Could not load the model: ${e.message}` });
   } finally {

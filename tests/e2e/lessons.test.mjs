@@ -155,9 +155,9 @@ async function checkStep(page, lesson, n) {
   }
   if (step.ask) {
     // Predict, then reveal: the answer shows only after a choice.
-    assert.ok(await page.isHidden('#lesson-reveal'));
+    assert.equal(await page.textContent('#lesson-reveal'), '', 'no answer before a choice');
     await page.click('.lesson-choice >> nth=0');
-    await page.waitForSelector('#lesson-reveal:not([hidden])');
+    await page.waitForSelector('#lesson-reveal p');
     const reveal = await page.textContent('#lesson-reveal');
     assert.doesNotMatch(reveal, /[{}]|NaN|undefined/, `${where}: the reveal`);
     const facts = await page.$$eval('#lesson-reveal .fact', (f) => f.map((x) => x.textContent));

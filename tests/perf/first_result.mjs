@@ -57,7 +57,7 @@ const show = (label, reports) => {
   // What is left: the page and its worker starting, the module fetched, compiled and instantiated.
   const rest = median(reports.map((x) => x.firstResultMs - x.fetchedMs - x.loadMs - x.firstClassifyMs));
   console.log(`${label}: first result ${reports.map((x) => x.firstResultMs.toFixed(0)).join(', ')} ms (median ${pick('firstResultMs').toFixed(0)});`
-    + ` medians: page, worker and wasm module ${rest.toFixed(0)}, fetching the model ${pick('fetchedMs').toFixed(0)},`
+    + ` medians: page, worker and wasm module ${rest.toFixed(0)}, waiting for the model's files (fetched beside the module) ${pick('fetchedMs').toFixed(0)},`
     + ` loading it ${pick('loadMs').toFixed(0)}, the first classification ${pick('firstClassifyMs').toFixed(0)} ms`);
 };
 console.log(`${cpu}, ${os.cpus().length} threads, Chromium headless, CPU backend, the default model, ${runs} fresh profiles:`);
