@@ -157,10 +157,11 @@ export function setupCompare({ run }) {
     const first = { name: state.info?.name ?? 'the model in use', bytes: state.info?.weightBytes ?? 0 };
     const controller = new AbortController();
     download = controller;
+    let said = false; // a verdict is shown: the download's progress no longer overwrites it
     try {
       const got = await hubModelFiles(hubEndpoint(), repo, revision, {
         signal: controller.signal,
-        onProgress: (p) => status(`Downloading ${title}: ${mb(p.done)}${p.total ? ` of ${mb(p.total)}` : ''}…`),
+        onProgress: (p) => { if (!said && !stale()) status(`Downloading ${title}: ${mb(p.done)}${p.total ? ` of ${mb(p.total)}` : ''}…`); },
       });
       if (stale() || !got) {
         if (got?.files.weights instanceof ReadableStream) got.files.weights.cancel().catch(() => {});
@@ -183,6 +184,7 @@ export function setupCompare({ run }) {
         info = answer.info;
         fit = budgetFit(first, { name: title, bytes: answer.info.weightBytes }, budget);
       }
+      said = fit.fits !== 'both' || loaded;
       if (fit.fits === 'none') {
         if (!loaded && weights instanceof ReadableStream) controller.abort();
         return refuse(fit.text);
@@ -192,6 +194,7 @@ export function setupCompare({ run }) {
         worker = null;
         // Each turn loads it again: from the browser's copy (a download is kept first).
         if (!loaded && weights instanceof ReadableStream) weights.cancel().catch(() => {});
+        if (got.kept) status(`${fit.text} Keeping ${title} in this browser first…`);
         const done = got.kept ? await got.kept : null;
         if (stale()) return;
         turns = { files: { ...got.files, weights: done ? done.files.weights : weights }, note: fit.text };
@@ -199,10 +202,12 @@ export function setupCompare({ run }) {
         const again = state.source?.files.weights;
         if (!(again instanceof Blob || again instanceof ArrayBuffer)) return refuse(`${fit.text} But ${first.name} cannot be loaded again from this page: load it anew first.`);
       }
+      said = true;
       status(turns?.note ?? '');
       fillPicker();
       ask();
     } catch (e) {
+      said = true;
       controller.abort();
       if (!stale()) refuse(`Could not load ${title} to compare: ${String(e.message ?? e).replace(/\.$/, '')}.`);
     } finally {
