@@ -6,7 +6,8 @@
 #   ./build.sh bundle [DIR]  bundle VITRINE_HUB_MODELS into a site already built (default dist/)
 #   ./build.sh test    every test: unit, golden (vs timm/transformers), checkpoint errors, CLI, wgpu, browser
 #   ./build.sh fuzz [SECONDS]  the parsers' mutation fuzzer for SECONDS (default 600) from a fresh seed
-#   ./build.sh bench   forward-pass timings: vitrine cpu and wgpu vs PyTorch eager, same machine
+#   ./build.sh bench [--quick] [--avx2]  every figure of docs/benchmark.md: module sizes, the first result after
+#                      navigation, the page beside onnxruntime-web, native beside PyTorch and the machine's matrix ceiling
 #   ./build.sh bench-web  the page's latency (bench.html) beside onnxruntime-web, and the memory check
 # Each installs what it needs on a fresh Debian machine (run as root, or have it installed).
 set -euo pipefail
@@ -203,39 +204,35 @@ cmd_serve() {
   python3 -m http.server 8080 --bind 127.0.0.1 --directory dist
 }
 
-cmd_bench_web() {
+# The site, Chromium, the references (PyTorch, timm, ONNX export) and onnxruntime-web.
+bench_deps() {
   build_site dist
   apt_install chromium
   command -v npm >/dev/null || apt_install npm
-  python3 -c 'import torch, timm, onnx, onnxscript' 2>/dev/null || { say "installing torch, timm and onnx for the reference model"; pip install -q torch timm onnx onnxscript; }
+  python3 -c 'import torch, timm, onnx, onnxscript' 2>/dev/null || { say "installing torch, timm and onnx for the references"; pip install -q torch timm onnx onnxscript; }
   (cd tests/perf && npm ci --silent --no-audit --no-fund)
+}
+
+cmd_bench_web() {
+  bench_deps
   say "web bench: vitrine (CPU wasm, WebGPU) beside onnxruntime-web, headless Chromium"
   node tests/perf/bench_web.mjs "$@"
 }
 
 cmd_bench() {
+  local avx2=() rest=()
+  for a in "$@"; do [ "$a" = --avx2 ] && avx2=(--avx2-bin "$CARGO_TARGET_DIR/release/vitrine-avx2") || rest+=("$a"); done
+  if [ ${#avx2[@]} -gt 0 ]; then
+    # The AVX2 kernels on every x86-64, as an AVX2-only machine runs them.
+    native_deps
+    say "building the native CLI without AVX-512 (release)"
+    cargo build --release --bin vitrine --no-default-features --features cpu,wgpu,train
+    cp "$CARGO_TARGET_DIR/release/vitrine" "$CARGO_TARGET_DIR/release/vitrine-avx2"
+  fi
   build_cli
-  python3 -c 'import torch, timm' 2>/dev/null || { say "installing torch and timm for the reference"; pip install -q torch timm; }
-  local threads; threads=$(nproc)
-  # A (virtual) machine's speed can drift from minute to minute, so vitrine
-  # and PyTorch alternate, three rounds, and the ratio is the median of the
-  # three rounds' ratios.
-  say "vit_tiny_patch16_224, batch 1, $threads threads, 3 alternating rounds"
-  : > /tmp/vitrine-bench-rounds.txt
-  for round in 1 2 3; do
-    "$BIN" bench --backend cpu --runs 30 --warmup 5 | tee -a /tmp/vitrine-bench-rounds.txt
-    python3 tests/perf/bench_torch.py --runs 30 --warmup 5 --threads "$threads" | tee -a /tmp/vitrine-bench-rounds.txt
-  done
-  "$BIN" bench --backend wgpu --runs 20 --warmup 3 || say "wgpu bench failed (no adapter?)"
-  python3 - <<'PY'
-import re, statistics
-lines = open("/tmp/vitrine-bench-rounds.txt").read().splitlines()
-ms = [float(re.search(r"median ([\d.]+) ms", l).group(1)) for l in lines if "median" in l]
-ours, torch = ms[0::2], ms[1::2]
-ratios = [o / t for o, t in zip(ours, torch)]
-print("rounds (vitrine cpu / PyTorch eager): " + ", ".join(f"{o:.1f}/{t:.1f} = {r:.2f}x" for o, t, r in zip(ours, torch, ratios)))
-print(f"vitrine cpu / PyTorch eager = {statistics.median(ratios):.2f}x (median of the rounds)")
-PY
+  bench_deps
+  say "bench: sizes, first result, the page beside onnxruntime-web, native beside PyTorch (docs/benchmark.md)"
+  VITRINE_BIN="$BIN" node tests/perf/bench.mjs "${avx2[@]}" "${rest[@]}"
 }
 
 case "${1:-}" in
@@ -244,7 +241,7 @@ case "${1:-}" in
   bundle) bundle_hub_models "${2:-dist}" ;;
   test) cmd_test ;;
   fuzz) shift; cmd_fuzz "$@" ;;
-  bench) cmd_bench ;;
+  bench) shift; cmd_bench "$@" ;;
   bench-web) shift; cmd_bench_web "$@" ;;
-  *) echo "usage: ./build.sh serve|dist|bundle [DIR]|test|fuzz [SECONDS]|bench|bench-web" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh serve|dist|bundle [DIR]|test|fuzz [SECONDS]|bench [--quick] [--avx2]|bench-web" >&2; exit 2 ;;
 esac

@@ -475,3 +475,37 @@ fn hub_models_come_from_the_hugging_face_cache() {
     assert!(err.contains("is not a Hub model"), "{err}");
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+/// `bench --ceiling`: the forward pass's rate and its share of this
+/// machine's 2048² product, measured, not assumed: the rate is the model's
+/// multiply-adds over the median time, and the share that rate over the
+/// ceiling. (The share itself depends on the machine and its load; a
+/// forward pass of a 6-block D = 96 model cannot beat a 2048² product.)
+#[test]
+fn bench_measures_the_share_of_the_matrix_ceiling() {
+    let model = fixtures().join("models/timm_d96");
+    let (code, out, err) = vitrine(&[
+        "bench",
+        "--model",
+        model.to_str().unwrap(),
+        "--runs",
+        "3",
+        "--warmup",
+        "1",
+        "--ceiling",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    let (gflops, ceiling, share) = (
+        v["gflops"].as_f64().unwrap(),
+        v["ceiling_gflops"].as_f64().unwrap(),
+        v["share_of_ceiling"].as_f64().unwrap(),
+    );
+    assert!(gflops > 0.0 && ceiling > 0.0, "{v}");
+    assert!((share - gflops / ceiling).abs() < 1e-9, "{v}");
+    assert!(share < 1.0, "a small model above the machine's ceiling: {v}");
+    let (code, _, err) = vitrine(&["bench", "--backend", "wgpu", "--ceiling"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--ceiling measures the CPU"), "{err}");
+}

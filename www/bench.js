@@ -12,6 +12,7 @@ const memoryRuns = Number(params.get('memory') ?? 0);
 const relevanceRuns = Number(params.get('relevance') ?? 0);
 const imageUrl = params.get('image') ?? 'samples/chelsea.jpg';
 
+const pageStarted = performance.now();
 const worker = connect(params.get('backend'), params.get('simd'));
 const { request } = worker;
 // The model's files are fetched while the worker starts, as the app does.
@@ -32,7 +33,11 @@ function stats(values) {
 }
 
 async function main() {
-  const { backend, reason, simd } = await worker.ready;
+  const { backend, reason, simd, timing } = await worker.ready;
+  // Where the start went, from navigation: the page's script, the worker's
+  // (which waits for the page), its module's glue, the wasm module.
+  const since = (at) => at - performance.timeOrigin;
+  const start = { pageMs: pageStarted, workerMs: since(timing.started), gluedMs: since(timing.imported), moduleMs: since(timing.instantiated) };
   $('status').textContent = `Backend ${backend} (${reason}; wasm ${simd}). Loading the model…`;
   const t0 = performance.now();
   const { name, files } = await fetching;
@@ -65,7 +70,7 @@ async function main() {
   }
   const report = {
     model: name, backend, reason, simd, runs, warmup, image: imageUrl,
-    input: info.preprocess.input_size, parameters: info.parameters, firstResultMs, fetchedMs, loadMs, firstClassifyMs,
+    input: info.preprocess.input_size, parameters: info.parameters, firstResultMs, fetchedMs, loadMs, firstClassifyMs, start,
     wasmBytesLoaded: loaded.wasmBytes,
     top1: first.result.probabilities.indexOf(Math.max(...first.result.probabilities)),
     ms: Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, stats(v)])),

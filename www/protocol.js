@@ -65,7 +65,10 @@
 /**
  * Worker → page, besides answers: the module started (or not), a load's
  * progress, a request that failed (`fatal` when the worker is unusable).
- * @typedef {{ type: 'ready', backend: string, reason: string, simd: string }
+ * `ready.timing`: when the worker's script started, its module's glue was
+ * imported and the wasm module instantiated, in ms since the epoch (a
+ * page subtracts its `performance.timeOrigin`), for the bench page.
+ * @typedef {{ type: 'ready', backend: string, reason: string, simd: string, timing: { started: number, imported: number, instantiated: number } }
  *   | { type: 'progress', id: number, stage: string, done: number, total: number }
  *   | { type: 'error', id?: number, during: string, fatal: boolean, message: string }} Event
  */

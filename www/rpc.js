@@ -27,7 +27,7 @@ export function connect(backend, simd) {
     pending.clear();
   };
   let failStart = (/** @type {Error} */ _e) => {};
-  /** @type {Promise<{ backend: string, reason: string, simd: string }>} */
+  /** @type {Promise<{ backend: string, reason: string, simd: string, timing: { started: number, imported: number, instantiated: number } }>} */
   const ready = new Promise((resolve, reject) => {
     failStart = reject; // a worker that fails before it is ready (its script, its module)
     worker.onmessage = ({ data }) => {

@@ -8,6 +8,9 @@
 import { eachChunk } from './progress.js';
 import { ANSWERS, checkRequest } from './protocol.js';
 
+const clock = () => performance.timeOrigin + performance.now();
+const started = clock();
+
 /** The module's exports, once it is started. @type {typeof import('./pkg/vitrine.js')} */
 let wasm;
 /** @type {import('./pkg/vitrine.js').Vitrine | null} */
@@ -219,8 +222,9 @@ async function handle({ data }) {
         adapter = chosen ?? null;
         const module = chooseModule(backend, data.simd);
         wasm = await import(`./${module.dir}/vitrine.js`);
+        const imported = clock();
         memory = (await wasm.default({ module_or_path: new URL(`./${module.dir}/${module.file}`, import.meta.url) })).memory;
-        return { ...choice, simd: module.simd };
+        return { ...choice, simd: module.simd, timing: { started, imported, instantiated: clock() } };
       })();
       self.postMessage({ type: 'ready', ...(await ready) });
       return;

@@ -194,6 +194,23 @@ impl VitConfig {
         self.patch_size * self.patch_size * self.in_chans
     }
 
+    /// Multiply-adds of one image's forward pass in its matrix products:
+    /// the patch projection, each block's query/key/value, attention's
+    /// scores and mixing, output projection and MLP, and the head (the
+    /// "17.6 G" usually quoted for ViT-B/16). What a benchmark divides by
+    /// a time to get the rate it compares with the machine's ceiling.
+    pub fn multiply_adds(&self) -> u64 {
+        let (t, d, h) = (
+            self.num_tokens() as u64,
+            self.embed_dim as u64,
+            self.mlp_hidden as u64,
+        );
+        let block = t * d * 3 * d + 2 * t * t * d + t * d * d + 2 * t * d * h;
+        self.num_patches() as u64 * self.patch_len() as u64 * d
+            + self.depth as u64 * block
+            + self.pooled_dim() as u64 * self.num_classes as u64
+    }
+
     /// Checks the relations between fields that shapes depend on, and
     /// refuses, from the numbers alone, a model too large to run: any size
     /// over [`MAX_SIZE`], or attention over [`MAX_ATTENTION_VALUES`].
@@ -390,6 +407,20 @@ impl VitConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multiply_adds_are_timms_gmacs() {
+        // timm's model tables: 1.3, 4.6, 17.6 and 61.6 GMACs at 224².
+        for (name, gmacs) in [
+            ("vit_tiny_patch16_224", 13),
+            ("vit_small_patch16_224", 46),
+            ("vit_base_patch16_224", 176),
+            ("vit_large_patch16_224", 616),
+        ] {
+            let macs = VitConfig::preset(name).unwrap().multiply_adds();
+            assert_eq!((macs as f64 / 1e8).round() as u64, gmacs, "{name}: {macs}");
+        }
+    }
 
     #[test]
     fn presets_follow_timm() {

@@ -116,13 +116,22 @@ pub(super) struct Dense {
     pub(super) weight: Weight,
     bias: Option<Values>,
     pub(super) outputs: usize,
+    /// An f32 weight laid out once for this CPU's kernel, where it has one.
+    #[cfg(target_arch = "x86_64")]
+    packed: Option<super::packed::Packed>,
 }
 
 impl Dense {
     fn of(layer: &Linear) -> Option<Self> {
         let [_, outputs] = layer.weight.val().dims();
+        let weight = Weight::of(layer.weight.val())?;
         Some(Self {
-            weight: Weight::of(layer.weight.val())?,
+            #[cfg(target_arch = "x86_64")]
+            packed: match &weight {
+                Weight::F32(w) => super::packed::Packed::new(w.get(), outputs),
+                Weight::F16(_) => None,
+            },
+            weight,
             bias: match &layer.bias {
                 Some(b) => Some(Values::of(b.val())?),
                 None => None,
@@ -147,6 +156,10 @@ impl Dense {
         let (n, k) = (self.outputs, self.weight.len() / self.outputs);
         let m = x.len() / k;
         assert!(x.len() == m * k && out.len() == m * n, "dense: shapes");
+        #[cfg(target_arch = "x86_64")]
+        if let Some(packed) = &self.packed {
+            return packed.accumulate(x, out);
+        }
         match &self.weight {
             // SAFETY: x is [m, k], w [k, n] and out [m, n], all row-major,
             // as just checked.

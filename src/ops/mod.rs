@@ -18,6 +18,8 @@ pub mod keep;
 pub mod kernels;
 pub(crate) mod lanes;
 pub mod matmul;
+#[cfg(all(feature = "cpu", target_arch = "x86_64"))]
+pub mod packed;
 
 /// rayon's names for the CPU kernels' parallel loops, run one after
 /// another: the page's WebAssembly has one thread.

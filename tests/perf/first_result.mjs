@@ -6,8 +6,13 @@
 // each fresh profile is its own user-data directory, so the HTTP cache
 // and compiled-code cache start empty.
 //
-//   node tests/perf/first_result.mjs [--runs 3]
-// (after ./build.sh dist; run from anywhere)
+// The first visit stays on the page --stay seconds (default 5) after its
+// result, as a visitor does: Chrome writes a wasm module's compiled code to
+// its cache only once the module has run for a while, and a second visit
+// then skips compiling it.
+//
+//   node tests/perf/first_result.mjs [--runs 3] [--stay 5] [--json]
+// (after ./build.sh dist; run from anywhere; --json: one JSON line instead)
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,6 +22,7 @@ import { chromium } from 'playwright-core';
 const root = path.resolve(import.meta.dirname, '../..');
 const args = process.argv.slice(2);
 const runs = Number(args.includes('--runs') ? args[args.indexOf('--runs') + 1] : 3) || 3;
+const stay = Number(args.includes('--stay') ? args[args.indexOf('--stay') + 1] : 5);
 const FLAGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
   '--disable-component-update', '--disable-sync'];
 const port = 8900 + (process.pid % 90);
@@ -27,11 +33,12 @@ for (let i = 0; i < 100; i++) {
 }
 
 /** One visit of the bench page in `context`: its report. */
-async function visit(context) {
+async function visit(context, staySeconds = 0) {
   const page = await context.newPage();
   await page.goto(`${origin}/bench.html?backend=cpu&runs=1&warmup=0`);
   await page.waitForSelector('body[data-done="true"]', { timeout: 300_000 });
   const report = await page.evaluate(() => window.vitrineBench);
+  await new Promise((r) => setTimeout(r, staySeconds * 1000));
   await page.close();
   return report;
 }
@@ -43,7 +50,7 @@ try {
   for (let r = 0; r < runs; r++) {
     const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'vitrine-profile-'));
     const context = await chromium.launchPersistentContext(profile, { executablePath: '/usr/bin/chromium', args: FLAGS });
-    cold.push(await visit(context));
+    cold.push(await visit(context, stay));
     warm.push(await visit(context));
     await context.close();
     fs.rmSync(profile, { recursive: true, force: true });
@@ -52,6 +59,10 @@ try {
   server.kill();
 }
 const cpu = fs.readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? os.cpus()[0]?.model;
+if (args.includes('--json')) {
+  console.log(JSON.stringify({ cpu, runs, stay, cold, warm }));
+  process.exit(0);
+}
 const show = (label, reports) => {
   const pick = (key) => median(reports.map((x) => x[key]));
   // What is left: the page and its worker starting, the module fetched, compiled and instantiated.
@@ -59,7 +70,10 @@ const show = (label, reports) => {
   console.log(`${label}: first result ${reports.map((x) => x.firstResultMs.toFixed(0)).join(', ')} ms (median ${pick('firstResultMs').toFixed(0)});`
     + ` medians: page, worker and wasm module ${rest.toFixed(0)}, waiting for the model's files (fetched beside the module) ${pick('fetchedMs').toFixed(0)},`
     + ` loading it ${pick('loadMs').toFixed(0)}, the first classification ${pick('firstClassifyMs').toFixed(0)} ms`);
+  const at = (key) => median(reports.map((x) => x.start[key])).toFixed(0);
+  console.log(`  from navigation: the page's script at ${at('pageMs')}, the worker's at ${at('workerMs')}, its glue imported at ${at('gluedMs')},`
+    + ` the wasm module instantiated at ${at('moduleMs')} ms`);
 };
-console.log(`${cpu}, ${os.cpus().length} threads, Chromium headless, CPU backend, the default model, ${runs} fresh profiles:`);
+console.log(`${cpu}, ${os.cpus().length} threads, Chromium headless, CPU backend, the default model, ${runs} fresh profiles (the first visit stays ${stay} s):`);
 show('cold (fresh profile)', cold);
 show('warm (second visit)', warm);

@@ -1,5 +1,7 @@
 //! `vitrine bench`: the forward pass timed on one model, cpu or wgpu; with
-//! `--explain`, a relevance map (the top class's) beside it.
+//! `--explain`, a relevance map (the top class's) beside it; with
+//! `--ceiling`, the machine's own matrix-product rate measured before and
+//! after, and the forward pass's share of it.
 
 use pollster::FutureExt;
 use std::process::ExitCode;
@@ -14,12 +16,16 @@ use super::{Args, pick_backend};
 pub fn bench(raw: &[String]) -> Result<ExitCode, String> {
     let args = Args::parse(
         raw,
-        &["json", "explain"],
+        &["json", "explain", "ceiling"],
         &["backend", "arch", "model", "runs", "warmup", "batch"],
     )?;
     let runs = args.number("runs", 30)?.max(1);
     let warmup = args.number("warmup", 5)?;
     let batch = args.number("batch", 1)?.max(1);
+    let ceiling = args.flag("ceiling");
+    if ceiling && args.value("backend").is_some_and(|b| b != "cpu") {
+        return Err("--ceiling measures the CPU's matrix products: use --backend cpu".into());
+    }
     let (kind, device) = pick_backend(&args)?;
     let (name, config, model) = match args.value("model") {
         Some(path) => {
@@ -49,6 +55,7 @@ pub fn bench(raw: &[String]) -> Result<ExitCode, String> {
             "--explain needs a classifier: this model is a backbone, with no class scores".into(),
         );
     }
+    let ceiling_before = ceiling.then(matrix_ceiling);
     // Chosen once, as a loaded model's is: the fused kernels on the CPU.
     let executor = vitrine::exec::Executor::for_model(&model);
     let mut forward = || {
@@ -109,7 +116,11 @@ pub fn bench(raw: &[String]) -> Result<ExitCode, String> {
         v[v.len() / 2]
     };
     let relevance = explain.then(|| (median(&mut scratch), median(&mut after)));
+    // The rate at this median, against the faster of the two ceilings
+    // (the machine may have sped up or slowed down meanwhile).
+    let ceiling = ceiling_before.map(|before| before.max(matrix_ceiling()));
     let median = median(&mut times);
+    let gflops = 2.0 * config.multiply_adds() as f64 * batch as f64 / median / 1e6;
     let p90 = times[((times.len() as f64 * 0.9).ceil() as usize).saturating_sub(1)];
     // The CPU backend's pool: RAYON_NUM_THREADS when set, else every core.
     let threads = std::env::var("RAYON_NUM_THREADS")
@@ -121,7 +132,8 @@ pub fn bench(raw: &[String]) -> Result<ExitCode, String> {
             "{}",
             json!({"model": name, "backend": kind.name(), "executor": executor.name(), "batch": batch, "runs": runs, "median_ms": median, "p90_ms": p90,
                    "min_ms": times[0], "threads": threads, "relevance_median_ms": relevance.map(|r| r.0),
-                   "relevance_after_forward_median_ms": relevance.map(|r| r.1)})
+                   "relevance_after_forward_median_ms": relevance.map(|r| r.1),
+                   "gflops": gflops, "ceiling_gflops": ceiling, "share_of_ceiling": ceiling.map(|c| gflops / c)})
         );
     } else {
         println!(
@@ -130,6 +142,12 @@ pub fn bench(raw: &[String]) -> Result<ExitCode, String> {
             executor.name(),
             times[0]
         );
+        if let Some(c) = ceiling {
+            println!(
+                "  {gflops:.1} GFLOP/s in its matrix products, {:.0}% of this machine's {c:.1} GFLOP/s (a {CEILING_SIDE}² product)",
+                100.0 * gflops / c
+            );
+        }
         if let Some((scratch, after)) = relevance {
             println!(
                 "  relevance map (top class): median {scratch:.2} ms, {:.2}x the forward pass",
@@ -142,4 +160,48 @@ pub fn bench(raw: &[String]) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The side of the square product whose rate is the machine's ceiling.
+const CEILING_SIDE: usize = 2048;
+
+/// This machine's matrix-product rate in GFLOP/s: the best of 8 runs of a
+/// 2048² f32 product by the `gemm` crate (the kernels the forward pass
+/// calls), split between the threads of rayon's pool as gemm splits it.
+fn matrix_ceiling() -> f64 {
+    let n = CEILING_SIDE;
+    let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect();
+    let b: Vec<f32> = (0..n * n).map(|i| (i % 5) as f32 * 0.1).collect();
+    let mut c = vec![0f32; n * n];
+    let threads = rayon::current_num_threads();
+    let mut best = f64::INFINITY;
+    for _ in 0..8 {
+        let t0 = now_ms();
+        // SAFETY: a, b and c each hold n×n f32s, row-major, as the strides say.
+        unsafe {
+            gemm::gemm(
+                n,
+                n,
+                n,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.as_ptr(),
+                1,
+                n as isize,
+                b.as_ptr(),
+                1,
+                n as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(threads),
+            )
+        };
+        best = best.min(now_ms() - t0);
+    }
+    2.0 * (n * n * n) as f64 / best / 1e6
 }

@@ -29,7 +29,7 @@ usage:
                    [--layer L] [--head H|mean|rollout] [--colormap NAME] [--image-size N|HxW]
                    [--backend cpu|wgpu] [--checkpoint-key KEY]
                    [--explain grad-rollout|chefer [--class K] [--discard-ratio R]]
-  vitrine bench [--backend cpu|wgpu] [--arch NAME | --model PATH] [--batch N] [--runs N] [--warmup N] [--explain] [--json]
+  vitrine bench [--backend cpu|wgpu] [--arch NAME | --model PATH] [--batch N] [--runs N] [--warmup N] [--explain] [--ceiling] [--json]
   vitrine train [--data DIR] [--out DIR] [--epochs N] [--batch N] [--threads N]
                 [--teacher-epochs N] [--weight-decay X] [--label-smoothing X]
                 [--distill-weight X] [--embed-dim N] [--depth N] [--heads N] [--mlp-ratio N]
