@@ -504,7 +504,10 @@ fn bench_measures_the_share_of_the_matrix_ceiling() {
     );
     assert!(gflops > 0.0 && ceiling > 0.0, "{v}");
     assert!((share - gflops / ceiling).abs() < 1e-9, "{v}");
-    assert!(share < 1.0, "a small model above the machine's ceiling: {v}");
+    assert!(
+        share < 1.0,
+        "a small model above the machine's ceiling: {v}"
+    );
     let (code, _, err) = vitrine(&["bench", "--backend", "wgpu", "--ceiling"]);
     assert_eq!(code, 2);
     assert!(err.contains("--ceiling measures the CPU"), "{err}");

@@ -4,11 +4,11 @@
 //! The gemm crate packs its operands on every call, and the fused encoder
 //! calls it once per thread per product on that thread's rows: at batch 1
 //! each of two threads packed every weight matrix of ViT-B/16 on every
-//! forward pass, 18% of the pass in a profile (docs/performance.md). Here
+//! forward pass, 16% of a profile's samples (docs/performance.md). Here
 //! each matrix W [k, n] (Burn's [in, out] layout) is laid out once in
-//! panels of 64 columns (AVX2: 16), each panel k rows of contiguous values, so the
-//! micro-kernel streams a panel front to back and nothing is packed per
-//! call. The rows of x are read in place: a value of x is broadcast to
+//! panels of 64 columns (AVX2: 16), each panel k rows of contiguous
+//! values, so the micro-kernel streams a panel front to back and nothing
+//! is packed per call. The rows of x are read in place: a value of x is broadcast to
 //! every lane, as in gemm's kernels.
 //!
 //! The micro-kernel keeps a 6×64 tile of the output in 24 AVX-512
@@ -70,9 +70,14 @@ impl Packed {
         Self::for_isa(w, n, Isa::detect()?)
     }
 
-    /// [`Packed::new`] for `isa`'s kernel (tests run each the CPU has).
+    /// [`Packed::new`] for `isa`'s kernel (tests run each the CPU has);
+    /// `None` also where this CPU cannot run it.
     pub fn for_isa(w: &[f32], n: usize, isa: Isa) -> Option<Self> {
-        if n == 0 || !n.is_multiple_of(16) || !w.len().is_multiple_of(n) {
+        let runs = match Isa::detect()? {
+            Isa::Avx512 => true,
+            Isa::Avx2 => isa == Isa::Avx2,
+        };
+        if !runs || n == 0 || !n.is_multiple_of(16) || !w.len().is_multiple_of(n) {
             return None;
         }
         let (k, width) = (w.len() / n, panel(isa));
@@ -85,11 +90,6 @@ impl Packed {
             }
         }
         Some(Self { data, k, n, isa })
-    }
-
-    /// Bytes of the packed copy.
-    pub fn bytes(&self) -> usize {
-        self.data.len() * size_of::<f32>()
     }
 
     /// `out` [m, n] += `x` [m, k] · W, both row-major, on this thread.
@@ -110,8 +110,8 @@ impl Packed {
                     // with kc values from k0; w kc rows of the panel; c
                     // `rows` rows of out, n apart, 16·vectors values each
                     // from the panel's first column: all inside their
-                    // slices (checked shapes). The CPU has `isa` (packing
-                    // for it checked).
+                    // slices (checked shapes). The CPU has `isa` (checked
+                    // when it was packed).
                     unsafe { tile(isa, rows, vectors, kc, a, k, w, c, n) };
                 }
             }
