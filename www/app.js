@@ -10,7 +10,7 @@ import { loadHubModel, setupHub } from './hubpage.js';
 import { setupFigures } from './figures.js';
 import { setupPca } from './pca.js';
 import { setupLearn } from './learn.js';
-import { fetchSiteModel, loadSiteModel, nextLoad, reloadModel, run, startWorker } from './models.js';
+import { loadSiteModel, nextLoad, reloadModel, run, startWorker } from './models.js';
 import { ensureRows, setupPointer } from './pointer.js';
 import { onUpdate, notify, sentence, state, until, update } from './store.js';
 import { clearResults, renderNotices, renderView, showModel, showOpacity } from './view.js';
@@ -20,6 +20,7 @@ import { setupLessons } from './lessons.js';
 import { setupCompare } from './compare.js';
 import { ensureRelevance, explain, fetchRelevance } from './why.js';
 import { $ } from './dom.js';
+import { siteModel, takeGiven, worker } from './start.js';
 
 const params = new URLSearchParams(location.search);
 // What the link asks of the view: applied once, to the first model (and
@@ -93,6 +94,13 @@ onUpdate((s, changed) => {
 });
 onUpdate((s, changed) => {
   if ('notices' in changed) renderNotices(s.notices);
+});
+// When the page first had a model and first showed a result, drawn: for
+// the benchmark (tests/perf/first_result.mjs) and the curious.
+const once = (name) => { if (!performance.getEntriesByName(name).length) performance.mark(name); };
+onUpdate((s, changed) => {
+  if ('info' in changed && s.info) once('vitrine:model');
+  if ('current' in changed && s.current) once('vitrine:result');
 });
 // The address follows the view (replacing itself: no history entry a
 // move), once the changes pause: a dragged slider changes it many times a
@@ -212,7 +220,7 @@ const hubReady = setupHub();
 // names its own.
 const siteLoad = nextLoad();
 const fromHub = /^hf:/i.test(params.get('model') ?? '');
-const started = startWorker(params.get('backend'));
+const started = startWorker(params.get('backend'), worker); // start.js began it
 const compare = setupCompare({ run });
 const lessons = setupLessons({ ready: Promise.all([started, hubReady]), defaults, figures, compare });
 setupPresent({ lessons });
@@ -228,9 +236,6 @@ onUpdate((s, changed) => {
 const compareWith = params.get('compare');
 if (compareWith) hubReady.then(() => until((s) => s.current !== null)).then(() => compare.start(compareWith));
 const fromLesson = params.has('lesson');
-// The site's model is fetched while the worker starts (its module compiles), not after.
-const siteModel = fromHub || fromLesson ? undefined : fetchSiteModel();
-siteModel?.catch(() => {}); // said when it is loaded
 started.then(async () => {
   // A lesson's model that could not be had leaves the site's own in use.
   if (fromLesson && await lessons.openFromLink(params)) return;
@@ -245,5 +250,7 @@ started.then(async () => {
   }
   return loadSiteModel(fromLesson ? nextLoad() : siteLoad, siteModel);
 }, () => {}); // a failed start is shown
-// A file picked before this script ran is not lost.
+// A file picked, dropped or pasted before this script ran is not lost.
 if ($('file').files.length) handleFiles($('file').files);
+const given = takeGiven();
+if (given.length) handleFiles(given);

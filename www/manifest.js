@@ -72,16 +72,39 @@ export async function fetchModelFiles(entry, fetchFn = fetch, onProgress = null)
     return r.ok ? r.arrayBuffer() : undefined;
   };
   const name = entry.weights ?? WEIGHTS[0];
-  const r = await fetchFn(url(name));
+  // All asked for at once, the weights first: the small files do not wait for them.
+  const response = fetchFn(url(name));
+  const config = optional('config.json');
+  const preprocessor = optional('preprocessor_config.json');
+  config.catch(() => {}); // awaited below, after the weights
+  preprocessor.catch(() => {});
+  const r = await response;
   if (!r.ok) throw new Error(`models/${entry.path}${name}: HTTP ${r.status}`);
   /** @type {Blob} */
   const weights = await (onProgress && r.body
     ? streamToBlob(r.body, Number(r.headers.get('content-length')) || 0, onProgress)
     : r.blob());
-  return {
-    name,
-    weights,
-    config: await optional('config.json'),
-    preprocessor: await optional('preprocessor_config.json'),
-  };
+  return { name, weights, config: await config, preprocessor: await preprocessor };
+}
+
+/**
+ * The site's model's files: the one `asked` names (`?model=`; one of the
+ * Hub's, `hf:…`, is not the site's) or the manifest's default. Its name,
+ * whether it is the default, and its files; `name` null when the site has
+ * none. Fetched as soon as the page starts, beside the worker's start.
+ * @param {string | null} asked
+ * @param {(done: number, total: number) => void} [onProgress]
+ */
+export async function fetchSiteModel(asked, onProgress) {
+  const listing = await fetch(FILE);
+  if (!listing.ok) throw new Error(`${FILE}: HTTP ${listing.status}`);
+  const manifest = parseManifest(await listing.text());
+  const name = asked && !/^hf:/i.test(asked) ? asked : manifest.default;
+  if (!name) return { name: null, isDefault: true, files: null };
+  const entry = manifest.models.find((m) => m.name === name);
+  if (!entry) {
+    throw new Error(`there is no model named “${name}” in ${FILE} (it lists ${manifest.models.map((m) => m.name).join(', ') || 'none'})`);
+  }
+  const files = await fetchModelFiles(entry, fetch, onProgress);
+  return { name, isDefault: name === manifest.default, files };
 }

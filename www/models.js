@@ -2,7 +2,7 @@
 // on the CPU when a backend fails), loading the site's model, a dropped
 // checkpoint, or the one in use again with other options, each with its
 // progress shown. The newest load asked for wins.
-import { fetchModelFiles, parseManifest } from './manifest.js';
+import { fetchSiteModel } from './manifest.js';
 import { describeProgress, SHOW_AFTER_MS } from './progress.js';
 import { connect } from './rpc.js';
 import { notify, sentence, state, update } from './store.js';
@@ -17,10 +17,15 @@ const keepF16 = { keep: true, widen: false, __proto__: null }[params.get('f16')]
 
 let worker = null; // the connection to worker.js (rpc.js)
 
-/** A fresh worker on `requested` (or its own choice); what the old one had pending fails. */
-export async function startWorker(requested) {
+/**
+ * A fresh worker on `requested` (or its own choice), or `started`, one
+ * already under way; what the old one had pending fails.
+ * @param {string | null} requested
+ * @param {ReturnType<typeof connect>} [started]
+ */
+export async function startWorker(requested, started) {
   worker?.close();
-  worker = connect(requested, params.get('simd'));
+  worker = started ?? connect(requested, params.get('simd'));
   let data;
   try {
     data = await worker.ready;
@@ -177,28 +182,6 @@ export async function loadDroppedModel(list) {
 }
 
 /**
- * The site's model's files (`?model=` or the manifest's default): its name,
- * whether it is the default, and its files; `name` null when the site has
- * none. Fetched as soon as the page starts, beside the worker's start.
- * @param {(done: number, total: number) => void} [onProgress]
- */
-export async function fetchSiteModel(onProgress) {
-  const listing = await fetch('models/manifest.json');
-  if (!listing.ok) throw new Error(`models/manifest.json: HTTP ${listing.status}`);
-  const manifest = parseManifest(await listing.text());
-  // `?model=hf:…` names a model of the Hub (hubpage.js), not one of the site's.
-  const asked = params.get('model');
-  const name = asked && !/^hf:/i.test(asked) ? asked : manifest.default;
-  if (!name) return { name: null, isDefault: true, files: null };
-  const entry = manifest.models.find((m) => m.name === name);
-  if (!entry) {
-    throw new Error(`there is no model named “${name}” in models/manifest.json (it lists ${manifest.models.map((m) => m.name).join(', ') || 'none'})`);
-  }
-  const files = await fetchModelFiles(entry, fetch, onProgress);
-  return { name, isDefault: name === manifest.default, files };
-}
-
-/**
  * Loads the site's model as load number `seq`: from `fetched` (a
  * fetchSiteModel begun earlier), else fetched now.
  * @param {number} seq
@@ -207,7 +190,7 @@ export async function fetchSiteModel(onProgress) {
 export async function loadSiteModel(seq, fetched) {
   const progress = loadProgress('the model', seq);
   try {
-    const { name, isDefault, files } = await (fetched ?? fetchSiteModel((done, total) => progress.report('reading', done, total)));
+    const { name, isDefault, files } = await (fetched ?? fetchSiteModel(params.get('model'), (done, total) => progress.report('reading', done, total)));
     if (!name || !files) {
       notify({ error: 'No model is bundled with this site: drop a checkpoint (model.safetensors with its config.json).' });
       return;

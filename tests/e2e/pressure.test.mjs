@@ -77,6 +77,27 @@ test('a photo picked while the page starts is classified once the model is ready
   await context.close();
 });
 
+test("an image dropped before the page's own script has arrived is kept, and classified", { timeout: 600_000 }, async () => {
+  // start.js runs first and starts the model; app.js, held back here, is the page.
+  const context = await site.browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  let release;
+  const gate = new Promise((r) => { release = r; });
+  await page.route('**/app.js', async (route) => { await gate; await route.continue(); });
+  await page.goto(`${site.origin}/?backend=cpu`, { waitUntil: 'domcontentloaded' });
+  await page.waitForFunction(() => performance.getEntriesByType('resource').some((e) => e.name.endsWith('/rpc.js')));
+  await drop(page, [[path.join(root, 'www/samples/fmnist-0.png'), 'early.png']]);
+  assert.equal(await page.evaluate(() => window.vitrineState), undefined, "the page's script had not run when the image came");
+  release();
+  const got = await nextResult(page, '0');
+  assert.equal(got.probabilities.length, 10);
+  assert.match(await page.textContent('#top li:first-child'), /^ankle boot — /i);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test("a checkpoint picked while the default model loads wins, and a photo given meanwhile gets the checkpoint's answer", { timeout: 600_000 }, async () => {
   const { page, context, errors, release, served } = await openHeldBack('?backend=cpu');
   await page.setInputFiles('#file', path.join(images, 'coffee.png'));

@@ -53,3 +53,20 @@ test('what a visitor downloads stays within its budget', (t) => {
   console.log(`the page's own files: ${own.toLocaleString('en')} B`);
   assert.ok(own <= BUDGET.page, `the page's own files are ${own} B, over ${BUDGET.page} B`);
 });
+
+test("index.html preloads start.js's modules and app.js, no more and no fewer", () => {
+  // start.js's static imports, all the way down: what the worker's start waits for.
+  const www = path.join(root, 'www');
+  const graph = new Set();
+  const walk = (file) => {
+    for (const [, dep] of fs.readFileSync(path.join(www, file), 'utf8').matchAll(/^import\s[^'"]*from\s+'\.\/([\w.-]+\.js)'/gm)) {
+      if (!graph.has(dep)) { graph.add(dep); walk(dep); }
+    }
+  };
+  walk('start.js');
+  assert.ok(graph.has('rpc.js') && graph.has('protocol.js'), `start.js's graph was read: ${[...graph]}`);
+  const html = fs.readFileSync(path.join(www, 'index.html'), 'utf8');
+  const preloaded = [...html.matchAll(/<link rel="modulepreload" href="([^"]+)">/g)].map((m) => m[1]);
+  assert.deepEqual([...preloaded].sort(), [...graph, 'app.js'].sort());
+  assert.match(html, /<script type="module" src="start\.js"><\/script>/);
+});

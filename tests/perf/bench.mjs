@@ -152,6 +152,15 @@ if (firstRuns > 0) {
       + `| ${['pageMs', 'workerMs', 'gluedMs', 'moduleMs'].map((k) => median(reports.map((x) => x.start[k])).toFixed(0)).join(', ')} ms |`);
   }
   say();
+  say(`The app's own page (\`index.html?backend=cpu&image=fmnist-0\`, a link to a sample), in ${firstRuns} fresh profiles of its own: when it first had the model, and first showed the linked sample's result, from navigation:`);
+  say();
+  say('| visit | the model, per profile | median | the result, per profile | median |');
+  say('|---|---|---|---|---|');
+  for (const [label, reports] of [['cold', r.app.cold], ['warm (second visit)', r.app.warm]]) {
+    const cells = (key) => `${reports.map((x) => x[key].toFixed(0)).join(', ')} ms | **${median(reports.map((x) => x[key])).toFixed(0)} ms**`;
+    say(`| ${label} | ${cells('modelMs')} | ${cells('resultMs')} |`);
+  }
+  say();
 }
 
 if (web.length) {

@@ -6,6 +6,13 @@
 // each fresh profile is its own user-data directory, so the HTTP cache
 // and compiled-code cache start empty.
 //
+// The app's own page (index.html) is measured the same way, in profiles of
+// its own, by the marks it leaves: when it first had a model
+// (vitrine:model) and first showed a result (vitrine:result), here of the
+// sample its address names (?image=fmnist-0, as a shared link does). It
+// does more than the bench page before either: its ~30 modules, the
+// gallery, the lessons and the Hub's list.
+//
 // The first visit stays on the page --stay seconds (default 5) after its
 // result, as a visitor does: Chrome writes a wasm module's compiled code to
 // its cache only once the module has run for a while, and a second visit
@@ -43,24 +50,46 @@ async function visit(context, staySeconds = 0) {
   return report;
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const cold = [];
-const warm = [];
-try {
+/** One visit of the app's page in `context`: when it had its model and its first result, from navigation. */
+async function visitApp(context, staySeconds = 0) {
+  const page = await context.newPage();
+  await page.goto(`${origin}/index.html?backend=cpu&image=fmnist-0`);
+  const mark = (name) => page.waitForFunction((n) => performance.getEntriesByName(n)[0]?.startTime, name, { polling: 50, timeout: 300_000 })
+    .then((h) => h.jsonValue());
+  const report = { modelMs: await mark('vitrine:model'), resultMs: await mark('vitrine:result') };
+  await new Promise((r) => setTimeout(r, staySeconds * 1000));
+  await page.close();
+  return report;
+}
+
+/** Each of `runs` fresh profiles visited twice by `see`: the cold and warm reports. */
+async function profiles(see) {
+  const cold = [];
+  const warm = [];
   for (let r = 0; r < runs; r++) {
     const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'vitrine-profile-'));
     const context = await chromium.launchPersistentContext(profile, { executablePath: '/usr/bin/chromium', args: FLAGS });
-    cold.push(await visit(context, stay));
-    warm.push(await visit(context));
+    cold.push(await see(context, stay));
+    warm.push(await see(context));
     await context.close();
     fs.rmSync(profile, { recursive: true, force: true });
   }
+  return { cold, warm };
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+let cold;
+let warm;
+let app;
+try {
+  ({ cold, warm } = await profiles(visit));
+  app = await profiles(visitApp);
 } finally {
   server.kill();
 }
 const cpu = fs.readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? os.cpus()[0]?.model;
 if (args.includes('--json')) {
-  console.log(JSON.stringify({ cpu, runs, stay, cold, warm }));
+  console.log(JSON.stringify({ cpu, runs, stay, cold, warm, app }));
   process.exit(0);
 }
 const show = (label, reports) => {
@@ -77,3 +106,7 @@ const show = (label, reports) => {
 console.log(`${cpu}, ${os.cpus().length} threads, Chromium headless, CPU backend, the default model, ${runs} fresh profiles (the first visit stays ${stay} s):`);
 show('cold (fresh profile)', cold);
 show('warm (second visit)', warm);
+const ms = (reports, key) => `${reports.map((x) => x[key].toFixed(0)).join(', ')} ms (median ${median(reports.map((x) => x[key])).toFixed(0)})`;
+for (const [label, reports] of [['cold', app.cold], ['warm', app.warm]]) {
+  console.log(`the app's page, ${label}: a model at ${ms(reports, 'modelMs')}, the linked sample's result at ${ms(reports, 'resultMs')}`);
+}
