@@ -250,7 +250,5 @@ started.then(async () => {
   }
   return loadSiteModel(fromLesson ? nextLoad() : siteLoad, siteModel);
 }, () => {}); // a failed start is shown
-// A file picked, dropped or pasted before this script ran is not lost.
-if ($('file').files.length) handleFiles($('file').files);
-const given = takeGiven();
-if (given.length) handleFiles(given);
+// What was picked, dropped or pasted before this script ran, in order (start.js kept it).
+for (const files of takeGiven()) handleFiles(files);

@@ -3,9 +3,9 @@
 // longest, the model's worker (its wasm module downloading and compiling)
 // and the site's model's files, then brings in the page itself (app.js and
 // its modules), which takes them over. Started after the page's own
-// modules, they queued behind them. Until app.js listens, a file dropped or
-// pasted on the page is kept here for it, not lost (nor opened by the
-// browser in place of the page).
+// modules, they queued behind them. Until app.js listens, what the user
+// picks, drops or pastes is kept here for it, in order: not lost, nor (a
+// dropped file) opened by the browser in place of the page.
 import { connect } from './rpc.js';
 import { fetchSiteModel } from './manifest.js';
 
@@ -23,18 +23,33 @@ export const siteModel = /^hf:/i.test(params.get('model') ?? '') || params.has('
   : fetchSiteModel(params.get('model'));
 siteModel?.catch(() => {}); // said when it is loaded
 
-/** Files dropped or pasted before app.js listened. @type {File[]} */
+/**
+ * What the user gave before app.js listened, in the order it came: each
+ * drop, paste or pick its own list of files (an image, then a checkpoint,
+ * are two). @type {File[][]}
+ */
 const given = [];
-const keep = (/** @type {DragEvent | ClipboardEvent} */ e) => {
-  const files = e instanceof DragEvent ? e.dataTransfer?.files : e.clipboardData?.files;
-  if (e.type !== 'paste') e.preventDefault();
-  if (e.type !== 'dragover') given.push(...(files ?? []));
+const picker = /** @type {HTMLInputElement | null} */ (document.getElementById('file'));
+const pick = () => {
+  if (!picker?.files?.length) return;
+  given.push([...picker.files]);
+  picker.value = ''; // the same file picked again is a new pick
 };
-for (const type of ['dragover', 'drop', 'paste']) document.addEventListener(type, keep);
+pick(); // picked before this module ran
+const keep = (/** @type {Event} */ e) => {
+  if (e.type === 'change') return pick();
+  const files = e instanceof DragEvent ? e.dataTransfer?.files : e instanceof ClipboardEvent ? e.clipboardData?.files : null;
+  if (e.type !== 'paste') e.preventDefault(); // the browser would open a dropped file in place of the page
+  if (e.type !== 'dragover' && files?.length) given.push([...files]);
+};
+const events = ['dragover', 'drop', 'paste'];
+for (const type of events) document.addEventListener(type, keep);
+picker?.addEventListener('change', keep);
 
-/** The files given so far; from now on app.js hears them itself. */
+/** What was given so far, list by list; from now on app.js hears it itself. */
 export function takeGiven() {
-  for (const type of ['dragover', 'drop', 'paste']) document.removeEventListener(type, keep);
+  for (const type of events) document.removeEventListener(type, keep);
+  picker?.removeEventListener('change', keep);
   return given.splice(0);
 }
 
