@@ -16,10 +16,11 @@ const d96 = path.join(fixtures, 'models/timm_d96');
 const tiny = path.join(fixtures, 'models/timm_tiny');
 
 /**
- * Opens the page with the default model's weights held back until the
- * returned `release()` is called, so that the test acts while it loads.
+ * Opens the page with `held` (by default the default model's weights) held
+ * back until the returned `release()` is called, so that the test acts
+ * while it loads; `waitUntil` as page.goto's.
  */
-async function openHeldBack(query) {
+async function openHeldBack(query, held = '**/models/fashion-vit/model.safetensors', waitUntil = 'load') {
   const context = await site.browser.newContext();
   const page = await context.newPage();
   const errors = [];
@@ -28,12 +29,12 @@ async function openHeldBack(query) {
   const gate = new Promise((r) => { release = r; });
   let served = null;
   const done = new Promise((r) => { served = r; });
-  await page.route('**/models/fashion-vit/model.safetensors', async (route) => {
+  await page.route(held, async (route) => {
     await gate;
     await route.continue();
     served();
   });
-  await page.goto(`${site.origin}/${query}`);
+  await page.goto(`${site.origin}/${query}`, { waitUntil });
   await page.waitForSelector('#file');
   return { page, context, errors, release, served: done };
 }
@@ -79,14 +80,7 @@ test('a photo picked while the page starts is classified once the model is ready
 
 test("an image dropped and a checkpoint picked before the page's own script has arrived are kept, in order", { timeout: 600_000 }, async () => {
   // start.js runs first and starts the model; app.js, held back here, is the page.
-  const context = await site.browser.newContext();
-  const page = await context.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(String(e)));
-  let release;
-  const gate = new Promise((r) => { release = r; });
-  await page.route('**/app.js', async (route) => { await gate; await route.continue(); });
-  await page.goto(`${site.origin}/?backend=cpu`, { waitUntil: 'domcontentloaded' });
+  const { page, context, errors, release } = await openHeldBack('?backend=cpu', '**/app.js', 'domcontentloaded');
   await page.waitForFunction(() => performance.getEntriesByType('resource').some((e) => e.name.endsWith('/rpc.js')));
   await drop(page, [[path.join(root, 'www/samples/fmnist-0.png'), 'early.png']]);
   await page.setInputFiles('#file', [path.join(d96, 'model.safetensors'), path.join(d96, 'config.json')]);
