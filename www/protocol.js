@@ -26,8 +26,11 @@
  */
 
 /**
- * Page → worker, first: which backend and which wasm module.
- * @typedef {{ type: 'init', backend: string | null, simd: string | null }} Init
+ * Page → worker, first: the page's choice of backend and wasm module
+ * (backend.js); then, out of turn, that module compiled, or null where the
+ * page could not compile it (the worker fetches it itself).
+ * @typedef {{ type: 'init', choice: import('./backend.js').Choice }} Init
+ * @typedef {{ type: 'module', module: WebAssembly.Module | null }} CompiledModule
  */
 
 /**

@@ -3,16 +3,20 @@
 // answer each ({ id, type } or { id, type: 'error', message, fatal }); the
 // messages themselves are listed in protocol.js. Used by the app and the
 // bench page alike.
+import { chooseBackend, compileModule } from './backend.js';
 import { checkRequest } from './protocol.js';
 
 /** @typedef {import('./protocol.js').Request} Request */
 /** @typedef {import('./protocol.js').Answer} Answer */
 
 /**
- * Starts a worker on `backend` ('webgpu', 'cpu' or null for its choice) and
- * wasm module `simd` ('simd128' or null). `ready` resolves with the
- * worker's choice ({ backend, reason, simd }), or rejects when it could not
- * start. A crash inside the worker rejects every pending request as fatal.
+ * Starts a worker on `backend` ('webgpu', 'cpu' or null for the page's
+ * choice) and wasm module `simd` ('simd128' or null). The page chooses the
+ * module (backend.js) and compiles it while the worker's scripts load, then
+ * hands it over; requests made before the choice wait for it, in order.
+ * `ready` resolves with the choice ({ backend, reason, simd }), or rejects
+ * when the worker could not start. A crash inside the worker rejects every
+ * pending request as fatal.
  * @param {string | null} backend
  * @param {string | null} simd
  */
@@ -47,7 +51,13 @@ export function connect(backend, simd) {
     failStart(error);
     rejectAll(error);
   };
-  worker.postMessage({ type: 'init', backend, simd });
+  // The choice goes first, so that the worker brings in the module's glue
+  // while the page compiles the module, which follows it.
+  const started = chooseBackend(backend, simd).then((choice) => {
+    worker.postMessage({ type: 'init', choice });
+    compileModule(choice).then((module) => worker.postMessage({ type: 'module', module }));
+  });
+  started.catch((e) => failStart(e));
   return {
     ready,
     /**
@@ -65,7 +75,7 @@ export function connect(backend, simd) {
       const transfer = weights instanceof ReadableStream ? [weights] : [];
       return new Promise((resolve, reject) => {
         pending.set(id, { resolve, reject, onProgress });
-        worker.postMessage({ ...message, id }, transfer);
+        started.then(() => worker.postMessage({ ...message, id }, transfer), reject);
       });
     },
     /** Stops the worker; what was pending fails. */

@@ -2,9 +2,8 @@
 // The model runs here, off the main thread: the page never freezes. The
 // requests and answers are protocol.js's; the wasm handle's results are
 // typed by its generated declaration (pkg/vitrine.d.ts), which names
-// vitrine.d.ts's types. Only the module that runs is fetched: the CPU
-// module (pkg/, SIMD128 or relaxed SIMD), or where the page has WebGPU the
-// WebGPU module (pkg-webgpu/, which also carries the CPU backend).
+// vitrine.d.ts's types. The page chooses the backend and its wasm module
+// (backend.js) and hands it over compiled.
 import { eachChunk } from './progress.js';
 import { ANSWERS, checkRequest } from './protocol.js';
 
@@ -23,40 +22,6 @@ let adapter = null; // the WebGPU adapter in use, for its limits
 /** @type {WebAssembly.Memory | null} */
 let memory = null; // the wasm module's memory, for the bench page
 let keptImage = null; // the page's id of the image the model keeps (the last classified)
-
-// The smallest module that uses relaxed SIMD's f32x4.relaxed_madd (the
-// instruction of the matrix kernel in vitrine_relaxed_bg.wasm): a browser
-// that validates it can run that module.
-const RELAXED_SIMD_PROBE = new Uint8Array([
-  0, 97, 115, 109, 1, 0, 0, 0, 1, 8, 1, 96, 3, 123, 123, 123, 1, 123, 3, 2, 1, 0, 10, 13, 1, 11, 0, 32, 0, 32, 1, 32, 2,
-  253, 133, 2, 11,
-]);
-
-/**
- * The module for `backend`: the WebGPU one, or the CPU one with relaxed
- * SIMD's fused multiply-add where the browser has it (unless `simd128` was
- * asked for).
- */
-function chooseModule(backend, requested) {
-  if (backend === 'webgpu') return { dir: 'pkg-webgpu', file: 'vitrine_bg.wasm', simd: 'simd128' };
-  if (requested !== 'simd128' && WebAssembly.validate(RELAXED_SIMD_PROBE)) {
-    return { dir: 'pkg', file: 'vitrine_relaxed_bg.wasm', simd: 'relaxed' };
-  }
-  return { dir: 'pkg', file: 'vitrine_bg.wasm', simd: 'simd128' };
-}
-
-/** WebGPU when there is a hardware adapter; a software fallback adapter is slower than the CPU backend. */
-async function chooseBackend(requested) {
-  if (requested === 'cpu') return { backend: 'cpu', reason: 'the CPU backend was requested' };
-  if (!self.navigator.gpu) return { backend: 'cpu', reason: 'this browser does not offer WebGPU' };
-  const adapter = await self.navigator.gpu.requestAdapter().catch(() => null);
-  if (!adapter) return { backend: 'cpu', reason: 'no WebGPU adapter is available' };
-  const fallback = adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false;
-  if (fallback && requested !== 'webgpu') {
-    return { backend: 'cpu', reason: 'the only WebGPU adapter is a software fallback, slower than the CPU backend' };
-  }
-  return { backend: 'webgpu', adapter, reason: fallback ? 'WebGPU was requested (software fallback adapter)' : 'a WebGPU adapter is available' };
-}
 
 /**
  * Loads a checkpoint. The page numbers its loads: one that arrives after a
@@ -159,7 +124,11 @@ async function fetchLabels(info) {
 // One message at a time, in the order they came: a load never runs in the
 // middle of a classification, and the model they see is the one in use.
 let queue = Promise.resolve();
+/** The page's compiled module, which comes out of turn: init waits for it. */
+let moduleGiven = (/** @type {WebAssembly.Module | null} */ _m) => {};
+const given = new Promise((resolve) => { moduleGiven = resolve; });
 self.onmessage = (event) => {
+  if (event.data?.type === 'module') return moduleGiven(event.data.module);
   queue = queue.then(() => handle(event));
 };
 
@@ -216,15 +185,18 @@ async function handle({ data }) {
   try {
     if (data.type === 'init') {
       ready = (async () => {
-        // The backend first: it says which module to fetch.
-        const { adapter: chosen, ...choice } = await chooseBackend(data.backend);
+        const { choice } = data;
         backend = choice.backend;
-        adapter = chosen ?? null;
-        const module = chooseModule(backend, data.simd);
-        wasm = await import(`./${module.dir}/vitrine.js`);
+        if (backend === 'webgpu') {
+          // The page found the adapter; the worker asks for its own, for its limits.
+          adapter = await self.navigator.gpu?.requestAdapter().catch(() => null);
+          if (!adapter) throw new Error('the WebGPU adapter the page found is not available to its worker');
+        }
+        wasm = await import(`./${choice.dir}/vitrine.js`);
         const imported = clock();
-        memory = (await wasm.default({ module_or_path: new URL(`./${module.dir}/${module.file}`, import.meta.url) })).memory;
-        return { ...choice, simd: module.simd, timing: { started, imported, instantiated: clock() } };
+        const compiled = (await given) ?? new URL(`./${choice.dir}/${choice.file}`, import.meta.url);
+        memory = (await wasm.default({ module_or_path: compiled })).memory;
+        return { backend, reason: choice.reason, simd: choice.simd, timing: { started, imported, instantiated: clock() } };
       })();
       self.postMessage({ type: 'ready', ...(await ready) });
       return;

@@ -52,7 +52,7 @@ async function vitrine() {
     args.includes('--keep-f16') ? true : args.includes('--widen-f16') ? false : undefined,
   );
   console.log(`vitrine load (bytes in hand to a model) ${(performance.now() - t0).toFixed(0)} ms`);
-  const info = JSON.parse(model.info());
+  const info = model.info();
   console.log(`vitrine weights ${(info.weightBytes / 2 ** 20).toFixed(0)} MB in memory${info.notes.length ? `; notes: ${info.notes.join(' ')}` : ''}`);
   return async () => {
     const r = await model.classify(rgba, size, size, undefined);
