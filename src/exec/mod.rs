@@ -33,7 +33,9 @@ use crate::ops::keep::Kept;
 /// Called with each block's index and attention weights [B, heads, T, T].
 pub type LookAttention<'a> = &'a mut dyn FnMut(usize, &Tensor<4>);
 
-/// What runs a model's encoder.
+/// What runs a model's encoder. One per model, so the fused variant's size
+/// (its weights' handles) costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum Executor {
     /// The fused CPU kernels, with the model's weights read in place.
     #[cfg(feature = "cpu")]

@@ -115,6 +115,8 @@ pub struct RelevanceTensors {
     queries: MapQueries,
 }
 
+// One per relevance result: a `Tensor`'s size costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Parts {
     Device(Tensor<1>),
     Host {

@@ -485,6 +485,7 @@ fn heads_back(
         if m == 0 {
             return;
         }
+        #[allow(clippy::redundant_locals)]
         let out = out; // the whole pointer, which is Sync, not its field
         // SAFETY: as above; each task writes only rows j0..j1 of its
         // head's ∇V and ∇K columns. Rows j0..j1 of Aᵀ and ∇Sᵀ are columns

@@ -95,7 +95,7 @@ impl Packed {
     /// `out` [m, n] += `x` [m, k] · W, both row-major, on this thread.
     pub fn accumulate(&self, x: &[f32], out: &mut [f32]) {
         let (k, n, isa, width) = (self.k, self.n, self.isa, panel(self.isa));
-        let m = if k == 0 { out.len() / n } else { x.len() / k };
+        let m = x.len().checked_div(k).unwrap_or_else(|| out.len() / n);
         assert!(x.len() == m * k && out.len() == m * n, "packed: shapes");
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
