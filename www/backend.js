@@ -50,6 +50,7 @@ export async function chooseBackend(requested, simd) {
  * @returns {Promise<WebAssembly.Module | null>}
  */
 export function compileModule(choice) {
+  if (typeof WebAssembly.compileStreaming !== 'function') return Promise.resolve(null);
   const url = new URL(`./${choice.dir}/${choice.file}`, import.meta.url);
   return WebAssembly.compileStreaming(fetch(url)).catch(() => null);
 }
