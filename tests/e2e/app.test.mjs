@@ -55,6 +55,29 @@ test('a page without a hardware WebGPU adapter never fetches the WebGPU module',
   await page.close();
 });
 
+test('a host that serves .wasm with another type: the page cannot compile it, the worker fetches it itself, and the page classifies', { timeout: 300_000 }, async () => {
+  // The page compiles the module as it downloads (backend.js), which needs
+  // application/wasm; so does the worker's own streaming compile, after
+  // which wasm-bindgen's glue compiles the bytes whole.
+  const context = await site.browser.newContext();
+  const served = [];
+  await context.route('**/*.wasm', async (route) => {
+    served.push(new URL(route.request().url()).pathname);
+    const response = await route.fetch();
+    await route.fulfill({ response, headers: { ...response.headers(), 'content-type': 'application/octet-stream' } });
+  });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(`${site.origin}/?backend=cpu`);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
+  const got = await classify(page, path.join(fixtures, 'images/chelsea.png'));
+  assert.equal(got.probabilities.length, 10, 'the default model answered');
+  assert.deepEqual(served, ['/pkg/vitrine_relaxed_bg.wasm', '/pkg/vitrine_relaxed_bg.wasm'], 'the page tried, then the worker');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test('each wasm module the site ships stays within 4 MB gzipped', () => {
   for (const file of ['pkg/vitrine_bg.wasm', 'pkg/vitrine_relaxed_bg.wasm', 'pkg-webgpu/vitrine_bg.wasm']) {
     const bytes = zlib.gzipSync(fs.readFileSync(path.join(root, 'dist', file)), { level: 9 }).length;
