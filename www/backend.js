@@ -27,9 +27,11 @@ const RELAXED_SIMD_PROBE = new Uint8Array([
  * @returns {Promise<Choice>}
  */
 export async function chooseBackend(requested, simd) {
-  const cpu = (/** @type {string} */ reason) => (simd !== 'simd128' && WebAssembly.validate(RELAXED_SIMD_PROBE)
-    ? { backend: /** @type {const} */ ('cpu'), reason, dir: 'pkg', file: 'vitrine_relaxed_bg.wasm', simd: /** @type {const} */ ('relaxed') }
-    : { backend: /** @type {const} */ ('cpu'), reason, dir: 'pkg', file: 'vitrine_bg.wasm', simd: /** @type {const} */ ('simd128') });
+  const relaxed = simd !== 'simd128' && WebAssembly.validate(RELAXED_SIMD_PROBE);
+  /** @returns {Choice} */
+  const cpu = (/** @type {string} */ reason) => ({
+    backend: 'cpu', reason, dir: 'pkg', file: relaxed ? 'vitrine_relaxed_bg.wasm' : 'vitrine_bg.wasm', simd: relaxed ? 'relaxed' : 'simd128',
+  });
   if (requested === 'cpu') return cpu('the CPU backend was requested');
   const gpu = /** @type {any} */ (self.navigator).gpu;
   if (!gpu) return cpu('this browser does not offer WebGPU');
