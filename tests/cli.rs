@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::fixtures;
+use common::{Scratch, fixtures};
 
 fn vitrine(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_vitrine"))
@@ -52,8 +52,7 @@ fn bad_images_are_reported_and_the_rest_classified() {
     let model = fixtures().join("models/hf_vit");
     let good = fixtures().join("images/astronaut.png");
     let not_image = fixtures().join("models/hf_vit/config.json");
-    let dir = std::env::temp_dir().join(format!("vitrine-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("cli");
     let truncated = dir.join("truncated.png");
     let bytes = std::fs::read(&good).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
@@ -223,8 +222,7 @@ fn outputs_that_are_not_numbers_are_errors() {
             (k.clone(), v.shape.clone(), values)
         })
         .collect();
-    let dir = std::env::temp_dir().join(format!("vitrine-cli-nan-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("cli-nan");
     std::fs::write(dir.join("model.safetensors"), serialize(&tensors, false)).unwrap();
     std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
     let img = fixtures().join("images/camera.png");
@@ -316,8 +314,7 @@ fn explain_gives_both_maps_for_the_class_and_draws_one() {
     let model = fixtures().join("models/timm_d96");
     let img = fixtures().join("images/chelsea.png");
     let (img, model) = (img.to_str().unwrap(), model.to_str().unwrap());
-    let dir = std::env::temp_dir().join(format!("vitrine-explain-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("explain");
     let json = |extra: &[&str]| -> serde_json::Value {
         let mut args = vec!["classify", img, "--model", model, "--json"];
         args.extend(extra);
@@ -391,7 +388,6 @@ fn explain_gives_both_maps_for_the_class_and_draws_one() {
     ]);
     assert_eq!(code, 2);
     assert!(err.contains("needs a classifier"), "{err}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// `--model hf:org/name[@revision]` reads the Hugging Face cache as
@@ -404,8 +400,7 @@ fn explain_gives_both_maps_for_the_class_and_draws_one() {
 /// tests/e2e/hub-cli.test.mjs's, against the stand-in Hub.
 #[test]
 fn hub_models_come_from_the_hugging_face_cache() {
-    let cache = std::env::temp_dir().join(format!("vitrine-hf-cache-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&cache);
+    let cache = Scratch::new("hf-cache");
     let model = cache.join("models--acme--tiny");
     let commit = "cca5a36fb03cf1e446267219f4fbbe7e7ca7871e";
     let snapshot = model.join("snapshots").join(commit);
@@ -431,7 +426,7 @@ fn hub_models_come_from_the_hugging_face_cache() {
                 model,
                 "--json",
             ])
-            .env("HF_HUB_CACHE", &cache)
+            .env("HF_HUB_CACHE", &*cache)
             .env("HF_HUB_OFFLINE", "1")
             .output()
             .expect("runs");
@@ -473,7 +468,6 @@ fn hub_models_come_from_the_hugging_face_cache() {
     let (code, _, err) = run("hf:gpt2");
     assert_eq!(code, 2);
     assert!(err.contains("is not a Hub model"), "{err}");
-    let _ = std::fs::remove_dir_all(&cache);
 }
 
 /// `bench --ceiling`: the forward pass's rate and its share of this

@@ -149,9 +149,7 @@ fn hostile_and_damaged_files_are_refused_and_nothing_runs() {
 
 #[test]
 fn a_folder_finds_its_weights_by_name_or_alone() {
-    let dir = std::env::temp_dir().join(format!("vitrine-torch-folder-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("torch-folder");
     let d96 = fixtures().join("models/timm_d96");
     std::fs::copy(d96.join("config.json"), dir.join("config.json")).unwrap();
     let twin = Checkpoint::from_path(&d96).unwrap();
@@ -178,5 +176,4 @@ fn a_folder_finds_its_weights_by_name_or_alone() {
     std::fs::rename(dir.join("finetuned-epoch3.pt"), dir.join("model.pt")).unwrap();
     let ck = Checkpoint::from_path(&dir).unwrap();
     assert_eq!(logits(&ck, "timm_d96", "chelsea"), want);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
