@@ -285,15 +285,16 @@ pub(super) fn load(
                     let data = TensorData::new(halves, burn_shape);
                     Tensor::from_data(data, (self.device, DType::F16))
                 }
-                // Halves are laid out in Burn's order before they are
-                // widened: half the bytes moved, and no f32 copy in
-                // PyTorch's order.
-                Stored::F16(halves) => {
-                    let values = Stored::F16(t.kind.to_burn(&entry.shape, halves)).into_f32();
-                    Tensor::from_data(TensorData::new(values, burn_shape), self.device)
-                }
-                Stored::F32(values) => {
-                    let values = t.kind.to_burn(&entry.shape, values);
+                values => {
+                    // Halves are laid out in Burn's order before they are
+                    // widened: half the bytes moved, and no f32 copy in
+                    // PyTorch's order.
+                    let values = match values {
+                        Stored::F16(halves) => {
+                            Stored::F16(t.kind.to_burn(&entry.shape, halves)).into_f32()
+                        }
+                        Stored::F32(values) => t.kind.to_burn(&entry.shape, values),
+                    };
                     Tensor::from_data(TensorData::new(values, burn_shape), self.device)
                 }
             };

@@ -130,9 +130,10 @@ impl Packed {
     /// next block of k; empty after the last.
     fn block_after(&self, p: usize, k0: usize) -> &[f32] {
         let width = panel(self.isa);
-        let (next_p, next_k0) = match (p + 1) * width < self.n {
-            true => (p + 1, k0),
-            false => (0, k0 + KC),
+        let (next_p, next_k0) = if (p + 1) * width < self.n {
+            (p + 1, k0)
+        } else {
+            (0, k0 + KC)
         };
         if next_k0 >= self.k {
             return &[];
@@ -287,17 +288,21 @@ unsafe fn tile256<const R: usize>(
 mod tests {
     use super::*;
 
+    /// The kernels this CPU can run: both where it has AVX-512.
+    fn kernels_here() -> &'static [Isa] {
+        match Isa::detect() {
+            Some(Isa::Avx512) => &[Isa::Avx512, Isa::Avx2],
+            Some(Isa::Avx2) => &[Isa::Avx2],
+            None => &[],
+        }
+    }
+
     /// The block fetched ahead during each sweep is the next sweep's, in
     /// the order `accumulate` takes them (panels within a block of k), and
     /// nothing after the last.
     #[test]
     fn the_block_fetched_ahead_is_the_next_sweeps() {
-        let Some(have) = Isa::detect() else { return };
-        let isas: &[Isa] = match have {
-            Isa::Avx512 => &[Isa::Avx512, Isa::Avx2],
-            Isa::Avx2 => &[Isa::Avx2],
-        };
-        for &isa in isas {
+        for &isa in kernels_here() {
             let (k, n) = (KC + 44, 80);
             let w = vec![0.0; k * n];
             let packed = Packed::for_isa(&w, n, isa).expect("n a multiple of 16");
@@ -333,11 +338,6 @@ mod tests {
     /// worst-case error, as the browser's kernel is held.
     #[test]
     fn packed_products_match_a_naive_one() {
-        let Some(have) = Isa::detect() else { return };
-        let isas: &[Isa] = match have {
-            Isa::Avx512 => &[Isa::Avx512, Isa::Avx2],
-            Isa::Avx2 => &[Isa::Avx2],
-        };
         let value = |i: usize, s: usize| ((i * 7919 + s) % 1013) as f32 / 1013.0 - 0.5;
         for &(m, k, n) in &[
             (1, 1, 16),
@@ -350,7 +350,7 @@ mod tests {
             let x: Vec<f32> = (0..m * k).map(|i| value(i, 1)).collect();
             let w: Vec<f32> = (0..k * n).map(|i| value(i, 2)).collect();
             let bias: Vec<f32> = (0..m * n).map(|i| value(i, 3)).collect();
-            for &isa in isas {
+            for &isa in kernels_here() {
                 let packed = Packed::for_isa(&w, n, isa).expect("n a multiple of 16");
                 let mut out = bias.clone();
                 packed.accumulate(&x, &mut out);
