@@ -166,6 +166,19 @@ impl FusedEncoder {
     pub fn attention_gradients(
         &self,
         kept: &Kept,
+        g: Vec<f32>,
+        transpose: bool,
+    ) -> Option<Vec<Vec<f32>>> {
+        // On one of rayon's threads, as the forward pass (`run`).
+        #[cfg(not(target_arch = "wasm32"))]
+        return rayon::scope(|_| self.gradients_here(kept, g, transpose));
+        #[cfg(target_arch = "wasm32")]
+        self.gradients_here(kept, g, transpose)
+    }
+
+    fn gradients_here(
+        &self,
+        kept: &Kept,
         mut g: Vec<f32>,
         transpose: bool,
     ) -> Option<Vec<Vec<f32>>> {
