@@ -186,48 +186,52 @@ fn softmax_loop(values: &mut [f32], row: usize) {
         return softmax_lanes(values, row);
     }
     for r in values.chunks_exact_mut(row) {
-        // Lane-wise partial maxima, and v·0 (0, or NaN for ±∞ and NaN)
-        // summed: both vectorise, with no early exit.
+        let first = r[0];
+        let (head, rest) = r.as_chunks_mut::<LANES>();
+        // The row's last, partial run of lanes goes through the same vector
+        // code in a full one, padded with what changes nothing: the row's
+        // first value for the maximum, −∞ (whose exponential is 0) for the
+        // sum.
+        let mut tail = [first; LANES];
+        tail[..rest.len()].copy_from_slice(rest);
+        // Lane-wise partial maxima (a NaN is passed over).
         let mut lane_max = [f32::NEG_INFINITY; LANES];
-        let mut lane_bad = [0.0f32; LANES];
-        let mut chunks = r.chunks_exact(LANES);
-        for c in &mut chunks {
-            for ((v, m), b) in c.iter().zip(lane_max.iter_mut()).zip(lane_bad.iter_mut()) {
-                *m = larger(*m, *v);
-                *b += v * 0.0;
+        for c in head.iter().chain([&tail]) {
+            for i in 0..LANES {
+                lane_max[i] = larger(lane_max[i], c[i]);
             }
         }
-        let mut max = lane_max
-            .iter()
-            .fold(f32::NEG_INFINITY, |m, &v| larger(m, v));
-        let mut bad: f32 = lane_bad.iter().sum();
-        for &v in chunks.remainder() {
-            max = larger(max, v);
-            bad += v * 0.0;
-        }
-        if bad != 0.0 {
-            // Only rows holding an infinity or a NaN get here; the textbook
-            // form says what they mean.
+        let max = lane_max.into_iter().fold(f32::NEG_INFINITY, larger);
+        if !max.is_finite() {
+            // A row holding +∞, or only −∞ and NaN: the textbook form says
+            // what it means.
             softmax_scalar(r);
             continue;
         }
+        tail[rest.len()..].fill(f32::NEG_INFINITY);
         let mut partial = [0.0f32; LANES];
-        let mut chunks = r.chunks_exact_mut(LANES);
-        for c in &mut chunks {
-            for (v, s) in c.iter_mut().zip(partial.iter_mut()) {
-                *v = exp_nonpositive(*v - max);
-                *s += *v;
-            }
+        for c in head.iter_mut() {
+            exp_and_sum(c, max, &mut partial);
         }
-        let mut sum: f32 = partial.iter().sum();
-        for v in chunks.into_remainder() {
-            *v = exp_nonpositive(*v - max);
-            sum += *v;
-        }
+        exp_and_sum(&mut tail, max, &mut partial);
+        rest.copy_from_slice(&tail[..rest.len()]);
+        let sum = partial.iter().sum::<f32>();
+        // A NaN anywhere makes the sum NaN, and every value of the
+        // textbook form's result (as it does here).
         let inv = 1.0 / sum;
         for v in r.iter_mut() {
             *v *= inv;
         }
+    }
+}
+
+/// Softmax's second pass over one run of lanes: e^(v − max) in place, and
+/// its lane-wise sums.
+#[inline(always)]
+fn exp_and_sum(c: &mut [f32; LANES], max: f32, sum: &mut [f32; LANES]) {
+    for i in 0..LANES {
+        c[i] = exp_nonpositive(c[i] - max);
+        sum[i] += c[i];
     }
 }
 
