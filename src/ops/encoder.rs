@@ -140,6 +140,10 @@ impl Dense {
 
     /// `out` = `x`·W + b for the rows of `x` (`out`'s rows `outputs` wide).
     pub(super) fn forward(&self, x: &[f32], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(packed) = &self.packed {
+            return packed.forward(x, self.bias.as_ref().map(Values::get), out);
+        }
         match &self.bias {
             Some(b) => out
                 .chunks_exact_mut(self.outputs)

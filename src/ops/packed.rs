@@ -95,6 +95,27 @@ impl Packed {
 
     /// `out` [m, n] += `x` [m, k] · W, both row-major, on this thread.
     pub fn accumulate(&self, x: &[f32], out: &mut [f32]) {
+        self.product(x, out, Onto::Output);
+    }
+
+    /// `out` [m, n] = `x` [m, k] · W + `bias` [n] on every row (none: 0),
+    /// on this thread; `out` is only written. The same sums, in the same
+    /// order, as filling `out` with the bias and calling
+    /// [`Packed::accumulate`], without that pass over it.
+    pub fn forward(&self, x: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+        let first = match bias {
+            Some(b) => {
+                assert_eq!(b.len(), self.n, "packed: bias");
+                Onto::Bias(b.as_ptr())
+            }
+            None => Onto::Zero,
+        };
+        self.product(x, out, first);
+    }
+
+    /// `out` = `first` + `x`·W, `first` what the first block of k adds to
+    /// (the next add to `out`).
+    fn product(&self, x: &[f32], out: &mut [f32], first: Onto) {
         let (k, n, isa, width) = (self.k, self.n, self.isa, panel(self.isa));
         let m = x.len().checked_div(k).unwrap_or_else(|| out.len() / n);
         assert!(x.len() == m * k && out.len() == m * n, "packed: shapes");
@@ -108,6 +129,11 @@ impl Packed {
                     Isa::Avx2 => self.block_after(p, k0),
                     Isa::Avx512 => &[],
                 };
+                let onto = match first {
+                    Onto::Bias(b) if k0 == 0 => Onto::Bias(b.wrapping_add(p * width)),
+                    Onto::Zero if k0 == 0 => Onto::Zero,
+                    _ => Onto::Output,
+                };
                 for (tile_index, r0) in (0..m).step_by(ROWS).enumerate() {
                     let rows = ROWS.min(m - r0);
                     prefetch_share(ahead, tile_index, tiles);
@@ -117,9 +143,10 @@ impl Packed {
                     // with kc values from k0; w kc rows of the panel; c
                     // `rows` rows of out, n apart, 16·vectors values each
                     // from the panel's first column: all inside their
-                    // slices (checked shapes). The CPU has `isa` (checked
-                    // when it was packed).
-                    unsafe { tile(isa, rows, vectors, kc, a, k, w, c, n) };
+                    // slices (checked shapes); a bias n values, from the
+                    // panel's first column (checked). The CPU has `isa`
+                    // (checked when it was packed).
+                    unsafe { tile(isa, rows, vectors, kc, a, k, w, c, n, onto) };
                 }
             }
         }
@@ -141,6 +168,17 @@ impl Packed {
         let start = next_p * self.k * width + next_k0 * width;
         &self.data[start..start + KC.min(self.k - next_k0) * width]
     }
+}
+
+/// What a tile's sums are added to as they are stored.
+#[derive(Clone, Copy)]
+enum Onto {
+    /// What the output holds.
+    Output,
+    /// The bias, from the tile's first column (the same for every row).
+    Bias(*const f32),
+    /// Nothing: the output is only written.
+    Zero,
 }
 
 /// Asks for row tile `tile_index`'s share (of `tiles`) of `block`'s cache
@@ -178,17 +216,18 @@ unsafe fn tile(
     w: *const f32,
     c: *mut f32,
     ldc: usize,
+    onto: Onto,
 ) {
     macro_rules! by_rows {
         ($f:ident, $($v:literal),*) => {
             match (rows, vectors) {
                 $(
-                    (1, $v) => $f::<1, $v>(kc, a, lda, w, c, ldc),
-                    (2, $v) => $f::<2, $v>(kc, a, lda, w, c, ldc),
-                    (3, $v) => $f::<3, $v>(kc, a, lda, w, c, ldc),
-                    (4, $v) => $f::<4, $v>(kc, a, lda, w, c, ldc),
-                    (5, $v) => $f::<5, $v>(kc, a, lda, w, c, ldc),
-                    (6, $v) => $f::<6, $v>(kc, a, lda, w, c, ldc),
+                    (1, $v) => $f::<1, $v>(kc, a, lda, w, c, ldc, onto),
+                    (2, $v) => $f::<2, $v>(kc, a, lda, w, c, ldc, onto),
+                    (3, $v) => $f::<3, $v>(kc, a, lda, w, c, ldc, onto),
+                    (4, $v) => $f::<4, $v>(kc, a, lda, w, c, ldc, onto),
+                    (5, $v) => $f::<5, $v>(kc, a, lda, w, c, ldc, onto),
+                    (6, $v) => $f::<6, $v>(kc, a, lda, w, c, ldc, onto),
                 )*
                 _ => unreachable!("tile {rows}×{vectors}"),
             }
@@ -199,24 +238,24 @@ unsafe fn tile(
         match isa {
             Isa::Avx512 => by_rows!(tile512, 1, 2, 3, 4),
             Isa::Avx2 => match rows {
-                1 => tile256::<1>(kc, a, lda, w, c, ldc),
-                2 => tile256::<2>(kc, a, lda, w, c, ldc),
-                3 => tile256::<3>(kc, a, lda, w, c, ldc),
-                4 => tile256::<4>(kc, a, lda, w, c, ldc),
-                5 => tile256::<5>(kc, a, lda, w, c, ldc),
-                6 => tile256::<6>(kc, a, lda, w, c, ldc),
+                1 => tile256::<1>(kc, a, lda, w, c, ldc, onto),
+                2 => tile256::<2>(kc, a, lda, w, c, ldc, onto),
+                3 => tile256::<3>(kc, a, lda, w, c, ldc, onto),
+                4 => tile256::<4>(kc, a, lda, w, c, ldc, onto),
+                5 => tile256::<5>(kc, a, lda, w, c, ldc, onto),
+                6 => tile256::<6>(kc, a, lda, w, c, ldc, onto),
                 _ => unreachable!("tile {rows}"),
             },
         }
     }
 }
 
-/// c[R, 16·V] += a[R, kc] · w[kc, 16·V] (w's rows 64 apart), in
+/// c[R, 16·V] = `onto` + a[R, kc] · w[kc, 16·V] (w's rows 64 apart), in
 /// R·V AVX-512 accumulators.
 ///
 /// # Safety
-/// The CPU has AVX-512F; a, w and c address the values described, inside
-/// their buffers.
+/// The CPU has AVX-512F; a, w, c and a bias address the values described,
+/// inside their buffers.
 #[target_feature(enable = "avx512f")]
 unsafe fn tile512<const R: usize, const V: usize>(
     kc: usize,
@@ -225,6 +264,7 @@ unsafe fn tile512<const R: usize, const V: usize>(
     w: *const f32,
     c: *mut f32,
     ldc: usize,
+    onto: Onto,
 ) {
     unsafe {
         let mut acc = [[_mm512_setzero_ps(); V]; R];
@@ -243,18 +283,23 @@ unsafe fn tile512<const R: usize, const V: usize>(
         for (r, acc) in acc.iter().enumerate() {
             for (v, acc) in acc.iter().enumerate() {
                 let p = c.add(r * ldc + 16 * v);
-                _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), *acc));
+                let onto = match onto {
+                    Onto::Output => _mm512_loadu_ps(p),
+                    Onto::Bias(b) => _mm512_loadu_ps(b.add(16 * v)),
+                    Onto::Zero => _mm512_setzero_ps(),
+                };
+                _mm512_storeu_ps(p, _mm512_add_ps(onto, *acc));
             }
         }
     }
 }
 
-/// c[R, 16] += a[R, kc] · w[kc, 16] (w's rows 16 apart, contiguous), in 2·R
-/// AVX2 accumulators.
+/// c[R, 16] = `onto` + a[R, kc] · w[kc, 16] (w's rows 16 apart,
+/// contiguous), in 2·R AVX2 accumulators.
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; a, w and c address the values described,
-/// inside their buffers.
+/// The CPU has AVX2 and FMA; a, w, c and a bias address the values
+/// described, inside their buffers.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile256<const R: usize>(
     kc: usize,
@@ -263,6 +308,7 @@ unsafe fn tile256<const R: usize>(
     w: *const f32,
     c: *mut f32,
     ldc: usize,
+    onto: Onto,
 ) {
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
@@ -278,7 +324,12 @@ unsafe fn tile256<const R: usize>(
         for (r, acc) in acc.iter().enumerate() {
             for (v, acc) in acc.iter().enumerate() {
                 let p = c.add(r * ldc + 8 * v);
-                _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), *acc));
+                let onto = match onto {
+                    Onto::Output => _mm256_loadu_ps(p),
+                    Onto::Bias(b) => _mm256_loadu_ps(b.add(8 * v)),
+                    Onto::Zero => _mm256_setzero_ps(),
+                };
+                _mm256_storeu_ps(p, _mm256_add_ps(onto, *acc));
             }
         }
     }
@@ -334,8 +385,10 @@ mod tests {
 
     /// Each kernel the CPU has, against a product in f64, on every edge:
     /// rows not a multiple of 6, k across the 256 block, a partial last
-    /// panel; added onto what the output held (a bias); within float32's
-    /// worst-case error, as the browser's kernel is held.
+    /// panel; added onto what the output held (`accumulate`), or onto a
+    /// bias or nothing into an output it only writes (`forward`, the
+    /// output filled with NaN first); within float32's worst-case error,
+    /// as the browser's kernel is held.
     #[test]
     fn packed_products_match_a_naive_one() {
         let value = |i: usize, s: usize| ((i * 7919 + s) % 1013) as f32 / 1013.0 - 0.5;
@@ -349,28 +402,40 @@ mod tests {
         ] {
             let x: Vec<f32> = (0..m * k).map(|i| value(i, 1)).collect();
             let w: Vec<f32> = (0..k * n).map(|i| value(i, 2)).collect();
-            let bias: Vec<f32> = (0..m * n).map(|i| value(i, 3)).collect();
+            let held: Vec<f32> = (0..m * n).map(|i| value(i, 3)).collect();
+            let bias: Vec<f32> = (0..n).map(|i| value(i, 4)).collect();
             for &isa in kernels_here() {
                 let packed = Packed::for_isa(&w, n, isa).expect("n a multiple of 16");
-                let mut out = bias.clone();
-                packed.accumulate(&x, &mut out);
-                for i in 0..m {
-                    for j in 0..n {
-                        let b = f64::from(bias[i * n + j]);
-                        let (mut sum, mut abs) = (b, b.abs());
-                        for p in 0..k {
-                            let t = f64::from(x[i * k + p]) * f64::from(w[p * n + j]);
-                            sum += t;
-                            abs += t.abs();
+                let mut onto_held = held.clone();
+                packed.accumulate(&x, &mut onto_held);
+                let mut onto_bias = vec![f32::NAN; m * n];
+                packed.forward(&x, Some(&bias), &mut onto_bias);
+                let mut onto_nothing = vec![f32::NAN; m * n];
+                packed.forward(&x, None, &mut onto_nothing);
+                let bias_rows: Vec<f32> = (0..m * n).map(|i| bias[i % n]).collect();
+                for (what, out, start) in [
+                    ("accumulate", &onto_held, &held),
+                    ("forward with a bias", &onto_bias, &bias_rows),
+                    ("forward", &onto_nothing, &vec![0.0; m * n]),
+                ] {
+                    for i in 0..m {
+                        for j in 0..n {
+                            let b = f64::from(start[i * n + j]);
+                            let (mut sum, mut abs) = (b, b.abs());
+                            for p in 0..k {
+                                let t = f64::from(x[i * k + p]) * f64::from(w[p * n + j]);
+                                sum += t;
+                                abs += t.abs();
+                            }
+                            // γₖ₊₂·(Σ|terms| + |bias|), u = 2⁻²⁴ (docs/testing.md).
+                            let nu = (k as f64 + 2.0) * 2f64.powi(-24);
+                            let bound = nu / (1.0 - nu) * abs;
+                            let got = f64::from(out[i * n + j]);
+                            assert!(
+                                (got - sum).abs() <= bound,
+                                "{isa:?} {what} {m}×{k}×{n} at ({i}, {j}): {got} against {sum}"
+                            );
                         }
-                        // γₖ₊₂·(Σ|terms| + |bias|), u = 2⁻²⁴ (docs/testing.md).
-                        let nu = (k as f64 + 2.0) * 2f64.powi(-24);
-                        let bound = nu / (1.0 - nu) * abs;
-                        let got = f64::from(out[i * n + j]);
-                        assert!(
-                            (got - sum).abs() <= bound,
-                            "{isa:?} {m}×{k}×{n} at ({i}, {j}): {got} against {sum}"
-                        );
                     }
                 }
             }
