@@ -81,13 +81,14 @@ PY
 cmd_test() {
   native_deps
   # --no-fail-fast: one failing test binary must not hide the others.
-  say "running the Rust tests (release build; AVX-512 kernels where the CPU has them)"
-  test_step rust cargo test --release --no-fail-fast -- --test-threads=1
-  # The same tests on the AVX2/FMA kernels, which AVX2-only CPUs run: a
-  # build without the avx512 feature takes that path on every x86-64 (only
-  # gemm, burn-flex and vitrine are compiled a second time).
-  say "running the Rust tests again on the AVX2/FMA kernels"
+  # First on the AVX2/FMA kernels, which AVX2-only CPUs run: a build
+  # without the avx512 feature takes that path on every x86-64 (only gemm,
+  # burn-flex and vitrine are compiled a second time). Then the default
+  # build, which leaves the CLI ($BIN) as `./build.sh serve` builds it.
+  say "running the Rust tests on the AVX2/FMA kernels"
   test_step rust-avx2 cargo test --release --no-fail-fast --no-default-features --features cpu,wgpu,train -- --test-threads=1
+  say "running the Rust tests again (default build; AVX-512 kernels where the CPU has them)"
+  test_step rust cargo test --release --no-fail-fast -- --test-threads=1
   # The site is built by a second ./build.sh, so that its first failing
   # command stops it (set -e does not apply inside an `if` condition).
   if ./build.sh dist; then

@@ -36,13 +36,13 @@ use burn::tensor::{Tensor, TensorData};
 use rayon::{current_num_threads, prelude::*};
 
 use super::attention::{SendPtr, attention, product};
-use crate::exec::LookAttention;
 use super::host::{Values, Weight};
 use super::keep::{BlockKeep, KeepAt, Kept, Spare};
 use super::kernels::{gelu_in_place, gelu_keeping_slope};
 use super::matmul::gemm_add;
 #[cfg(target_arch = "wasm32")]
 use super::serial::*;
+use crate::exec::LookAttention;
 
 /// One encoder block's parameters, as the model holds them.
 pub struct BlockParams<'a> {

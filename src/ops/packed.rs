@@ -113,8 +113,8 @@ impl Packed {
         self.product(x, out, first);
     }
 
-    /// `out` = `first` + `x`·W, `first` what the first block of k adds to
-    /// (the next add to `out`).
+    /// `out` = `first` + `x`·W: the first block of k adds its sums to
+    /// `first`, the next ones to what `out` then holds.
     fn product(&self, x: &[f32], out: &mut [f32], first: Onto) {
         let (k, n, isa, width) = (self.k, self.n, self.isa, panel(self.isa));
         let m = x.len().checked_div(k).unwrap_or_else(|| out.len() / n);
