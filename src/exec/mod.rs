@@ -30,9 +30,7 @@ use crate::ops::host::Values;
 #[cfg(feature = "cpu")]
 use crate::ops::keep::Kept;
 
-/// Called with each block's index and attention weights [B, heads, T, T];
-/// `Send`, as the fused encoder calls it from one of rayon's threads.
-pub type LookAttention<'a> = &'a mut (dyn FnMut(usize, &Tensor<4>) + Send);
+pub use crate::ops::LookAttention;
 
 /// What runs a model's encoder. One per model, so the fused variant's size
 /// (its weights' handles) costs nothing worth a box.

@@ -35,6 +35,7 @@ use burn::tensor::{Tensor, TensorData};
 #[cfg(not(target_arch = "wasm32"))]
 use rayon::{current_num_threads, prelude::*};
 
+use super::LookAttention;
 use super::attention::{SendPtr, attention, product};
 use super::host::{Values, Weight};
 use super::keep::{BlockKeep, KeepAt, Kept, Spare};
@@ -42,7 +43,6 @@ use super::kernels::{gelu_in_place, gelu_keeping_slope};
 use super::matmul::gemm_add;
 #[cfg(target_arch = "wasm32")]
 use super::serial::*;
-use crate::exec::LookAttention;
 
 /// One encoder block's parameters, as the model holds them.
 pub struct BlockParams<'a> {
