@@ -16,9 +16,10 @@
 use rayon::{current_num_threads, prelude::*};
 
 use super::attention::{SendPtr, product, product_at};
-use super::encoder::{BlockWeights, Dense, FusedEncoder, Norm, lane_sum};
+use super::encoder::{BlockWeights, Dense, FusedEncoder};
 use super::host::{Values, Weight};
 use super::keep::{BlockKeep, Kept};
+use super::norm::{Norm, lane_sum};
 #[cfg(target_arch = "wasm32")]
 use super::serial::*;
 

@@ -18,6 +18,8 @@ pub mod keep;
 pub mod kernels;
 pub(crate) mod lanes;
 pub mod matmul;
+#[cfg(feature = "cpu")]
+mod norm;
 #[cfg(all(feature = "cpu", target_arch = "x86_64"))]
 pub mod packed;
 
