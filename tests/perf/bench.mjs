@@ -139,7 +139,7 @@ if (firstRuns > 0) {
   const r = JSON.parse(run('node', [path.join(here, 'first_result.mjs'), '--runs', String(firstRuns), '--json']).trim().split('\n').at(-1));
   say('## First result after navigation');
   say();
-  say(`The default model on the bench page (CPU backend), ${firstRuns} fresh browser profiles, each visited twice (the first visit stays ${r.stay} s); medians of where the time went, `
+  say(`The default model on the bench page (CPU backend), ${firstRuns} fresh browser profiles, each visited twice (its browser left ${r.settle} s after its start, the first visit stays ${r.stay} s); medians of where the time went, `
     + 'and when (from navigation) the page\'s script, the worker\'s, its module\'s glue and the wasm module were ready:');
   say();
   say('| visit | first result, per profile | median | page, worker and module | waiting for the model | loading it | first classification | page, worker, glue, module at |');
