@@ -16,7 +16,7 @@
 // Each profile's browser is left --settle seconds (default 2) before its
 // first visit, as a visitor's browser is already running: for about a
 // second after it starts, Chrome loads its own pages (the omnibox's
-// WebUI, ~80 chrome:// scripts) on the same two cores, which put 100-150
+// WebUI, ~80 chrome:// scripts) on the same two cores, which put 150-190
 // ms on a first visit made at once (docs/performance.md).
 //
 // The first visit stays on the page --stay seconds (default 5) after its
@@ -46,7 +46,7 @@ for (let i = 0; i < 100; i++) {
   try { if ((await fetch(origin)).ok) break; } catch { await new Promise((r) => setTimeout(r, 100)); }
 }
 
-// Asked of the page by a timer of its own (`until`, passed in as text):
+// Asked of the page by a timer of its own (UNTIL, passed in as text):
 // Playwright's waits (waitForSelector, waitForFunction) first inject its
 // 340 kB selector engine, which the page's main thread then parses (12-19
 // ms in a trace) just as the page hands its worker the module.
@@ -54,7 +54,7 @@ const UNTIL = `(done) => new Promise((resolve) => {
   const check = () => { const v = done(); if (v) resolve(v); else setTimeout(check, 100); };
   check();
 })`;
-/** `page`'s answer to `until(done)`, or an error after five minutes. */
+/** `page`'s first truthy `done()` (a function's text), polled by UNTIL; an error after five minutes. */
 const ask = (page, done) => Promise.race([
   page.evaluate(`(${UNTIL})(${done})`),
   new Promise((_, reject) => setTimeout(() => reject(new Error(`no answer from ${page.url()} in 5 minutes`)), 300_000).unref()),
