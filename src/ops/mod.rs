@@ -55,8 +55,8 @@ pub(crate) mod serial {
 }
 
 pub use kernels::{gelu, gelu_slope, kernel_path, softmax_last};
+pub use matmul::{linear, matmul};
 
 /// Called with each block's index and attention weights [B, heads, T, T];
 /// `Send`, as the fused encoder calls it from one of rayon's threads.
 pub type LookAttention<'a> = &'a mut (dyn FnMut(usize, &burn::tensor::Tensor<4>) + Send);
-pub use matmul::{linear, matmul};
